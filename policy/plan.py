@@ -1,0 +1,328 @@
+"""Offline plan: run a Pulumi Python program under mocks and record every resource it registers.
+
+No CLI, no provider plugins, no credentials. The program runs in this process with its stack file's config,
+every `RegisterResource` is recorded with its parent and inputs, and the stack's exports are resolved.
+Mocked outputs are inputs echoed back plus deterministic ids/ARNs, so programs that read `.arn`, `.id`,
+`.dns_name` and so on work as they would in a preview.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import runpy
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from policy.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, ResourceRecord
+
+MOCK_ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+class PlanError(Exception):
+    """The program or its stack file could not be run; the message says what and where."""
+
+
+@dataclass
+class Plan:
+    """What a program would create for one stack."""
+
+    project: str
+    stack: str
+    resources: list[ResourceRecord] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: frozenset[str] = frozenset()
+
+
+# --- Stack configuration ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    directory: Path
+    project: str
+    main: Path
+
+
+def read_program(directory: Path) -> ProgramSpec:
+    project_file = directory / "Pulumi.yaml"
+    if not project_file.is_file():
+        raise PlanError(f"{directory}: no Pulumi.yaml here; --program must name a Pulumi project directory")
+    project = _load_yaml(project_file)
+    name = project.get("name")
+    if not isinstance(name, str) or not name:
+        raise PlanError(f"{project_file}: `name` is missing; a Pulumi project needs a name")
+    runtime = project.get("runtime")
+    runtime_name = runtime.get("name") if isinstance(runtime, Mapping) else runtime
+    if runtime_name != "python":
+        raise PlanError(f"{project_file}: runtime is {runtime_name!r}; the offline plan runs only `python`")
+    main = directory / str(project.get("main", "."))
+    if main.is_dir():
+        main = main / "__main__.py"
+    if not main.is_file():
+        raise PlanError(f"{project_file}: the program entry point {main} does not exist")
+    return ProgramSpec(directory=directory, project=name, main=main)
+
+
+def read_stack_config(spec: ProgramSpec, stack: str) -> tuple[dict[str, str], list[str]]:
+    """Config as the engine gives it to a program: `{"<namespace>:<key>": "<string or JSON>"}` and secret keys."""
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    project = _load_yaml(spec.directory / "Pulumi.yaml")
+    for key, declared in (project.get("config") or {}).items():
+        value = declared.get("default") if isinstance(declared, Mapping) else declared
+        if value is not None:
+            config[_qualify(key, spec.project)] = _config_string(value)
+    stack_file = spec.directory / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        available = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in spec.directory.glob("Pulumi.*.yaml"))
+        raise PlanError(f"{stack_file} does not exist; stacks with a config file here: {', '.join(available)}")
+    for key, value in (_load_yaml(stack_file).get("config") or {}).items():
+        qualified = _qualify(key, spec.project)
+        if isinstance(value, Mapping) and "secure" in value:
+            # Encrypted values cannot be decrypted offline; the program sees a marked placeholder.
+            config[qualified] = "offline-placeholder-for-secure-value"
+            secret_keys.append(qualified)
+        else:
+            config[qualified] = _config_string(value)
+    return config, secret_keys
+
+
+def _qualify(key: str, project: str) -> str:
+    return key if ":" in key else f"{project}:{key}"
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise PlanError(f"{path}: cannot be read as YAML ({error})") from error
+    if not isinstance(loaded, dict):
+        raise PlanError(f"{path}: expected a YAML mapping at the top level")
+    return loaded
+
+
+# --- Mocks ------------------------------------------------------------------------------------------------
+
+
+class _PlanMocks(pulumi.runtime.Mocks):
+    """Echo inputs and add the outputs programs commonly read, deterministically."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id = f"{args.name}-id"
+        return resource_id, mock_outputs(args.typ, args.name, dict(args.inputs), self.region)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return mock_call(args.token, dict(args.args), self.region), None
+
+
+def mock_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    if type_ == "awsx:ec2:Vpc":
+        # Remote component: only its outputs exist under mocks (its children are never registered).
+        zones = range(int(inputs.get("numberOfAvailabilityZones") or 3))
+        return {
+            "vpcId": f"vpc-{name}",
+            "publicSubnetIds": [f"subnet-{name}-public-{i}" for i in zones],
+            "privateSubnetIds": [f"subnet-{name}-private-{i}" for i in zones],
+            "isolatedSubnetIds": [],
+            "natGateways": [],
+        }
+    service = type_.split(":")[1].split("/")[0] if type_.count(":") >= 2 else "mock"
+    outputs = dict(inputs)
+    outputs.setdefault("name", inputs.get("name") or name)
+    outputs.setdefault("arn", f"arn:aws:{service}:{region}:{MOCK_ACCOUNT_ID}:{name}")
+    outputs.update(_TYPE_OUTPUTS.get(type_, lambda n, i, r: {})(name, inputs, region))
+    return outputs
+
+
+_TYPE_OUTPUTS: dict[str, Any] = {
+    "aws:lb/loadBalancer:LoadBalancer": lambda n, i, r: {
+        "dnsName": f"{n}-1234567890.{r}.elb.amazonaws.com",
+        "arnSuffix": f"app/{n}/50dc6c495c0c9188",
+        "zoneId": "Z35SXDOTRQ7X7K",
+    },
+    "aws:lb/targetGroup:TargetGroup": lambda n, i, r: {"arnSuffix": f"targetgroup/{n}/6d0ecf831eec9f09"},
+    "aws:kms/key:Key": lambda n, i, r: {"keyId": f"{n}-key-id"},
+    "aws:sqs/queue:Queue": lambda n, i, r: {
+        "url": f"https://sqs.{r}.amazonaws.com/{MOCK_ACCOUNT_ID}/{i.get('name') or n}",
+    },
+    "aws:rds/instance:Instance": lambda n, i, r: {
+        "address": f"{n}.abcdefghij.{r}.rds.amazonaws.com",
+        "endpoint": f"{n}.abcdefghij.{r}.rds.amazonaws.com:5432",
+        "port": i.get("port") or 5432,
+        "masterUserSecrets": [
+            {"secretArn": f"arn:aws:secretsmanager:{r}:{MOCK_ACCOUNT_ID}:secret:rds!db-{n}-AbCdEf"}
+        ],
+    },
+    "aws:elasticache/replicationGroup:ReplicationGroup": lambda n, i, r: {
+        "primaryEndpointAddress": f"master.{n}.abcdef.{r}.cache.amazonaws.com",
+        "readerEndpointAddress": f"replica.{n}.abcdef.{r}.cache.amazonaws.com",
+    },
+    "aws:efs/fileSystem:FileSystem": lambda n, i, r: {"dnsName": f"fs-{n}.efs.{r}.amazonaws.com"},
+    "aws:ecr/repository:Repository": lambda n, i, r: {
+        "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{r}.amazonaws.com/{i.get('name') or n}",
+        "registryId": MOCK_ACCOUNT_ID,
+    },
+    "docker-build:index:Image": lambda n, i, r: {"digest": "sha256:" + "0" * 64, "ref": f"{n}@sha256:" + "0" * 64},
+    "docker:index/image:Image": lambda n, i, r: {
+        "repoDigest": f"{i.get('imageName', n).rsplit(':', 1)[0]}@sha256:" + "0" * 64,
+        "imageName": i.get("imageName", n),
+    },
+    "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": lambda n, i, r: {"hostedZone": "Z0MOCKZONE"},
+    "aws:cloudwatch/logGroup:LogGroup": lambda n, i, r: {
+        "arn": f"arn:aws:logs:{r}:{MOCK_ACCOUNT_ID}:log-group:{i.get('name') or n}",
+    },
+    "aws:secretsmanager/secret:Secret": lambda n, i, r: {
+        "arn": f"arn:aws:secretsmanager:{r}:{MOCK_ACCOUNT_ID}:secret:{i.get('name') or n}-AbCdEf",
+    },
+    "aws:ssm/parameter:Parameter": lambda n, i, r: {
+        "arn": f"arn:aws:ssm:{r}:{MOCK_ACCOUNT_ID}:parameter{i.get('name') or n}",
+    },
+    "aws:iam/role:Role": lambda n, i, r: {"arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/{i.get('name') or n}"},
+    "aws:sns/topic:Topic": lambda n, i, r: {"arn": f"arn:aws:sns:{r}:{MOCK_ACCOUNT_ID}:{i.get('name') or n}"},
+    "aws:s3/bucket:Bucket": lambda n, i, r: {"bucket": i.get("bucket") or n, "arn": f"arn:aws:s3:::{i.get('bucket') or n}"},
+    "aws:s3/bucketV2:BucketV2": lambda n, i, r: {"bucket": i.get("bucket") or n, "arn": f"arn:aws:s3:::{i.get('bucket') or n}"},
+}
+
+
+def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {
+            "accountId": MOCK_ACCOUNT_ID,
+            "arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:user/offline-plan",
+            "userId": "AIDAOFFLINEPLAN",
+            "id": MOCK_ACCOUNT_ID,
+        }
+    if token in ("aws:index/getRegion:getRegion", "aws:index/getRegion:getRegionResult"):
+        return {"name": region, "region": region, "id": region, "endpoint": f"ec2.{region}.amazonaws.com"}
+    if token == "aws:index/getPartition:getPartition":
+        return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+    if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        zones = [f"{region}{letter}" for letter in "abc"]
+        return {"names": zones, "zoneIds": [f"use1-az{i}" for i in range(1, 4)], "id": region}
+    if token == "aws:elb/getServiceAccount:getServiceAccount":
+        return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
+    return dict(args)
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that also keeps each registration's parent, custom flag and raw inputs, in order."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[ResourceRecord] = []
+        self.stack_urn: str | None = None
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        inputs = _normalise(rpc.deserialize_properties(request.object, keep_unknowns=True))
+        parent = request.parent or None
+        self.recorded.append(
+            ResourceRecord(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                inputs=inputs,
+                parent=None if parent == self.stack_urn else parent,
+                custom=bool(request.custom),
+                outputs=_normalise(self.resources[response.urn].state),
+            )
+        )
+        return response
+
+
+def _normalise(value: Any) -> Any:
+    """Integral floats back to ints (the wire has only doubles); unknown sentinels kept as-is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+# --- Running ----------------------------------------------------------------------------------------------
+
+
+def run_program(program_dir: Path, stack: str) -> Plan:
+    """Run the program in `program_dir` for `stack` under mocks and return what it would create."""
+    spec = read_program(program_dir.resolve())
+    config, secret_keys = read_stack_config(spec, stack)
+    region = config.get("aws:region", DEFAULT_REGION)
+    monitor = _RecordingMonitor(_PlanMocks(region))
+    pulumi.runtime.set_mocks(_PlanMocks(region), project=spec.project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    with _program_context(spec.directory):
+        _run_main(spec.main)
+    outputs, secret_outputs = _resolve_exports()
+    return Plan(
+        project=spec.project,
+        stack=stack,
+        resources=list(monitor.recorded),
+        outputs=outputs,
+        secret_outputs=frozenset(secret_outputs),
+    )
+
+
+@pulumi.runtime.test
+def _run_main(main: Path) -> None:
+    runpy.run_path(str(main), run_name="__main__")
+
+
+@contextlib.contextmanager
+def _program_context(directory: Path) -> Iterator[None]:
+    previous_cwd = Path.cwd()
+    sys.path.insert(0, str(directory))
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(directory))
+
+
+def _resolve_exports() -> tuple[dict[str, Any], list[str]]:
+    from pulumi.runtime.settings import get_root_resource
+    from pulumi.runtime.sync_await import _sync_await
+
+    root = get_root_resource()
+    exports: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+    resolved: dict[str, Any] = {}
+    secrets: list[str] = []
+    for key, value in exports.items():
+        output = pulumi.Output.from_input(value)
+        resolved[key] = _normalise(_sync_await(output.future()))
+        if _sync_await(output.is_secret()):
+            secrets.append(key)
+    return resolved, secrets
+
+
+def secret_wrap(value: Any) -> dict[str, Any]:
+    """Wrap a value in Pulumi's secret marker (used by tests and exports)."""
+    return {SECRET_SIG_KEY: SECRET_SIG_VALUE, "value": value}
