@@ -13,7 +13,7 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,8 +133,8 @@ class _PlanMocks(pulumi.runtime.Mocks):
         resource_id = f"{args.name}-id"
         return resource_id, mock_outputs(args.typ, args.name, dict(args.inputs), self.region)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return mock_call(args.token, dict(args.args), self.region), None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        return mock_call(args.token, dict(args.args), self.region)
 
 
 def mock_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
@@ -273,25 +273,56 @@ def run_program(program_dir: Path, stack: str) -> Plan:
     """Run the program in `program_dir` for `stack` under mocks and return what it would create."""
     spec = read_program(program_dir.resolve())
     config, secret_keys = read_stack_config(spec, stack)
-    region = config.get("aws:region", DEFAULT_REGION)
-    monitor = _RecordingMonitor(_PlanMocks(region))
-    pulumi.runtime.set_mocks(_PlanMocks(region), project=spec.project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys)
-    with _program_context(spec.directory):
-        _run_main(spec.main)
-    outputs, secret_outputs = _resolve_exports()
+
+    def run() -> None:
+        with _program_context(spec.directory):
+            runpy.run_path(str(spec.main), run_name="__main__")
+
+    try:
+        resources, outputs, secret_outputs = record(
+            run, project=spec.project, stack=stack, config=config, secret_keys=secret_keys
+        )
+    except Exception as error:
+        raise PlanError(f"{spec.main} failed for stack {stack!r}: {type(error).__name__}: {error}") from error
     return Plan(
         project=spec.project,
         stack=stack,
-        resources=list(monitor.recorded),
+        resources=resources,
         outputs=outputs,
         secret_outputs=frozenset(secret_outputs),
     )
 
 
+def record(
+    build: Callable[[], object],
+    *,
+    project: str = "container-platform",
+    stack: str = "test",
+    config: Mapping[str, str] | None = None,
+    secret_keys: Sequence[str] = (),
+) -> tuple[list[ResourceRecord], dict[str, Any], list[str]]:
+    """Run `build` under recording mocks; return the resources it registered, its exports and secret exports."""
+    config = dict(config or {})
+    region = config.get("aws:region", DEFAULT_REGION)
+    monitor = _RecordingMonitor(_PlanMocks(region))
+    _reset_runtime()
+    pulumi.runtime.set_mocks(_PlanMocks(region), project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, list(secret_keys))
+    _run_under_engine(build)
+    outputs, secret_outputs = _resolve_exports()
+    return list(monitor.recorded), outputs, secret_outputs
+
+
+def _reset_runtime() -> None:
+    """A fresh root stack per run, so several plans can run in one process (tests, several stacks)."""
+    from pulumi.runtime.settings import ROOT
+
+    ROOT.set(None)
+
+
 @pulumi.runtime.test
-def _run_main(main: Path) -> None:
-    runpy.run_path(str(main), run_name="__main__")
+def _run_under_engine(build: Callable[[], object]) -> None:
+    build()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,68 @@
+"""Alerts: the platform's customer-managed KMS key and the SNS topic every alarm notifies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import kms_key_policy
+
+# Services that encrypt with the platform key: log groups, the alert topic (and CloudWatch alarms publishing
+# to it), EventBridge rules targeting it.
+PLATFORM_KEY_SERVICES = ("logs.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com")
+
+
+@dataclass(frozen=True)
+class AlertsArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    region: str
+    """Region (CloudWatch Logs key policy principal)."""
+    account_id: pulumi.Input[str]
+    """Account that administers the key."""
+    alert_email: str | None = None
+    """Email subscribed to the topic. Default: none (subscribe other endpoints yourself)."""
+
+
+class Alerts(pulumi.ComponentResource):
+    key_arn: pulumi.Output[str]
+    """Platform KMS key ARN (logs, SNS, EventBridge)."""
+    topic_arn: pulumi.Output[str]
+    """Alert topic ARN: the alarm action of every alarm on the platform."""
+
+    def __init__(self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:alerts:Alerts", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description=f"{args.name_prefix}: platform logs, alerts and events",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=kms_key_policy(args.account_id, args.region, PLATFORM_KEY_SERVICES),
+            opts=child,
+        )
+        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.name_prefix}-platform", target_key_id=self.key.key_id, opts=child)
+        self.topic = aws.sns.Topic(
+            f"{name}-topic",
+            name=f"{args.name_prefix}-alerts",
+            display_name=f"{args.name_prefix} alerts",
+            kms_master_key_id=self.key.arn,
+            opts=child,
+        )
+        # The seed subscribed email only in prod; any stack that configures an address gets it.
+        self.email_subscription = (
+            aws.sns.TopicSubscription(
+                f"{name}-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=args.alert_email,
+                opts=child,
+            )
+            if args.alert_email
+            else None
+        )
+        self.key_arn = self.key.arn
+        self.topic_arn = self.topic.arn
+        self.register_outputs({"key_arn": self.key_arn, "topic_arn": self.topic_arn})

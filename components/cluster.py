@@ -1,0 +1,265 @@
+"""ContainerCluster: the ECS cluster, its Cloud Map namespace, and the internet-facing ALB that fronts it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import policy_document
+
+# ELB.17: TLS 1.3 with TLS 1.2 fallback, forward secrecy only.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
+ACCESS_LOG_EXPIRY_DAYS = 90
+
+
+@dataclass(frozen=True)
+class ContainerClusterArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the ALB and namespace."""
+    public_subnet_ids: pulumi.Input[list[str]]
+    """Subnets of the internet-facing ALB."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key for the ECS Exec log group and exec sessions."""
+    log_retention_days: int = 90
+    """ECS Exec audit log retention. Default: 90."""
+    container_insights: str = "enhanced"
+    """Container Insights mode: enhanced, enabled or disabled. Default: enhanced."""
+    certificate_arn: str | None = None
+    """ACM certificate; with it, 443 serves TLS and 80 redirects. Default: none (HTTP only)."""
+    deletion_protection: bool = True
+    """ALB deletion protection. Default: true."""
+    idle_timeout_seconds: int = 60
+    """ALB idle timeout. Default: 60."""
+
+
+class ContainerCluster(pulumi.ComponentResource):
+    cluster_arn: pulumi.Output[str]
+    """ECS cluster ARN."""
+    cluster_name: pulumi.Output[str]
+    """ECS cluster name."""
+    namespace_id: pulumi.Output[str]
+    """Cloud Map private DNS namespace id (`<app>-<env>.local`)."""
+    alb_arn_suffix: pulumi.Output[str]
+    """ALB ARN suffix (CloudWatch dimension)."""
+    alb_dns_name: pulumi.Output[str]
+    """ALB DNS name."""
+    alb_security_group_id: pulumi.Output[str]
+    """ALB security group: services allow ingress from it only."""
+    listener_arn: pulumi.Output[str]
+    """The listener services attach their routing rules to (HTTPS when a certificate is set)."""
+
+    def __init__(self, name: str, args: ContainerClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:cluster:ContainerCluster", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._cluster(name, args)
+        self.namespace = aws.servicediscovery.PrivateDnsNamespace(
+            f"{name}-namespace",
+            name=f"{args.name_prefix}.local",
+            vpc=args.vpc_id,
+            description=f"{args.name_prefix} service discovery",
+            opts=self._child,
+        )
+        self._load_balancer(name, args)
+        self.cluster_arn = self.cluster.arn
+        self.cluster_name = self.cluster.name
+        self.namespace_id = self.namespace.id
+        self.alb_arn_suffix = self.alb.arn_suffix
+        self.alb_dns_name = self.alb.dns_name
+        self.alb_security_group_id = self.alb_security_group.id
+        self.register_outputs(
+            {
+                "cluster_arn": self.cluster_arn,
+                "cluster_name": self.cluster_name,
+                "namespace_id": self.namespace_id,
+                "alb_dns_name": self.alb_dns_name,
+                "listener_arn": self.listener_arn,
+            }
+        )
+
+    # --- ECS ---
+
+    def _cluster(self, name: str, args: ContainerClusterArgs) -> None:
+        exec_logs = aws.cloudwatch.LogGroup(
+            f"{name}-exec-logs",
+            name=f"/ecs/{args.name_prefix}/exec",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            opts=self._child,
+        )
+        self.cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=args.name_prefix,
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value=args.container_insights)],
+            configuration=aws.ecs.ClusterConfigurationArgs(
+                execute_command_configuration=aws.ecs.ClusterConfigurationExecuteCommandConfigurationArgs(
+                    kms_key_id=args.log_kms_key_arn,
+                    logging="OVERRIDE",
+                    log_configuration=aws.ecs.ClusterConfigurationExecuteCommandConfigurationLogConfigurationArgs(
+                        cloud_watch_log_group_name=exec_logs.name,
+                        cloud_watch_encryption_enabled=True,
+                    ),
+                )
+            ),
+            opts=self._child,
+        )
+        aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity",
+            cluster_name=self.cluster.name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            default_capacity_provider_strategies=[
+                aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
+                    capacity_provider="FARGATE", base=1, weight=1
+                )
+            ],
+            opts=self._child,
+        )
+
+    # --- Load balancer ---
+
+    def _load_balancer(self, name: str, args: ContainerClusterArgs) -> None:
+        self.alb_security_group = aws.ec2.SecurityGroup(
+            f"{name}-alb-sg",
+            vpc_id=args.vpc_id,
+            description=f"{args.name_prefix} ALB: HTTP/HTTPS from the internet, egress only to services",
+            revoke_rules_on_delete=True,
+            opts=self._child,
+        )
+        ports = [80, 443] if args.certificate_arn else [80]
+        for port in ports:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-ingress-{port}",
+                security_group_id=self.alb_security_group.id,
+                cidr_ipv4="0.0.0.0/0",
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                description=f"Internet to ALB on {port}",
+                opts=self._child,
+            )
+        logs_bucket = self._access_logs_bucket(name, args)
+        self.alb = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            name=f"{args.name_prefix}-alb",
+            internal=False,
+            load_balancer_type="application",
+            security_groups=[self.alb_security_group.id],
+            subnets=args.public_subnet_ids,
+            drop_invalid_header_fields=True,
+            desync_mitigation_mode="strictest",
+            enable_deletion_protection=args.deletion_protection,
+            idle_timeout=args.idle_timeout_seconds,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=logs_bucket.bucket, enabled=True, prefix="alb"),
+            opts=self._child,
+        )
+        not_found = aws.lb.ListenerDefaultActionArgs(
+            type="fixed-response",
+            fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
+                content_type="text/plain", message_body="Not Found", status_code="404"
+            ),
+        )
+        if args.certificate_arn:
+            self.https_listener: aws.lb.Listener | None = aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=self.alb.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=args.certificate_arn,
+                default_actions=[not_found],
+                opts=self._child,
+            )
+            http_action = aws.lb.ListenerDefaultActionArgs(
+                type="redirect",
+                redirect=aws.lb.ListenerDefaultActionRedirectArgs(protocol="HTTPS", port="443", status_code="HTTP_301"),
+            )
+        else:
+            self.https_listener = None
+            http_action = not_found
+        self.http_listener = aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=self.alb.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=[http_action],
+            opts=self._child,
+        )
+        self.listener_arn = (self.https_listener or self.http_listener).arn
+
+    def _access_logs_bucket(self, name: str, args: ContainerClusterArgs) -> aws.s3.Bucket:
+        bucket = aws.s3.Bucket(
+            f"{name}-alb-logs",
+            bucket_prefix=f"{args.name_prefix}-alb-logs-",
+            force_destroy=not args.deletion_protection,
+            opts=self._child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-alb-logs-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-alb-logs-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=self._child,
+        )
+        # ALB access logs support only SSE-S3 (AES256), not KMS: the bucket is encrypted with that.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-alb-logs-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    )
+                )
+            ],
+            opts=self._child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-alb-logs-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=ACCESS_LOG_EXPIRY_DAYS),
+                )
+            ],
+            opts=self._child,
+        )
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        aws.s3.BucketPolicy(
+            f"{name}-alb-logs-policy",
+            bucket=bucket.id,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "ElbWritesAccessLogs",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": elb_account.arn},
+                        "Action": "s3:PutObject",
+                        "Resource": pulumi.Output.concat(bucket.arn, "/alb/AWSLogs/*"),
+                    },
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ]
+            ),
+            opts=self._child,
+        )
+        return bucket

@@ -1,0 +1,348 @@
+"""The secure Fargate task every service runs: roles, log group, security group, task definition.
+
+`WebService` and `QueueWorker` both build their task with `FargateTask`, so the secure defaults (non-root user,
+read-only root filesystem with explicit writable volumes, no privileged, dropped capabilities, init process,
+secrets only through `secrets`, encrypted logs with retention, execution role limited to its own secrets)
+live in one place. `ServiceAttachment` is how shared storage, the database and Redis plug into a service.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import allow, assume_role_policy, policy_document
+
+TMP_VOLUME = "tmp"
+RUN_AS_USER = "1001:1001"
+EXECUTION_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+# Fargate tasks reach ECR, CloudWatch Logs and Secrets Manager over HTTPS (through NAT or VPC endpoints).
+HTTPS = 443
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    volume: str
+    """Task volume name."""
+    path: str
+    """Path inside the container."""
+    read_only: bool = False
+    """Mount read-only. Default: false."""
+
+
+@dataclass(frozen=True)
+class ServiceAttachment:
+    """What a shared resource (EFS, RDS, Redis, queues) adds to a service that uses it."""
+
+    name: str
+    """Short name for child resource names, e.g. `storage`, `database`."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Plain environment variables (endpoints, never secrets). Default: none."""
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Container `secrets`: variable name -> Secrets Manager/SSM ARN (optionally with `:json-key::`). Default: none."""
+    secret_arns: Sequence[pulumi.Input[str]] = ()
+    """Secret/parameter ARNs the execution role may read for `secrets`. Default: none."""
+    volumes: Sequence[aws.ecs.TaskDefinitionVolumeArgs] = ()
+    """Task definition volumes the mount points refer to. Default: none."""
+    mount_points: Sequence[MountPoint] = ()
+    """Mount points for the volumes. Default: none."""
+    task_role_statements: Sequence[pulumi.Input[Mapping[str, Any]]] = ()
+    """IAM statements the application needs on this resource, scoped to its ARNs. Default: none."""
+    peer_security_group_id: pulumi.Input[str] | None = None
+    """Security group of the resource; the service gets SG-to-SG egress to it and it gets ingress. Default: none."""
+    port: int | None = None
+    """Port opened between the service and `peer_security_group_id`. Default: none."""
+
+
+@dataclass(frozen=True)
+class FargateTaskSpec:
+    """Everything about a service's task that is not specific to how it receives work."""
+
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    service_name: str
+    """Short service name, e.g. `api`, `worker`."""
+    image: pulumi.Input[str]
+    """Image reference, pinned by digest."""
+    cpu: int
+    """Task CPU units (valid Fargate size)."""
+    memory: int
+    """Task memory MiB (valid Fargate size for cpu)."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the service security group."""
+    region: str
+    """Region for the awslogs driver."""
+    account_id: pulumi.Input[str]
+    """Account for trust policy conditions."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key that encrypts the log group."""
+    log_retention_days: int = 30
+    """Log retention. Default: 30."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Plain environment variables. Default: none."""
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Extra `secrets` (name -> Secrets Manager/SSM ARN); the execution role may read exactly these. Default: none."""
+    container_port: int | None = None
+    """Port the container listens on. Default: none (workers)."""
+    command: Sequence[str] | None = None
+    """Override of the image command. Default: the image's."""
+    health_check_command: Sequence[str] | None = None
+    """Container health check (`CMD` form). Default: none."""
+    cpu_architecture: str = "X86_64"
+    """X86_64 or ARM64. Default: X86_64."""
+    stop_timeout_seconds: int = 30
+    """Seconds ECS waits after SIGTERM before SIGKILL (max 120 on Fargate). Default: 30."""
+    attachments: Sequence[ServiceAttachment] = ()
+    """Shared resources this service uses. Default: none."""
+    enable_execute_command: bool = False
+    """Grant the task role the SSM channels ECS Exec needs. Default: false."""
+
+
+class FargateTask:
+    """Creates the task's children under `parent`. Not a component: it is part of the service that owns it."""
+
+    def __init__(self, spec: FargateTaskSpec, parent: pulumi.Resource) -> None:
+        self.spec = spec
+        self._opts = pulumi.ResourceOptions(parent=parent)
+        prefix = f"{spec.name_prefix}-{spec.service_name}"
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{prefix}-logs",
+            name=f"/ecs/{spec.name_prefix}/{spec.service_name}",
+            retention_in_days=spec.log_retention_days,
+            kms_key_id=spec.log_kms_key_arn,
+            opts=self._opts,
+        )
+        self.execution_role = self._execution_role(prefix)
+        self.task_role = self._task_role(prefix)
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{prefix}-sg",
+            vpc_id=spec.vpc_id,
+            description=f"{prefix} tasks: ingress only from named security groups",
+            revoke_rules_on_delete=True,
+            opts=self._opts,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{prefix}-egress-https",
+            security_group_id=self.security_group.id,
+            description="HTTPS to AWS APIs (ECR, logs, secrets, SQS) through NAT or endpoints",
+            ip_protocol="tcp",
+            from_port=HTTPS,
+            to_port=HTTPS,
+            cidr_ipv4="0.0.0.0/0",
+            opts=self._opts,
+        )
+        self._connect_attachments(prefix)
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{prefix}-task",
+            family=prefix,
+            cpu=str(spec.cpu),
+            memory=str(spec.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture=spec.cpu_architecture
+            ),
+            execution_role_arn=self.execution_role.arn,
+            task_role_arn=self.task_role.arn,
+            volumes=self._volumes(),
+            container_definitions=self._container_definitions(),
+            opts=self._opts,
+        )
+
+    # --- IAM ---
+
+    def _all_secrets(self) -> dict[str, pulumi.Input[str]]:
+        merged: dict[str, pulumi.Input[str]] = dict(self.spec.secrets)
+        for attachment in self.spec.attachments:
+            merged.update(attachment.secrets)
+        return merged
+
+    def _execution_role(self, prefix: str) -> aws.iam.Role:
+        role = aws.iam.Role(
+            f"{prefix}-exec-role",
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", self.spec.account_id),
+            description=f"{prefix}: pull its image, write its logs, read its own secrets",
+            opts=self._opts,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{prefix}-exec-managed",
+            role=role.name,
+            policy_arn=EXECUTION_MANAGED_POLICY,
+            opts=self._opts,
+        )
+        secret_arns = [arn for a in self.spec.attachments for arn in a.secret_arns]
+        secret_arns += [_secret_resource_arn(v) for v in self.spec.secrets.values()]
+        if secret_arns:
+            aws.iam.RolePolicy(
+                f"{prefix}-exec-secrets",
+                role=role.id,
+                policy=secret_read_policy(secret_arns),
+                opts=self._opts,
+            )
+        return role
+
+    def _task_role(self, prefix: str) -> aws.iam.Role:
+        role = aws.iam.Role(
+            f"{prefix}-task-role",
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", self.spec.account_id),
+            description=f"{prefix}: what the application itself may do",
+            opts=self._opts,
+        )
+        statements: list[pulumi.Input[Mapping[str, Any]]] = [
+            s for a in self.spec.attachments for s in a.task_role_statements
+        ]
+        if self.spec.enable_execute_command:
+            statements.append(
+                allow(
+                    [
+                        "ssmmessages:CreateControlChannel",
+                        "ssmmessages:CreateDataChannel",
+                        "ssmmessages:OpenControlChannel",
+                        "ssmmessages:OpenDataChannel",
+                    ],
+                    ["*"],
+                    sid="EcsExecChannels",
+                )
+            )
+        if statements:
+            aws.iam.RolePolicy(f"{prefix}-task-policy", role=role.id, policy=policy_document(statements), opts=self._opts)
+        return role
+
+    def add_task_role_statements(self, name: str, statements: Sequence[pulumi.Input[Mapping[str, Any]]]) -> None:
+        """Grant the application more, scoped permissions (e.g. its queues)."""
+        prefix = f"{self.spec.name_prefix}-{self.spec.service_name}"
+        aws.iam.RolePolicy(
+            f"{prefix}-task-{name}", role=self.task_role.id, policy=policy_document(statements), opts=self._opts
+        )
+
+    # --- Network ---
+
+    def _connect_attachments(self, prefix: str) -> None:
+        for attachment in self.spec.attachments:
+            if attachment.peer_security_group_id is None or attachment.port is None:
+                continue
+            allow_between(
+                f"{prefix}-to-{attachment.name}",
+                source_security_group_id=self.security_group.id,
+                target_security_group_id=attachment.peer_security_group_id,
+                port=attachment.port,
+                description=f"{prefix} to {attachment.name}",
+                opts=self._opts,
+            )
+
+    # --- Task definition ---
+
+    def _volumes(self) -> list[Any]:
+        volumes: list[Any] = [aws.ecs.TaskDefinitionVolumeArgs(name=TMP_VOLUME)]
+        for attachment in self.spec.attachments:
+            volumes.extend(attachment.volumes)
+        return volumes
+
+    def _container_definitions(self) -> pulumi.Output[str]:
+        spec = self.spec
+        mounts = [MountPoint(TMP_VOLUME, "/tmp")]  # noqa: S108 (the one writable scratch path)
+        mounts += [m for a in spec.attachments for m in a.mount_points]
+        environment: dict[str, pulumi.Input[str]] = dict(spec.environment)
+        for attachment in spec.attachments:
+            environment.update(attachment.environment)
+        container: dict[str, Any] = {
+            "name": spec.service_name,
+            "image": spec.image,
+            "essential": True,
+            "user": RUN_AS_USER,
+            "readonlyRootFilesystem": True,
+            "privileged": False,
+            "memoryReservation": math.floor(spec.memory * 0.8),
+            "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+            "environment": [{"name": k, "value": environment[k]} for k in sorted(environment)],
+            "secrets": [{"name": k, "valueFrom": v} for k, v in sorted(self._all_secrets().items())],
+            "mountPoints": [
+                {"sourceVolume": m.volume, "containerPath": m.path, "readOnly": m.read_only} for m in mounts
+            ],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": self.log_group.name,
+                    "awslogs-region": spec.region,
+                    "awslogs-stream-prefix": "ecs",
+                    "mode": "non-blocking",
+                    "max-buffer-size": "25m",
+                },
+            },
+            "stopTimeout": spec.stop_timeout_seconds,
+        }
+        if spec.container_port is not None:
+            container["portMappings"] = [{"containerPort": spec.container_port, "protocol": "tcp", "name": "http"}]
+        if spec.command is not None:
+            container["command"] = list(spec.command)
+        if spec.health_check_command is not None:
+            # The seed's timings: every 30 s, 5 s timeout, 3 retries, 60 s to start.
+            container["healthCheck"] = {
+                "command": list(spec.health_check_command),
+                "interval": 30,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 60,
+            }
+        return pulumi.Output.json_dumps([container])
+
+
+def allow_between(
+    name: str,
+    *,
+    source_security_group_id: pulumi.Input[str],
+    target_security_group_id: pulumi.Input[str],
+    port: int,
+    description: str,
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """SG-to-SG: egress from source to target and ingress on target from source, on one TCP port."""
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-egress",
+        security_group_id=source_security_group_id,
+        referenced_security_group_id=target_security_group_id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        description=description,
+        opts=opts,
+    )
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-ingress",
+        security_group_id=target_security_group_id,
+        referenced_security_group_id=source_security_group_id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        description=description,
+        opts=opts,
+    )
+
+
+def _secret_resource_arn(value_from: pulumi.Input[str]) -> pulumi.Output[str]:
+    """`arn:...:secret:name-AbCdEf:json-key::` -> the secret's ARN (what IAM scopes on)."""
+    return pulumi.Output.from_input(value_from).apply(
+        lambda arn: ":".join(arn.split(":")[:7]) if ":secret:" in arn else arn
+    )
+
+
+def secret_read_policy(arns: Sequence[pulumi.Input[str]]) -> pulumi.Output[str]:
+    """Read exactly these Secrets Manager secrets and SSM parameters, nothing else."""
+
+    def document(values: list[str]) -> str:
+        secrets = sorted({a for a in values if ":secretsmanager:" in a})
+        parameters = sorted({a for a in values if ":ssm:" in a})
+        statements = []
+        if secrets:
+            statements.append(allow(["secretsmanager:GetSecretValue"], secrets, sid="ReadOwnSecrets"))
+        if parameters:
+            statements.append(allow(["ssm:GetParameters"], parameters, sid="ReadOwnParameters"))
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+    return pulumi.Output.all(*arns).apply(lambda values: document(list(values)))

@@ -1,0 +1,330 @@
+"""WebService: a Fargate service behind the cluster's ALB, registered in Cloud Map, autoscaled three ways."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, allow_between
+
+SCALE_IN_COOLDOWN = 300
+SCALE_OUT_COOLDOWN = 60
+# The seed's request-count steps (per 5 minutes): < 1000 remove a task, >= 2000 add one, >= 5000 add two.
+REQUEST_SCALE_IN_BELOW = 1000
+REQUEST_SCALE_OUT_AT = 2000
+REQUEST_SCALE_OUT_FAST_AT = 5000
+
+
+@dataclass(frozen=True)
+class WebServiceArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    service_name: str
+    """Short service name (container name, Cloud Map name)."""
+    image: pulumi.Input[str]
+    """Image reference, pinned by digest."""
+    region: str
+    """Region (awslogs driver)."""
+    account_id: pulumi.Input[str]
+    """Account (trust policy conditions)."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the service and its target group."""
+    private_subnet_ids: pulumi.Input[list[str]]
+    """Subnets the tasks run in (never public)."""
+    cluster_arn: pulumi.Input[str]
+    """ECS cluster ARN."""
+    cluster_name: pulumi.Input[str]
+    """ECS cluster name (autoscaling resource id)."""
+    namespace_id: pulumi.Input[str]
+    """Cloud Map namespace id."""
+    listener_arn: pulumi.Input[str]
+    """ALB listener the service's routing rule attaches to."""
+    alb_security_group_id: pulumi.Input[str]
+    """ALB security group: the only ingress source."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key for the log group."""
+    cpu: int = 512
+    """Task CPU units. Default: 512."""
+    memory: int = 1024
+    """Task memory MiB. Default: 1024."""
+    desired_count: int = 2
+    """Initial task count. Default: 2."""
+    min_count: int = 1
+    """Autoscaling minimum. Default: 1."""
+    max_count: int = 3
+    """Autoscaling maximum. Default: 3."""
+    container_port: int = 8080
+    """Container port. Default: 8080."""
+    health_check_path: str = "/health"
+    """Health check path (target group and container). Default: /health."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Plain environment variables (never secrets). Default: none."""
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Container secrets: name -> Secrets Manager/SSM ARN. Default: none."""
+    attachments: Sequence[ServiceAttachment] = ()
+    """Shared storage, database, cache the service uses. Default: none."""
+    log_retention_days: int = 30
+    """Log retention. Default: 30."""
+    cpu_architecture: str = "X86_64"
+    """X86_64 or ARM64. Default: X86_64."""
+    on_demand_base: int = 1
+    """Tasks always on on-demand FARGATE. Default: 1."""
+    spot_weight: int = 0
+    """FARGATE_SPOT weight relative to FARGATE's 1. Default: 0 (no Spot)."""
+    enable_execute_command: bool = False
+    """ECS Exec. Default: false."""
+    listener_rule_priority: int = 100
+    """Priority of the service's rule on the listener. Default: 100."""
+    path_patterns: Sequence[str] = ("/*",)
+    """Paths routed to the service. Default: everything."""
+
+
+class WebService(pulumi.ComponentResource):
+    service_name: pulumi.Output[str]
+    """ECS service name."""
+    security_group_id: pulumi.Output[str]
+    """Task security group (attach data stores to it)."""
+    target_group_arn_suffix: pulumi.Output[str]
+    """Target group ARN suffix (CloudWatch dimension)."""
+    task_role_arn: pulumi.Output[str]
+    """Task role ARN."""
+    log_group_name: pulumi.Output[str]
+    """Log group name."""
+
+    def __init__(self, name: str, args: WebServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:web-service:WebService", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self)
+        prefix = f"{args.name_prefix}-{args.service_name}"
+        self.task = FargateTask(
+            FargateTaskSpec(
+                name_prefix=args.name_prefix,
+                service_name=args.service_name,
+                image=args.image,
+                cpu=args.cpu,
+                memory=args.memory,
+                vpc_id=args.vpc_id,
+                region=args.region,
+                account_id=args.account_id,
+                log_kms_key_arn=args.log_kms_key_arn,
+                log_retention_days=args.log_retention_days,
+                environment={"PORT": str(args.container_port), **args.environment},
+                secrets=args.secrets,
+                container_port=args.container_port,
+                health_check_command=_http_probe(args.container_port, args.health_check_path),
+                cpu_architecture=args.cpu_architecture,
+                attachments=args.attachments,
+                enable_execute_command=args.enable_execute_command,
+            ),
+            parent=self,
+        )
+        allow_between(
+            f"{prefix}-from-alb",
+            source_security_group_id=args.alb_security_group_id,
+            target_security_group_id=self.task.security_group.id,
+            port=args.container_port,
+            description=f"ALB to {prefix}",
+            opts=self._child,
+        )
+        self.target_group, listener_rule = self._routing(prefix, args)
+        self.discovery = aws.servicediscovery.Service(
+            f"{prefix}-discovery",
+            name=args.service_name,
+            dns_config=aws.servicediscovery.ServiceDnsConfigArgs(
+                namespace_id=args.namespace_id,
+                dns_records=[aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(type="A", ttl=10)],
+                routing_policy="MULTIVALUE",
+            ),
+            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+            opts=self._child,
+        )
+        self.service = aws.ecs.Service(
+            f"{prefix}-service",
+            name=prefix,
+            cluster=args.cluster_arn,
+            task_definition=self.task.task_definition.arn,
+            desired_count=args.desired_count,
+            capacity_provider_strategies=_capacity_strategy(args.on_demand_base, args.spot_weight),
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.private_subnet_ids,
+                security_groups=[self.task.security_group.id],
+                assign_public_ip=False,
+            ),
+            load_balancers=[
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=self.target_group.arn,
+                    container_name=args.service_name,
+                    container_port=args.container_port,
+                )
+            ],
+            health_check_grace_period_seconds=120,
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            service_registries=aws.ecs.ServiceServiceRegistriesArgs(registry_arn=self.discovery.arn),
+            enable_execute_command=args.enable_execute_command,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            wait_for_steady_state=False,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[listener_rule], ignore_changes=["desiredCount"]
+            ),
+        )
+        self._autoscaling(prefix, args)
+        self.service_name = self.service.name
+        self.security_group_id = self.task.security_group.id
+        self.target_group_arn_suffix = self.target_group.arn_suffix
+        self.task_role_arn = self.task.task_role.arn
+        self.log_group_name = self.task.log_group.name
+        self.register_outputs(
+            {
+                "service_name": self.service_name,
+                "security_group_id": self.security_group_id,
+                "target_group_arn_suffix": self.target_group_arn_suffix,
+            }
+        )
+
+    # --- Load balancing ---
+
+    def _routing(self, prefix: str, args: WebServiceArgs) -> tuple[aws.lb.TargetGroup, aws.lb.ListenerRule]:
+        target_group = aws.lb.TargetGroup(
+            f"{prefix}-tg",
+            name_prefix=args.service_name[:6],
+            port=args.container_port,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=args.vpc_id,
+            deregistration_delay=60,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True,
+                path=args.health_check_path,
+                matcher="200",
+                interval=30,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=5,
+            ),
+            opts=self._child,
+        )
+        rule = aws.lb.ListenerRule(
+            f"{prefix}-rule",
+            listener_arn=args.listener_arn,
+            priority=args.listener_rule_priority,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(args.path_patterns))
+                )
+            ],
+            actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
+            opts=self._child,
+        )
+        return target_group, rule
+
+    # --- Autoscaling ---
+
+    def _autoscaling(self, prefix: str, args: WebServiceArgs) -> None:
+        target = aws.appautoscaling.Target(
+            f"{prefix}-scaling-target",
+            min_capacity=args.min_count,
+            max_capacity=args.max_count,
+            resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", self.service.name),
+            scalable_dimension="ecs:service:DesiredCount",
+            service_namespace="ecs",
+            opts=self._child,
+        )
+        for metric, value in (("ECSServiceAverageCPUUtilization", 70), ("ECSServiceAverageMemoryUtilization", 80)):
+            aws.appautoscaling.Policy(
+                f"{prefix}-{'cpu' if 'CPU' in metric else 'memory'}-scaling",
+                policy_type="TargetTrackingScaling",
+                resource_id=target.resource_id,
+                scalable_dimension=target.scalable_dimension,
+                service_namespace=target.service_namespace,
+                target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                    target_value=value,
+                    scale_in_cooldown=SCALE_IN_COOLDOWN,
+                    scale_out_cooldown=SCALE_OUT_COOLDOWN,
+                    predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                        predefined_metric_type=metric
+                    ),
+                ),
+                opts=self._child,
+            )
+        self._request_count_steps(prefix, target)
+
+    def _request_count_steps(self, prefix: str, target: aws.appautoscaling.Target) -> None:
+        # The seed measured the whole ALB; counting this target group's requests scales this service on its own load.
+        dimensions = {"TargetGroup": self.target_group.arn_suffix}
+        step = aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs
+        scale_out = self._step_policy(
+            f"{prefix}-requests-out",
+            target,
+            SCALE_OUT_COOLDOWN,
+            [
+                step(scaling_adjustment=1, metric_interval_lower_bound="0",
+                     metric_interval_upper_bound=str(REQUEST_SCALE_OUT_FAST_AT - REQUEST_SCALE_OUT_AT)),
+                step(scaling_adjustment=2, metric_interval_lower_bound=str(REQUEST_SCALE_OUT_FAST_AT - REQUEST_SCALE_OUT_AT)),
+            ],
+        )  # fmt: skip
+        scale_in = self._step_policy(
+            f"{prefix}-requests-in",
+            target,
+            SCALE_IN_COOLDOWN,
+            [step(scaling_adjustment=-1, metric_interval_upper_bound="0")],
+        )
+        for direction, policy, operator, threshold in (
+            ("out", scale_out, "GreaterThanOrEqualToThreshold", REQUEST_SCALE_OUT_AT),
+            ("in", scale_in, "LessThanThreshold", REQUEST_SCALE_IN_BELOW),
+        ):
+            aws.cloudwatch.MetricAlarm(
+                f"{prefix}-requests-{direction}-alarm",
+                alarm_description=f"{prefix}: request count drives step scaling",
+                namespace="AWS/ApplicationELB",
+                metric_name="RequestCount",
+                dimensions=dimensions,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator=operator,
+                threshold=threshold,
+                treat_missing_data="notBreaching" if operator.startswith("Greater") else "breaching",
+                alarm_actions=[policy.arn],
+                opts=self._child,
+            )
+
+    def _step_policy(
+        self,
+        name: str,
+        target: aws.appautoscaling.Target,
+        cooldown: int,
+        steps: list[aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs],
+    ) -> aws.appautoscaling.Policy:
+        return aws.appautoscaling.Policy(
+            name,
+            policy_type="StepScaling",
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            service_namespace=target.service_namespace,
+            step_scaling_policy_configuration=aws.appautoscaling.PolicyStepScalingPolicyConfigurationArgs(
+                adjustment_type="ChangeInCapacity",
+                cooldown=cooldown,
+                metric_aggregation_type="Maximum",
+                step_adjustments=steps,
+            ),
+            opts=self._child,
+        )
+
+
+def _http_probe(port: int, path: str) -> list[str]:
+    # The seed used curl, which a minimal image does not ship; the image's Python does the same check.
+    script = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4)"
+    return ["CMD", "python", "-c", script]
+
+
+def _capacity_strategy(on_demand_base: int, spot_weight: int) -> list[aws.ecs.ServiceCapacityProviderStrategyArgs]:
+    strategy = [aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider="FARGATE", base=on_demand_base, weight=1)]
+    if spot_weight:
+        strategy.append(aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider="FARGATE_SPOT", weight=spot_weight))
+    return strategy

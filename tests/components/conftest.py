@@ -1,0 +1,1 @@
+"""Component tests build components under recording mocks: see tests/support.py (`build`, `Recorded`)."""

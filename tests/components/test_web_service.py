@@ -1,0 +1,202 @@
+"""WebService: the secure task, the service wiring, routing and the seed's autoscaling."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from components.ecs_task import EXECUTION_MANAGED_POLICY, ServiceAttachment
+from components.web_service import WebService, WebServiceArgs
+from tests.support import Recorded, actions_of, build, env_map, inputs, json_input
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + "a" * 64
+DB_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"
+API_KEY_PARAM = "arn:aws:ssm:us-east-1:123456789012:parameter/jobs/dev/api-key"
+
+
+def web_args(**overrides) -> WebServiceArgs:
+    values = {
+        "name_prefix": "jobs-dev",
+        "service_name": "api",
+        "image": IMAGE,
+        "region": "us-east-1",
+        "account_id": "123456789012",
+        "vpc_id": "vpc-1",
+        "private_subnet_ids": ["subnet-a", "subnet-b"],
+        "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/jobs-dev",
+        "cluster_name": "jobs-dev",
+        "namespace_id": "ns-1",
+        "listener_arn": "arn:aws:elasticloadbalancing:listener/app/x",
+        "alb_security_group_id": "sg-alb",
+        "log_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/k",
+        "desired_count": 2,
+        "min_count": 1,
+        "max_count": 5,
+    }
+    values.update(overrides)
+    return WebServiceArgs(**values)
+
+
+def build_service(**overrides) -> Recorded:
+    return build(lambda: WebService("api", web_args(**overrides)))
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Recorded:
+    return build_service(secrets={"DATABASE_URL": f"{DB_SECRET}:url::", "API_KEY": API_KEY_PARAM})
+
+
+def container(recorded: Recorded) -> dict:
+    (definition,) = json_input(recorded.one("aws:ecs/taskDefinition:TaskDefinition"), "containerDefinitions")
+    return definition
+
+
+def test_every_child_is_parented_to_the_component(recorded):
+    component = recorded.one("container-platform:web-service:WebService")
+    assert all(r.parent == component.urn for r in recorded.resources if r is not component)
+
+
+def test_container_runs_locked_down(recorded):
+    c = container(recorded)
+    assert c["user"] == "1001:1001"
+    assert c["readonlyRootFilesystem"] is True
+    assert c["privileged"] is False
+    assert c["linuxParameters"] == {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}}
+    assert c["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert c["image"] == IMAGE
+    assert c["memoryReservation"] == 819
+    assert c["portMappings"] == [{"containerPort": 8080, "protocol": "tcp", "name": "http"}]
+    assert c["logConfiguration"]["logDriver"] == "awslogs"
+    assert c["logConfiguration"]["options"]["awslogs-group"] == "/ecs/jobs-dev/api"
+
+
+def test_secrets_go_through_secrets_and_never_environment(recorded):
+    c = container(recorded)
+    assert env_map(c["secrets"], "valueFrom") == {"API_KEY": API_KEY_PARAM, "DATABASE_URL": f"{DB_SECRET}:url::"}
+    assert set(env_map(c["environment"])) == {"PORT"}
+
+
+def test_health_check_uses_the_seed_timings(recorded):
+    check = container(recorded)["healthCheck"]
+    assert (check["interval"], check["timeout"], check["retries"], check["startPeriod"]) == (30, 5, 3, 60)
+    assert check["command"][0] == "CMD"
+    assert "http://127.0.0.1:8080/health" in check["command"][-1]
+
+
+def test_task_definition_is_fargate_with_tmp_volume(recorded):
+    task = inputs(recorded.one("aws:ecs/taskDefinition:TaskDefinition"))
+    assert (task["cpu"], task["memory"], task["networkMode"]) == ("512", "1024", "awsvpc")
+    assert task["requiresCompatibilities"] == ["FARGATE"]
+    assert task["volumes"] == [{"name": "tmp"}]
+
+
+def test_execution_role_reads_only_its_own_secrets(recorded):
+    attachment = recorded.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert inputs(attachment)["policyArn"] == EXECUTION_MANAGED_POLICY
+    policy = json_input(recorded.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-exec-secrets"), "policy")
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ReadOwnSecrets"]["Resource"] == [DB_SECRET]
+    assert by_sid["ReadOwnSecrets"]["Action"] == ["secretsmanager:GetSecretValue"]
+    assert by_sid["ReadOwnParameters"]["Resource"] == [API_KEY_PARAM]
+
+
+def test_roles_trust_only_ecs_tasks_of_this_account(recorded):
+    for role in recorded.of_type("aws:iam/role:Role"):
+        (statement,) = json_input(role, "assumeRolePolicy")["Statement"]
+        assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+def test_task_role_has_no_permissions_without_attachments(recorded):
+    names = [r.name for r in recorded.of_type("aws:iam/rolePolicy:RolePolicy")]
+    assert names == ["jobs-dev-api-exec-secrets"]
+
+
+def test_service_is_private_and_safe_to_deploy(recorded):
+    service = inputs(recorded.one("aws:ecs/service:Service"))
+    network = service["networkConfiguration"]
+    assert network["assignPublicIp"] is False
+    assert network["subnets"] == ["subnet-a", "subnet-b"]
+    assert service["platformVersion"] == "LATEST"
+    assert service["healthCheckGracePeriodSeconds"] == 120
+    assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert service["enableExecuteCommand"] is False
+    assert service["serviceRegistries"]["registryArn"].endswith("api-discovery")
+    assert service["loadBalancers"][0]["containerName"] == "api"
+    assert service["capacityProviderStrategies"] == [{"capacityProvider": "FARGATE", "base": 1, "weight": 1}]
+
+
+def test_spot_weight_adds_fargate_spot():
+    recorded = build_service(spot_weight=3, on_demand_base=0)
+    strategy = inputs(recorded.one("aws:ecs/service:Service"))["capacityProviderStrategies"]
+    assert {s["capacityProvider"]: s["weight"] for s in strategy} == {"FARGATE": 1, "FARGATE_SPOT": 3}
+
+
+def test_only_the_alb_reaches_the_tasks(recorded):
+    (ingress,) = recorded.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert inputs(ingress)["referencedSecurityGroupId"] == "sg-alb"
+    assert (inputs(ingress)["fromPort"], inputs(ingress)["toPort"]) == (8080, 8080)
+    assert "cidrIpv4" not in inputs(ingress)
+    egress = {r.name: inputs(r) for r in recorded.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
+    assert egress["jobs-dev-api-from-alb-egress"]["securityGroupId"] == "sg-alb"
+    assert egress["jobs-dev-api-egress-https"]["fromPort"] == 443
+
+
+def test_target_group_uses_the_seed_health_check(recorded):
+    group = inputs(recorded.one("aws:lb/targetGroup:TargetGroup"))
+    assert group["targetType"] == "ip"
+    assert group["deregistrationDelay"] == 60
+    health = group["healthCheck"]
+    assert (health["path"], health["matcher"], health["interval"], health["timeout"]) == ("/health", "200", 30, 5)
+    assert (health["healthyThreshold"], health["unhealthyThreshold"]) == (2, 5)
+
+
+def test_autoscaling_follows_the_seed(recorded):
+    target = inputs(recorded.one("aws:appautoscaling/target:Target"))
+    assert (target["minCapacity"], target["maxCapacity"]) == (1, 5)
+    policies = {r.name: inputs(r) for r in recorded.of_type("aws:appautoscaling/policy:Policy")}
+    cpu = policies["jobs-dev-api-cpu-scaling"]["targetTrackingScalingPolicyConfiguration"]
+    memory = policies["jobs-dev-api-memory-scaling"]["targetTrackingScalingPolicyConfiguration"]
+    assert (cpu["targetValue"], memory["targetValue"]) == (70, 80)
+    assert (cpu["scaleInCooldown"], cpu["scaleOutCooldown"]) == (300, 60)
+    out = policies["jobs-dev-api-requests-out"]["stepScalingPolicyConfiguration"]["stepAdjustments"]
+    assert [(s["scalingAdjustment"], s.get("metricIntervalLowerBound")) for s in out] == [(1, "0"), (2, "3000")]
+    scale_in = policies["jobs-dev-api-requests-in"]["stepScalingPolicyConfiguration"]["stepAdjustments"]
+    assert scale_in == [{"scalingAdjustment": -1, "metricIntervalUpperBound": "0"}]
+    alarms = {r.name: inputs(r) for r in recorded.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert alarms["jobs-dev-api-requests-out-alarm"]["threshold"] == 2000
+    assert alarms["jobs-dev-api-requests-in-alarm"]["threshold"] == 1000
+
+
+def test_attachments_add_env_secrets_volumes_grants_and_sg_rules():
+    attachment = ServiceAttachment(
+        name="db",
+        environment={"DB_HOST": "db.internal"},
+        secrets={"DB_PASSWORD": f"{DB_SECRET}:password::"},
+        secret_arns=[DB_SECRET],
+        task_role_statements=[{"Effect": "Allow", "Action": ["rds-db:connect"], "Resource": ["arn:db"]}],
+        peer_security_group_id="sg-db",
+        port=5432,
+    )
+    recorded = build_service(attachments=[attachment], enable_execute_command=True)
+    c = container(recorded)
+    assert env_map(c["environment"])["DB_HOST"] == "db.internal"
+    assert env_map(c["secrets"], "valueFrom") == {"DB_PASSWORD": f"{DB_SECRET}:password::"}
+    task_policy = json_input(recorded.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-task-policy"), "policy")
+    assert actions_of(task_policy) == {
+        "rds-db:connect",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    }
+    ingress = recorded.find("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "jobs-dev-api-to-db-ingress")
+    assert inputs(ingress)["securityGroupId"] == "sg-db"
+    assert inputs(ingress)["fromPort"] == 5432
+
+
+def test_no_plaintext_secret_reaches_the_environment_through_outputs():
+    recorded = build_service(environment={"LOG_LEVEL": pulumi.Output.from_input("debug")})
+    assert json.dumps(container(recorded)["environment"]).count("debug") == 1
