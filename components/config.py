@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 Environment = Literal["dev", "staging", "prod"]
-NatStrategy = Literal["single", "onePerAz", "none"]
+NatStrategy = Literal["single", "onePerAz"]
 ContainerInsights = Literal["enhanced", "enabled", "disabled"]
 CpuArchitecture = Literal["X86_64", "ARM64"]
 
@@ -71,7 +71,7 @@ class NetworkConfig:
     maxAzs: int = field(default=3, metadata=_check(lambda v: 2 <= v <= 3, "2 or 3"))
     """Availability zones to spread subnets over. Default: 3 (the seed's maxAzs)."""
     natGateways: NatStrategy = "single"
-    """NAT gateways: `single` (one, cheap), `onePerAz` (HA) or `none` (isolated). Default: per environment."""
+    """NAT gateways: `single` (one, cheap) or `onePerAz` (HA). Default: per environment."""
     flowLogRetentionDays: int = field(default=30, metadata=_check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value"))
     """VPC flow log retention in days. Default: per environment."""
 
@@ -111,7 +111,7 @@ class StackConfig:
     applicationName: str = field(default="jobs", metadata=_check(lambda v: bool(NAME_PATTERN.match(v)), "3-24 chars: lowercase letters, digits, hyphens; starts with a letter"))
     """Prefix of every resource name. Default: jobs."""
     region: str = "us-east-1"
-    """AWS region, from `aws:region`. Default: us-east-1."""
+    """AWS region: set it as `aws:region`, not in this namespace. Default: us-east-1."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     """VPC settings (object)."""
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -197,6 +197,8 @@ def parse_stack_config(raw: Mapping[str, Any], region: str | None = None) -> Sta
     if environment not in ENVIRONMENTS:
         shown = "missing" if environment is None else repr(environment)
         raise ConfigError([f"environment: {shown}; allowed: {', '.join(ENVIRONMENTS)}"])
+    if "region" in raw:
+        problems.append(f"region: {raw['region']!r} in the project namespace; allowed: set `aws:region` instead")
     merged = _deep_merge(PROFILES[environment].defaults(), dict(raw))
     if region is not None:
         merged["region"] = region
@@ -334,6 +336,8 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
             f"service.desiredCount: {service.desiredCount} is outside service.minCount..maxCount "
             f"({minimum}..{service.maxCount}); allowed: min <= desired <= max"
         )
+    if config.is_prod and config.certificateArn is None:
+        problems.append("certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)")
     if config.is_prod and config.network.natGateways != "onePerAz":
         problems.append(
             f"network.natGateways: {config.network.natGateways!r} in prod; allowed in prod: onePerAz "

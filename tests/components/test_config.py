@@ -26,7 +26,7 @@ def problems(raw: dict[str, Any]) -> list[str]:
     ],
 )
 def test_each_environment_gets_the_seed_sizing(environment, cpu, memory, desired, minimum, maximum, nat):
-    config = parse_stack_config({"environment": environment})
+    config = parse_stack_config({"environment": environment, "certificateArn": CERT})
     service = config.service
     assert (service.cpu, service.memory, service.desiredCount, service.maxCount) == (cpu, memory, desired, maximum)
     from components.config import min_count
@@ -120,5 +120,15 @@ def test_images_must_be_pinned():
 
 
 def test_prod_refuses_a_single_nat_gateway():
-    (message,) = problems({"environment": "prod", "network": {"natGateways": "single"}})
+    (message,) = problems({"environment": "prod", "certificateArn": CERT, "network": {"natGateways": "single"}})
     assert message.startswith("network.natGateways: 'single' in prod; allowed in prod: onePerAz")
+
+
+def test_prod_requires_a_certificate():
+    (message,) = problems({"environment": "prod"})
+    assert message.startswith("certificateArn: missing in prod")
+
+
+def test_region_belongs_to_the_aws_namespace():
+    (message,) = problems({"environment": "dev", "region": "eu-west-1"})
+    assert message == "region: 'eu-west-1' in the project namespace; allowed: set `aws:region` instead"

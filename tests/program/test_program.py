@@ -1,0 +1,150 @@
+"""The whole program per stack, under mocks: what each environment gets, and that bad config stops it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from policy import check
+from policy.plan import Plan, PlanError, run_program
+from tests.support import Recorded, inputs, json_input
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ("dev", "staging", "prod")
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, Plan]:
+    return {stack: run_program(ROOT, stack) for stack in STACKS}
+
+
+def recorded(plan: Plan) -> Recorded:
+    return Recorded(plan.resources, plan.outputs)
+
+
+def test_every_export_resolves(plans):
+    for plan in plans.values():
+        assert {"albDnsName", "url", "clusterName", "apiServiceName", "vpcId", "alertTopicArn"} <= set(plan.outputs)
+        assert all(value not in (None, "", []) for value in plan.outputs.values())
+    assert plans["prod"].outputs["url"].startswith("https://")
+    assert plans["dev"].outputs["url"].startswith("http://")
+    assert plans["dev"].outputs["clusterName"] == "jobs-dev"
+
+
+@pytest.mark.parametrize(
+    ("stack", "nat", "cpu", "memory", "desired", "minimum", "maximum"),
+    [
+        ("dev", "Single", "512", "1024", 1, 1, 3),
+        ("staging", "Single", "1024", "2048", 2, 1, 5),
+        ("prod", "OnePerAz", "2048", "4096", 3, 2, 10),
+    ],
+)
+def test_sizing_follows_the_table(plans, stack, nat, cpu, memory, desired, minimum, maximum):
+    plan = recorded(plans[stack])
+    assert inputs(plan.one("awsx:ec2:Vpc"))["natGateways"] == {"strategy": nat}
+    task = next(
+        inputs(r) for r in plan.of_type("aws:ecs/taskDefinition:TaskDefinition") if r.name == f"jobs-{stack}-api-task"
+    )
+    assert (task["cpu"], task["memory"]) == (cpu, memory)
+    api = plan.find("aws:ecs/service:Service", f"jobs-{stack}-api-service")
+    assert inputs(api)["desiredCount"] == desired
+    target = plan.find("aws:appautoscaling/target:Target", f"jobs-{stack}-api-scaling-target")
+    assert (inputs(target)["minCapacity"], inputs(target)["maxCapacity"]) == (minimum, maximum)
+
+
+def test_alert_email_only_where_configured(plans):
+    counts = {s: len(recorded(p).of_type("aws:sns/topicSubscription:TopicSubscription")) for s, p in plans.items()}
+    assert counts == {"dev": 0, "staging": 1, "prod": 1}
+
+
+def test_only_prod_serves_tls_and_protects_the_alb(plans):
+    for stack, plan in plans.items():
+        listeners = {inputs(r)["port"] for r in recorded(plan).of_type("aws:lb/listener:Listener")}
+        alb = inputs(recorded(plan).one("aws:lb/loadBalancer:LoadBalancer"))
+        assert listeners == ({80, 443} if stack == "prod" else {80})
+        assert alb["enableDeletionProtection"] is (stack == "prod")
+
+
+def test_log_retention_per_environment(plans):
+    for stack, plan in plans.items():
+        retention = {inputs(r)["retentionInDays"] for r in recorded(plan).of_type("aws:cloudwatch/logGroup:LogGroup")}
+        assert retention == ({90} if stack == "prod" else {30})
+
+
+def test_every_resource_belongs_to_a_component(plans):
+    for plan in plans.values():
+        top_level = [r for r in plan.resources if r.parent is None]
+        assert top_level and all(r.type.startswith("container-platform:") for r in top_level)
+
+
+def test_containers_never_get_secrets_in_environment(plans):
+    for plan in plans.values():
+        for task in recorded(plan).of_type("aws:ecs/taskDefinition:TaskDefinition"):
+            for container in json_input(task, "containerDefinitions"):
+                names = {e["name"] for e in container["environment"]}
+                assert not {n for n in names if any(w in n for w in ("PASSWORD", "SECRET", "TOKEN", "API_KEY"))}
+
+
+def copy_program(tmp_path: Path, stack_yaml: str) -> Path:
+    for name in ("__main__.py", "Pulumi.yaml", "components"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "Pulumi.bad.yaml").write_text(stack_yaml)
+    return tmp_path
+
+
+def test_invalid_config_stops_the_program_naming_each_key(tmp_path):
+    program = copy_program(
+        tmp_path,
+        "config:\n"
+        "  container-platform:environment: dev\n"
+        "  container-platform:service:\n"
+        "    cpu: 512\n"
+        "    memory: 9999\n"
+        "  container-platform:alertEmail: nobody\n"
+        "  container-platform:colour: blue\n",
+    )
+    with pytest.raises(PlanError) as caught:
+        run_program(program, "bad")
+    message = str(caught.value)
+    assert "service.memory: 9999 is not a Fargate size" in message
+    assert "alertEmail: 'nobody'" in message
+    assert "colour: unknown key" in message
+
+
+def test_plan_cli_prints_tree_counts_and_outputs(capsys):
+    assert check.main(["--program", str(ROOT), "--stack", "dev"]) == 0
+    text = capsys.readouterr().out
+    assert "container-platform:web-service:WebService  api" in text
+    assert "    aws:ecs/service:Service  jobs-dev-api-service" in text
+    assert "Counts by type:" in text
+    assert "albDnsName:" in text
+
+
+def test_plan_cli_json_has_the_documented_shape(capsys):
+    assert check.main(["--program", str(ROOT), "--stack", "dev", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stack"] == "dev"
+    assert {"urn", "type", "name", "parent", "inputs"} <= set(report["resources"][0])
+    assert report["outputs"]["clusterName"] == "jobs-dev"
+
+
+def test_plan_cli_rejects_a_missing_stack_file(capsys):
+    assert check.main(["--program", str(ROOT), "--stack", "nope"]) == 2
+    assert "Pulumi.nope.yaml does not exist; stacks with a config file here: dev, prod, staging" in capsys.readouterr().err
+
+
+def test_plan_never_prints_secret_values(tmp_path, capsys):
+    (tmp_path / "Pulumi.yaml").write_text("name: secretive\nruntime: python\n")
+    (tmp_path / "Pulumi.s.yaml").write_text("config: {}\n")
+    (tmp_path / "__main__.py").write_text(
+        "import pulumi, pulumi_aws as aws\n"
+        "aws.ssm.Parameter('p', type='SecureString', value=pulumi.Output.secret('hunter2-value'))\n"
+        "pulumi.export('token', pulumi.Output.secret('hunter2-export'))\n"
+    )
+    for extra in ([], ["--json"]):
+        assert check.main(["--program", str(tmp_path), "--stack", "s", *extra]) == 0
+        out = capsys.readouterr().out
+        assert "hunter2" not in out
+        assert "[secret]" in out
