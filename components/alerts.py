@@ -43,7 +43,9 @@ class Alerts(pulumi.ComponentResource):
             policy=kms_key_policy(args.account_id, args.region, PLATFORM_KEY_SERVICES),
             opts=child,
         )
-        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.name_prefix}-platform", target_key_id=self.key.key_id, opts=child)
+        aws.kms.Alias(
+            f"{name}-key-alias", name=f"alias/{args.name_prefix}-platform", target_key_id=self.key.key_id, opts=child
+        )
         self.topic = aws.sns.Topic(
             f"{name}-topic",
             name=f"{args.name_prefix}-alerts",

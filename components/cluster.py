@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -20,7 +21,7 @@ class ContainerClusterArgs:
     """`<app>-<env>`; names derive from it."""
     vpc_id: pulumi.Input[str]
     """VPC of the ALB and namespace."""
-    public_subnet_ids: pulumi.Input[list[str]]
+    public_subnet_ids: pulumi.Input[Sequence[str]]
     """Subnets of the internet-facing ALB."""
     log_kms_key_arn: pulumi.Input[str]
     """KMS key for the ECS Exec log group and exec sessions."""

@@ -34,7 +34,30 @@ FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
     8192: tuple(range(16384, 61440 + 1, 4096)),
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
@@ -72,13 +95,17 @@ class NetworkConfig:
     """Availability zones to spread subnets over. Default: 3 (the seed's maxAzs)."""
     natGateways: NatStrategy = "single"
     """NAT gateways: `single` (one, cheap) or `onePerAz` (HA). Default: per environment."""
-    flowLogRetentionDays: int = field(default=30, metadata=_check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value"))
+    flowLogRetentionDays: int = field(
+        default=30, metadata=_check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value")
+    )
     """VPC flow log retention in days. Default: per environment."""
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    cpu: int = field(default=512, metadata=_check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}"))
+    cpu: int = field(
+        default=512, metadata=_check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")
+    )
     """Task CPU units. Default: per environment (512/1024/2048)."""
     memory: int = field(default=1024, metadata=_check(_positive, "a positive number of MiB"))
     """Task memory MiB; must be a valid Fargate size for `cpu`. Default: per environment (1024/2048/4096)."""
@@ -90,9 +117,14 @@ class ServiceConfig:
     """Autoscaling maximum. Default: per environment (3/5/10)."""
     containerPort: int = field(default=8080, metadata=_check(lambda v: 1024 <= v <= 65535, "1024-65535 (non-root)"))
     """Container port (unprivileged, since the container runs as non-root). Default: 8080."""
-    healthCheckPath: str = field(default="/health", metadata=_check(lambda v: v.startswith("/"), "a path starting with /"))
+    healthCheckPath: str = field(
+        default="/health", metadata=_check(lambda v: v.startswith("/"), "a path starting with /")
+    )
     """Target group and container health check path. Default: /health."""
-    image: str | None = field(default=None, metadata=_check(lambda v: _is_pinned_image(v), "an image pinned by tag (not latest) or @sha256 digest"))
+    image: str | None = field(
+        default=None,
+        metadata=_check(lambda v: _is_pinned_image(v), "an image pinned by tag (not latest) or @sha256 digest"),
+    )
     """Image to run instead of the one built from services/api. Default: built and pushed by the program."""
     cpuArchitecture: CpuArchitecture = "X86_64"
     """Fargate CPU architecture (ARM64 is ~20% cheaper). Default: X86_64."""
@@ -108,7 +140,13 @@ class ServiceConfig:
 class StackConfig:
     environment: Environment
     """Which profile from the sizing table applies: dev, staging or prod. Required."""
-    applicationName: str = field(default="jobs", metadata=_check(lambda v: bool(NAME_PATTERN.match(v)), "3-24 chars: lowercase letters, digits, hyphens; starts with a letter"))
+    applicationName: str = field(
+        default="jobs",
+        metadata=_check(
+            lambda v: bool(NAME_PATTERN.match(v)),
+            "3-24 chars: lowercase letters, digits, hyphens; starts with a letter",
+        ),
+    )
     """Prefix of every resource name. Default: jobs."""
     region: str = "us-east-1"
     """AWS region: set it as `aws:region`, not in this namespace. Default: us-east-1."""
@@ -116,11 +154,24 @@ class StackConfig:
     """VPC settings (object)."""
     service: ServiceConfig = field(default_factory=ServiceConfig)
     """Web service sizing and scaling (object)."""
-    alertEmail: str | None = field(default=None, metadata=_check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com"))
+    alertEmail: str | None = field(
+        default=None, metadata=_check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com")
+    )
     """Email subscribed to the alert topic. Default: none."""
-    certificateArn: str | None = field(default=None, metadata=_check(lambda v: bool(ACM_ARN_PATTERN.match(v)), "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>"))
+    certificateArn: str | None = field(
+        default=None,
+        metadata=_check(
+            lambda v: bool(ACM_ARN_PATTERN.match(v)),
+            "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
+        ),
+    )
     """ACM certificate for the HTTPS listener; HTTP then redirects to HTTPS. Default: none (HTTP only)."""
-    logRetentionDays: int = field(default=30, metadata=_check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value (1, 3, 5, 7, 14, 30, 60, 90, ...)"))
+    logRetentionDays: int = field(
+        default=30,
+        metadata=_check(
+            lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value (1, 3, 5, 7, 14, 30, 60, 90, ...)"
+        ),
+    )
     """Retention of service and platform log groups. Default: per environment."""
     containerInsights: ContainerInsights = "enabled"
     """ECS Container Insights mode. Default: per environment."""
@@ -262,7 +313,9 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 def _parse_dataclass(cls: type[T], raw: Any, path: str, problems: list[str]) -> T | None:
     if not isinstance(raw, Mapping):
-        problems.append(f"{path.rstrip('.')}: {raw!r} is not an object; allowed: an object with keys {_field_names(cls)}")
+        problems.append(
+            f"{path.rstrip('.')}: {raw!r} is not an object; allowed: an object with keys {_field_names(cls)}"
+        )
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -301,7 +354,9 @@ def _parse_value(hint: Any, value: Any, key: str, metadata: Mapping[str, Any], p
             problems.append(f"{key}: {value!r}; allowed: {', '.join(map(str, allowed))}")
         return value
     if not _is_instance(value, hint):
-        problems.append(f"{key}: {value!r} is not {_type_name(hint)}; allowed: {metadata.get('allowed', _type_name(hint))}")
+        problems.append(
+            f"{key}: {value!r} is not {_type_name(hint)}; allowed: {metadata.get('allowed', _type_name(hint))}"
+        )
         return value
     check = metadata.get("check")
     if check is not None and not check(value):
@@ -330,14 +385,18 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
         )
     minimum = min_count(service)
     if minimum > service.maxCount:
-        problems.append(f"service.minCount: {minimum} is greater than service.maxCount {service.maxCount}; allowed: min <= max")
+        problems.append(
+            f"service.minCount: {minimum} is greater than service.maxCount {service.maxCount}; allowed: min <= max"
+        )
     if not minimum <= service.desiredCount <= service.maxCount:
         problems.append(
             f"service.desiredCount: {service.desiredCount} is outside service.minCount..maxCount "
             f"({minimum}..{service.maxCount}); allowed: min <= desired <= max"
         )
     if config.is_prod and config.certificateArn is None:
-        problems.append("certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)")
+        problems.append(
+            "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
+        )
     if config.is_prod and config.network.natGateways != "onePerAz":
         problems.append(
             f"network.natGateways: {config.network.natGateways!r} in prod; allowed in prod: onePerAz "

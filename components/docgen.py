@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import itertools
 import sys
 import typing
 from pathlib import Path
@@ -29,7 +30,7 @@ def field_docstrings(source: str) -> dict[str, dict[str, str]]:
             continue
         docs: dict[str, str] = {}
         body = node.body
-        for current, following in zip(body, body[1:], strict=False):
+        for current, following in itertools.pairwise(body):
             if (
                 isinstance(current, ast.AnnAssign)
                 and isinstance(current.target, ast.Name)
@@ -55,7 +56,7 @@ def config_rows() -> list[tuple[str, str, list[str], str]]:
             key = f"{path}{spec.name}"
             nested = [v for v in (hint, *get_args(hint)) if dataclasses.is_dataclass(v)]
             if nested:
-                walk(nested[0], f"{key}.", {env: getattr(v, spec.name) for env, v in values.items()})
+                walk(typing.cast(type, nested[0]), f"{key}.", {env: getattr(v, spec.name) for env, v in values.items()})
                 continue
             shown = [_show(getattr(values[env], spec.name)) for env in ENVIRONMENTS]
             if key == "certificateArn":

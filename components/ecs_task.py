@@ -211,7 +211,9 @@ class FargateTask:
                 )
             )
         if statements:
-            aws.iam.RolePolicy(f"{prefix}-task-policy", role=role.id, policy=policy_document(statements), opts=self._opts)
+            aws.iam.RolePolicy(
+                f"{prefix}-task-policy", role=role.id, policy=policy_document(statements), opts=self._opts
+            )
         return role
 
     def add_task_role_statements(self, name: str, statements: Sequence[pulumi.Input[Mapping[str, Any]]]) -> None:
@@ -346,3 +348,13 @@ def secret_read_policy(arns: Sequence[pulumi.Input[str]]) -> pulumi.Output[str]:
         return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
     return pulumi.Output.all(*arns).apply(lambda values: document(list(values)))
+
+
+def capacity_strategy(on_demand_base: int, spot_weight: int) -> list[aws.ecs.ServiceCapacityProviderStrategyArgs]:
+    """On-demand FARGATE for the first `on_demand_base` tasks, then FARGATE 1 : FARGATE_SPOT `spot_weight`."""
+    strategy = [aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider="FARGATE", base=on_demand_base, weight=1)]
+    if spot_weight:
+        strategy.append(
+            aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider="FARGATE_SPOT", weight=spot_weight)
+        )
+    return strategy

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, allow_between
+from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, allow_between, capacity_strategy
 
 SCALE_IN_COOLDOWN = 300
 SCALE_OUT_COOLDOWN = 60
@@ -32,7 +32,7 @@ class WebServiceArgs:
     """Account (trust policy conditions)."""
     vpc_id: pulumi.Input[str]
     """VPC of the service and its target group."""
-    private_subnet_ids: pulumi.Input[list[str]]
+    private_subnet_ids: pulumi.Input[Sequence[str]]
     """Subnets the tasks run in (never public)."""
     cluster_arn: pulumi.Input[str]
     """ECS cluster ARN."""
@@ -146,7 +146,7 @@ class WebService(pulumi.ComponentResource):
             cluster=args.cluster_arn,
             task_definition=self.task.task_definition.arn,
             desired_count=args.desired_count,
-            capacity_provider_strategies=_capacity_strategy(args.on_demand_base, args.spot_weight),
+            capacity_provider_strategies=capacity_strategy(args.on_demand_base, args.spot_weight),
             platform_version="LATEST",
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.private_subnet_ids,
@@ -169,9 +169,7 @@ class WebService(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             wait_for_steady_state=False,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[listener_rule], ignore_changes=["desiredCount"]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[listener_rule], ignore_changes=["desiredCount"]),
         )
         self._autoscaling(prefix, args)
         self.service_name = self.service.name
@@ -321,10 +319,3 @@ def _http_probe(port: int, path: str) -> list[str]:
     # The seed used curl, which a minimal image does not ship; the image's Python does the same check.
     script = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4)"
     return ["CMD", "python", "-c", script]
-
-
-def _capacity_strategy(on_demand_base: int, spot_weight: int) -> list[aws.ecs.ServiceCapacityProviderStrategyArgs]:
-    strategy = [aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider="FARGATE", base=on_demand_base, weight=1)]
-    if spot_weight:
-        strategy.append(aws.ecs.ServiceCapacityProviderStrategyArgs(capacity_provider="FARGATE_SPOT", weight=spot_weight))
-    return strategy

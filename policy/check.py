@@ -45,7 +45,9 @@ class Report:
                 }
                 for r in self.resources
             ],
-            "outputs": {k: REDACTED if k in self.secret_outputs else redact_secrets(v) for k, v in self.outputs.items()},
+            "outputs": {
+                k: REDACTED if k in self.secret_outputs else redact_secrets(v) for k, v in self.outputs.items()
+            },
             "counts": dict(sorted(Counter(r.type for r in self.resources).items())),
         }
 
@@ -95,7 +97,7 @@ def build_report(args: argparse.Namespace) -> Report:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m policy.check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m policy.check", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--program", default=".", help="Pulumi Python program directory (default: .)")
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml in the program")
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")

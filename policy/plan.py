@@ -171,9 +171,7 @@ _TYPE_OUTPUTS: dict[str, Any] = {
         "address": f"{n}.abcdefghij.{r}.rds.amazonaws.com",
         "endpoint": f"{n}.abcdefghij.{r}.rds.amazonaws.com:5432",
         "port": i.get("port") or 5432,
-        "masterUserSecrets": [
-            {"secretArn": f"arn:aws:secretsmanager:{r}:{MOCK_ACCOUNT_ID}:secret:rds!db-{n}-AbCdEf"}
-        ],
+        "masterUserSecrets": [{"secretArn": f"arn:aws:secretsmanager:{r}:{MOCK_ACCOUNT_ID}:secret:rds!db-{n}-AbCdEf"}],
     },
     "aws:elasticache/replicationGroup:ReplicationGroup": lambda n, i, r: {
         "primaryEndpointAddress": f"master.{n}.abcdef.{r}.cache.amazonaws.com",
@@ -201,8 +199,14 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     },
     "aws:iam/role:Role": lambda n, i, r: {"arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/{i.get('name') or n}"},
     "aws:sns/topic:Topic": lambda n, i, r: {"arn": f"arn:aws:sns:{r}:{MOCK_ACCOUNT_ID}:{i.get('name') or n}"},
-    "aws:s3/bucket:Bucket": lambda n, i, r: {"bucket": i.get("bucket") or n, "arn": f"arn:aws:s3:::{i.get('bucket') or n}"},
-    "aws:s3/bucketV2:BucketV2": lambda n, i, r: {"bucket": i.get("bucket") or n, "arn": f"arn:aws:s3:::{i.get('bucket') or n}"},
+    "aws:s3/bucket:Bucket": lambda n, i, r: {
+        "bucket": i.get("bucket") or n,
+        "arn": f"arn:aws:s3:::{i.get('bucket') or n}",
+    },
+    "aws:s3/bucketV2:BucketV2": lambda n, i, r: {
+        "bucket": i.get("bucket") or n,
+        "arn": f"arn:aws:s3:::{i.get('bucket') or n}",
+    },
 }
 
 
@@ -234,7 +238,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded: list[ResourceRecord] = []
         self.stack_urn: str | None = None
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn

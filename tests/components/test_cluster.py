@@ -66,7 +66,9 @@ def test_http_only_opens_80_and_forwards_nothing_by_default(http_only):
 
 
 def test_certificate_adds_tls_and_redirects_http(with_tls):
-    ports = sorted(inputs(r)["fromPort"] for r in with_tls.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"))
+    ports = sorted(
+        inputs(r)["fromPort"] for r in with_tls.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    )
     assert ports == [80, 443]
     listeners = {inputs(r)["port"]: inputs(r) for r in with_tls.of_type("aws:lb/listener:Listener")}
     assert listeners[443]["sslPolicy"] == TLS_POLICY
@@ -79,7 +81,9 @@ def test_certificate_adds_tls_and_redirects_http(with_tls):
 def test_access_log_bucket_is_private_encrypted_tls_only_and_expiring(http_only):
     block = inputs(http_only.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"))
     assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-    encryption = inputs(http_only.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"))
+    encryption = inputs(
+        http_only.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    )
     assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
     policy = json_input(http_only.one("aws:s3/bucketPolicy:BucketPolicy"), "policy")
     deny = next(s for s in policy["Statement"] if s["Effect"] == "Deny")

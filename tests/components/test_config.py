@@ -77,7 +77,9 @@ def test_bad_cidr_is_rejected():
 
 
 def test_negative_counts_and_min_over_max():
-    assert "service.desiredCount: -1; allowed: 0 or more" in problems({"environment": "dev", "service": {"desiredCount": -1}})
+    assert "service.desiredCount: -1; allowed: 0 or more" in problems(
+        {"environment": "dev", "service": {"desiredCount": -1}}
+    )
     found = problems({"environment": "dev", "service": {"minCount": 4, "maxCount": 3}})
     assert any(p.startswith("service.minCount: 4 is greater than service.maxCount 3") for p in found)
 

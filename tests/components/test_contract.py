@@ -28,7 +28,11 @@ def test_every_args_field_is_documented_with_its_default(module):
         fields = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
         undocumented = [f for f in fields if f not in docs[cls.name]]
         assert not undocumented, f"{module}.{cls.name}: fields without a docstring: {undocumented}"
-        has_default = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and n.value is not None]
+        has_default = [
+            n.target.id
+            for n in cls.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is not None
+        ]
         missing = [f for f in has_default if "Default:" not in docs[cls.name][f]]  # type: ignore[index]
         assert not missing, f"{module}.{cls.name}: docstrings that do not state the default: {missing}"
 
@@ -38,11 +42,17 @@ def test_component_type_tokens_follow_the_convention(module):
     loaded = importlib.import_module(f"components.{module}")
     source = inspect.getsource(loaded)
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("container-platform:"):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("container-platform:")
+        ):
             parts = node.value.split(":")
             assert len(parts) == 3 and parts[1] and parts[2][0].isupper(), node.value
 
 
 def test_readme_config_table_is_current():
     readme = docgen.README.read_text()
-    assert docgen.render(readme) == readme, "README stack config table is stale: run `uv run python -m components.docgen`"
+    assert docgen.render(readme) == readme, (
+        "README stack config table is stale: run `uv run python -m components.docgen`"
+    )

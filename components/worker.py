@@ -1,0 +1,430 @@
+"""QueueWorker: priority SQS queues with a dead-letter queue, and a Fargate worker that scales on backlog per task.
+
+Scaling (what CDK's QueueProcessingFargateService and Copilot's worker lack):
+- target tracking on *backlog per task*: visible messages of every priority queue / running tasks, with target
+  acceptable latency / average processing time (AWS's recommended queue metric);
+- a step policy that takes the service from 0 to 1 task on the first visible message (target tracking cannot
+  leave zero, since it multiplies the current capacity);
+- no CPU rule: it would fight the queue rule. Scale-in is safe because the worker finishes or releases its
+  job on SIGTERM within `stop_timeout_seconds`, and SQS redelivers anything unfinished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, capacity_strategy
+from components.iam import allow, policy_document
+from components.monitoring import alarm
+
+PRIORITIES = ("high", "normal", "low")
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+CONSUME_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+PRODUCE_ACTIONS = ["sqs:GetQueueAttributes", "sqs:SendMessage"]
+
+
+@dataclass(frozen=True)
+class QueueWorkerArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    image: pulumi.Input[str]
+    """Worker image, pinned by digest."""
+    region: str
+    """Region (awslogs driver, metrics)."""
+    account_id: pulumi.Input[str]
+    """Account (trust policy conditions)."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the worker security group."""
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    """Subnets the tasks run in (never public)."""
+    cluster_arn: pulumi.Input[str]
+    """ECS cluster ARN."""
+    cluster_name: pulumi.Input[str]
+    """ECS cluster name (scaling resource id, metric dimension)."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key for the worker log group."""
+    alert_topic_arn: pulumi.Input[str]
+    """Topic the queue and worker alarms notify."""
+    service_name: str = "worker"
+    """Short service name. Default: worker."""
+    cpu: int = 1024
+    """Task CPU units. Default: 1024."""
+    memory: int = 2048
+    """Task memory MiB. Default: 2048."""
+    min_count: int = 0
+    """Fewest tasks; 0 lets an idle platform cost nothing for workers. Default: 0."""
+    max_count: int = 10
+    """Most tasks. Default: 10."""
+    on_demand_base: int = 0
+    """Tasks always on on-demand FARGATE. Default: 0."""
+    spot_weight: int = 3
+    """FARGATE_SPOT weight relative to FARGATE's 1 (work is retried, so Spot is safe). Default: 3."""
+    acceptable_latency_seconds: float = 60
+    """How long a job may wait in the queue. Default: 60."""
+    average_processing_seconds: float = 2
+    """Average time one task takes per job. Default: 2."""
+    max_receives: int = 5
+    """Receives before a message moves to the dead-letter queue. Default: 5."""
+    visibility_timeout_seconds: int = 120
+    """Queue visibility timeout (the worker extends it while a job runs). Default: 120."""
+    stop_timeout_seconds: int = 120
+    """ECS stop timeout; the worker's graceful shutdown finishes within it (Fargate max 120). Default: 120."""
+    oldest_message_alarm_seconds: int = 600
+    """Alarm when a queue's oldest message is older. Default: 600."""
+    error_alarm_count: int = 10
+    """Alarm when the worker logs more errors in 5 minutes. Default: 10."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Plain environment variables (never secrets). Default: none."""
+    attachments: Sequence[ServiceAttachment] = ()
+    """Shared storage, database, cache the worker uses. Default: none."""
+    log_retention_days: int = 30
+    """Log retention. Default: 30."""
+    cpu_architecture: str = "X86_64"
+    """X86_64 or ARM64. Default: X86_64."""
+    health_check_command: Sequence[str] = ("CMD", "python", "-m", "services.worker.healthcheck")
+    """Container health check (the worker's heartbeat-file freshness). Default: the worker's module."""
+
+    def __post_init__(self) -> None:
+        if self.min_count > self.max_count:
+            raise ValueError(f"min_count ({self.min_count}) must not exceed max_count ({self.max_count})")
+        if self.stop_timeout_seconds > 120:
+            raise ValueError(f"stop_timeout_seconds ({self.stop_timeout_seconds}) exceeds Fargate's maximum of 120")
+        if self.visibility_timeout_seconds < 30:
+            raise ValueError(
+                f"visibility_timeout_seconds ({self.visibility_timeout_seconds}) must be at least 30: the worker "
+                "extends it while a job runs, and a shorter one redelivers jobs between extensions"
+            )
+
+    @property
+    def backlog_per_task_target(self) -> float:
+        return self.acceptable_latency_seconds / self.average_processing_seconds
+
+
+class QueueWorker(pulumi.ComponentResource):
+    queue_urls: dict[str, pulumi.Output[str]]
+    """Queue URL per priority."""
+    queue_arns: dict[str, pulumi.Output[str]]
+    """Queue ARN per priority."""
+    dead_letter_queue_url: pulumi.Output[str]
+    """Dead-letter queue URL."""
+    service_name: pulumi.Output[str]
+    """ECS service name."""
+    security_group_id: pulumi.Output[str]
+    """Worker task security group."""
+
+    def __init__(self, name: str, args: QueueWorkerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:worker:QueueWorker", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._args = args
+        prefix = f"{args.name_prefix}-{args.service_name}"
+        self.dead_letter_queue = self._queue(f"{prefix}-dlq", f"{prefix}-dlq", DLQ_RETENTION_SECONDS, redrive=None)
+        redrive = pulumi.Output.json_dumps(
+            {"deadLetterTargetArn": self.dead_letter_queue.arn, "maxReceiveCount": args.max_receives}
+        )
+        self.queues = {p: self._queue(f"{prefix}-{p}", f"{prefix}-{p}", 4 * 24 * 3600, redrive) for p in PRIORITIES}
+        self.queue_urls = {p: q.url for p, q in self.queues.items()}
+        self.queue_arns = {p: q.arn for p, q in self.queues.items()}
+        self.dead_letter_queue_url = self.dead_letter_queue.url
+        self.task = FargateTask(
+            FargateTaskSpec(
+                name_prefix=args.name_prefix,
+                service_name=args.service_name,
+                image=args.image,
+                cpu=args.cpu,
+                memory=args.memory,
+                vpc_id=args.vpc_id,
+                region=args.region,
+                account_id=args.account_id,
+                log_kms_key_arn=args.log_kms_key_arn,
+                log_retention_days=args.log_retention_days,
+                environment={**args.environment, **self._queue_environment()},
+                health_check_command=list(args.health_check_command),
+                cpu_architecture=args.cpu_architecture,
+                stop_timeout_seconds=args.stop_timeout_seconds,
+                attachments=args.attachments,
+            ),
+            parent=self,
+        )
+        self.task.add_task_role_statements(
+            "queues", [allow(CONSUME_ACTIONS, list(self.queue_arns.values()), sid="ConsumeOwnQueues")]
+        )
+        self.service = aws.ecs.Service(
+            f"{prefix}-service",
+            name=prefix,
+            cluster=args.cluster_arn,
+            task_definition=self.task.task_definition.arn,
+            desired_count=args.min_count,
+            capacity_provider_strategies=capacity_strategy(args.on_demand_base, args.spot_weight),
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.private_subnet_ids,
+                security_groups=[self.task.security_group.id],
+                assign_public_ip=False,
+            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            wait_for_steady_state=False,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"]),
+        )
+        self._scaling(prefix)
+        self._alarms(prefix)
+        self.service_name = self.service.name
+        self.security_group_id = self.task.security_group.id
+        self.register_outputs(
+            {
+                "queue_urls": self.queue_urls,
+                "dead_letter_queue_url": self.dead_letter_queue_url,
+                "service_name": self.service_name,
+            }
+        )
+
+    def producer_attachment(self) -> ServiceAttachment:
+        """What a service that submits jobs needs: the queue URLs and permission to send to them only."""
+        return ServiceAttachment(
+            name="queues",
+            environment=self._queue_environment(),
+            task_role_statements=[allow(PRODUCE_ACTIONS, list(self.queue_arns.values()), sid="SendToJobQueues")],
+        )
+
+    def _queue_environment(self) -> dict[str, pulumi.Input[str]]:
+        return {
+            **{f"QUEUE_URL_{p.upper()}": url for p, url in self.queue_urls.items()},
+            "DLQ_URL": self.dead_letter_queue_url,
+            "MAX_RECEIVES": str(self._args.max_receives),
+            "VISIBILITY_TIMEOUT_SECONDS": str(self._args.visibility_timeout_seconds),
+            "SHUTDOWN_TIMEOUT_SECONDS": str(self._args.stop_timeout_seconds - 20),
+        }
+
+    # --- Queues ---
+
+    def _queue(
+        self, name: str, queue_name: str, retention_seconds: int, redrive: pulumi.Input[str] | None
+    ) -> aws.sqs.Queue:
+        queue = aws.sqs.Queue(
+            name,
+            name=queue_name,
+            # SSE-SQS: encrypted at rest without a KMS call (and its cost) per message batch.
+            sqs_managed_sse_enabled=True,
+            message_retention_seconds=retention_seconds,
+            visibility_timeout_seconds=self._args.visibility_timeout_seconds,
+            receive_wait_time_seconds=20,
+            redrive_policy=redrive,
+            opts=self._child,
+        )
+        aws.sqs.QueuePolicy(
+            f"{name}-policy",
+            queue_url=queue.url,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "sqs:*",
+                        "Resource": queue.arn,
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ]
+            ),
+            opts=self._child,
+        )
+        return queue
+
+    # --- Scaling ---
+
+    def _scaling(self, prefix: str) -> None:
+        args = self._args
+        target = aws.appautoscaling.Target(
+            f"{prefix}-scaling-target",
+            min_capacity=args.min_count,
+            max_capacity=args.max_count,
+            resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", self.service.name),
+            scalable_dimension="ecs:service:DesiredCount",
+            service_namespace="ecs",
+            opts=self._child,
+        )
+        metric = (
+            aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs
+        )
+        stat = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatArgs
+        inner = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs
+        dimension = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs
+
+        def queue_metric(priority: str) -> object:
+            return metric(
+                id=f"visible_{priority}",
+                return_data=False,
+                metric_stat=stat(
+                    stat="Sum",
+                    metric=inner(
+                        namespace="AWS/SQS",
+                        metric_name="ApproximateNumberOfMessagesVisible",
+                        dimensions=[dimension(name="QueueName", value=self.queues[priority].name)],
+                    ),
+                ),
+            )
+
+        tasks = metric(
+            id="running",
+            return_data=False,
+            metric_stat=stat(
+                stat="Average",
+                metric=inner(
+                    namespace="ECS/ContainerInsights",
+                    metric_name="RunningTaskCount",
+                    dimensions=[
+                        dimension(name="ClusterName", value=args.cluster_name),
+                        dimension(name="ServiceName", value=self.service.name),
+                    ],
+                ),
+            ),
+        )
+        backlog = " + ".join(f"visible_{p}" for p in PRIORITIES)
+        per_task = metric(
+            id="backlog_per_task",
+            label="Visible messages per running task",
+            expression=f"IF(FILL(running, 0) > 0, ({backlog}) / FILL(running, 0), {backlog})",
+            return_data=True,
+        )
+        aws.appautoscaling.Policy(
+            f"{prefix}-backlog-per-task",
+            policy_type="TargetTrackingScaling",
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            service_namespace=target.service_namespace,
+            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                target_value=args.backlog_per_task_target,
+                scale_in_cooldown=300,
+                scale_out_cooldown=60,
+                customized_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs(
+                    metrics=[*(queue_metric(p) for p in PRIORITIES), tasks, per_task],  # type: ignore[list-item]
+                ),
+            ),
+            opts=self._child,
+        )
+        self._scale_from_zero(prefix, target, backlog)
+
+    def _scale_from_zero(self, prefix: str, target: aws.appautoscaling.Target, backlog: str) -> None:
+        args = self._args
+        wake = aws.appautoscaling.Policy(
+            f"{prefix}-wake-from-zero",
+            policy_type="StepScaling",
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            service_namespace=target.service_namespace,
+            step_scaling_policy_configuration=aws.appautoscaling.PolicyStepScalingPolicyConfigurationArgs(
+                adjustment_type="ExactCapacity",
+                cooldown=60,
+                metric_aggregation_type="Maximum",
+                step_adjustments=[
+                    aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs(
+                        scaling_adjustment=max(1, args.min_count), metric_interval_lower_bound="0"
+                    )
+                ],
+            ),
+            opts=self._child,
+        )
+        query = aws.cloudwatch.MetricAlarmMetricQueryArgs
+        queue_queries = [
+            query(
+                id=f"visible_{p}",
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace="AWS/SQS",
+                    metric_name="ApproximateNumberOfMessagesVisible",
+                    dimensions={"QueueName": self.queues[p].name},
+                    period=60,
+                    stat="Maximum",
+                ),
+            )
+            for p in PRIORITIES
+        ]
+        running = query(
+            id="running",
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace="ECS/ContainerInsights",
+                metric_name="RunningTaskCount",
+                dimensions={"ClusterName": args.cluster_name, "ServiceName": self.service.name},
+                period=60,
+                stat="Maximum",
+            ),
+        )
+        idle_with_work = query(
+            id="idle_with_work",
+            label="Work waiting and no task running",
+            expression=f"IF(FILL(running, 0) == 0 AND ({backlog}) > 0, 1, 0)",
+            return_data=True,
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{prefix}-wake-from-zero-alarm",
+            alarm_description=f"{prefix}: a job is waiting and no worker runs; start one",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=1,
+            metric_queries=[*queue_queries, running, idle_with_work],
+            treat_missing_data="notBreaching",
+            alarm_actions=[wake.arn],
+            opts=self._child,
+        )
+
+    # --- Alarms ---
+
+    def _alarms(self, prefix: str) -> None:
+        args = self._args
+        alarm(
+            f"{prefix}-dlq-not-empty",
+            description=f"{prefix}: jobs failed {args.max_receives} times and reached the dead-letter queue",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": self.dead_letter_queue.name},
+            statistic="Maximum",
+            threshold=0,
+            evaluation_periods=1,
+            period=60,
+            topic_arn=args.alert_topic_arn,
+            opts=self._child,
+        )
+        for priority, queue in self.queues.items():
+            alarm(
+                f"{prefix}-{priority}-oldest-message",
+                description=f"{prefix}: {priority} jobs wait longer than {args.oldest_message_alarm_seconds} s",
+                namespace="AWS/SQS",
+                metric_name="ApproximateAgeOfOldestMessage",
+                dimensions={"QueueName": queue.name},
+                statistic="Maximum",
+                threshold=args.oldest_message_alarm_seconds,
+                evaluation_periods=3,
+                period=60,
+                treat_missing_data="notBreaching",
+                topic_arn=args.alert_topic_arn,
+                opts=self._child,
+            )
+        namespace = f"{args.name_prefix}/worker"
+        aws.cloudwatch.LogMetricFilter(
+            f"{prefix}-errors",
+            log_group_name=self.task.log_group.name,
+            pattern='{ $.level = "ERROR" }',
+            metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                name="WorkerErrors", namespace=namespace, value="1", default_value="0"
+            ),
+            opts=self._child,
+        )
+        alarm(
+            f"{prefix}-errors-alarm",
+            description=f"{prefix}: the worker logs errors",
+            namespace=namespace,
+            metric_name="WorkerErrors",
+            dimensions={},
+            statistic="Sum",
+            threshold=args.error_alarm_count,
+            evaluation_periods=1,
+            treat_missing_data="notBreaching",
+            topic_arn=args.alert_topic_arn,
+            opts=self._child,
+        )
