@@ -60,6 +60,14 @@ LOG_RETENTION_DAYS = (
 )
 EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 ACM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+IAM_PATH_PATTERN = re.compile(r"^/([\w+=,.@-]+/)*$")
+IAM_POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:policy/[\w+=,.@/-]+$")
+ECR_DIGEST_PATTERN = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
+PINNED_IMAGE = "an ECR image pinned by digest, <account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<64 hex>"
+DB_INSTANCE_PATTERN = re.compile(
+    r"^db\.(t3|t4g|m5|m6g|m6i|m7g|m7i|r5|r6g|r6i|r7g|r7i)\.(micro|small|medium|large|\d*xlarge)$"
+)
+CACHE_NODE_PATTERN = re.compile(r"^cache\.(t3|t4g|m5|m6g|m7g|r5|r6g|r7g)\.(micro|small|medium|large|\d*xlarge)$")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
 
 
@@ -82,6 +90,10 @@ def _positive(value: int) -> bool:
 
 def _non_negative(value: int) -> bool:
     return value >= 0
+
+
+def _is_pinned_image(value: str) -> bool:
+    return bool(ECR_DIGEST_PATTERN.match(value))
 
 
 # --- Sections ---------------------------------------------------------------------------------------------
@@ -123,7 +135,7 @@ class ServiceConfig:
     """Target group and container health check path. Default: /health."""
     image: str | None = field(
         default=None,
-        metadata=_check(lambda v: _is_pinned_image(v), "an image pinned by tag (not latest) or @sha256 digest"),
+        metadata=_check(_is_pinned_image, PINNED_IMAGE),
     )
     """Image to run instead of the one built from services/api. Default: built and pushed by the program."""
     cpuArchitecture: CpuArchitecture = "X86_64"
@@ -134,6 +146,142 @@ class ServiceConfig:
     """Tasks always placed on on-demand FARGATE before weights apply. Default: 1."""
     enableExecuteCommand: bool = False
     """Allow ECS Exec into running tasks (audited to the cluster's exec log group). Default: false."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    enabled: bool = True
+    """Create the shared EFS file system and mount it into the API and worker. Default: true."""
+    performanceMode: Literal["generalPurpose", "maxIO"] = "generalPurpose"
+    """EFS performance mode. Default: per environment (seed: maxIO in prod)."""
+    throughputMode: Literal["bursting", "provisioned", "elastic"] = "bursting"
+    """EFS throughput mode. Default: per environment (seed: bursting in dev, provisioned in prod)."""
+    provisionedThroughputMibps: float | None = field(
+        default=None, metadata=_check(lambda v: 1 <= v <= 3414, "1-3414 MiB/s")
+    )
+    """Provisioned throughput; required with `provisioned`, refused otherwise. Default: per environment (prod 100)."""
+    mountPath: str = field(
+        default="/mnt/shared", metadata=_check(lambda v: v.startswith("/mnt/"), "a path under /mnt/")
+    )
+    """Where services see the shared file system (`STORAGE_PATH`). Default: /mnt/shared."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    enabled: bool = True
+    """Create the RDS PostgreSQL instance and attach it to the API and worker. Default: true."""
+    instanceClass: str = field(
+        default="db.t4g.micro",
+        metadata=_check(
+            lambda v: bool(DB_INSTANCE_PATTERN.match(v)), "db.<t3|t4g|m5|m6g|m6i|m7g|m7i|r5|r6g|r6i|r7g|r7i>.<size>"
+        ),
+    )
+    """RDS instance class. Default: per environment (db.t4g.micro / db.t4g.small / db.m7g.large)."""
+    allocatedStorageGb: int = field(default=20, metadata=_check(lambda v: 20 <= v <= 65536, "20-65536"))
+    """Initial gp3 storage. Default: 20."""
+    maxAllocatedStorageGb: int = field(default=100, metadata=_check(lambda v: 20 <= v <= 65536, "20-65536"))
+    """Storage autoscaling ceiling. Default: 100."""
+    multiAz: bool = False
+    """Standby in a second AZ. Default: per environment (prod true)."""
+    backupRetentionDays: int = field(default=7, metadata=_check(lambda v: 1 <= v <= 35, "1-35"))
+    """Automated backup retention. Default: per environment (7 / 7 / 30)."""
+    maxConnections: int = field(default=200, metadata=_check(lambda v: 10 <= v <= 5000, "10-5000"))
+    """PostgreSQL max_connections (the seed's 200). Default: 200."""
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    enabled: bool = True
+    """Create the Redis-compatible replication group and attach it to the API and worker. Default: true."""
+    nodeType: str = field(
+        default="cache.t4g.micro",
+        metadata=_check(lambda v: bool(CACHE_NODE_PATTERN.match(v)), "cache.<t3|t4g|m5|m6g|m7g|r5|r6g|r7g>.<size>"),
+    )
+    """Node type. Default: per environment (cache.t4g.micro / cache.t4g.small / cache.r7g.large)."""
+    numCacheClusters: int = field(default=1, metadata=_check(lambda v: 1 <= v <= 6, "1-6"))
+    """Nodes (primary + replicas). Default: per environment (1 / 2 / 2)."""
+    automaticFailover: bool = False
+    """Automatic failover and multi-AZ; needs 2 or more nodes. Default: per environment (prod true)."""
+    snapshotRetentionDays: int = field(default=1, metadata=_check(lambda v: 1 <= v <= 35, "1-35"))
+    """Daily snapshot retention (seed: 7 prod / 1 dev). Default: per environment."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    cpu: int = field(
+        default=1024, metadata=_check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")
+    )
+    """Worker task CPU units. Default: 1024."""
+    memory: int = field(default=2048, metadata=_check(_positive, "a positive number of MiB"))
+    """Worker task memory MiB (valid Fargate size for cpu). Default: 2048."""
+    minCount: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
+    """Fewest worker tasks (0: idle costs nothing). Default: per environment (0 / 0 / 1)."""
+    maxCount: int = field(default=3, metadata=_check(_positive, "1 or more"))
+    """Most worker tasks. Default: per environment (3 / 5 / 20)."""
+    spotWeight: int = field(default=3, metadata=_check(_non_negative, "0 or more"))
+    """FARGATE_SPOT weight next to FARGATE's 1 (jobs are retried, so Spot is safe). Default: 3."""
+    onDemandBase: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
+    """Worker tasks always on on-demand FARGATE. Default: per environment (0 / 0 / 1)."""
+    image: str | None = field(default=None, metadata=_check(_is_pinned_image, PINNED_IMAGE))
+    """Worker image to run instead of the one built from services/worker. Default: built by the program."""
+
+
+@dataclass(frozen=True)
+class JobPlatformConfig:
+    enabled: bool = True
+    """Deploy the job platform: the API (services/api) as the web service plus queues and the worker. Default: true."""
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    """Worker sizing (object)."""
+    acceptableLatencySeconds: int = field(default=60, metadata=_check(_positive, "1 or more"))
+    """How long a job may wait; with averageProcessingSeconds it sets the backlog-per-task target. Default: 60."""
+    averageProcessingSeconds: float = field(default=2.0, metadata=_check(lambda v: v > 0, "more than 0"))
+    """Average seconds one worker task spends per job. Default: 2."""
+    maxReceives: int = field(default=5, metadata=_check(lambda v: 1 <= v <= 1000, "1-1000"))
+    """Receives before a job's message moves to the dead-letter queue. Default: 5."""
+    visibilityTimeoutSeconds: int = field(default=120, metadata=_check(lambda v: 30 <= v <= 43200, "30-43200"))
+    """Queue visibility timeout (extended while a job runs). Default: 120."""
+    oldestMessageAlarmSeconds: int = field(default=600, metadata=_check(_positive, "1 or more"))
+    """Alarm when a queue's oldest job waits longer. Default: 600."""
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
+    """Image platform; must match service.cpuArchitecture. Default: linux/amd64."""
+    build: bool = True
+    """Build and push the service images with pulumi-docker on `pulumi up`. Default: true."""
+    keepTaggedImages: int = field(default=10, metadata=_check(lambda v: 1 <= v <= 1000, "1-1000"))
+    """Tagged images kept per repository (the seed's 10). Default: 10."""
+    continuousScanning: bool = False
+    """Registry-level enhanced (Inspector) continuous scanning; one stack per account may own it. Default: per environment (prod true)."""
+    severityThreshold: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"] = "HIGH"
+    """Lowest severity that fails the build's Trivy gate and raises scan alerts. Default: HIGH."""
+    sourceRepositoryUrl: str | None = field(
+        default=None,
+        metadata=_check(
+            lambda v: v.startswith("https://github.com/") and v.endswith(".git"), "https://github.com/<org>/<repo>.git"
+        ),
+    )
+    """GitHub repository the CodeBuild scan pipeline builds (webhook on main and pull requests). Default: none (S3 source)."""
+
+
+@dataclass(frozen=True)
+class IamConfig:
+    path: str = field(
+        default="/container-platform/",
+        metadata=_check(
+            lambda v: bool(IAM_PATH_PATTERN.match(v)), "a path like /container-platform/ (starts and ends with /)"
+        ),
+    )
+    """IAM path of every role the platform creates (the CI deploy role may only create roles here). Default: /container-platform/."""
+    permissionsBoundaryArn: str | None = field(
+        default=None,
+        metadata=_check(
+            lambda v: bool(IAM_POLICY_ARN_PATTERN.match(v)),
+            "an IAM managed policy ARN, arn:aws:iam::<account>:policy/...",
+        ),
+    )
+    """Permissions boundary set on every role (the bootstrap program's `permissionsBoundaryArn` output). Default: none."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +302,18 @@ class StackConfig:
     """VPC settings (object)."""
     service: ServiceConfig = field(default_factory=ServiceConfig)
     """Web service sizing and scaling (object)."""
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    """Shared EFS storage (object)."""
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    """RDS PostgreSQL (object)."""
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    """Redis-compatible cache (object)."""
+    jobPlatform: JobPlatformConfig = field(default_factory=JobPlatformConfig)
+    """Job queues and worker (object)."""
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    """Image repositories, builds and the scan pipeline (object)."""
+    iam: IamConfig = field(default_factory=IamConfig)
+    """IAM path and permissions boundary for the platform's roles (object)."""
     alertEmail: str | None = field(
         default=None, metadata=_check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com")
     )
@@ -189,50 +349,45 @@ class StackConfig:
 
 # --- The sizing table -------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class EnvProfile:
-    """Per-environment defaults: the seed's maps in one place. Stack files override any of them."""
-
-    cpu: int
-    memory: int
-    desired_count: int
-    max_count: int
-    nat_gateways: NatStrategy
-    log_retention_days: int
-    container_insights: ContainerInsights
-    deletion_protection: bool
-    spot_weight: int
-
-    def defaults(self) -> dict[str, Any]:
-        return {
-            "network": {"natGateways": self.nat_gateways, "flowLogRetentionDays": self.log_retention_days},
-            "service": {
-                "cpu": self.cpu,
-                "memory": self.memory,
-                "desiredCount": self.desired_count,
-                "maxCount": self.max_count,
-                "spotWeight": self.spot_weight,
-            },
-            "logRetentionDays": self.log_retention_days,
-            "containerInsights": self.container_insights,
-            "deletionProtection": self.deletion_protection,
-        }
-
-
-PROFILES: dict[str, EnvProfile] = {
-    "dev": EnvProfile(
-        cpu=512, memory=1024, desired_count=1, max_count=3, nat_gateways="single",
-        log_retention_days=30, container_insights="enabled", deletion_protection=False, spot_weight=1,
-    ),
-    "staging": EnvProfile(
-        cpu=1024, memory=2048, desired_count=2, max_count=5, nat_gateways="single",
-        log_retention_days=30, container_insights="enabled", deletion_protection=False, spot_weight=1,
-    ),
-    "prod": EnvProfile(
-        cpu=2048, memory=4096, desired_count=3, max_count=10, nat_gateways="onePerAz",
-        log_retention_days=90, container_insights="enhanced", deletion_protection=True, spot_weight=0,
-    ),
+# Per-environment defaults, in the stack file's own shape: the seed's maps in one place. A stack file overrides
+# any of them; the merged result is validated like everything else.
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {
+        "network": {"natGateways": "single", "flowLogRetentionDays": 30},
+        "service": {"cpu": 512, "memory": 1024, "desiredCount": 1, "maxCount": 3, "spotWeight": 1},
+        "storage": {"performanceMode": "generalPurpose", "throughputMode": "bursting"},
+        "database": {"instanceClass": "db.t4g.micro", "multiAz": False, "backupRetentionDays": 7},
+        "cache": {"nodeType": "cache.t4g.micro", "numCacheClusters": 1, "automaticFailover": False, "snapshotRetentionDays": 1},
+        "jobPlatform": {"worker": {"minCount": 0, "maxCount": 3, "onDemandBase": 0}},
+        "images": {"continuousScanning": False},
+        "logRetentionDays": 30,
+        "containerInsights": "enabled",
+        "deletionProtection": False,
+    },
+    "staging": {
+        "network": {"natGateways": "single", "flowLogRetentionDays": 30},
+        "service": {"cpu": 1024, "memory": 2048, "desiredCount": 2, "maxCount": 5, "spotWeight": 1},
+        "storage": {"performanceMode": "generalPurpose", "throughputMode": "bursting"},
+        "database": {"instanceClass": "db.t4g.small", "multiAz": False, "backupRetentionDays": 7},
+        "cache": {"nodeType": "cache.t4g.small", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 1},
+        "jobPlatform": {"worker": {"minCount": 0, "maxCount": 5, "onDemandBase": 0}},
+        "images": {"continuousScanning": False},
+        "logRetentionDays": 30,
+        "containerInsights": "enabled",
+        "deletionProtection": False,
+    },
+    "prod": {
+        "network": {"natGateways": "onePerAz", "flowLogRetentionDays": 90},
+        "service": {"cpu": 2048, "memory": 4096, "desiredCount": 3, "maxCount": 10, "spotWeight": 0},
+        "storage": {"performanceMode": "maxIO", "throughputMode": "provisioned", "provisionedThroughputMibps": 100},
+        "database": {"instanceClass": "db.m7g.large", "multiAz": True, "backupRetentionDays": 30},
+        "cache": {"nodeType": "cache.r7g.large", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 7},
+        "jobPlatform": {"worker": {"minCount": 1, "maxCount": 20, "onDemandBase": 1}},
+        "images": {"continuousScanning": True},
+        "logRetentionDays": 90,
+        "containerInsights": "enhanced",
+        "deletionProtection": True,
+    },
 }  # fmt: skip
 
 
@@ -250,7 +405,7 @@ def parse_stack_config(raw: Mapping[str, Any], region: str | None = None) -> Sta
         raise ConfigError([f"environment: {shown}; allowed: {', '.join(ENVIRONMENTS)}"])
     if "region" in raw:
         problems.append(f"region: {raw['region']!r} in the project namespace; allowed: set `aws:region` instead")
-    merged = _deep_merge(PROFILES[environment].defaults(), dict(raw))
+    merged = _deep_merge(PROFILES[environment], dict(raw))
     if region is not None:
         merged["region"] = region
     config = _parse_dataclass(StackConfig, merged, "", problems)
@@ -367,22 +522,19 @@ def _parse_value(hint: Any, value: Any, key: str, metadata: Mapping[str, Any], p
 def _is_instance(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, hint)
 
 
 def _type_name(hint: Any) -> str:
-    return {int: "a whole number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 
 def _cross_field_problems(config: StackConfig) -> list[str]:
     problems: list[str] = []
     service = config.service
-    allowed_memory = FARGATE_MEMORY_BY_CPU.get(service.cpu, ())
-    if service.memory not in allowed_memory:
-        problems.append(
-            f"service.memory: {service.memory} is not a Fargate size for service.cpu {service.cpu}; "
-            f"allowed: {allowed_memory[0]}-{allowed_memory[-1]} in steps of {allowed_memory[1] - allowed_memory[0]}"
-        )
+    problems.extend(_fargate_size_problem("service", service.cpu, service.memory))
     minimum = min_count(service)
     if minimum > service.maxCount:
         problems.append(
@@ -393,6 +545,8 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
             f"service.desiredCount: {service.desiredCount} is outside service.minCount..maxCount "
             f"({minimum}..{service.maxCount}); allowed: min <= desired <= max"
         )
+    problems.extend(_data_problems(config))
+    problems.extend(_job_platform_problems(config))
     if config.is_prod and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
@@ -401,6 +555,73 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
         problems.append(
             f"network.natGateways: {config.network.natGateways!r} in prod; allowed in prod: onePerAz "
             "(a single NAT gateway is a single point of failure for every private subnet)"
+        )
+    return problems
+
+
+def _fargate_size_problem(key: str, cpu: int, memory: int) -> list[str]:
+    allowed = FARGATE_MEMORY_BY_CPU.get(cpu, ())
+    if memory in allowed:
+        return []
+    return [
+        f"{key}.memory: {memory} is not a Fargate size for {key}.cpu {cpu}; "
+        f"allowed: {allowed[0]}-{allowed[-1]} in steps of {allowed[1] - allowed[0]}"
+    ]
+
+
+def _data_problems(config: StackConfig) -> list[str]:
+    problems: list[str] = []
+    storage, database, cache = config.storage, config.database, config.cache
+    if storage.throughputMode == "provisioned" and storage.provisionedThroughputMibps is None:
+        problems.append(
+            "storage.provisionedThroughputMibps: missing; allowed: 1-3414 MiB/s, required when throughputMode is provisioned"
+        )
+    if storage.throughputMode != "provisioned" and storage.provisionedThroughputMibps is not None:
+        problems.append(
+            f"storage.provisionedThroughputMibps: {storage.provisionedThroughputMibps} with throughputMode "
+            f"{storage.throughputMode!r}; allowed: only with throughputMode provisioned"
+        )
+    if storage.performanceMode == "maxIO" and storage.throughputMode == "elastic":
+        problems.append(
+            "storage.performanceMode: 'maxIO' with throughputMode 'elastic'; allowed: generalPurpose with elastic"
+        )
+    if database.maxAllocatedStorageGb < database.allocatedStorageGb:
+        problems.append(
+            f"database.maxAllocatedStorageGb: {database.maxAllocatedStorageGb} is below allocatedStorageGb "
+            f"{database.allocatedStorageGb}; allowed: at least allocatedStorageGb"
+        )
+    if cache.automaticFailover and cache.numCacheClusters < 2:
+        problems.append(
+            f"cache.automaticFailover: true with cache.numCacheClusters {cache.numCacheClusters}; "
+            "allowed: failover needs 2 or more nodes (a primary and a replica)"
+        )
+    return problems
+
+
+def _job_platform_problems(config: StackConfig) -> list[str]:
+    jobs = config.jobPlatform
+    if not jobs.enabled:
+        if config.service.image is None:
+            return [
+                "service.image: missing with jobPlatform.enabled false; allowed: your own pinned image (the built API image needs the job platform)"
+            ]
+        return []
+    problems = _fargate_size_problem("jobPlatform.worker", jobs.worker.cpu, jobs.worker.memory)
+    for section in ("storage", "database", "cache"):
+        if not getattr(config, section).enabled:
+            problems.append(
+                f"{section}.enabled: false with jobPlatform.enabled true; allowed: true (the job platform uses it)"
+            )
+    if jobs.worker.minCount > jobs.worker.maxCount:
+        problems.append(
+            f"jobPlatform.worker.minCount: {jobs.worker.minCount} is greater than jobPlatform.worker.maxCount "
+            f"{jobs.worker.maxCount}; allowed: min <= max"
+        )
+    arm = config.service.cpuArchitecture == "ARM64"
+    if arm != (config.images.platform == "linux/arm64"):
+        problems.append(
+            f"images.platform: {config.images.platform!r} with service.cpuArchitecture {config.service.cpuArchitecture!r}; "
+            "allowed: linux/arm64 with ARM64, linux/amd64 with X86_64"
         )
     return problems
 
@@ -417,9 +638,3 @@ def _is_vpc_cidr(value: str) -> bool:
         return False
     return 16 <= network.prefixlen <= 24
 
-
-def _is_pinned_image(value: str) -> bool:
-    if "@sha256:" in value:
-        return bool(re.search(r"@sha256:[0-9a-f]{64}$", value))
-    name, _, tag = value.rpartition(":")
-    return bool(name) and "/" not in tag and tag not in ("", "latest")

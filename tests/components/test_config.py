@@ -37,10 +37,57 @@ def test_each_environment_gets_the_seed_sizing(environment, cpu, memory, desired
 
 
 def test_prod_profile_is_the_strict_one():
-    prod, dev = PROFILES["prod"], PROFILES["dev"]
-    assert prod.deletion_protection and not dev.deletion_protection
-    assert prod.log_retention_days > dev.log_retention_days
-    assert prod.spot_weight == 0
+    prod = parse_stack_config({"environment": "prod", "certificateArn": CERT})
+    dev = parse_stack_config({"environment": "dev"})
+    assert prod.deletionProtection
+    assert not dev.deletionProtection
+    assert prod.logRetentionDays > dev.logRetentionDays
+    assert prod.service.spotWeight == 0
+    assert prod.database.multiAz
+    assert not dev.database.multiAz
+    assert prod.cache.automaticFailover
+    assert (prod.database.backupRetentionDays, dev.database.backupRetentionDays) == (30, 7)
+    assert (prod.cache.snapshotRetentionDays, dev.cache.snapshotRetentionDays) == (7, 1)
+    assert (prod.storage.performanceMode, prod.storage.throughputMode) == ("maxIO", "provisioned")
+    assert (dev.storage.performanceMode, dev.storage.throughputMode) == ("generalPurpose", "bursting")
+
+
+def test_every_profile_is_itself_valid():
+    for environment in PROFILES:
+        parse_stack_config({"environment": environment, "certificateArn": CERT})
+
+
+def test_redis_failover_needs_two_nodes():
+    (message,) = problems({"environment": "dev", "cache": {"automaticFailover": True}})
+    assert message.startswith("cache.automaticFailover: true with cache.numCacheClusters 1; allowed: failover needs 2")
+
+
+def test_database_instance_class_family_is_checked():
+    (message,) = problems({"environment": "dev", "database": {"instanceClass": "db.x9.huge"}})
+    assert message.startswith("database.instanceClass: 'db.x9.huge'; allowed: db.<t3|t4g")
+
+
+def test_provisioned_throughput_needs_its_value_and_only_then():
+    (message,) = problems({"environment": "dev", "storage": {"throughputMode": "provisioned"}})
+    assert message.startswith("storage.provisionedThroughputMibps: missing")
+    (message,) = problems({"environment": "dev", "storage": {"provisionedThroughputMibps": 50}})
+    assert message.startswith("storage.provisionedThroughputMibps: 50 with throughputMode 'bursting'")
+
+
+def test_job_platform_needs_its_data_stores_and_matching_architecture():
+    found = problems({"environment": "dev", "cache": {"enabled": False}, "service": {"cpuArchitecture": "ARM64"}})
+    assert "cache.enabled: false with jobPlatform.enabled true; allowed: true (the job platform uses it)" in found
+    assert any(p.startswith("images.platform: 'linux/amd64' with service.cpuArchitecture 'ARM64'") for p in found)
+
+
+def test_without_the_job_platform_the_service_needs_its_own_image():
+    (message,) = problems({"environment": "dev", "jobPlatform": {"enabled": False}})
+    assert message.startswith("service.image: missing with jobPlatform.enabled false")
+
+
+def test_worker_size_is_checked_like_the_service():
+    (message,) = problems({"environment": "dev", "jobPlatform": {"worker": {"cpu": 256, "memory": 4096}}})
+    assert message.startswith("jobPlatform.worker.memory: 4096 is not a Fargate size for jobPlatform.worker.cpu 256")
 
 
 def test_stack_values_override_the_profile_and_keep_the_rest():
@@ -117,6 +164,7 @@ def test_images_must_be_pinned():
     assert problems({"environment": "dev", "service": {"image": "nginx:latest"}})
     assert problems({"environment": "dev", "service": {"image": "nginx"}})
     assert problems({"environment": "dev", "service": {"image": "repo@sha256:abc"}})
+    assert problems({"environment": "dev", "service": {"image": "docker.io/library/nginx@sha256:" + "a" * 64}})
     pinned = "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + "a" * 64
     assert parse_stack_config({"environment": "dev", "service": {"image": pinned}}).service.image == pinned
 
