@@ -1,37 +1,69 @@
-"""The platform, one stack: network, cluster, the web service behind the ALB, alerts and monitoring.
+"""The platform, one stack. Reads like the architecture:
 
-Reads like the architecture: config is parsed and validated first (nothing is registered if it is wrong), then
-each component is built from the outputs of the ones before it.
+config (validated before anything is registered) -> alerts (platform key + topic) -> network -> cluster + ALB
+-> images (ECR + scan pipeline + builds) -> shared storage, database, cache -> job queues + worker -> the API
+behind the ALB -> monitoring. Each component is built from the outputs of the ones before it.
 """
 
 from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_aws as aws
 
 from components.alerts import Alerts, AlertsArgs
+from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
 from components.config import StackConfig, load_stack_config, min_count
+from components.database import Database, DatabaseArgs
+from components.ecs_task import ServiceAttachment
+from components.guardrails import iam_role_guardrails
 from components.monitoring import Monitoring, MonitoringArgs, WatchedWebService
 from components.network import Network, NetworkArgs
+from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
+from components.storage import SharedStorage, SharedStorageArgs
 from components.web_service import WebService, WebServiceArgs
+from components.worker import QueueWorker, QueueWorkerArgs
+
+IMAGES = {
+    "api": ImageSource(context=".", dockerfile="services/api/Dockerfile"),
+    "worker": ImageSource(context=".", dockerfile="services/worker/Dockerfile"),
+}
 
 
-def service_image(config: StackConfig) -> pulumi.Input[str]:
-    if config.service.image is None:
-        raise NotImplementedError("image builds arrive with the scanning component")
-    return config.service.image
+def git_revision() -> str:
+    """Image tag: the commit being deployed (`-dirty` when the tree has local changes, so tags stay immutable)."""
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unversioned"
+    return f"{revision}-dirty" if dirty.strip() else revision
+
+
+def app_environment(config: StackConfig) -> dict[str, pulumi.Input[str]]:
+    return {
+        "APP_ENV": config.environment,
+        "LOG_LEVEL": "INFO" if config.is_prod else "DEBUG",
+        "AWS_REGION": config.region,
+    }
 
 
 def main() -> None:
     config = load_stack_config()
     prefix = config.name_prefix
     account_id = aws.get_caller_identity_output().account_id
-
-    alerts = Alerts(
-        "alerts",
-        AlertsArgs(name_prefix=prefix, region=config.region, account_id=account_id, alert_email=config.alertEmail),
+    # Every role of every component gets the platform's IAM path and permissions boundary.
+    guarded = pulumi.ResourceOptions(
+        transformations=[iam_role_guardrails(config.iam.path, config.iam.permissionsBoundaryArn)]
     )
+    common = {"name_prefix": prefix, "region": config.region, "account_id": account_id}
+
+    alerts = Alerts("alerts", AlertsArgs(**common, alert_email=config.alertEmail), guarded)
     network = Network(
         "network",
         NetworkArgs(
@@ -43,6 +75,7 @@ def main() -> None:
             nat_gateways=config.network.natGateways,
             flow_log_retention_days=config.network.flowLogRetentionDays,
         ),
+        guarded,
     )
     cluster = ContainerCluster(
         "cluster",
@@ -56,16 +89,29 @@ def main() -> None:
             certificate_arn=config.certificateArn,
             deletion_protection=config.deletionProtection,
         ),
+        guarded,
     )
+    images = build_images(config, common, alerts, guarded)
+    in_vpc = {
+        **common,
+        "vpc_id": network.vpc_id,
+        "private_subnet_ids": network.private_subnet_ids,
+        "topic_arn": alerts.topic_arn,
+    }
+    attachments = data_attachments(config, in_vpc, alerts, guarded)
+
+    api_attachments = list(attachments)
+    worker = None
+    if config.jobPlatform.enabled:
+        worker = job_worker(config, common, network, cluster, alerts, images, attachments, guarded)
+        api_attachments.append(worker.producer_attachment())
     service = config.service
     api = WebService(
         "api",
         WebServiceArgs(
-            name_prefix=prefix,
+            **common,
             service_name="api",
-            image=service_image(config),
-            region=config.region,
-            account_id=account_id,
+            image=service.image or images.image_refs["api"],
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
             cluster_arn=cluster.cluster_arn,
@@ -81,15 +127,16 @@ def main() -> None:
             max_count=service.maxCount,
             container_port=service.containerPort,
             health_check_path=service.healthCheckPath,
-            environment={"APP_ENV": config.environment, "LOG_LEVEL": "info" if config.is_prod else "debug",
-                         "AWS_REGION": config.region},
+            environment=app_environment(config),
+            attachments=api_attachments,
             log_retention_days=config.logRetentionDays,
             cpu_architecture=service.cpuArchitecture,
             on_demand_base=service.onDemandBase,
             spot_weight=service.spotWeight,
             enable_execute_command=service.enableExecuteCommand,
         ),
-    )  # fmt: skip
+        guarded,
+    )
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
@@ -100,6 +147,7 @@ def main() -> None:
             alb_arn_suffix=cluster.alb_arn_suffix,
             web_services=[WatchedWebService("api", api.service_name, api.target_group_arn_suffix)],
         ),
+        guarded,
     )
 
     pulumi.export("albDnsName", cluster.alb_dns_name)
@@ -112,6 +160,145 @@ def main() -> None:
     pulumi.export("namespaceId", cluster.namespace_id)
     pulumi.export("alertTopicArn", alerts.topic_arn)
     pulumi.export("dashboardName", monitoring.dashboard_name)
+    pulumi.export("repositoryUrls", images.repository_urls)
+    pulumi.export("imageRefs", images.image_refs)
+    pulumi.export("scanReportsBucket", images.reports_bucket_name)
+    if worker is not None:
+        pulumi.export("workerServiceName", worker.service_name)
+        pulumi.export("queueUrls", worker.queue_urls)
+        pulumi.export("deadLetterQueueUrl", worker.dead_letter_queue_url)
+
+
+def build_images(
+    config: StackConfig, common: Mapping[str, pulumi.Input[str]], alerts: Alerts, opts: pulumi.ResourceOptions
+) -> ImageScanning:
+    overrides = {
+        key: image
+        for key, image in (("api", config.service.image), ("worker", config.jobPlatform.worker.image))
+        if image is not None
+    }
+    wanted = IMAGES if config.jobPlatform.enabled else {"api": IMAGES["api"]}
+    return ImageScanning(
+        "images",
+        ImageScanningArgs(
+            **common,  # type: ignore[arg-type]
+            images=wanted,
+            alert_topic_arn=alerts.topic_arn,
+            alert_topic_kms_key_arn=alerts.key_arn,
+            log_kms_key_arn=alerts.key_arn,
+            image_tag=git_revision(),
+            platform=config.images.platform,
+            keep_tagged_images=config.images.keepTaggedImages,
+            continuous_scanning=config.images.continuousScanning,
+            severity_threshold=config.images.severityThreshold,
+            build_images=config.images.build,
+            image_overrides=overrides,
+            source_repository_url=config.images.sourceRepositoryUrl,
+            log_retention_days=config.logRetentionDays,
+        ),
+        opts,
+    )
+
+
+def data_attachments(
+    config: StackConfig, in_vpc: Mapping[str, pulumi.Input[str]], alerts: Alerts, opts: pulumi.ResourceOptions
+) -> list[ServiceAttachment]:
+    """Storage, database and cache, each when enabled, as what a service needs to use them."""
+    attachments: list[ServiceAttachment] = []
+    protect = config.deletionProtection
+    if config.storage.enabled:
+        storage = SharedStorage(
+            "storage",
+            SharedStorageArgs(
+                **in_vpc,  # type: ignore[arg-type]
+                subnet_count=config.network.maxAzs,
+                performance_mode=config.storage.performanceMode,
+                throughput_mode=config.storage.throughputMode,
+                provisioned_throughput_mibps=config.storage.provisionedThroughputMibps,
+                # EFS offers the archive tier only to generalPurpose + elastic file systems.
+                transition_to_archive_days=90 if config.storage.throughputMode == "elastic" else None,
+                deletion_protection=protect,
+            ),
+            opts,
+        )
+        attachments.append(storage.attachment(mount_path=config.storage.mountPath))
+    if config.database.enabled:
+        database = Database(
+            "database",
+            DatabaseArgs(
+                **in_vpc,  # type: ignore[arg-type]
+                log_kms_key_arn=alerts.key_arn,
+                instance_class=config.database.instanceClass,
+                allocated_storage_gb=config.database.allocatedStorageGb,
+                max_allocated_storage_gb=config.database.maxAllocatedStorageGb,
+                multi_az=config.database.multiAz,
+                deletion_protection=protect,
+                backup_retention_days=config.database.backupRetentionDays,
+                max_connections=config.database.maxConnections,
+                log_retention_days=config.logRetentionDays,
+            ),
+            opts,
+        )
+        attachments.append(database.attachment())
+    if config.cache.enabled:
+        cache = Cache(
+            "cache",
+            CacheArgs(
+                **in_vpc,  # type: ignore[arg-type]
+                log_kms_key_arn=alerts.key_arn,
+                node_type=config.cache.nodeType,
+                num_cache_clusters=config.cache.numCacheClusters,
+                multi_az=config.cache.automaticFailover,
+                snapshot_retention_days=config.cache.snapshotRetentionDays,
+                log_retention_days=config.logRetentionDays,
+                deletion_protection=protect,
+            ),
+            opts,
+        )
+        attachments.append(cache.attachment())
+    return attachments
+
+
+def job_worker(
+    config: StackConfig,
+    common: Mapping[str, pulumi.Input[str]],
+    network: Network,
+    cluster: ContainerCluster,
+    alerts: Alerts,
+    images: ImageScanning,
+    attachments: list[ServiceAttachment],
+    opts: pulumi.ResourceOptions,
+) -> QueueWorker:
+    jobs = config.jobPlatform
+    return QueueWorker(
+        "worker",
+        QueueWorkerArgs(
+            **common,  # type: ignore[arg-type]
+            image=jobs.worker.image or images.image_refs["worker"],
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            cluster_arn=cluster.cluster_arn,
+            cluster_name=cluster.cluster_name,
+            log_kms_key_arn=alerts.key_arn,
+            alert_topic_arn=alerts.topic_arn,
+            cpu=jobs.worker.cpu,
+            memory=jobs.worker.memory,
+            min_count=jobs.worker.minCount,
+            max_count=jobs.worker.maxCount,
+            on_demand_base=jobs.worker.onDemandBase,
+            spot_weight=jobs.worker.spotWeight,
+            acceptable_latency_seconds=jobs.acceptableLatencySeconds,
+            average_processing_seconds=jobs.averageProcessingSeconds,
+            max_receives=jobs.maxReceives,
+            visibility_timeout_seconds=jobs.visibilityTimeoutSeconds,
+            oldest_message_alarm_seconds=jobs.oldestMessageAlarmSeconds,
+            environment=app_environment(config),
+            attachments=attachments,
+            log_retention_days=config.logRetentionDays,
+            cpu_architecture=config.service.cpuArchitecture,
+        ),
+        opts,
+    )
 
 
 main()

@@ -153,13 +153,13 @@ class StorageConfig:
     enabled: bool = True
     """Create the shared EFS file system and mount it into the API and worker. Default: true."""
     performanceMode: Literal["generalPurpose", "maxIO"] = "generalPurpose"
-    """EFS performance mode. Default: per environment (seed: maxIO in prod)."""
-    throughputMode: Literal["bursting", "provisioned", "elastic"] = "bursting"
-    """EFS throughput mode. Default: per environment (seed: bursting in dev, provisioned in prod)."""
+    """EFS performance mode (AWS advises against maxIO; archive needs generalPurpose). Default: generalPurpose."""
+    throughputMode: Literal["bursting", "provisioned", "elastic"] = "elastic"
+    """EFS throughput mode; the archive tier needs elastic. Default: elastic."""
     provisionedThroughputMibps: float | None = field(
         default=None, metadata=_check(lambda v: 1 <= v <= 3414, "1-3414 MiB/s")
     )
-    """Provisioned throughput; required with `provisioned`, refused otherwise. Default: per environment (prod 100)."""
+    """Provisioned throughput; required with `provisioned`, refused otherwise (the seed's prod: 100). Default: none."""
     mountPath: str = field(
         default="/mnt/shared", metadata=_check(lambda v: v.startswith("/mnt/"), "a path under /mnt/")
     )
@@ -351,11 +351,12 @@ class StackConfig:
 
 # Per-environment defaults, in the stack file's own shape: the seed's maps in one place. A stack file overrides
 # any of them; the merged result is validated like everything else.
+# EFS: the seed's bursting (dev) and maxIO + provisioned (prod) cannot use its own archive tier; elastic can.
 PROFILES: dict[str, dict[str, Any]] = {
     "dev": {
         "network": {"natGateways": "single", "flowLogRetentionDays": 30},
         "service": {"cpu": 512, "memory": 1024, "desiredCount": 1, "maxCount": 3, "spotWeight": 1},
-        "storage": {"performanceMode": "generalPurpose", "throughputMode": "bursting"},
+        "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
         "database": {"instanceClass": "db.t4g.micro", "multiAz": False, "backupRetentionDays": 7},
         "cache": {"nodeType": "cache.t4g.micro", "numCacheClusters": 1, "automaticFailover": False, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 3, "onDemandBase": 0}},
@@ -367,7 +368,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "staging": {
         "network": {"natGateways": "single", "flowLogRetentionDays": 30},
         "service": {"cpu": 1024, "memory": 2048, "desiredCount": 2, "maxCount": 5, "spotWeight": 1},
-        "storage": {"performanceMode": "generalPurpose", "throughputMode": "bursting"},
+        "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
         "database": {"instanceClass": "db.t4g.small", "multiAz": False, "backupRetentionDays": 7},
         "cache": {"nodeType": "cache.t4g.small", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 5, "onDemandBase": 0}},
@@ -379,7 +380,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "prod": {
         "network": {"natGateways": "onePerAz", "flowLogRetentionDays": 90},
         "service": {"cpu": 2048, "memory": 4096, "desiredCount": 3, "maxCount": 10, "spotWeight": 0},
-        "storage": {"performanceMode": "maxIO", "throughputMode": "provisioned", "provisionedThroughputMibps": 100},
+        "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
         "database": {"instanceClass": "db.m7g.large", "multiAz": True, "backupRetentionDays": 30},
         "cache": {"nodeType": "cache.r7g.large", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 7},
         "jobPlatform": {"worker": {"minCount": 1, "maxCount": 20, "onDemandBase": 1}},
@@ -637,4 +638,3 @@ def _is_vpc_cidr(value: str) -> bool:
     except ValueError:
         return False
     return 16 <= network.prefixlen <= 24
-

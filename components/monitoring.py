@@ -144,7 +144,7 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
     for service in service_names:
         ecs = ["ClusterName", cluster_name, "ServiceName", service]
         widgets.append(
-            _graph(
+            graph_widget(
                 f"{service}: ECS service metrics",
                 region,
                 [
@@ -156,7 +156,7 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
         )
     alb = ["LoadBalancer", alb_arn_suffix]
     widgets.append(
-        _graph(
+        graph_widget(
             "Load balancer metrics",
             region,
             [
@@ -166,7 +166,7 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
         )
     )
     widgets.append(
-        _graph(
+        graph_widget(
             "Error rates",
             region,
             [
@@ -180,7 +180,7 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
     return json.dumps({"widgets": widgets})
 
 
-def _graph(title: str, region: str, metrics: list[list[Any]]) -> dict[str, Any]:
+def graph_widget(title: str, region: str, metrics: list[list[Any]]) -> dict[str, Any]:
     return {
         "type": "metric",
         "properties": {"title": title, "region": region, "metrics": metrics, "view": "timeSeries", "period": 300},

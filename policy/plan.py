@@ -187,6 +187,7 @@ _TYPE_OUTPUTS: dict[str, Any] = {
         "repoDigest": f"{i.get('imageName', n).rsplit(':', 1)[0]}@sha256:" + "0" * 64,
         "imageName": i.get("imageName", n),
     },
+    "random:index/randomPassword:RandomPassword": lambda n, i, r: {"result": "offline0plan0" + "x" * 51},
     "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": lambda n, i, r: {"hostedZone": "Z0MOCKZONE"},
     "aws:cloudwatch/logGroup:LogGroup": lambda n, i, r: {
         "arn": f"arn:aws:logs:{r}:{MOCK_ACCOUNT_ID}:log-group:{i.get('name') or n}",

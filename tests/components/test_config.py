@@ -48,8 +48,7 @@ def test_prod_profile_is_the_strict_one():
     assert prod.cache.automaticFailover
     assert (prod.database.backupRetentionDays, dev.database.backupRetentionDays) == (30, 7)
     assert (prod.cache.snapshotRetentionDays, dev.cache.snapshotRetentionDays) == (7, 1)
-    assert (prod.storage.performanceMode, prod.storage.throughputMode) == ("maxIO", "provisioned")
-    assert (dev.storage.performanceMode, dev.storage.throughputMode) == ("generalPurpose", "bursting")
+    assert (prod.storage.performanceMode, prod.storage.throughputMode) == ("generalPurpose", "elastic")
 
 
 def test_every_profile_is_itself_valid():
@@ -71,7 +70,7 @@ def test_provisioned_throughput_needs_its_value_and_only_then():
     (message,) = problems({"environment": "dev", "storage": {"throughputMode": "provisioned"}})
     assert message.startswith("storage.provisionedThroughputMibps: missing")
     (message,) = problems({"environment": "dev", "storage": {"provisionedThroughputMibps": 50}})
-    assert message.startswith("storage.provisionedThroughputMibps: 50 with throughputMode 'bursting'")
+    assert message.startswith("storage.provisionedThroughputMibps: 50 with throughputMode 'elastic'")
 
 
 def test_job_platform_needs_its_data_stores_and_matching_architecture():

@@ -1,0 +1,360 @@
+"""Database: RDS for PostgreSQL in private subnets, encrypted, with RDS-managed master credentials.
+
+The seed's `ContainerDatabaseIntegration` database half: instance, parameter group, enhanced monitoring role,
+dashboard and alarms. Its security group has no rules of its own: each service that calls `attachment()` gets
+an SG-to-SG rule on 5432 and the connection settings, with the credentials only in `secrets`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs_task import ServiceAttachment
+from components.iam import assume_role_policy, kms_key_policy
+from components.monitoring import alarm, graph_widget
+
+POSTGRES_PORT = 5432
+POSTGRES_MAJORS = (16, 17, 18)
+ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+LOG_EXPORTS = ("postgresql", "upgrade")
+INSTANCE_FAMILIES = (
+    "t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m7g", "m7i", "m8g",
+    "r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r7g", "r7i", "r8g", "x2g",
+)  # fmt: skip
+INSTANCE_CLASS = re.compile(r"^db\.([a-z0-9]+)\.(micro|small|medium|large|xlarge|\d{1,2}xlarge)$")
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+CPU_ALARM_PERCENT = 80
+# The seed's low-storage alarm: under 2 GB free.
+FREE_STORAGE_ALARM_BYTES = 2_000_000_000
+# Parameters PostgreSQL only reads at start-up: RDS rejects `immediate` for them.
+STATIC_PARAMETERS = frozenset({"max_connections", "wal_buffers"})
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the security group."""
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    """Private subnets of the DB subnet group."""
+    account_id: pulumi.Input[str]
+    """Account that administers the KMS key and owns the monitoring role."""
+    region: str
+    """Region of the dashboard's metrics."""
+    topic_arn: pulumi.Input[str]
+    """Alert topic every alarm notifies."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key of the exported PostgreSQL log groups (the platform key)."""
+    instance_class: str = "db.t4g.micro"
+    """Instance class, `db.<family>.<size>` (seed: t3 micro dev, t3 large prod). Default: db.t4g.micro."""
+    engine_version: str = "17"
+    """PostgreSQL version: a major (RDS picks the newest minor and auto minor upgrades never drift) or
+    `major.minor` (17.7 or later on RDS today). Default: 17."""
+    db_name: str = "app"
+    """Database created on the instance. Default: app."""
+    master_username: str = "dbadmin"
+    """Master user name (seed: dbadmin); RDS generates and rotates its password. Default: dbadmin."""
+    allocated_storage_gb: int = 20
+    """Initial gp3 storage in GiB. Default: 20."""
+    max_allocated_storage_gb: int = 100
+    """Storage autoscaling ceiling in GiB. Default: 100."""
+    multi_az: bool = True
+    """Standby in a second AZ (seed: prod only). Default: true."""
+    deletion_protection: bool = True
+    """RDS deletion protection, a final snapshot and a retained KMS key (seed: prod only). Default: true."""
+    backup_retention_days: int = 30
+    """Automated backup retention, 1-35 days (seed: 30 prod / 7 dev). Default: 30."""
+    max_connections: int = 200
+    """PostgreSQL `max_connections` (seed: 200). Default: 200."""
+    connections_alarm_threshold: int | None = None
+    """Connections that raise the alarm. Default: 80% of `max_connections`."""
+    log_retention_days: int = 30
+    """Retention of the exported PostgreSQL logs. Default: 30."""
+    performance_insights_retention_days: int = 7
+    """Performance Insights retention (7 is the free tier; else a multiple of 31, up to 731). Default: 7."""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def major_version(self) -> int:
+        return int(self.engine_version.split(".")[0])
+
+    @property
+    def connections_threshold(self) -> int:
+        if self.connections_alarm_threshold is not None:
+            return self.connections_alarm_threshold
+        return int(self.max_connections * 0.8)
+
+
+def _validate(args: DatabaseArgs) -> None:
+    match = INSTANCE_CLASS.match(args.instance_class)
+    if not match or match.group(1) not in INSTANCE_FAMILIES:
+        raise ValueError(
+            f"instance_class={args.instance_class!r} is not db.<family>.<size> with a known family; "
+            f"families: {', '.join(INSTANCE_FAMILIES)}"
+        )
+    if not re.fullmatch(r"\d+(\.\d+)?", args.engine_version) or args.major_version not in POSTGRES_MAJORS:
+        raise ValueError(
+            f"engine_version={args.engine_version!r} must be a major or major.minor, major one of {POSTGRES_MAJORS}"
+        )
+    for field_name in ("db_name", "master_username"):
+        if not IDENTIFIER.match(getattr(args, field_name)):
+            raise ValueError(f"{field_name}={getattr(args, field_name)!r} must be lowercase letters, digits, _")
+    if args.allocated_storage_gb < 20 or args.max_allocated_storage_gb < args.allocated_storage_gb:
+        raise ValueError(
+            f"allocated_storage_gb={args.allocated_storage_gb} must be at least 20 and at most "
+            f"max_allocated_storage_gb={args.max_allocated_storage_gb}"
+        )
+    if not 1 <= args.backup_retention_days <= 35:
+        raise ValueError(f"backup_retention_days={args.backup_retention_days} must be 1-35 (0 turns backups off)")
+    if not 10 <= args.max_connections <= 5000:
+        raise ValueError(f"max_connections={args.max_connections} must be 10-5000")
+    if not 0 < args.connections_threshold <= args.max_connections:
+        raise ValueError(
+            f"connections_alarm_threshold={args.connections_alarm_threshold} must be 1 to "
+            f"max_connections={args.max_connections}"
+        )
+    retention = args.performance_insights_retention_days
+    if retention != 7 and (retention % 31 or not 31 <= retention <= 731):
+        raise ValueError(f"performance_insights_retention_days={retention} must be 7 or a multiple of 31 up to 731")
+
+
+def parameters(max_connections: int) -> dict[str, str]:
+    """The seed's parameter group in RDS units, with the changes explained inline."""
+    return {
+        "max_connections": str(max_connections),
+        # shared_buffers / effective_cache_size dropped: the seed's 256MB / 1GB fit only a 1 GiB instance;
+        # RDS's defaults scale with instance memory ({DBInstanceClassMemory/32768}, /16384; 8 kB pages).
+        "work_mem": "4096",  # kB (seed: 4MB)
+        "maintenance_work_mem": "65536",  # kB (seed: 64MB)
+        # Seed: `all`, which writes every statement with its literal values (data leak, log cost): DDL only.
+        "log_statement": "ddl",
+        "log_min_duration_statement": "1000",  # ms
+        "log_checkpoints": "1",
+        "log_connections": "1",
+        "log_disconnections": "1",
+        "checkpoint_completion_target": "0.9",
+        "wal_buffers": "2048",  # 8 kB pages (seed: 16MB)
+        "default_statistics_target": "100",
+        "rds.force_ssl": "1",
+    }
+
+
+class Database(pulumi.ComponentResource):
+    endpoint_address: pulumi.Output[str]
+    """Instance host name."""
+    master_secret_arn: pulumi.Output[str]
+    """RDS-managed Secrets Manager secret with the master `username` and `password`."""
+    security_group_id: pulumi.Output[str]
+    """Instance security group; services get 5432 ingress to it through `attachment()`."""
+    instance_identifier: pulumi.Output[str]
+    """RDS instance identifier (CloudWatch dimension)."""
+    dashboard_name: pulumi.Output[str]
+    """CloudWatch dashboard name."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:database:Database", name, None, opts)
+        self._name = name
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self)
+        identifier = f"{args.name_prefix}-postgres"
+        # Final snapshots and retained backups stay readable only while their key exists.
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description=f"{args.name_prefix}: PostgreSQL storage and Performance Insights",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=kms_key_policy(args.account_id, args.region, ()),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.deletion_protection),
+        )
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description=f"{args.name_prefix} PostgreSQL: 5432 only from services that use it",
+            revoke_rules_on_delete=True,
+            opts=self._child,
+        )
+        subnet_group = aws.rds.SubnetGroup(
+            f"{name}-subnets",
+            description=f"{args.name_prefix} PostgreSQL private subnets",
+            subnet_ids=args.private_subnet_ids,
+            opts=self._child,
+        )
+        parameter_group = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family=f"postgres{args.major_version}",
+            description=f"{args.name_prefix} PostgreSQL {args.major_version}: the seed's settings, TLS only",
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(
+                    name=key,
+                    value=value,
+                    apply_method="pending-reboot" if key in STATIC_PARAMETERS else "immediate",
+                )
+                for key, value in parameters(args.max_connections).items()
+            ],
+            opts=self._child,
+        )
+        log_groups = [
+            aws.cloudwatch.LogGroup(
+                f"{name}-logs-{export}",
+                name=f"/aws/rds/instance/{identifier}/{export}",
+                retention_in_days=args.log_retention_days,
+                kms_key_id=args.log_kms_key_arn,
+                opts=self._child,
+            )
+            for export in LOG_EXPORTS
+        ]
+        self.instance = aws.rds.Instance(
+            f"{name}-instance",
+            identifier=identifier,
+            engine="postgres",
+            engine_version=args.engine_version,
+            # No paid RDS Extended Support: an end-of-life major fails to create instead of billing silently.
+            engine_lifecycle_support="open-source-rds-extended-support-disabled",
+            instance_class=args.instance_class,
+            db_name=args.db_name,
+            username=args.master_username,
+            manage_master_user_password=True,
+            port=POSTGRES_PORT,
+            allocated_storage=args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=self.key.arn,
+            multi_az=args.multi_az,
+            db_subnet_group_name=subnet_group.name,
+            vpc_security_group_ids=[self.security_group.id],
+            publicly_accessible=False,
+            parameter_group_name=parameter_group.name,
+            backup_retention_period=args.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=not args.deletion_protection,
+            final_snapshot_identifier=f"{identifier}-final" if args.deletion_protection else None,
+            delete_automated_backups=not args.deletion_protection,
+            iam_database_authentication_enabled=True,
+            auto_minor_version_upgrade=True,
+            allow_major_version_upgrade=False,
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=self.key.arn,
+            performance_insights_retention_period=args.performance_insights_retention_days,
+            monitoring_interval=60,
+            monitoring_role_arn=self._monitoring_role(name, args).arn,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            tags={"Name": identifier},
+            # RDS would create the export log groups itself, unencrypted and kept forever.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=log_groups),
+        )
+        self.endpoint_address = self.instance.address
+        self.master_secret_arn = self.instance.master_user_secrets.apply(_first_secret_arn)
+        self.security_group_id = self.security_group.id
+        self.instance_identifier = self.instance.identifier
+        self._monitoring(name, args)
+        self.dashboard_name = self.dashboard.dashboard_name
+        self.register_outputs(
+            {
+                "endpoint_address": self.endpoint_address,
+                "master_secret_arn": self.master_secret_arn,
+                "security_group_id": self.security_group_id,
+                "dashboard_name": self.dashboard_name,
+            }
+        )
+
+    def attachment(self) -> ServiceAttachment:
+        """Connection settings in `environment`, the credentials only in `secrets`, 5432 from the service."""
+        # The master secret is what exists before any app role; an app-specific least-privilege role is next.
+        secret = self.master_secret_arn
+        return ServiceAttachment(
+            name=self._name,
+            environment={
+                "DB_HOST": self.instance.address,
+                "DB_PORT": str(POSTGRES_PORT),
+                "DB_NAME": self._args.db_name,
+                "DB_SSLMODE": "require",
+            },
+            secrets={
+                "DB_USER": pulumi.Output.concat(secret, ":username::"),
+                "DB_PASSWORD": pulumi.Output.concat(secret, ":password::"),
+            },
+            secret_arns=[secret],
+            peer_security_group_id=self.security_group.id,
+            port=POSTGRES_PORT,
+        )
+
+    # --- IAM ---
+
+    def _monitoring_role(self, name: str, args: DatabaseArgs) -> aws.iam.Role:
+        role = aws.iam.Role(
+            f"{name}-monitoring-role",
+            assume_role_policy=assume_role_policy("monitoring.rds.amazonaws.com", args.account_id),
+            description=f"{args.name_prefix}: RDS enhanced monitoring publishes OS metrics",
+            opts=self._child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-monitoring-policy",
+            role=role.name,
+            policy_arn=ENHANCED_MONITORING_POLICY,
+            opts=self._child,
+        )
+        return role
+
+    # --- Monitoring ---
+
+    def _monitoring(self, name: str, args: DatabaseArgs) -> None:
+        dimensions = {"DBInstanceIdentifier": self.instance.identifier}
+        common: dict[str, Any] = {
+            "topic_arn": args.topic_arn, "namespace": "AWS/RDS", "dimensions": dimensions,
+            "opts": self._child,
+        }  # fmt: skip
+        db = f"{args.name_prefix} PostgreSQL"
+        self.alarms = [
+            alarm(f"{name}-cpu-high", description=f"{db}: CPU utilization is high",
+                  metric_name="CPUUtilization", threshold=CPU_ALARM_PERCENT, **common),
+            alarm(f"{name}-storage-low", description=f"{db}: free storage space is low",
+                  metric_name="FreeStorageSpace", threshold=FREE_STORAGE_ALARM_BYTES,
+                  comparison="LessThanThreshold", evaluation_periods=1, **common),
+            alarm(f"{name}-connections-high", description=f"{db}: connections near max_connections",
+                  metric_name="DatabaseConnections", statistic="Maximum",
+                  threshold=args.connections_threshold, **common),
+        ]  # fmt: skip
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{args.name_prefix}-database",
+            dashboard_body=self.instance.identifier.apply(lambda db: database_dashboard_body(args.region, db)),
+            opts=self._child,
+        )
+
+
+def _first_secret_arn(secrets: Sequence[aws.rds.outputs.InstanceMasterUserSecret] | None) -> str:
+    arn = secrets[0].secret_arn if secrets else None
+    if not arn:
+        raise ValueError("the RDS instance reported no master user secret; manage_master_user_password must be on")
+    return arn
+
+
+def database_dashboard_body(region: str, instance_identifier: str) -> str:
+    """The seed's widgets: performance (CPU, connections), latency, free storage."""
+    db = ["DBInstanceIdentifier", instance_identifier]
+    free_storage = graph_widget("Free storage space", region, [["AWS/RDS", "FreeStorageSpace", *db]])
+    free_storage["properties"]["view"] = "singleValue"
+    widgets: list[dict[str, Any]] = [
+        graph_widget(
+            "Database performance",
+            region,
+            [["AWS/RDS", "CPUUtilization", *db], ["AWS/RDS", "DatabaseConnections", *db, {"yAxis": "right"}]],
+        ),
+        graph_widget("Database latency", region, [["AWS/RDS", "ReadLatency", *db], ["AWS/RDS", "WriteLatency", *db]]),
+        free_storage,
+    ]
+    for widget, width in zip(widgets, (12, 12, 6), strict=True):
+        widget.update({"width": width, "height": 6})
+    return json.dumps({"widgets": widgets})
