@@ -254,7 +254,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=inputs,
                 parent=None if parent == self.stack_urn else parent,
                 custom=bool(request.custom),
-                outputs=_normalise(self.resources[response.urn].state),
+                outputs=_normalise({**self.resources[response.urn].state, "id": response.id})
+                if request.custom
+                else _normalise(self.resources[response.urn].state),
             )
         )
         return response

@@ -1,0 +1,1324 @@
+"""Cost estimate of a stack from its resource graph: what it would cost per day and per month to run.
+
+Only the recorded resources and their inputs are read (never a program's own config), so the estimate works on
+any Pulumi program, a `pulumi stack export` or a preview. Prices come from `prices.json` (one region's list
+prices, each with its source); usage that the graph cannot show (traffic, log volume, stored GB, ...) comes
+from `Assumptions`, every one documented and configurable. Each resource ends up in exactly one of three lists:
+priced (with its line items), free (with why), or unpriced (with why): never a silent zero.
+
+Lives inside the policy pack (the `cost-budget` policy uses it), so it imports only the standard library, the
+policy SDK and the pack itself.
+
+    python -m policy.rules.costing REPORT.json [--region R] [--assumptions FILE]   # report: `policy.check --json`
+    python -m policy.rules.costing --table dev=dev.json staging=staging.json ...   # markdown table per stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from pulumi_policy.proxy import UnknownValueError
+
+DAYS_PER_MONTH = 30.4
+PRICES_FILE = Path(__file__).with_name("prices.json")
+DEFAULT_REGION = "us-east-1"
+
+# Pulumi's wire markers (the same as policy/records.py; repeated because the pack imports nothing outside it).
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+_UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+class CostError(ValueError):
+    """Bad input to the estimate (assumptions, region, price table); the message names what and what is allowed."""
+
+
+# --- Assumptions ------------------------------------------------------------------------------------------
+
+AVERAGE_TASK_MODES = ("min", "desired", "max")
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Usage the resource graph cannot show. Every field is documented in docs/cost.md (generated from here)."""
+
+    hours_per_day: float = field(
+        default=24.0, metadata=_doc("Hours a day the stack runs; every hourly charge scales with it (0-24).")
+    )
+    average_tasks: str | float = field(
+        default="desired",
+        metadata=_doc(
+            "Running tasks per ECS service: `min`, `desired` or `max` of its autoscaling target, or a fraction 0-1 "
+            "between min and max. Without a target, the service's desiredCount."
+        ),
+    )
+    alb_lcu: float = field(
+        default=0.5,
+        metadata=_doc(
+            "Average capacity units per load balancer-hour (1 LCU: 25 new connections/s, 3,000 active connections/min "
+            "or 1 GB/hour processed; an idle load balancer bills a fraction)."
+        ),
+    )
+    nat_gb_per_day: float = field(
+        default=1.0,
+        metadata=_doc(
+            "GB a day through the NAT gateways of one VPC (image pulls, AWS APIs, the internet), split across them."
+        ),
+    )
+    log_gb_per_day: float = field(
+        default=0.05,
+        metadata=_doc(
+            "GB a day ingested into each CloudWatch log group; stored for its retention (one year if it never expires)."
+        ),
+    )
+    flow_log_gb_per_day: float = field(default=0.1, metadata=_doc("GB a day of VPC flow log records per flow log."))
+    container_insights_metrics_per_cluster: float = field(
+        default=12, metadata=_doc("Container Insights custom metrics per cluster (the ClusterName dimension).")
+    )
+    container_insights_metrics_per_service: float = field(
+        default=24,
+        metadata=_doc(
+            "Container Insights custom metrics per service (ServiceName and TaskDefinitionFamily dimensions)."
+        ),
+    )
+    container_insights_metrics_per_task: float = field(
+        default=20,
+        metadata=_doc("Extra per-task and per-container metrics with enhanced observability, per running task."),
+    )
+    container_insights_log_gb_per_task_per_day: float = field(
+        default=0.003, metadata=_doc("GB a day of Container Insights performance log events per running task.")
+    )
+    sqs_requests_per_day: float = field(
+        default=10_000, metadata=_doc("Requests a day per SQS queue (sends, receives incl. empty long polls, deletes).")
+    )
+    vpc_endpoint_gb_per_day: float = field(default=0.1, metadata=_doc("GB a day through each interface VPC endpoint."))
+    s3_gb: float = field(default=1.0, metadata=_doc("GB stored in each S3 bucket (Standard class)."))
+    ecr_gb: float = field(default=1.0, metadata=_doc("GB of images stored in each ECR repository."))
+    efs_gb: float = field(
+        default=1.0, metadata=_doc("GB stored in each EFS file system (and in its backup, if enabled).")
+    )
+    efs_read_gb_per_day: float = field(
+        default=0.1, metadata=_doc("GB a day read from each EFS file system in Elastic throughput mode.")
+    )
+    efs_write_gb_per_day: float = field(
+        default=0.05, metadata=_doc("GB a day written to each EFS file system in Elastic throughput mode.")
+    )
+    codebuild_minutes_per_day: float = field(default=10, metadata=_doc("Build minutes a day per CodeBuild project."))
+    lambda_invocations_per_day: float = field(default=1_000, metadata=_doc("Invocations a day per Lambda function."))
+    lambda_seconds_per_invocation: float = field(
+        default=0.5, metadata=_doc("Average duration of one Lambda invocation, in seconds.")
+    )
+
+    def __post_init__(self) -> None:
+        problems = [p for f in dataclasses.fields(self) if (p := _assumption_problem(f.name, getattr(self, f.name)))]
+        if problems:
+            raise CostError("invalid cost assumptions:\n" + "\n".join(f"  - {p}" for p in problems))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], origin: str = "assumptions") -> Assumptions:
+        """Assumptions from a mapping of field names to values; unknown keys and bad values name the key."""
+        if not isinstance(data, Mapping):
+            raise CostError(f"{origin}: expected an object of assumption names to values, got {type(data).__name__}")
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise CostError(f"{origin}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        try:
+            return cls(**dict(data))
+        except CostError as error:
+            raise CostError(f"{origin}: {error}") from None
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> Assumptions:
+        """Assumptions from a JSON file holding one object (see docs/cost.md for the keys)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise CostError(f"{path}: cannot be read ({error.strerror})") from error
+        except json.JSONDecodeError as error:
+            raise CostError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from error
+        return cls.from_mapping(data, str(path))
+
+    def describe(self) -> list[tuple[str, Any, str]]:
+        return [(f.name, getattr(self, f.name), f.metadata["doc"]) for f in dataclasses.fields(self)]
+
+
+def _assumption_problem(name: str, value: Any) -> str | None:
+    if name == "average_tasks":
+        if value in AVERAGE_TASK_MODES or (_is_number(value) and 0 <= value <= 1):
+            return None
+        return f"average_tasks: {value!r}; allowed: min, desired, max or a fraction from 0 to 1"
+    if not _is_number(value) or value < 0:
+        return f"{name}: {value!r}; allowed: a number >= 0"
+    if name == "hours_per_day" and value > 24:
+        return f"hours_per_day: {value!r}; allowed: 0 to 24"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- Prices -----------------------------------------------------------------------------------------------
+
+
+class MissingPrice(LookupError):
+    """The price table has no figure for a key in this region."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """One region's price figures: key -> USD per unit."""
+
+    region: str
+    figures: Mapping[str, Mapping[str, Any]]
+
+    def usd(self, key: str) -> float:
+        figure = self.figures.get(key)
+        if figure is None:
+            raise MissingPrice(f"no price for '{key}' in {self.region} (add it to {PRICES_FILE.name})")
+        return float(figure["usd"])
+
+
+@cache
+def price_table(path: Path = PRICES_FILE) -> Mapping[str, Any]:
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CostError(f"{path}: the price table cannot be read ({error})") from error
+    return table
+
+
+def prices_for(region: str) -> Prices:
+    regions = price_table()["regions"]
+    if region not in regions:
+        raise CostError(f"region {region!r} has no prices in {PRICES_FILE.name}; priced regions: {', '.join(regions)}")
+    return Prices(region=region, figures=regions[region])
+
+
+# --- The resource graph -----------------------------------------------------------------------------------
+
+
+class ResourceLike(Protocol):
+    """A recorded resource (`policy.records.ResourceRecord`: .type, .inputs, .parent URN) or a policy resource
+    (`pulumi_policy.PolicyResource`: .resource_type, .props, .parent resource); `node()` adapts both."""
+
+    @property
+    def urn(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Node:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    props: Mapping[str, Any]
+    custom: bool | None = None
+
+
+def node(resource: Any) -> Node:
+    type_ = getattr(resource, "resource_type", None) or resource.type
+    props = getattr(resource, "props", None)
+    if props is None:
+        props = getattr(resource, "inputs", None) or {}
+    parent = getattr(resource, "parent", None)
+    if parent is not None and not isinstance(parent, str):
+        parent = parent.urn
+    custom = getattr(resource, "custom", None)
+    return Node(resource.urn, type_, resource.name, parent, props, custom if isinstance(custom, bool) else None)
+
+
+class Unknown(Exception):
+    """An input needed for the price is not known (preview)."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping) and value.get(_SECRET_SIG_KEY) == _SECRET_SIG_VALUE:
+        value = value.get("value")
+    if value == _UNKNOWN_VALUE:
+        raise Unknown
+    return value
+
+
+def prop(resource: Node, *path: str) -> Any:
+    """A nested input, secrets unwrapped; None when absent; `Unknown` when not known until apply."""
+    value: Any = resource.props
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = _plain(value.get(key))
+        if value is None:
+            return None
+    return value
+
+
+def items(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [_plain(value)]
+    return [_plain(v) for v in value]
+
+
+def number(value: Any, default: float | None = None) -> float | None:
+    value = _plain(value)
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def truthy(value: Any) -> bool:
+    value = _plain(value)
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _identities(resource: Node, *keys: str) -> set[str]:
+    found = {resource.name}
+    for key in keys:
+        value = prop(resource, key)
+        if isinstance(value, str) and value:
+            found.add(value)
+    return found
+
+
+def refers_to(reference: Any, resource: Node, *keys: str) -> bool:
+    """Whether an id/name/ARN string names `resource` (by logical name or one of its `keys` inputs)."""
+    if not isinstance(reference, str) or not reference:
+        return False
+    return any(
+        reference == ident or reference.endswith((f"/{ident}", f":{ident}")) for ident in _identities(resource, *keys)
+    )
+
+
+# --- Results ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str
+    quantity: float
+    """Units a month."""
+    unit: str
+    unit_price: float
+    note: str | None = None
+
+    @property
+    def per_month(self) -> float:
+        return self.quantity * self.unit_price
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "item": self.item,
+            "quantity": round(self.quantity, 6),
+            "unit": self.unit,
+            "unit_price": self.unit_price,
+            "per_month": round(self.per_month, 4),
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class Free:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unpriced:
+    reason: str
+
+
+Outcome = list[Line] | Free | Unpriced
+
+
+@dataclass(frozen=True)
+class ResourceCost:
+    urn: str
+    type: str
+    name: str
+    component: str | None
+    lines: list[Line]
+
+    @property
+    def per_month(self) -> float:
+        return sum(line.per_month for line in self.lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "component": self.component,
+            "per_month": round(self.per_month, 4),
+            "lines": [line.to_json() for line in self.lines],
+        }
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    region: str
+    assumptions: Assumptions
+    resources: list[ResourceCost]
+    free: list[dict[str, str]]
+    unpriced: list[dict[str, str]]
+    currency: str = "USD"
+
+    @property
+    def per_month(self) -> float:
+        return sum(r.per_month for r in self.resources)
+
+    @property
+    def per_day(self) -> float:
+        return self.per_month / DAYS_PER_MONTH
+
+    @property
+    def by_component(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        for resource in self.resources:
+            totals[resource.component or NO_COMPONENT] += resource.per_month
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def by_type(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        for resource in self.resources:
+            totals[resource.type] += resource.per_month
+        return dict(totals)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's `cost` section."""
+        return {
+            "currency": self.currency,
+            "region": self.region,
+            "per_day": round(self.per_day, 4),
+            "per_month": round(self.per_month, 4),
+            "resources": [r.to_json() for r in self.resources],
+            "unpriced": self.unpriced,
+            "free": self.free,
+            "by_component": {k: round(v, 4) for k, v in self.by_component.items()},
+            "assumptions": dataclasses.asdict(self.assumptions),
+        }
+
+    def render_text(self) -> str:
+        lines = [f"Estimated cost ({self.currency}, {self.region}, list prices; assumptions in docs/cost.md):"]
+        lines.append("  Per resource (per month):")
+        for resource in sorted(self.resources, key=lambda r: -r.per_month):
+            where = f"  [{resource.component}]" if resource.component else ""
+            lines.append(f"    {_usd(resource.per_month):>10}  {resource.type}  {resource.name}{where}")
+            for line in resource.lines:
+                detail = f"{line.quantity:,.4g} {line.unit} x ${line.unit_price:g}"
+                note = f"  ({line.note})" if line.note else ""
+                lines.append(f"    {'':>10}    {line.item}: {detail} = {_usd(line.per_month)}{note}")
+        lines.append("  Per component (per month / per day):")
+        for component, month in self.by_component.items():
+            lines.append(f"    {_usd(month):>10}  {_usd(month / DAYS_PER_MONTH):>8}  {component}")
+        if self.unpriced:
+            lines.append(f"  Not priced ({len(self.unpriced)}): the total leaves these out")
+            lines += [f"    {u['type']}  {u['name']}: {u['reason']}" for u in self.unpriced]
+        free_types = sorted({f["type"] for f in self.free})
+        lines.append(f"  Free ({len(self.free)} resources): {', '.join(free_types) or 'none'}")
+        lines.append(f"  Total: {_usd(self.per_day)}/day, {_usd(self.per_month)}/month")
+        return "\n".join(lines)
+
+
+NO_COMPONENT = "(no component)"
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+# --- Pricing context --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    nodes: list[Node]
+    prices: Prices
+    assumptions: Assumptions
+    _by_type: dict[str, list[Node]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        by_type: dict[str, list[Node]] = defaultdict(list)
+        for n in self.nodes:
+            by_type[n.type].append(n)
+        self._by_type = dict(by_type)
+
+    def of_type(self, type_: str) -> list[Node]:
+        return self._by_type.get(type_, [])
+
+    def has_children(self, resource: Node) -> bool:
+        return any(n.parent == resource.urn for n in self.nodes)
+
+    @property
+    def hours_per_month(self) -> float:
+        return self.assumptions.hours_per_day * DAYS_PER_MONTH
+
+    def line(self, item: str, quantity: float, key: str, note: str | None = None) -> Line:
+        """A line of `quantity` units a month at the table's price for `key`."""
+        figure = self.prices.figures.get(key)
+        unit = str(figure["per"]) if figure else "unit"
+        return Line(item, quantity, unit, self.prices.usd(key), note)
+
+    def hourly(self, item: str, count: float, key: str, note: str | None = None) -> Line:
+        return self.line(item, count * self.hours_per_month, key, note)
+
+    def monthly(self, item: str, count: float, key: str, note: str | None = None) -> Line:
+        return self.line(item, count, key, note)
+
+    def daily(self, item: str, per_day: float, key: str, note: str | None = None) -> Line:
+        return self.line(item, per_day * DAYS_PER_MONTH, key, note)
+
+
+Pricer = Callable[[Node, Context], Outcome]
+PRICERS: dict[str, Pricer] = {}
+
+
+def prices(*types: str) -> Callable[[Pricer], Pricer]:
+    def register(pricer: Pricer) -> Pricer:
+        for type_ in types:
+            PRICERS[type_] = pricer
+        return pricer
+
+    return register
+
+
+# --- Free types -------------------------------------------------------------------------------------------
+
+FREE_TYPES: Mapping[str, str] = {
+    **dict.fromkeys(
+        (
+            "aws:iam/role:Role",
+            "aws:iam/policy:Policy",
+            "aws:iam/rolePolicy:RolePolicy",
+            "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+            "aws:iam/instanceProfile:InstanceProfile",
+            "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+            "aws:iam/serviceLinkedRole:ServiceLinkedRole",
+            "aws:iam/user:User",
+            "aws:iam/userPolicy:UserPolicy",
+            "aws:iam/group:Group",
+        ),
+        "IAM has no charge",
+    ),
+    **dict.fromkeys(
+        (
+            "aws:ec2/securityGroup:SecurityGroup",
+            "aws:ec2/securityGroupRule:SecurityGroupRule",
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+            "aws:ec2/vpc:Vpc",
+            "aws:ec2/subnet:Subnet",
+            "aws:ec2/routeTable:RouteTable",
+            "aws:ec2/route:Route",
+            "aws:ec2/routeTableAssociation:RouteTableAssociation",
+            "aws:ec2/internetGateway:InternetGateway",
+            "aws:ec2/networkAcl:NetworkAcl",
+            "aws:ec2/networkAclRule:NetworkAclRule",
+            "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+            "aws:ec2/defaultNetworkAcl:DefaultNetworkAcl",
+            "aws:ec2/defaultRouteTable:DefaultRouteTable",
+        ),
+        "network configuration has no charge (traffic is priced on NAT gateways and endpoints)",
+    ),
+    **dict.fromkeys(
+        (
+            "aws:lb/listener:Listener",
+            "aws:lb/listenerRule:ListenerRule",
+            "aws:lb/targetGroup:TargetGroup",
+            "aws:lb/targetGroupAttachment:TargetGroupAttachment",
+            "aws:lb/listenerCertificate:ListenerCertificate",
+            "aws:acm/certificate:Certificate",
+            "aws:acm/certificateValidation:CertificateValidation",
+            "aws:route53/record:Record",
+        ),
+        "priced on the load balancer / hosted zone it belongs to",
+    ),
+    **dict.fromkeys(
+        (
+            "aws:ecs/taskDefinition:TaskDefinition",
+            "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders",
+            "aws:appautoscaling/target:Target",
+            "aws:appautoscaling/policy:Policy",
+            "aws:appautoscaling/scheduledAction:ScheduledAction",
+            "aws:servicediscovery/service:Service",
+            "aws:servicediscovery/httpNamespace:HttpNamespace",
+        ),
+        "a definition: the tasks it runs are priced on the ECS service",
+    ),
+    **dict.fromkeys(
+        (
+            "aws:cloudwatch/metricFilter:MetricFilter",
+            "aws:cloudwatch/eventRule:EventRule",
+            "aws:cloudwatch/eventTarget:EventTarget",
+            "aws:cloudwatch/logResourcePolicy:LogResourcePolicy",
+            "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter",
+            "aws:cloudwatch/logDataProtectionPolicy:LogDataProtectionPolicy",
+        ),
+        "no charge of its own (events from AWS services are free; logs are priced on their log group)",
+    ),
+    **dict.fromkeys(
+        (
+            "aws:kms/alias:Alias",
+            "aws:kms/keyPolicy:KeyPolicy",
+            "aws:kms/grant:Grant",
+            "aws:secretsmanager/secretVersion:SecretVersion",
+            "aws:secretsmanager/secretPolicy:SecretPolicy",
+            "aws:secretsmanager/secretRotation:SecretRotation",
+        ),
+        "priced on its key / secret",
+    ),
+    **dict.fromkeys(
+        (
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+            "aws:s3/bucketVersioning:BucketVersioning",
+            "aws:s3/bucketVersioningV2:BucketVersioningV2",
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+            "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2",
+            "aws:s3/bucketLogging:BucketLogging",
+            "aws:s3/bucketLoggingV2:BucketLoggingV2",
+            "aws:s3/bucketNotification:BucketNotification",
+            "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+            "aws:ecr/repositoryPolicy:RepositoryPolicy",
+            "aws:sqs/queuePolicy:QueuePolicy",
+            "aws:sqs/redrivePolicy:RedrivePolicy",
+            "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy",
+            "aws:efs/mountTarget:MountTarget",
+            "aws:efs/accessPoint:AccessPoint",
+            "aws:efs/fileSystemPolicy:FileSystemPolicy",
+            "aws:rds/subnetGroup:SubnetGroup",
+            "aws:rds/parameterGroup:ParameterGroup",
+            "aws:rds/optionGroup:OptionGroup",
+            "aws:elasticache/subnetGroup:SubnetGroup",
+            "aws:elasticache/parameterGroup:ParameterGroup",
+            "aws:lambda/permission:Permission",
+            "aws:lambda/alias:Alias",
+        ),
+        "configuration of a resource priced on its own",
+    ),
+    **dict.fromkeys(
+        ("aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription", "aws:sns/topicPolicy:TopicPolicy"),
+        "SNS bills per publish and delivery beyond a monthly free tier (1M publishes, 1,000 emails); alert volumes stay inside it",
+    ),
+    **dict.fromkeys(
+        ("docker-build:index:Image", "docker:index/image:Image", "docker:index/registryImage:RegistryImage"),
+        "built outside AWS; its storage is priced on the ECR repository",
+    ),
+    "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration": "basic scanning has no charge",
+    "pulumi:pulumi:Stack": "the stack itself",
+}
+FREE_PACKAGES: Mapping[str, str] = {
+    "random": "generated locally by the provider",
+    "tls": "generated locally by the provider",
+}
+
+
+def _free_reason(resource: Node, ctx: Context) -> str | None:
+    if resource.type in FREE_TYPES:
+        return FREE_TYPES[resource.type]
+    if resource.type.startswith("pulumi:providers:"):
+        return "a provider configuration"
+    package = resource.type.split(":", 1)[0]
+    if package in FREE_PACKAGES:
+        return FREE_PACKAGES[package]
+    if resource.custom is False or ctx.has_children(resource):
+        return "a component: its children are priced"
+    return None
+
+
+# --- ECS / Fargate ----------------------------------------------------------------------------------------
+
+ECS_SERVICE = "aws:ecs/service:Service"
+ECS_CLUSTER = "aws:ecs/cluster:Cluster"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SCALING_TARGET = "aws:appautoscaling/target:Target"
+CAPACITY_PROVIDERS = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
+FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+INCLUDED_EPHEMERAL_GB = 20
+
+
+def task_definition_of(service: Node, ctx: Context) -> Node | None:
+    reference = prop(service, "taskDefinition")
+    if not isinstance(reference, str):
+        return None
+    family = re.sub(r":\d+$", "", reference.split("task-definition/")[-1])
+    for candidate in ctx.of_type(TASK_DEFINITION):
+        if refers_to(reference, candidate, "arn") or refers_to(family, candidate, "family"):
+            return candidate
+    return None
+
+
+def scaling_range(service: Node, ctx: Context) -> tuple[float, float] | None:
+    names = _identities(service, "name")
+    for target in ctx.of_type(SCALING_TARGET):
+        resource_id = prop(target, "resourceId")
+        if prop(target, "serviceNamespace") != "ecs" or not isinstance(resource_id, str):
+            continue
+        if resource_id.rsplit("/", 1)[-1] in names:
+            return number(prop(target, "minCapacity"), 0) or 0.0, number(prop(target, "maxCapacity"), 0) or 0.0
+    return None
+
+
+def average_tasks(service: Node, ctx: Context) -> tuple[float, str]:
+    """Running tasks under the `average_tasks` assumption, and how it was chosen."""
+    desired = number(prop(service, "desiredCount"), 0) or 0.0
+    bounds = scaling_range(service, ctx)
+    mode = ctx.assumptions.average_tasks
+    if bounds is None:
+        return desired, f"desiredCount {desired:g} (no autoscaling target)"
+    low, high = bounds
+    if mode == "desired":
+        return min(max(desired, low), high), f"desiredCount {desired:g} within autoscaling {low:g}-{high:g}"
+    if mode == "min":
+        return low, f"autoscaling minimum {low:g}"
+    if mode == "max":
+        return high, f"autoscaling maximum {high:g}"
+    fraction = float(mode)
+    return low + fraction * (high - low), f"{fraction:g} of the way from {low:g} to {high:g}"
+
+
+def capacity_strategy(service: Node, ctx: Context) -> list[tuple[str, float, float]]:
+    """(provider, base, weight) for the service: its own strategy, else its cluster's default, else FARGATE."""
+    strategy = items(prop(service, "capacityProviderStrategies"))
+    if not strategy and not prop(service, "launchType"):
+        cluster_ref = prop(service, "cluster")
+        defaults = [
+            c
+            for c in ctx.of_type(CAPACITY_PROVIDERS)
+            if refers_to(cluster_ref, c, "clusterName") or _names_same_cluster(cluster_ref, c, ctx)
+        ]
+        if len(defaults) == 1:
+            strategy = items(prop(defaults[0], "defaultCapacityProviderStrategies"))
+    parsed = [
+        (str(_plain(s.get("capacityProvider"))), number(s.get("base"), 0) or 0.0, number(s.get("weight"), 0) or 0.0)
+        for s in strategy
+        if isinstance(s, Mapping)
+    ]
+    return parsed or [("FARGATE", 0.0, 1.0)]
+
+
+def _names_same_cluster(cluster_ref: Any, providers: Node, ctx: Context) -> bool:
+    cluster_name = prop(providers, "clusterName")
+    return any(
+        refers_to(cluster_ref, cluster, "name", "arn") and cluster_name in _identities(cluster, "name")
+        for cluster in ctx.of_type(ECS_CLUSTER)
+    )
+
+
+def split_tasks(tasks: float, strategy: Sequence[tuple[str, float, float]]) -> dict[str, float]:
+    """How ECS places `tasks` over capacity providers: each provider's base first, the rest by weight."""
+    split = dict.fromkeys((provider for provider, _, _ in strategy), 0.0)
+    remaining = tasks
+    for provider, base, _ in strategy:
+        placed = min(base, remaining)
+        split[provider] += placed
+        remaining -= placed
+    total_weight = sum(weight for _, _, weight in strategy)
+    for provider, _, weight in strategy:
+        if total_weight > 0:
+            split[provider] += remaining * weight / total_weight
+    return split
+
+
+def task_size(task_definition: Node) -> tuple[float, float] | None:
+    """(vCPU, GB) of a task definition's task-level cpu/memory ("512" units / "0.5 vCPU"; "1024" MiB / "1 GB")."""
+    cpu, memory = prop(task_definition, "cpu"), prop(task_definition, "memory")
+    vcpu = _size(cpu, "vcpu", 1024)
+    gb = _size(memory, "gb", 1024)
+    return None if vcpu is None or gb is None else (vcpu, gb)
+
+
+def _size(value: Any, unit: str, per_unit: float) -> float | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text.endswith(unit):
+        return number(text[: -len(unit)].strip())
+    raw = number(text)
+    return None if raw is None else raw / per_unit
+
+
+@prices(ECS_SERVICE)
+def price_ecs_service(service: Node, ctx: Context) -> Outcome:
+    launch_type = prop(service, "launchType")
+    if launch_type not in (None, "FARGATE"):
+        return Unpriced(f"launchType {launch_type}: its tasks run on instances this estimate does not price")
+    task_definition = task_definition_of(service, ctx)
+    if task_definition is None:
+        return Unpriced(f"task definition {prop(service, 'taskDefinition')!r} is not in the graph")
+    size = task_size(task_definition)
+    if size is None:
+        return Unpriced(f"task definition {task_definition.name} has no task-level cpu and memory (Fargate needs both)")
+    os_family = prop(task_definition, "runtimePlatform", "operatingSystemFamily") or "LINUX"
+    if os_family != "LINUX":
+        return Unpriced(f"operatingSystemFamily {os_family}: only Linux Fargate is in the price table")
+    architecture = prop(task_definition, "runtimePlatform", "cpuArchitecture") or "X86_64"
+    vcpu, gb = size
+    tasks, how = average_tasks(service, ctx)
+    lines: list[Line] = []
+    for provider, count in split_tasks(tasks, capacity_strategy(service, ctx)).items():
+        if provider not in FARGATE_PROVIDERS:
+            return Unpriced(f"capacity provider {provider}: its tasks run on instances this estimate does not price")
+        if count <= 0:
+            continue
+        note = f"{count:g} task(s) of {vcpu:g} vCPU / {gb:g} GB; {how}"
+        lines.append(
+            ctx.hourly(
+                f"Fargate vCPU ({architecture}, {provider})",
+                count * vcpu,
+                f"fargate.vcpu.{architecture}.{provider}",
+                note,
+            )
+        )
+        lines.append(
+            ctx.hourly(
+                f"Fargate memory ({architecture}, {provider})", count * gb, f"fargate.gb.{architecture}.{provider}"
+            )
+        )
+    extra_storage = (number(prop(task_definition, "ephemeralStorage", "sizeInGib"), 0) or 0) - INCLUDED_EPHEMERAL_GB
+    if extra_storage > 0 and tasks > 0:
+        lines.append(
+            ctx.hourly("Fargate ephemeral storage above 20 GB", tasks * extra_storage, "fargate.ephemeralStorage")
+        )
+    if truthy(prop(service, "networkConfiguration", "assignPublicIp")) and tasks > 0:
+        lines.append(ctx.hourly("Public IPv4 address per task", tasks, "publicIpv4.hour"))
+    if prop(service, "serviceRegistries") and tasks > 0:
+        lines.append(ctx.monthly("Cloud Map registered instances", tasks, "cloudmap.instance"))
+    return lines or Free(f"runs no tasks ({how})")
+
+
+def services_in_cluster(cluster: Node, ctx: Context) -> list[Node]:
+    services = ctx.of_type(ECS_SERVICE)
+    clusters = ctx.of_type(ECS_CLUSTER)
+    if len(clusters) == 1:
+        return services
+    return [s for s in services if refers_to(prop(s, "cluster"), cluster, "name", "arn")]
+
+
+@prices(ECS_CLUSTER)
+def price_ecs_cluster(cluster: Node, ctx: Context) -> Outcome:
+    settings = [s for s in items(prop(cluster, "settings")) if isinstance(s, Mapping)]
+    mode = next((_plain(s.get("value")) for s in settings if _plain(s.get("name")) == "containerInsights"), None)
+    if mode not in ("enabled", "enhanced"):
+        return Free("Container Insights is off (an account-level default, if any, is not visible here)")
+    a = ctx.assumptions
+    services = services_in_cluster(cluster, ctx)
+    tasks = sum(average_tasks(s, ctx)[0] for s in services)
+    metrics = a.container_insights_metrics_per_cluster + a.container_insights_metrics_per_service * len(services)
+    note = f"{len(services)} service(s); billed as custom metrics, the first 10 per account are free"
+    if mode == "enhanced":
+        metrics += a.container_insights_metrics_per_task * tasks
+        note += "; enhanced observability is billed per observation, modelled as per-task metrics"
+    return [
+        ctx.monthly(f"Container Insights metrics ({mode})", metrics, "cloudwatch.metric", note),
+        ctx.daily(
+            "Container Insights performance logs",
+            tasks * a.container_insights_log_gb_per_task_per_day,
+            "logs.ingest.standard",
+        ),
+    ]
+
+
+# --- Load balancing and network ---------------------------------------------------------------------------
+
+
+@prices("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+def price_load_balancer(balancer: Node, ctx: Context) -> Outcome:
+    kind = prop(balancer, "loadBalancerType") or "application"
+    if kind not in ("application", "network"):
+        return Unpriced(f"loadBalancerType {kind} is not in the price table")
+    lines = [
+        ctx.hourly(f"{kind.capitalize()} load balancer", 1, f"lb.{kind}.hour"),
+        ctx.hourly("Capacity units", ctx.assumptions.alb_lcu, f"lb.{kind}.capacityUnit", "assumed alb_lcu"),
+    ]
+    if not truthy(prop(balancer, "internal")):
+        zones = len(items(prop(balancer, "subnets"))) or len(items(prop(balancer, "subnetMappings")))
+        note = None if zones else "subnets not known: 2 zones assumed (the minimum)"
+        lines.append(ctx.hourly("Public IPv4 addresses (one per zone)", zones or 2, "publicIpv4.hour", note))
+    return lines
+
+
+def _nat_count(ctx: Context) -> int:
+    return len(ctx.of_type("aws:ec2/natGateway:NatGateway")) or 1
+
+
+@prices("aws:ec2/natGateway:NatGateway")
+def price_nat_gateway(gateway: Node, ctx: Context) -> Outcome:
+    share = ctx.assumptions.nat_gb_per_day / _nat_count(ctx)
+    return [
+        ctx.hourly("NAT gateway", 1, "nat.hour"),
+        ctx.daily("NAT data processed", share, "nat.gb", "assumed nat_gb_per_day, split across NAT gateways"),
+    ]
+
+
+@prices("aws:ec2/eip:Eip")
+def price_elastic_ip(address: Node, ctx: Context) -> Outcome:
+    return [ctx.hourly("Public IPv4 address", 1, "publicIpv4.hour")]
+
+
+AWSX_NAT_STRATEGIES = {"none": 0, "single": 1}
+
+
+@prices("awsx:ec2:Vpc")
+def price_awsx_vpc(vpc: Node, ctx: Context) -> Outcome:
+    if ctx.has_children(vpc):
+        return Free("a component: its NAT gateways and addresses are priced as its children")
+    strategy = str(prop(vpc, "natGateways", "strategy") or "OnePerAz")
+    zones = len(items(prop(vpc, "availabilityZoneNames"))) or int(
+        number(prop(vpc, "numberOfAvailabilityZones"), 3) or 3
+    )
+    gateways = AWSX_NAT_STRATEGIES.get(strategy.lower(), zones)
+    if gateways == 0:
+        return Free("natGateways strategy None: no NAT gateways")
+    note = f"natGateways {strategy} over {zones} zone(s)"
+    return [
+        ctx.hourly("NAT gateways", gateways, "nat.hour", note),
+        ctx.daily("NAT data processed", ctx.assumptions.nat_gb_per_day, "nat.gb", "assumed nat_gb_per_day"),
+        ctx.hourly("Public IPv4 addresses of the NAT gateways", gateways, "publicIpv4.hour"),
+    ]
+
+
+@prices("aws:ec2/vpcEndpoint:VpcEndpoint")
+def price_vpc_endpoint(endpoint: Node, ctx: Context) -> Outcome:
+    kind = prop(endpoint, "vpcEndpointType") or "Gateway"
+    if kind == "Gateway":
+        return Free("gateway endpoints (S3, DynamoDB) have no charge")
+    if kind != "Interface":
+        return Unpriced(f"vpcEndpointType {kind} is not in the price table")
+    zones = len(items(prop(endpoint, "subnetIds")))
+    note = None if zones else "subnetIds not known: 1 zone assumed"
+    return [
+        ctx.hourly("Interface endpoint zones", zones or 1, "vpce.interface.hour", note),
+        ctx.daily("Interface endpoint data", ctx.assumptions.vpc_endpoint_gb_per_day, "vpce.interface.gb"),
+    ]
+
+
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+
+
+@prices(FLOW_LOG)
+def price_flow_log(flow_log: Node, ctx: Context) -> Outcome:
+    destination = prop(flow_log, "logDestinationType") or "cloud-watch-logs"
+    keys = {"cloud-watch-logs": "logs.ingest.vended", "s3": "logs.ingest.vendedToS3"}
+    if destination not in keys:
+        return Unpriced(f"logDestinationType {destination} is not in the price table")
+    return [
+        ctx.daily(
+            f"Flow log delivery ({destination})",
+            ctx.assumptions.flow_log_gb_per_day,
+            keys[destination],
+            "assumed flow_log_gb_per_day",
+        )
+    ]
+
+
+@prices("aws:route53/zone:Zone", "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace",
+        "aws:servicediscovery/publicDnsNamespace:PublicDnsNamespace")  # fmt: skip
+def price_hosted_zone(zone: Node, ctx: Context) -> Outcome:
+    return [ctx.monthly("Route 53 hosted zone", 1, "route53.hostedZone")]
+
+
+# --- Data stores ------------------------------------------------------------------------------------------
+
+
+@prices("aws:rds/instance:Instance")
+def price_rds_instance(instance: Node, ctx: Context) -> Outcome:
+    engine = str(prop(instance, "engine") or "")
+    instance_class = prop(instance, "instanceClass")
+    if engine not in ("postgres",):
+        return Unpriced(f"engine {engine or '(not set)'}: only RDS for PostgreSQL is in the price table")
+    multi_az = truthy(prop(instance, "multiAz"))
+    copies = 2 if multi_az else 1
+    deployment = "Multi-AZ: primary and standby" if multi_az else "Single-AZ"
+    storage_type = str(prop(instance, "storageType") or ("io1" if prop(instance, "iops") else "gp2"))
+    storage_gb = number(prop(instance, "allocatedStorage"), 0) or 0.0
+    lines = [
+        ctx.hourly(f"RDS {instance_class}", copies, f"rds.{engine}.{instance_class}", deployment),
+        ctx.monthly(f"RDS storage ({storage_type})", storage_gb * copies, f"rds.storage.{storage_type}",
+                    "allocated GB; backups up to the database size are free"),
+    ]  # fmt: skip
+    if truthy(prop(instance, "manageMasterUserPassword")):
+        lines.append(ctx.monthly("Secrets Manager secret (RDS-managed master password)", 1, "secretsmanager.secret"))
+    return lines
+
+
+def _cache_price_key(resource: Node, ctx: Context) -> tuple[str, float, str]:
+    node_type = prop(resource, "nodeType")
+    engine = str(prop(resource, "engine") or "redis")
+    ratio = ctx.prices.usd("elasticache.valkeyRatio") if engine == "valkey" else 1.0
+    return f"elasticache.redis.{node_type}", ratio, f"{engine} {node_type}"
+
+
+@prices("aws:elasticache/replicationGroup:ReplicationGroup")
+def price_replication_group(group: Node, ctx: Context) -> Outcome:
+    key, ratio, label = _cache_price_key(group, ctx)
+    clusters = number(prop(group, "numCacheClusters"))
+    if clusters is None:
+        shards = number(prop(group, "numNodeGroups"), 1) or 1.0
+        clusters = shards * ((number(prop(group, "replicasPerNodeGroup"), 0) or 0) + 1)
+    note = f"{clusters:g} node(s)" + (f"; Valkey at {ratio:g} x the Redis OSS price" if ratio != 1 else "")
+    return [ctx.hourly(f"ElastiCache nodes ({label})", clusters * ratio, key, note)]
+
+
+@prices("aws:elasticache/cluster:Cluster")
+def price_cache_cluster(cluster: Node, ctx: Context) -> Outcome:
+    if prop(cluster, "replicationGroupId"):
+        return Free("a member of a replication group, priced there")
+    key, ratio, label = _cache_price_key(cluster, ctx)
+    nodes = number(prop(cluster, "numCacheNodes"), 1) or 1.0
+    return [ctx.hourly(f"ElastiCache nodes ({label})", nodes * ratio, key, f"{nodes:g} node(s)")]
+
+
+@prices("aws:efs/fileSystem:FileSystem")
+def price_file_system(file_system: Node, ctx: Context) -> Outcome:
+    a = ctx.assumptions
+    one_zone = bool(prop(file_system, "availabilityZoneName"))
+    storage_class = "oneZone" if one_zone else "standard"
+    lines = [
+        ctx.monthly(
+            f"EFS storage ({'One Zone' if one_zone else 'Standard'})",
+            a.efs_gb,
+            f"efs.storage.{storage_class}",
+            "assumed efs_gb",
+        )
+    ]
+    mode = prop(file_system, "throughputMode") or "bursting"
+    if mode == "provisioned":
+        mibps = number(prop(file_system, "provisionedThroughputInMibps"), 0) or 0.0
+        lines.append(ctx.monthly("EFS provisioned throughput", mibps, "efs.provisionedThroughput"))
+    elif mode == "elastic":
+        lines.append(ctx.daily("EFS elastic reads", a.efs_read_gb_per_day, "efs.elastic.read"))
+        lines.append(ctx.daily("EFS elastic writes", a.efs_write_gb_per_day, "efs.elastic.write"))
+    return lines
+
+
+@prices("aws:efs/backupPolicy:BackupPolicy")
+def price_efs_backup(policy: Node, ctx: Context) -> Outcome:
+    if prop(policy, "backupPolicy", "status") != "ENABLED":
+        return Free("backups disabled")
+    return [
+        ctx.monthly("AWS Backup of EFS (warm storage)", ctx.assumptions.efs_gb, "backup.efs.warm", "assumed efs_gb")
+    ]
+
+
+@prices("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+def price_bucket(bucket: Node, ctx: Context) -> Outcome:
+    return [
+        ctx.monthly("S3 Standard storage", ctx.assumptions.s3_gb, "s3.standard", "assumed s3_gb; requests not priced")
+    ]
+
+
+@prices("aws:ecr/repository:Repository")
+def price_repository(repository: Node, ctx: Context) -> Outcome:
+    return [ctx.monthly("ECR image storage", ctx.assumptions.ecr_gb, "ecr.storage", "assumed ecr_gb")]
+
+
+@prices("aws:sqs/queue:Queue")
+def price_queue(queue: Node, ctx: Context) -> Outcome:
+    kind = "fifo" if truthy(prop(queue, "fifoQueue")) else "standard"
+    requests = ctx.assumptions.sqs_requests_per_day / 1_000_000
+    return [
+        ctx.daily(
+            f"SQS requests ({kind})",
+            requests,
+            f"sqs.{kind}",
+            "assumed sqs_requests_per_day; first 1M a month per account free",
+        )
+    ]
+
+
+# --- Keys, secrets, monitoring ----------------------------------------------------------------------------
+
+
+@prices("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey")
+def price_kms_key(key: Node, ctx: Context) -> Outcome:
+    note = "each of the first two yearly rotations adds $1/month" if truthy(prop(key, "enableKeyRotation")) else None
+    return [ctx.monthly("KMS customer managed key", 1, "kms.key", note)]
+
+
+@prices("aws:secretsmanager/secret:Secret")
+def price_secret(secret: Node, ctx: Context) -> Outcome:
+    return [ctx.monthly("Secrets Manager secret", 1, "secretsmanager.secret")]
+
+
+@prices("aws:ssm/parameter:Parameter")
+def price_parameter(parameter: Node, ctx: Context) -> Outcome:
+    if prop(parameter, "tier") not in ("Advanced",):
+        return Free("standard Parameter Store parameters have no charge")
+    return [ctx.monthly("Parameter Store advanced parameter", 1, "ssm.advancedParameter")]
+
+
+@prices("aws:cloudwatch/dashboard:Dashboard")
+def price_dashboard(dashboard: Node, ctx: Context) -> Outcome:
+    return [
+        ctx.monthly("CloudWatch dashboard", 1, "cloudwatch.dashboard", "the first 3 dashboards per account are free")
+    ]
+
+
+@prices("aws:cloudwatch/metricAlarm:MetricAlarm")
+def price_alarm(alarm: Node, ctx: Context) -> Outcome:
+    queries = [q for q in items(prop(alarm, "metricQueries")) if isinstance(q, Mapping)]
+    metrics = sum(1 for q in queries if q.get("metric")) or 1
+    if any("ANOMALY_DETECTION_BAND" in str(q.get("expression") or "") for q in queries):
+        metrics *= 3  # an anomaly detection alarm bills the metric plus the band's upper and lower bound
+    periods = [number(prop(alarm, "period"))] + [number((q.get("metric") or {}).get("period")) for q in queries]
+    high_resolution = any(p is not None and p < 60 for p in periods)
+    kind = "highResolution" if high_resolution else "standard"
+    note = None if high_resolution else "the first 10 standard alarm metrics per account are free"
+    return [
+        ctx.monthly(
+            f"CloudWatch alarm ({'high resolution' if high_resolution else 'standard'})",
+            metrics,
+            f"cloudwatch.alarm.{kind}",
+            note,
+        )
+    ]
+
+
+@prices("aws:cloudwatch/compositeAlarm:CompositeAlarm")
+def price_composite_alarm(alarm: Node, ctx: Context) -> Outcome:
+    return [ctx.monthly("CloudWatch composite alarm", 1, "cloudwatch.alarm.composite")]
+
+
+NEVER_EXPIRES_DAYS = 365
+
+
+@prices("aws:cloudwatch/logGroup:LogGroup")
+def price_log_group(group: Node, ctx: Context) -> Outcome:
+    flow_logs = [f for f in ctx.of_type(FLOW_LOG) if _delivers_to(f, group)]
+    per_day = ctx.assumptions.flow_log_gb_per_day * len(flow_logs) if flow_logs else ctx.assumptions.log_gb_per_day
+    if per_day <= 0:
+        return Free("no ingestion assumed (log_gb_per_day is 0)")
+    retention = number(prop(group, "retentionInDays"), 0) or 0
+    stored_days = retention or NEVER_EXPIRES_DAYS
+    storage_note = f"{retention:g}-day retention" if retention else "never expires: one year of logs shown, growing"
+    storage = ctx.monthly("Log storage", per_day * stored_days, "logs.storage", storage_note)
+    if flow_logs:
+        return [storage]  # ingestion is priced on the flow log, as vended logs
+    log_class = "infrequentAccess" if prop(group, "logGroupClass") == "INFREQUENT_ACCESS" else "standard"
+    return [
+        ctx.daily(f"Log ingestion ({log_class})", per_day, f"logs.ingest.{log_class}", "assumed log_gb_per_day"),
+        storage,
+    ]
+
+
+def _delivers_to(flow_log: Node, group: Node) -> bool:
+    if (prop(flow_log, "logDestinationType") or "cloud-watch-logs") != "cloud-watch-logs":
+        return False
+    destination = prop(flow_log, "logDestination") or prop(flow_log, "logGroupName")
+    return refers_to(destination, group, "name", "arn")
+
+
+# --- Build and functions ----------------------------------------------------------------------------------
+
+
+@prices("aws:codebuild/project:Project")
+def price_build_project(project: Node, ctx: Context) -> Outcome:
+    compute = prop(project, "environment", "computeType") or "BUILD_GENERAL1_SMALL"
+    kind = prop(project, "environment", "type") or "LINUX_CONTAINER"
+    minutes = ctx.assumptions.codebuild_minutes_per_day
+    return [
+        ctx.daily(
+            f"CodeBuild minutes ({kind}, {compute})",
+            minutes,
+            f"codebuild.{kind}.{compute}",
+            "assumed codebuild_minutes_per_day",
+        )
+    ]
+
+
+@prices("aws:lambda/function:Function")
+def price_function(function: Node, ctx: Context) -> Outcome:
+    a = ctx.assumptions
+    architecture = "arm64" if "arm64" in items(prop(function, "architectures")) else "x86_64"
+    memory_gb = (number(prop(function, "memorySize"), 128) or 128.0) / 1024
+    gb_seconds = a.lambda_invocations_per_day * a.lambda_seconds_per_invocation * memory_gb
+    return [
+        ctx.daily(
+            f"Lambda compute ({architecture})",
+            gb_seconds,
+            f"lambda.compute.{architecture}",
+            "before the monthly free tier",
+        ),
+        ctx.daily("Lambda requests", a.lambda_invocations_per_day / 1_000_000, "lambda.requests"),
+    ]
+
+
+@prices("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration")
+def price_registry_scanning(configuration: Node, ctx: Context) -> Outcome:
+    if prop(configuration, "scanType") == "ENHANCED":
+        return Unpriced("ENHANCED scanning bills Amazon Inspector per image scanned, which is not in the price table")
+    return Free("basic scanning has no charge")
+
+
+# --- The estimate -----------------------------------------------------------------------------------------
+
+
+def _component_of(resource: Node, by_urn: Mapping[str, Node]) -> str | None:
+    parent = by_urn.get(resource.parent) if resource.parent else None
+    while parent is not None and parent.type == "pulumi:pulumi:Stack":
+        parent = by_urn.get(parent.parent) if parent.parent else None
+    return parent.name if parent is not None else None
+
+
+def _price_one(resource: Node, ctx: Context) -> Outcome:
+    try:
+        pricer = PRICERS.get(resource.type)
+        if pricer is not None:
+            return pricer(resource, ctx)
+        reason = _free_reason(resource, ctx)
+        if reason is not None:
+            return Free(reason)
+        return Unpriced("type not in the estimate's price list")
+    except MissingPrice as missing:
+        return Unpriced(str(missing))
+    except (Unknown, UnknownValueError):
+        return Unpriced("an input it is priced on is not known until apply")
+
+
+def infer_region(nodes: Iterable[Node]) -> str | None:
+    """The region named in the first ARN or regional endpoint found in the inputs, if any."""
+    pattern = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d):")
+    for resource in nodes:
+        try:
+            for text in _strings(resource.props):
+                match = pattern.match(text)
+                if match:
+                    return match.group(1)
+        except (Unknown, UnknownValueError):
+            continue
+    return None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, Sequence):
+        for item in value:
+            yield from _strings(item)
+
+
+def estimate(
+    resources: Sequence[ResourceLike], region: str | None = None, assumptions: Assumptions | None = None
+) -> CostEstimate:
+    """Price every resource of the graph for `region` (default: inferred from ARNs in the inputs, else us-east-1)."""
+    nodes = [node(r) for r in resources]
+    assumptions = assumptions or Assumptions()
+    region = region or infer_region(nodes) or DEFAULT_REGION
+    ctx = Context(nodes=nodes, prices=prices_for(region), assumptions=assumptions)
+    by_urn = {n.urn: n for n in nodes}
+    priced: list[ResourceCost] = []
+    free: list[dict[str, str]] = []
+    unpriced: list[dict[str, str]] = []
+    for resource in nodes:
+        outcome = _price_one(resource, ctx)
+        identity = {"urn": resource.urn, "type": resource.type, "name": resource.name}
+        if isinstance(outcome, Free):
+            free.append({**identity, "reason": outcome.reason})
+        elif isinstance(outcome, Unpriced):
+            unpriced.append({**identity, "reason": outcome.reason})
+        else:
+            priced.append(
+                ResourceCost(resource.urn, resource.type, resource.name, _component_of(resource, by_urn), outcome)
+            )
+    return CostEstimate(region=region, assumptions=assumptions, resources=priced, free=free, unpriced=unpriced)
+
+
+# --- Command line -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _JsonResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    inputs: Mapping[str, Any]
+    custom: bool | None = None
+
+
+def resources_from_report(path: Path) -> list[_JsonResource]:
+    """The resources of a `python -m policy.check --json` report (or a bare list of them)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CostError(f"{path}: cannot be read as JSON ({error})") from error
+    rows = data.get("resources") if isinstance(data, Mapping) else data
+    if not isinstance(rows, list):
+        raise CostError(f"{path}: expected a report with a `resources` list (python -m policy.check --json)")
+    try:
+        return [
+            _JsonResource(r["urn"], r["type"], r["name"], r.get("parent"), r.get("inputs") or {}, r.get("custom"))
+            for r in rows
+        ]
+    except (KeyError, TypeError) as error:
+        raise CostError(f"{path}: each resource needs urn, type, name (missing {error})") from error
+
+
+def render_table(rows: Sequence[tuple[str, CostEstimate]]) -> str:
+    lines = ["| Stack | Per day | Per month | Biggest lines (per month) | Not priced |", "|---|---:|---:|---|---:|"]
+    for stack, cost in rows:
+        top = sorted((line for r in cost.resources for line in r.lines), key=lambda line: -line.per_month)[:4]
+        biggest = "; ".join(f"{line.item} {_usd(line.per_month)}" for line in top)
+        lines.append(f"| {stack} | {_usd(cost.per_day)} | {_usd(cost.per_month)} | {biggest} | {len(cost.unpriced)} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m policy.rules.costing", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("reports", nargs="+", help="policy.check --json reports; with --table, STACK=REPORT pairs")
+    parser.add_argument("--table", action="store_true", help="one markdown row per stack instead of the full estimate")
+    parser.add_argument("--region", help="price table region (default: inferred from ARNs, else us-east-1)")
+    parser.add_argument("--assumptions", type=Path, help="JSON file of usage assumptions (see docs/cost.md)")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    args = parser.parse_args(argv)
+    try:
+        assumptions = Assumptions.from_file(args.assumptions) if args.assumptions else Assumptions()
+        rows: list[tuple[str, CostEstimate]] = []
+        for spec in args.reports:
+            stack, _, path = spec.rpartition("=") if args.table else ("", "", spec)
+            cost = estimate(resources_from_report(Path(path)), args.region, assumptions)
+            rows.append((stack or Path(path).stem, cost))
+    except CostError as error:
+        print(f"error: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    for stack, cost in rows:
+        if args.table:
+            continue
+        shown = json.dumps(cost.to_json(), indent=2) if args.json else f"{stack}:\n{cost.render_text()}"
+        print(shown)  # noqa: T201
+    if args.table:
+        print(render_table(rows))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

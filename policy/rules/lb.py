@@ -1,0 +1,151 @@
+"""Elastic Load Balancing v2: application/network load balancers and listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from .base import (
+    ENVIRONMENTS_OPTION,
+    LOW,
+    MEDIUM,
+    Resource,
+    applies_to_stack,
+    as_list,
+    is_true,
+    option,
+    resource_policy,
+    string_list,
+)
+
+LOAD_BALANCER_TYPES = ["aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer"]
+LISTENER_TYPES = ["aws:lb/listener:Listener", "aws:alb/listener:Listener"]
+
+SECURE_TLS_POLICIES = [
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+]
+
+
+def _is_application(resource: Resource) -> bool:
+    return str(resource.props.get("loadBalancerType") or "application").lower() == "application"
+
+
+def check_drop_invalid_headers(resource: Resource) -> Iterator[str]:
+    if _is_application(resource) and not is_true(resource.props.get("dropInvalidHeaderFields")):
+        yield "dropInvalidHeaderFields is not true"
+
+
+def check_access_logs(resource: Resource) -> Iterator[str]:
+    logs = resource.props.get("accessLogs")
+    if not isinstance(logs, Mapping) or not is_true(logs.get("enabled")) or not logs.get("bucket"):
+        yield "accessLogs is not enabled with a bucket"
+
+
+def check_deletion_protection(resource: Resource) -> Iterator[str]:
+    if applies_to_stack(resource) and not is_true(resource.props.get("enableDeletionProtection")):
+        yield f"enableDeletionProtection is not true in stack '{resource.stack}'"
+
+
+def check_desync_mitigation(resource: Resource) -> Iterator[str]:
+    mode = str(resource.props.get("desyncMitigationMode") or "defensive").lower()
+    if _is_application(resource) and mode not in ("defensive", "strictest"):
+        yield f"desyncMitigationMode is '{mode}'"
+
+
+def _redirects_to_https(action: Mapping[str, object]) -> bool:
+    redirect = action.get("redirect")
+    return (
+        str(action.get("type") or "").lower() == "redirect"
+        and isinstance(redirect, Mapping)
+        and str(redirect.get("protocol") or "").upper() == "HTTPS"
+    )
+
+
+def check_http_redirect(resource: Resource) -> Iterator[str]:
+    if str(resource.props.get("protocol") or "").upper() != "HTTP":
+        return
+    actions = as_list(resource.props.get("defaultActions"))
+    if not actions or not all(_redirects_to_https(a) for a in actions):
+        yield f"the HTTP listener on port {resource.props.get('port')} does not redirect to HTTPS"
+
+
+def check_tls_policy(resource: Resource) -> Iterator[str]:
+    if str(resource.props.get("protocol") or "").upper() not in ("HTTPS", "TLS"):
+        return
+    policy = resource.props.get("sslPolicy")
+    allowed = [str(p) for p in resource.config.get("allowedSslPolicies", [])]
+    if policy not in allowed:
+        shown = policy if policy else "the provider default (ELBSecurityPolicy-2016-08, which allows TLS 1.0)"
+        yield f"sslPolicy is {shown}; allowed: {allowed}"
+
+
+POLICIES = [
+    resource_policy(
+        name="aws-lb-listener-redirect-http-to-https",
+        description="Load balancer HTTP listeners should only redirect to HTTPS.",
+        resource_types=LISTENER_TYPES,
+        check=check_http_redirect,
+        severity=MEDIUM,
+        fsbp="ELB.1",
+        remediation="Make the HTTP listener's default action a `redirect` with `protocol: HTTPS` and status "
+        "`HTTP_301`.",
+    ),
+    resource_policy(
+        name="aws-lb-listener-use-secure-tls-policy",
+        description="Load balancer HTTPS and TLS listeners should use a TLS 1.2+ security policy.",
+        resource_types=LISTENER_TYPES,
+        check=check_tls_policy,
+        severity=MEDIUM,
+        fsbp="ELB.17",
+        config=option(
+            {
+                "allowedSslPolicies": string_list(
+                    "Security policies accepted on HTTPS/TLS listeners.", SECURE_TLS_POLICIES
+                )
+            }
+        ),
+        remediation="Set `sslPolicy` to `ELBSecurityPolicy-TLS13-1-2-Res-2021-06` (or another allowed policy).",
+    ),
+    resource_policy(
+        name="aws-lb-loadbalancer-drop-invalid-header-fields",
+        description="Application load balancers should drop invalid HTTP header fields.",
+        resource_types=LOAD_BALANCER_TYPES,
+        check=check_drop_invalid_headers,
+        severity=MEDIUM,
+        fsbp="ELB.4",
+        remediation="Set `dropInvalidHeaderFields: true`.",
+    ),
+    resource_policy(
+        name="aws-lb-loadbalancer-enable-access-logs",
+        description="Load balancers should write access logs to S3.",
+        resource_types=LOAD_BALANCER_TYPES,
+        check=check_access_logs,
+        severity=MEDIUM,
+        fsbp="ELB.5",
+        remediation="Set `accessLogs: {enabled: true, bucket: <bucket>}` with a bucket policy that lets ELB "
+        "write to it.",
+    ),
+    resource_policy(
+        name="aws-lb-loadbalancer-enable-deletion-protection",
+        description="Load balancers in production stacks should have deletion protection.",
+        resource_types=LOAD_BALANCER_TYPES,
+        check=check_deletion_protection,
+        severity=LOW,
+        fsbp="ELB.6",
+        config=option(dict(ENVIRONMENTS_OPTION)),
+        remediation="Set `enableDeletionProtection: true` in the stacks listed in `requiredInStacks`.",
+    ),
+    resource_policy(
+        name="aws-lb-loadbalancer-configure-desync-mitigation",
+        description="Application load balancers should use the defensive or strictest desync mitigation mode.",
+        resource_types=LOAD_BALANCER_TYPES,
+        check=check_desync_mitigation,
+        severity=MEDIUM,
+        fsbp="ELB.12",
+        remediation="Remove `desyncMitigationMode` (defensive is the default) or set it to `strictest`.",
+    ),
+]

@@ -1,0 +1,170 @@
+"""One compliant resource per type: every policy passes it; each test changes one prop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+ACCOUNT = "123456789012"
+ECR_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/app:1.4.2"
+
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
+CLUSTER = "aws:ecs/cluster:Cluster"
+REPOSITORY = "aws:ecr/repository:Repository"
+FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
+ACCESS_POINT = "aws:efs/accessPoint:AccessPoint"
+DB_INSTANCE = "aws:rds/instance:Instance"
+PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+KMS_KEY = "aws:kms/key:Key"
+QUEUE = "aws:sqs/queue:Queue"
+TOPIC = "aws:sns/topic:Topic"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+CODEBUILD = "aws:codebuild/project:Project"
+LAMBDA = "aws:lambda/function:Function"
+
+
+def container(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "app",
+        "image": ECR_IMAGE,
+        "user": "1000:1000",
+        "privileged": False,
+        "readonlyRootFilesystem": True,
+        "essential": True,
+        "environment": [{"name": "LOG_LEVEL", "value": "info"}],
+        "secrets": [
+            {
+                "name": "DATABASE_PASSWORD",
+                "valueFrom": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:db-AbCdEf",
+            }
+        ],
+        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/app"}},
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def task_definition(*containers: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "family": "app",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": json.dumps(list(containers) or [container()]),
+        "volumes": [
+            {"name": "data", "efsVolumeConfiguration": {"fileSystemId": "fs-1", "transitEncryption": "ENABLED"}}
+        ],
+    }
+    base.update(overrides)
+    return base
+
+
+BASELINES: dict[str, dict[str, Any]] = {
+    TASK_DEFINITION: task_definition(),
+    SERVICE: {
+        "launchType": "FARGATE",
+        "networkConfiguration": {"assignPublicIp": False, "subnets": ["subnet-a"], "securityGroups": ["sg-app"]},
+    },
+    CLUSTER: {"settings": [{"name": "containerInsights", "value": "enabled"}]},
+    REPOSITORY: {
+        "name": "app",
+        "imageTagMutability": "IMMUTABLE",
+        "imageScanningConfiguration": {"scanOnPush": True},
+        "encryptionConfigurations": [{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:key/k"}],
+    },
+    FILE_SYSTEM: {"id": "fs-1", "encrypted": True, "kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+    ACCESS_POINT: {"fileSystemId": "fs-1", "rootDirectory": {"path": "/app"}, "posixUser": {"uid": 1000, "gid": 1000}},
+    DB_INSTANCE: {
+        "engine": "postgres",
+        "publiclyAccessible": False,
+        "storageEncrypted": True,
+        "multiAz": True,
+        "deletionProtection": True,
+        "monitoringInterval": 60,
+        "enabledCloudwatchLogsExports": ["postgresql", "upgrade"],
+        "iamDatabaseAuthenticationEnabled": True,
+        "backupRetentionPeriod": 7,
+        "autoMinorVersionUpgrade": True,
+        "copyTagsToSnapshot": True,
+        "manageMasterUserPassword": True,
+    },
+    PARAMETER_GROUP: {"family": "postgres16", "parameters": [{"name": "rds.force_ssl", "value": "1"}]},
+    REPLICATION_GROUP: {
+        "atRestEncryptionEnabled": True,
+        "transitEncryptionEnabled": True,
+        "authToken": "generated-elsewhere",
+        "snapshotRetentionLimit": 5,
+        "autoMinorVersionUpgrade": True,
+        "automaticFailoverEnabled": True,
+        "subnetGroupName": "cache-private",
+    },
+    LOAD_BALANCER: {
+        "loadBalancerType": "application",
+        "dropInvalidHeaderFields": True,
+        "accessLogs": {"enabled": True, "bucket": "alb-logs"},
+        "enableDeletionProtection": True,
+        "securityGroups": ["sg-alb"],
+    },
+    LISTENER: {"protocol": "HTTPS", "port": 443, "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"},
+    SECURITY_GROUP: {
+        "ingress": [{"protocol": "tcp", "fromPort": 8000, "toPort": 8000, "securityGroups": ["sg-alb"]}],
+    },
+    SECURITY_GROUP_RULE: {
+        "type": "ingress",
+        "protocol": "tcp",
+        "fromPort": 5432,
+        "toPort": 5432,
+        "sourceSecurityGroupId": "sg-app",
+        "securityGroupId": "sg-db",
+    },
+    INGRESS_RULE: {
+        "ipProtocol": "tcp",
+        "fromPort": 6379,
+        "toPort": 6379,
+        "referencedSecurityGroupId": "sg-app",
+        "securityGroupId": "sg-cache",
+    },
+    KMS_KEY: {"enableKeyRotation": True},
+    QUEUE: {"sqsManagedSseEnabled": True},
+    TOPIC: {"kmsMasterKeyId": "alias/aws/sns"},
+    LOG_GROUP: {"retentionInDays": 30, "kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+    CODEBUILD: {
+        "name": "build",
+        "environment": {
+            "privilegedMode": False,
+            "environmentVariables": [
+                {"name": "IMAGE_TAG", "value": "1.4.2", "type": "PLAINTEXT"},
+                {"name": "GITHUB_TOKEN", "value": "ci/github-token", "type": "SECRETS_MANAGER"},
+            ],
+        },
+    },
+    LAMBDA: {"environment": {"variables": {"LOG_LEVEL": "info", "DB_SECRET_ARN": "arn:aws:secretsmanager:x"}}},
+}
+
+
+def with_props(type_: str, **changes: Any) -> dict[str, Any]:
+    """The baseline of `type_` with props changed (a None value removes the prop)."""
+    props = {**BASELINES[type_], **changes}
+    return {k: v for k, v in props.items() if v is not None}
+
+
+def compliant_stack() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every baseline plus what the stack policies need alongside them (lifecycle and backup policies)."""
+    resources = [(type_, type_.rsplit(":", 1)[-1].lower(), props) for type_, props in BASELINES.items()]
+    return [
+        *resources,
+        ("aws:ecr/lifecyclePolicy:LifecyclePolicy", "app-lifecycle", {"repository": "app", "policy": "{}"}),
+        (
+            "aws:efs/backupPolicy:BackupPolicy",
+            "backup",
+            {"fileSystemId": "fs-1", "backupPolicy": {"status": "ENABLED"}},
+        ),
+    ]

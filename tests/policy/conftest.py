@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from policy.engine import PolicyPackProcess
+
+
+@pytest.fixture(scope="session")
+def pack() -> Iterator[PolicyPackProcess]:
+    """The policy pack started once per test session, as the engine starts it."""
+    with PolicyPackProcess() as running:
+        yield running
