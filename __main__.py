@@ -7,6 +7,8 @@ behind the ALB -> monitoring. Each component is built from the outputs of the on
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 from collections.abc import Mapping
 
@@ -33,16 +35,23 @@ IMAGES = {
 }
 
 
-def git_revision() -> str:
-    """Image tag: the commit being deployed (`-dirty` when the tree has local changes, so tags stay immutable)."""
+def image_tag() -> str:
+    """The commit being deployed: `IMAGE_TAG` (CI passes its SHA), else git's HEAD. Local changes add a hash of
+    the diff, since tags are immutable and changed code must never be pushed under an existing tag."""
+    if os.environ.get("IMAGE_TAG"):
+        return os.environ["IMAGE_TAG"]
     try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True).stdout
+        revision = _git("rev-parse", "--short=12", "HEAD").strip()
+        diff = _git("diff", "HEAD") + _git("status", "--porcelain")
     except (OSError, subprocess.CalledProcessError):
         return "unversioned"
-    return f"{revision}-dirty" if dirty.strip() else revision
+    if not diff.strip():
+        return revision
+    return f"{revision}-dirty-{hashlib.sha256(diff.encode()).hexdigest()[:8]}"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout  # noqa: S603, S607 (fixed git arguments)
 
 
 def app_environment(config: StackConfig) -> dict[str, pulumi.Input[str]]:
@@ -186,7 +195,7 @@ def build_images(
             alert_topic_arn=alerts.topic_arn,
             alert_topic_kms_key_arn=alerts.key_arn,
             log_kms_key_arn=alerts.key_arn,
-            image_tag=git_revision(),
+            image_tag=image_tag(),
             platform=config.images.platform,
             keep_tagged_images=config.images.keepTaggedImages,
             continuous_scanning=config.images.continuousScanning,

@@ -475,19 +475,22 @@ def _parse_dataclass(cls: type[T], raw: Any, path: str, problems: list[str]) -> 
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for unknown in sorted(set(raw) - set(fields)):
-        problems.append(f"{path}{unknown}: unknown key; allowed keys here: {_field_names(cls)}")
     values: dict[str, Any] = {}
     before = len(problems)
+    # Unknown keys are reported but do not stop the rest from being checked, cross-field rules included.
+    unknown_problems = [
+        f"{path}{unknown}: unknown key; allowed keys here: {_field_names(cls)}"
+        for unknown in sorted(set(raw) - set(fields))
+    ]
     for name, spec in fields.items():
         if name not in raw:
             if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
                 problems.append(f"{path}{name}: missing; it is required")
             continue
         values[name] = _parse_value(hints[name], raw[name], f"{path}{name}", spec.metadata, problems)
-    if len(problems) > before:
-        return None
-    return cls(**values)
+    failed = len(problems) > before
+    problems.extend(unknown_problems)
+    return None if failed else cls(**values)
 
 
 def _field_names(cls: type) -> str:

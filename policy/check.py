@@ -3,7 +3,8 @@
 Runs a Pulumi Python program under mocks with its stack file (no CLI, no credentials), or reads a
 `pulumi stack export` / `pulumi preview --json` / plain resource list file, then evaluates the policy pack on
 every resource and on the stack, exactly as `pulumi preview --policy-pack policy` would, and prices the result.
-Prints the resource tree, counts by type, the exports, the violations grouped by resource and the cost.
+Prints the resource tree, counts by type, the exports, the violations grouped by resource and the estimated
+cost per resource, per component and in total.
 Secret values are never printed.
 Exit codes: 0 no mandatory violation, 1 mandatory violations, 2 bad input (the message says what was wrong).
 """
@@ -24,6 +25,7 @@ from policy.engine import EvaluationReport, PolicyPackError, evaluate
 from policy.exports import PolicyInputError, load_policy_config, load_resources
 from policy.plan import PlanError, run_program
 from policy.records import REDACTED, ResourceRecord, redact_secrets
+from policy.rules.costing import Assumptions, CostError, CostEstimate, estimate
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -37,6 +39,7 @@ class Report:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: frozenset[str] = frozenset()
     policy: EvaluationReport | None = None
+    cost: CostEstimate | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -64,6 +67,8 @@ class Report:
         }
         if self.policy is not None:
             document.update(self.policy.to_dict())
+        if self.cost is not None:
+            document["cost"] = self.cost.to_json()
         return document
 
 
@@ -101,6 +106,8 @@ def render_text(report: Report) -> str:
             lines.append(f"  {key}: {shown}")
     if report.policy is not None:
         lines += ["", *render_policy(report.policy, report.resources)]
+    if report.cost is not None:
+        lines += ["", report.cost.render_text()]
     return "\n".join(lines)
 
 
@@ -140,6 +147,11 @@ def build_report(args: argparse.Namespace) -> Report:
         started = time.perf_counter()
         report.policy = evaluate(report.resources, config)
         report.seconds["policy"] = time.perf_counter() - started
+    if not args.no_cost:
+        started = time.perf_counter()
+        assumptions = Assumptions.from_file(args.assumptions) if args.assumptions else None
+        report.cost = estimate(report.resources, region=args.region, assumptions=assumptions)
+        report.seconds["cost"] = time.perf_counter() - started
     return report
 
 
@@ -155,6 +167,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--program", default=".", help="Pulumi Python program directory, with --stack (default: .)")
     parser.add_argument("--policy-config", help="policy pack config JSON, as for --policy-pack-config")
     parser.add_argument("--no-policy", action="store_true", help="only the plan: skip the policy evaluation")
+    parser.add_argument("--no-cost", action="store_true", help="skip the cost estimate")
+    parser.add_argument("--assumptions", help="cost usage assumptions JSON (see docs/cost.md)")
+    parser.add_argument("--region", help="price for this region (default: inferred from the resources' ARNs)")
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     return parser.parse_args(argv)
 
@@ -163,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         report = build_report(args)
-    except (PlanError, PolicyInputError, PolicyPackError) as error:
+    except (PlanError, PolicyInputError, PolicyPackError, CostError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(json.dumps(report.to_json(), indent=2) if args.json else render_text(report))

@@ -4,7 +4,7 @@ The pack is started as the engine starts a Python pack (`python -u -m pulumi.pol
 prints the port of its analyzer gRPC server, and it is driven over the public analyzer protocol:
 `GetAnalyzerInfo`, `Configure` (the `--policy-pack-config` JSON reconciled with each policy's default level
 and config-schema defaults, as the engine does), `Analyze` once per resource (inputs, secrets sent marked as
-secrets) and `AnalyzeStack` once (outputs where known, else inputs). Enforcement levels, disabled policies
+secrets) and `AnalyzeStack` once (outputs over inputs). Enforcement levels, disabled policies
 and secret unwrapping are therefore the pack's own behaviour, not a re-implementation.
 
 Diagnostics the SDK emits for values unknown during preview ("can't run policy ... during preview") are not
@@ -368,7 +368,8 @@ class PolicyPackProcess:
             resources=[
                 proto.AnalyzerResource(
                     type=r.type,
-                    properties=_struct(r.outputs or r.inputs),
+                    # A provider's outputs hold its inputs too; offline outputs are mocks, so inputs fill the gaps.
+                    properties=_struct({**r.inputs, **r.outputs}),
                     urn=r.urn,
                     name=r.name,
                     parent=r.parent or "",

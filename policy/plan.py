@@ -146,7 +146,6 @@ def mock_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> 
             "publicSubnetIds": [f"subnet-{name}-public-{i}" for i in zones],
             "privateSubnetIds": [f"subnet-{name}-private-{i}" for i in zones],
             "isolatedSubnetIds": [],
-            "natGateways": [],
         }
     service = type_.split(":")[1].split("/")[0] if type_.count(":") >= 2 else "mock"
     outputs = dict(inputs)
@@ -262,15 +261,32 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+ASSET_SIG = "c44067f5952c0a294b673a41bacd8c17"
+ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
+
+
 def _normalise(value: Any) -> Any:
-    """Integral floats back to ints (the wire has only doubles); unknown sentinels kept as-is."""
+    """Plain data: integral floats back to ints (the wire has only doubles), assets and archives in their
+    stack-export form; unknown sentinels kept as-is."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return _asset_or_archive(value)
     if isinstance(value, Mapping):
         return {k: _normalise(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_normalise(v) for v in value]
     return value
+
+
+def _asset_or_archive(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
+    if isinstance(value, pulumi.AssetArchive):
+        return {SECRET_SIG_KEY: ARCHIVE_SIG, "assets": {k: _normalise(v) for k, v in value.assets.items()}}
+    signature = ARCHIVE_SIG if isinstance(value, pulumi.Archive) else ASSET_SIG
+    for attribute, key in (("path", "path"), ("text", "text"), ("uri", "uri")):
+        if isinstance(getattr(value, attribute, None), str):
+            return {SECRET_SIG_KEY: signature, key: getattr(value, attribute)}
+    return {SECRET_SIG_KEY: signature}
 
 
 # --- Running ----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ runner) and as the top-level `rules` the pack's `__main__.py` imports when the e
 
 from pulumi_policy import Policy
 
-from . import ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, stack
+from . import cost, ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, stack
 
 ALL_POLICIES: list[Policy] = [
     *ecs.POLICIES,
@@ -18,4 +18,5 @@ ALL_POLICIES: list[Policy] = [
     *network.POLICIES,
     *encryption_logging.POLICIES,
     *stack.POLICIES,
+    *cost.POLICIES,
 ]

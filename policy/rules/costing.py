@@ -569,7 +569,6 @@ FREE_TYPES: Mapping[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "aws:cloudwatch/metricFilter:MetricFilter",
             "aws:cloudwatch/eventRule:EventRule",
             "aws:cloudwatch/eventTarget:EventTarget",
             "aws:cloudwatch/logResourcePolicy:LogResourcePolicy",
@@ -827,10 +826,11 @@ def price_ecs_cluster(cluster: Node, ctx: Context) -> Outcome:
     if mode not in ("enabled", "enhanced"):
         return Free("Container Insights is off (an account-level default, if any, is not visible here)")
     a = ctx.assumptions
-    services = services_in_cluster(cluster, ctx)
-    tasks = sum(average_tasks(s, ctx)[0] for s in services)
-    metrics = a.container_insights_metrics_per_cluster + a.container_insights_metrics_per_service * len(services)
-    note = f"{len(services)} service(s); billed as custom metrics, the first 10 per account are free"
+    # Container Insights emits metrics only for services with running tasks.
+    running = [t for t in (average_tasks(s, ctx)[0] for s in services_in_cluster(cluster, ctx)) if t > 0]
+    services, tasks = len(running), sum(running)
+    metrics = a.container_insights_metrics_per_cluster + a.container_insights_metrics_per_service * services
+    note = f"{services} service(s) with running tasks; billed as custom metrics, the first 10 per account are free"
     if mode == "enhanced":
         metrics += a.container_insights_metrics_per_task * tasks
         note += "; enhanced observability is billed per observation, modelled as per-task metrics"
@@ -1098,6 +1098,14 @@ def price_alarm(alarm: Node, ctx: Context) -> Outcome:
             note,
         )
     ]
+
+
+@prices("aws:cloudwatch/logMetricFilter:LogMetricFilter")
+def price_metric_filter(metric_filter: Node, ctx: Context) -> Outcome:
+    transformations = [t for t in items(prop(metric_filter, "metricTransformation")) if isinstance(t, Mapping)]
+    dimensioned = any(t.get("dimensions") for t in transformations)
+    note = "one metric per dimension value combination" if dimensioned else None
+    return [ctx.monthly("Custom metric from a log metric filter", len(transformations) or 1, "cloudwatch.metric", note)]
 
 
 @prices("aws:cloudwatch/compositeAlarm:CompositeAlarm")

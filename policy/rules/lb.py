@@ -70,7 +70,7 @@ def check_http_redirect(resource: Resource) -> Iterator[str]:
         return
     actions = as_list(resource.props.get("defaultActions"))
     if not actions or not all(_redirects_to_https(a) for a in actions):
-        yield f"the HTTP listener on port {resource.props.get('port')} does not redirect to HTTPS"
+        yield f"the HTTP listener on port {_port(resource.props.get('port'))} does not redirect to HTTPS"
 
 
 def check_tls_policy(resource: Resource) -> Iterator[str]:
@@ -149,3 +149,8 @@ POLICIES = [
         remediation="Remove `desyncMitigationMode` (defensive is the default) or set it to `strictest`.",
     ),
 ]
+
+
+def _port(value: object) -> object:
+    """Ports arrive as JSON numbers (floats); show 80, not 80.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

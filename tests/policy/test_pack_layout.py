@@ -17,6 +17,8 @@ from policy.engine import PACK_DIR, _schema_problem
 from policy.rules import ALL_POLICIES
 
 NAME = re.compile(r"^aws-[a-z0-9]+-[a-z0-9]+-[a-z0-9]+(-[a-z0-9]+)*$")
+# Names users were promised verbatim (the cost issue names its policy `cost-budget`).
+NAMED_BY_CONTRACT = {"cost-budget"}
 FSBP_ID = re.compile(r"^[A-Za-z0-9]+\.\d+$")
 SUPPORTED_SCHEMA_KEYS = {"type", "items", "description", "default", "enum", "minimum", "maximum"}
 
@@ -47,7 +49,7 @@ def ids(policies: list[Policy]) -> list[str]:
 def test_names_are_unique_and_follow_the_pattern() -> None:
     names = ids(ALL_POLICIES)
     assert len(names) == len(set(names))
-    assert [n for n in names if not NAME.match(n)] == []
+    assert [n for n in names if not NAME.match(n) and n not in NAMED_BY_CONTRACT] == []
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES, ids=ids(ALL_POLICIES))

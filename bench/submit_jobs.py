@@ -1,0 +1,237 @@
+"""Benchmark: submit N jobs over HTTP and measure acceptance and end-to-end completion.
+
+    uv run python bench/submit_jobs.py [--jobs 10000] [--concurrency 64] [--api-workers 2] [--workers 2]
+
+Everything runs locally and is torn down at the end: fauxqs on a free port, a throwaway PostgreSQL
+database (cp_bench_<random>, dropped afterwards), a private Redis key prefix, the API (uvicorn) and the
+workers as subprocesses. Workers run during submission, as in production. The client is a minimal
+keep-alive HTTP/1.1 client on asyncio (one connection per concurrent submitter) so that it costs less
+CPU than the server it measures; both share this machine's cores. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.common.db import conninfo
+from services.common.migrate import apply_migrations
+from services.common.redis_client import delete_prefix, sync_client
+from services.common.settings import Settings
+from services.common.sqs import ensure_queues, sqs_client
+from services.fauxqs import Fauxqs, free_port
+
+CSV = "region,amount\nnorth,12.5\nsouth,7\neast,3.25\nwest,9\n"
+PRIORITIES = ("high", "normal", "normal", "normal", "low")
+
+
+class Submitter:
+    """One keep-alive connection submitting jobs from a shared counter."""
+
+    def __init__(self, port: int, total: int, counter: list[int]) -> None:
+        self.port = port
+        self.total = total
+        self.counter = counter
+        self.latencies: list[float] = []
+        self.accepted: list[str] = []
+        self.rejected: dict[int, int] = {}
+
+    def _request(self, index: int) -> bytes:
+        body = orjson.dumps(
+            {"type": "data.csv_summary", "priority": PRIORITIES[index % len(PRIORITIES)], "params": {"csv": CSV}}
+        )
+        head = (
+            f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Client-Id: bench-{index % 50}\r\nIdempotency-Key: bench-{index}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    async def run(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            while self.counter[0] < self.total:
+                index = self.counter[0]
+                self.counter[0] += 1
+                started = time.perf_counter()
+                writer.write(self._request(index))
+                status, body = await _read_response(reader)
+                self.latencies.append(time.perf_counter() - started)
+                if status == 202:
+                    self.accepted.append(orjson.loads(body)["id"])
+                else:
+                    self.rejected[status] = self.rejected.get(status, 0) + 1
+        finally:
+            writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def submit_all(port: int, total: int, concurrency: int) -> tuple[list[Submitter], float]:
+    counter = [0]
+    submitters = [Submitter(port, total, counter) for _ in range(concurrency)]
+    started = time.perf_counter()
+    await asyncio.gather(*(s.run() for s in submitters))
+    return submitters, time.perf_counter() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def wait_for_api(port: int, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("API did not start")
+
+
+def completion(conn: psycopg.Connection[Any], ids: list[str]) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,"
+        " count(*) FILTER (WHERE status = 'failed') AS failed FROM jobs WHERE id = ANY(%s::uuid[])",
+        (ids,),
+    ).fetchone()
+    assert row is not None
+    return {"succeeded": row[0], "failed": row[1]}
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=180.0, help="give up waiting for completion after this")
+    args = parser.parse_args()
+
+    tag = uuid.uuid4().hex[:10]
+    database = f"cp_bench_{tag}"
+    admin = Settings(DB_NAME="postgres")
+    with psycopg.connect(conninfo(admin), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with Fauxqs() as fauxqs, tempfile.TemporaryDirectory(prefix="cp-bench-") as storage:
+            port = free_port()
+            env = {
+                "APP_ENV": "local",
+                "LOG_LEVEL": "WARNING",
+                "DB_NAME": database,
+                "DB_POOL_MAX": "16",
+                "REDIS_KEY_PREFIX": f"cp-bench-{tag}:",
+                "SQS_ENDPOINT_URL": fauxqs.endpoint_url,
+                "STORAGE_PATH": storage,
+                "PORT": str(port),
+                "API_WORKERS": str(args.api_workers),
+                "RATE_LIMIT_PER_SECOND": "100000",
+                "RATE_LIMIT_BURST": "100000",
+                "IDLE_WAIT_SECONDS": "1",
+            }
+            settings = Settings(**env)  # pyright: ignore[reportArgumentType]
+            env |= ensure_queues(sqs_client(settings), f"bench-{tag}", 5, 120)
+            apply_migrations(settings)
+            child_env = {**os.environ, **env}
+            processes.append(subprocess.Popen([sys.executable, "-m", "services.api"], env=child_env))
+            for index in range(args.workers):
+                worker_env = {**child_env, "HEARTBEAT_FILE": f"{storage}/heartbeat-{index}"}
+                processes.append(subprocess.Popen([sys.executable, "-m", "services.worker"], env=worker_env))
+            wait_for_api(port)
+
+            started = time.perf_counter()
+            submitters, submit_seconds = asyncio.run(submit_all(port, args.jobs, args.concurrency))
+            ids = [job_id for s in submitters for job_id in s.accepted]
+            latencies = [latency for s in submitters for latency in s.latencies]
+            rejected: dict[int, int] = {}
+            for s in submitters:
+                for status, count in s.rejected.items():
+                    rejected[status] = rejected.get(status, 0) + count
+
+            with psycopg.connect(conninfo(settings), autocommit=True) as conn:
+                state = completion(conn, ids)
+                while state["succeeded"] + state["failed"] < len(ids) and time.perf_counter() - started < args.timeout:
+                    time.sleep(0.2)
+                    state = completion(conn, ids)
+                end_to_end = time.perf_counter() - started
+                duplicated = conn.execute(
+                    "SELECT count(*) FROM (SELECT job_id FROM job_transitions WHERE to_status = 'succeeded'"
+                    " GROUP BY job_id HAVING count(*) > 1) d"
+                ).fetchone()
+            report = {
+                "jobs": args.jobs,
+                "concurrency": args.concurrency,
+                "api_workers": args.api_workers,
+                "workers": args.workers,
+                "accepted": len(ids),
+                "rejected_by_status": rejected,
+                "submit_seconds": round(submit_seconds, 3),
+                "accepted_jobs_per_second": round(len(ids) / submit_seconds, 1),
+                "submit_latency_ms": {
+                    "p50": round(statistics.median(latencies) * 1000, 2),
+                    "p99": round(percentile(latencies, 0.99) * 1000, 2),
+                    "max": round(max(latencies) * 1000, 2),
+                },
+                "end_to_end_seconds": round(end_to_end, 3),
+                "succeeded": state["succeeded"],
+                "failed": state["failed"],
+                "lost": len(ids) - state["succeeded"] - state["failed"],
+                "duplicated": (duplicated[0] if duplicated else 0) + len(ids) - len(set(ids)),
+                "cpu_count": os.cpu_count(),
+            }
+            print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+            stop(processes)  # before fauxqs goes away, so workers shut down cleanly
+    finally:
+        stop(processes)
+        redis = sync_client(admin)
+        delete_prefix(redis, f"cp-bench-{tag}:")
+        redis.close()
+        with psycopg.connect(conninfo(admin), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

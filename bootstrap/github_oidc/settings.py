@@ -1,0 +1,149 @@
+"""Bootstrap settings: the stack config, validated once into one frozen dataclass."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+STS_AUDIENCE = "sts.amazonaws.com"
+
+_GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_GITHUB_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+_REGION = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
+_IAM_PATH = re.compile(r"^/(?:[A-Za-z0-9+=,.@_-]+/)+$")
+_BUCKET_PREFIX = re.compile(r"^[a-z0-9][a-z0-9.-]{2,40}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_OIDC_PROVIDER_ARN = re.compile(rf"^arn:aws[a-z-]*:iam::\d{{12}}:oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$")
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """Everything the bootstrap needs to know; built by `load_settings` from the stack config."""
+
+    github_org: str
+    """GitHub organization or user that owns the platform repository. Config `githubOrg`, required."""
+    github_repo: str
+    """Repository name, without the owner. Config `githubRepo`, required."""
+    allowed_regions: tuple[str, ...]
+    """Regions the deploy roles may act in. Config `allowedRegions`. Default: `[aws:region]`."""
+    bucket_prefix: str
+    """Name prefix of every S3 bucket the platform creates: `<applicationName>-` of the platform's stacks
+    (e.g. `jobs-`). Config `bucketPrefix`, required."""
+    environments: tuple[str, ...] = ("dev", "staging", "prod")
+    """GitHub environments that get a deploy role each (same names as the stacks).
+    Config `environments`. Default: `["dev", "staging", "prod"]`."""
+    preview_branches: tuple[str, ...] = ("main",)
+    """Branches (besides pull requests) whose workflows may assume the preview role.
+    Config `previewBranches`. Default: `["main"]`."""
+    iam_path: str = "/container-platform/"
+    """IAM path of every role the platform creates; deploy roles may only manage roles under it.
+    Config `iamPath`. Default: `/container-platform/`."""
+    ci_iam_path: str = "/container-platform-ci/"
+    """IAM path of the bootstrap's own roles and boundary, outside `iam_path` so deploy roles cannot
+    touch them. Config `ciIamPath`. Default: `/container-platform-ci/`."""
+    state_bucket: str | None = None
+    """S3 bucket of a self-managed Pulumi backend, if one is used. Config `stateBucket`.
+    Default: None (Pulumi Cloud holds the state; the roles need no state access)."""
+    secrets_kms_key_arn: str | None = None
+    """KMS key of an `awskms://` secrets provider, if one is used. Config `secretsKmsKeyArn`.
+    Default: None."""
+    existing_oidc_provider_arn: str | None = None
+    """ARN of an existing GitHub OIDC provider in the account (an account can hold only one per URL).
+    Config `existingOidcProviderArn`. Default: None (the bootstrap creates it)."""
+    max_session_seconds: int = 3600
+    """Longest session a CI job gets from a role. Config `maxSessionSeconds`. Default: 3600."""
+    tags: dict[str, str] = field(default_factory=lambda: {"project": "container-platform", "managed-by": "pulumi"})
+    """Tags on every bootstrap resource. Default: project and managed-by tags."""
+
+    def __post_init__(self) -> None:
+        _require(_GITHUB_OWNER, self.github_org, "githubOrg", "a GitHub owner name (letters, digits, '-')")
+        _require(_GITHUB_NAME, self.github_repo, "githubRepo", "a repository name without the owner")
+        _require_list(self.environments, "environments", _GITHUB_NAME, "GitHub environment names")
+        _require_list(self.preview_branches, "previewBranches", _BRANCH, "branch names without refs/heads/")
+        _require_list(self.allowed_regions, "allowedRegions", _REGION, "AWS region names such as eu-west-1")
+        _require(_IAM_PATH, self.iam_path, "iamPath", "an IAM path that starts and ends with '/'")
+        _require(_IAM_PATH, self.ci_iam_path, "ciIamPath", "an IAM path that starts and ends with '/'")
+        if self.ci_iam_path.startswith(self.iam_path) or self.iam_path.startswith(self.ci_iam_path):
+            raise ValueError(
+                f"ciIamPath ({self.ci_iam_path}) and iamPath ({self.iam_path}) must not contain each other: "
+                "deploy roles manage everything under iamPath"
+            )
+        _require(
+            _BUCKET_PREFIX,
+            self.bucket_prefix,
+            "bucketPrefix",
+            "3-41 lowercase letters, digits, '.', '-' (e.g. 'jobs-')",
+        )
+        if self.state_bucket is not None:
+            _require(_BUCKET_NAME, self.state_bucket, "stateBucket", "an S3 bucket name")
+        if self.secrets_kms_key_arn is not None:
+            _require(_KMS_KEY_ARN, self.secrets_kms_key_arn, "secretsKmsKeyArn", "a KMS key ARN")
+        if self.existing_oidc_provider_arn is not None:
+            _require(
+                _OIDC_PROVIDER_ARN,
+                self.existing_oidc_provider_arn,
+                "existingOidcProviderArn",
+                f"the ARN of the {GITHUB_OIDC_HOST} OIDC provider",
+            )
+        if not 900 <= self.max_session_seconds <= 43200:
+            raise ValueError(f"maxSessionSeconds must be between 900 and 43200, got {self.max_session_seconds}")
+
+    @property
+    def repository(self) -> str:
+        """`owner/name`, as GitHub writes it in the token's `sub` claim."""
+        return f"{self.github_org}/{self.github_repo}"
+
+
+def load_settings(config: pulumi.Config, aws_config: pulumi.Config) -> BootstrapSettings:
+    """Read and validate the stack config (`container-platform-bootstrap:*`, `aws:region`)."""
+    region = aws_config.get("region")
+    regions = _list(config, "allowedRegions") or ((region,) if region else ())
+    if not regions:
+        raise ValueError("set allowedRegions (a list of AWS regions) or aws:region")
+    optional: dict[str, Any] = {
+        "environments": _list(config, "environments"),
+        "preview_branches": _list(config, "previewBranches"),
+        "iam_path": config.get("iamPath"),
+        "ci_iam_path": config.get("ciIamPath"),
+        "max_session_seconds": config.get_int("maxSessionSeconds"),
+    }
+    return BootstrapSettings(
+        github_org=config.require("githubOrg"),
+        github_repo=config.require("githubRepo"),
+        allowed_regions=regions,
+        bucket_prefix=config.require("bucketPrefix"),
+        state_bucket=config.get("stateBucket"),
+        secrets_kms_key_arn=config.get("secretsKmsKeyArn"),
+        existing_oidc_provider_arn=config.get("existingOidcProviderArn"),
+        **{key: value for key, value in optional.items() if value is not None},
+    )
+
+
+def _list(config: pulumi.Config, key: str) -> tuple[str, ...] | None:
+    value = config.get_object(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{key} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _require(pattern: re.Pattern[str], value: str, key: str, allowed: str) -> None:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{key} must be {allowed}, got {value!r}")
+
+
+def _require_list(values: Sequence[str], key: str, pattern: re.Pattern[str], allowed: str) -> None:
+    if not values:
+        raise ValueError(f"{key} must list at least one value ({allowed})")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{key} must not repeat values, got {list(values)!r}")
+    for value in values:
+        _require(pattern, value, key, f"a list of {allowed}")

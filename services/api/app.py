@@ -1,0 +1,95 @@
+"""FastAPI application factory. Run with `python -m services.api` (reads PORT) or
+`uvicorn --factory services.api.app:create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from services.api.deps import AppState
+from services.api.middleware import BodyLimitMiddleware, BodyTooLargeError
+from services.api.ratelimit import RateLimiter
+from services.api.relay import OutboxRelay
+from services.api.routes import batches, files, health, jobs
+from services.common.db import async_pool
+from services.common.logging import configure_logging
+from services.common.migrate import apply_migrations
+from services.common.redis_client import CircuitBreaker, async_client
+from services.common.settings import Settings, load_settings
+from services.common.sqs import sqs_client
+from services.common.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def _lifespan(settings: Settings):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(apply_migrations, settings)
+        storage = Storage(settings.STORAGE_PATH)
+        storage.ensure_layout()
+        pool = async_pool(settings)
+        await pool.open()
+        redis = async_client(settings)
+        breaker = CircuitBreaker()
+        sqs = sqs_client(settings)
+        relay = OutboxRelay(pool, sqs, settings)
+        app.state.services = AppState(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            redis_breaker=breaker,
+            sqs=sqs,
+            storage=storage,
+            relay=relay,
+            limiter=RateLimiter(redis, settings, breaker),
+        )
+        relay.start()
+        log.info("api started", extra={"app_env": settings.APP_ENV})
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await pool.close()
+            await redis.aclose()
+            log.info("api stopped")
+
+    return lifespan
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable", extra={"error": str(exc), "path": request.url.path})
+    return JSONResponse(
+        {"detail": "database unavailable; nothing was changed, retry shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _body_too_large(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging("api", settings.LOG_LEVEL)
+    app = FastAPI(
+        title="Job processing platform",
+        version="1.0.0",
+        description="Submit file-processing jobs, follow their status, fetch result locations.",
+        lifespan=_lifespan(settings),
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.MAX_JSON_BODY_BYTES, exempt_paths=frozenset({"/files"}))
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(BodyTooLargeError, _body_too_large)
+    for module in (health, files, jobs, batches):
+        app.include_router(module.router)
+    return app

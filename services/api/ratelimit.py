@@ -1,0 +1,66 @@
+"""Per-client token bucket in Redis (one Lua call per request; the clock is Redis's, so every API task
+shares one bucket per client). Fails open: without Redis, submissions are still accepted."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.common.redis_client import CircuitBreaker
+from services.common.settings import Settings
+
+# KEYS[1] = bucket; ARGV = refill rate per second, burst capacity. Returns {allowed, seconds until a token}.
+BUCKET_LUA = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(wait)}
+"""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after_seconds: int
+
+
+class RateLimiter:
+    def __init__(self, redis: aioredis.Redis, settings: Settings, breaker: CircuitBreaker) -> None:
+        self._settings = settings
+        self._breaker = breaker
+        self._script = redis.register_script(BUCKET_LUA)
+
+    async def check(self, client_id: str) -> Decision:
+        if not self._breaker.closed:
+            return Decision(allowed=True, retry_after_seconds=0)
+        key = self._settings.redis_key("ratelimit", client_id)
+        try:
+            allowed, wait = await self._script(
+                keys=[key], args=[self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST]
+            )
+        except RedisError as exc:
+            self._breaker.trip()
+            log.warning("rate limiter unavailable, allowing request", extra={"error": str(exc)})
+            return Decision(allowed=True, retry_after_seconds=0)
+        return Decision(allowed=bool(allowed), retry_after_seconds=max(1, math.ceil(float(wait))))

@@ -1,0 +1,123 @@
+"""Typed settings read from the environment (the contract the Pulumi components inject).
+
+See docs/services.md for the table of variables. Secrets (`DB_PASSWORD`, `REDIS_AUTH_TOKEN`) have no
+defaults in the cloud environments: a missing secret is a start-up error, never a silent empty password.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AppEnv = Literal["dev", "staging", "prod", "local"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+Priority = Literal["high", "normal", "low"]
+
+PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
+CLOUD_ENVS: frozenset[str] = frozenset({"dev", "staging", "prod"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # --- Process ---
+    APP_ENV: AppEnv = "local"
+    LOG_LEVEL: LogLevel = "INFO"
+    PORT: int = Field(default=8080, ge=1, le=65535)
+    AWS_REGION: str = "us-east-1"
+
+    # --- PostgreSQL ---
+    DB_HOST: str = "127.0.0.1"
+    DB_PORT: int = Field(default=5432, ge=1, le=65535)
+    DB_NAME: str = "cp_local"
+    DB_USER: str = "postgres"
+    DB_PASSWORD: SecretStr | None = None
+    DB_SSLMODE: SslMode = "prefer"
+    DB_POOL_MAX: int = Field(default=10, ge=1, le=100)
+    DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=60)
+
+    # --- Redis ---
+    REDIS_HOST: str = "127.0.0.1"
+    REDIS_PORT: int = Field(default=6379, ge=1, le=65535)
+    REDIS_TLS: bool = False
+    REDIS_AUTH_TOKEN: SecretStr | None = None
+    REDIS_DB: int = Field(default=0, ge=0, le=15)
+    REDIS_KEY_PREFIX: str = Field(default="cp:", min_length=1, max_length=64)
+    REDIS_TIMEOUT_SECONDS: float = Field(default=0.5, gt=0, le=10)
+
+    # --- SQS ---
+    QUEUE_URL_HIGH: str = ""
+    QUEUE_URL_NORMAL: str = ""
+    QUEUE_URL_LOW: str = ""
+    DLQ_URL: str = ""
+    SQS_ENDPOINT_URL: str | None = None
+    MAX_RECEIVES: int = Field(default=5, ge=1, le=1000)
+    VISIBILITY_TIMEOUT_SECONDS: int = Field(default=120, ge=1, le=43200)
+
+    # --- Storage ---
+    STORAGE_PATH: Path = Path(".local/storage")
+    MAX_UPLOAD_BYTES: int = Field(default=50 * 1024 * 1024, ge=1)
+
+    # --- API behaviour ---
+    MAX_JSON_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    MAX_BATCH_JOBS: int = Field(default=100, ge=1, le=10_000)
+    RATE_LIMIT_PER_SECOND: float = Field(default=50.0, gt=0)
+    RATE_LIMIT_BURST: int = Field(default=100, ge=1)
+    RELAY_POLL_SECONDS: float = Field(default=0.5, gt=0, le=60)
+
+    # --- Worker behaviour ---
+    SHUTDOWN_TIMEOUT_SECONDS: float = Field(default=100.0, gt=0)
+    HEARTBEAT_FILE: Path = Path("/tmp/worker-heartbeat")  # noqa: S108 - /tmp is the writable scratch path by contract
+    HEARTBEAT_MAX_AGE_SECONDS: float = Field(default=60.0, gt=0)
+    IDLE_WAIT_SECONDS: int = Field(default=1, ge=0, le=20)
+    RETRY_BACKOFF_BASE_SECONDS: float = Field(default=2.0, ge=0)
+    RETRY_BACKOFF_MAX_SECONDS: float = Field(default=300.0, ge=0)
+    DLQ_SWEEP_SECONDS: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _enforce_cloud_requirements(self) -> Self:
+        if self.APP_ENV not in CLOUD_ENVS:
+            return self
+        problems: list[str] = []
+        if self.DB_PASSWORD is None:
+            problems.append("DB_PASSWORD is required when APP_ENV is dev, staging or prod")
+        if self.DB_SSLMODE not in ("require", "verify-ca", "verify-full"):
+            problems.append(
+                f"DB_SSLMODE={self.DB_SSLMODE!r} is not allowed when APP_ENV={self.APP_ENV!r}; "
+                "use require, verify-ca or verify-full"
+            )
+        if self.SQS_ENDPOINT_URL:
+            problems.append("SQS_ENDPOINT_URL is for local runs and tests only; unset it in the cloud")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @cached_property
+    def queue_urls(self) -> dict[Priority, str]:
+        """Work queues in the order workers poll them (high before normal before low)."""
+        urls: dict[Priority, str] = {
+            "high": self.QUEUE_URL_HIGH,
+            "normal": self.QUEUE_URL_NORMAL,
+            "low": self.QUEUE_URL_LOW,
+        }
+        missing = [f"QUEUE_URL_{name.upper()}" for name, url in urls.items() if not url]
+        if missing:
+            raise ValueError(f"missing queue settings: {', '.join(missing)}")
+        return urls
+
+    def require_dlq_url(self) -> str:
+        if not self.DLQ_URL:
+            raise ValueError("DLQ_URL is required by the worker (dead-letter queue reconciliation)")
+        return self.DLQ_URL
+
+    def redis_key(self, *parts: str) -> str:
+        return self.REDIS_KEY_PREFIX + ":".join(parts)
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,67 @@
+"""SQS client. In AWS the default endpoint and the task role's credentials are used; `SQS_ENDPOINT_URL`
+points the same code at a local endpoint (fauxqs) for tests and the local runner."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config
+
+from services.common.settings import Settings
+
+SQS_BATCH_LIMIT = 10  # SendMessageBatch / DeleteMessageBatch / ReceiveMessage maximum
+
+
+def sqs_client(settings: Settings) -> Any:
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=3,
+        read_timeout=25,  # above the 20 s long-poll maximum
+        max_pool_connections=16,
+    )
+    kwargs: dict[str, Any] = {"region_name": settings.AWS_REGION, "config": config}
+    if settings.SQS_ENDPOINT_URL:
+        kwargs["endpoint_url"] = settings.SQS_ENDPOINT_URL
+        # Local endpoints accept any credentials; never reach for real ones when pointed at one.
+        kwargs["aws_access_key_id"] = "local"
+        kwargs["aws_secret_access_key"] = "local"
+    return boto3.client("sqs", **kwargs)
+
+
+def job_message(job_id: str) -> str:
+    return orjson.dumps({"job_id": job_id}).decode()
+
+
+def parse_job_message(body: str) -> str | None:
+    """Return the job id of a well-formed message, or None for anything else (a poison message)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    job_id = data.get("job_id") if isinstance(data, dict) else None
+    if not isinstance(job_id, str):
+        return None
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        return None
+
+
+def ensure_queues(client: Any, prefix: str, max_receives: int, visibility_timeout: int) -> dict[str, str]:
+    """Create `<prefix>-high|normal|low` with a redrive policy to `<prefix>-dlq` (local runs and tests;
+    in AWS the Pulumi queue_worker component owns the queues). Returns env var name -> URL."""
+    dlq_url = client.create_queue(QueueName=f"{prefix}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})[
+        "QueueUrl"
+    ]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = orjson.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}).decode()
+    urls = {"DLQ_URL": dlq_url}
+    for priority in ("high", "normal", "low"):
+        urls[f"QUEUE_URL_{priority.upper()}"] = client.create_queue(
+            QueueName=f"{prefix}-{priority}",
+            Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)},
+        )["QueueUrl"]
+    return urls

@@ -1,0 +1,38 @@
+"""Container entry point: `python -m services.worker`. SIGTERM/SIGINT stop it gracefully."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+from services.common.db import sync_pool
+from services.common.logging import configure_logging
+from services.common.migrate import apply_migrations
+from services.common.redis_client import sync_client
+from services.common.settings import load_settings
+from services.common.sqs import sqs_client
+from services.worker.events import SnapshotPublisher
+from services.worker.runner import Worker
+
+
+def main() -> int:
+    settings = load_settings()
+    configure_logging("worker", settings.LOG_LEVEL)
+    apply_migrations(settings)
+    redis = sync_client(settings)
+    with sync_pool(settings) as pool:
+        worker = Worker(settings, pool, sqs_client(settings), SnapshotPublisher(redis, settings))
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            worker.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        worker.run()
+    redis.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
