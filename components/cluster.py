@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document
+from components.s3 import private_bucket
 
 # ELB.17: TLS 1.3 with TLS 1.2 fallback, forward secrecy only.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
@@ -191,76 +192,25 @@ class ContainerCluster(pulumi.ComponentResource):
         self.listener_arn = (self.https_listener or self.http_listener).arn
 
     def _access_logs_bucket(self, name: str, args: ContainerClusterArgs) -> aws.s3.Bucket:
-        bucket = aws.s3.Bucket(
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
+
+        def elb_writes_logs(bucket_arn: pulumi.Output[str]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "Sid": "ElbWritesAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": elb_account.arn},
+                    "Action": "s3:PutObject",
+                    "Resource": pulumi.Output.concat(bucket_arn, "/alb/AWSLogs/*"),
+                }
+            ]
+
+        # ALB access logs support only SSE-S3 (AES256), not KMS: no key is passed.
+        return private_bucket(
             f"{name}-alb-logs",
             bucket_prefix=f"{args.name_prefix}-alb-logs-",
+            expiration_days=ACCESS_LOG_EXPIRY_DAYS,
             force_destroy=not args.deletion_protection,
+            grants=elb_writes_logs,
             opts=self._child,
         )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-alb-logs-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self._child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-alb-logs-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=self._child,
-        )
-        # ALB access logs support only SSE-S3 (AES256), not KMS: the bucket is encrypted with that.
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-alb-logs-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
-                    )
-                )
-            ],
-            opts=self._child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-alb-logs-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-access-logs",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=ACCESS_LOG_EXPIRY_DAYS),
-                )
-            ],
-            opts=self._child,
-        )
-        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        aws.s3.BucketPolicy(
-            f"{name}-alb-logs-policy",
-            bucket=bucket.id,
-            policy=policy_document(
-                [
-                    {
-                        "Sid": "ElbWritesAccessLogs",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": elb_account.arn},
-                        "Action": "s3:PutObject",
-                        "Resource": pulumi.Output.concat(bucket.arn, "/alb/AWSLogs/*"),
-                    },
-                    {
-                        "Sid": "DenyInsecureTransport",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:*",
-                        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    },
-                ]
-            ),
-            opts=self._child,
-        )
-        return bucket
