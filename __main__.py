@@ -128,6 +128,7 @@ def main() -> None:
             namespace_id=cluster.namespace_id,
             listener_arn=cluster.listener_arn,
             alb_security_group_id=cluster.alb_security_group_id,
+            alb_arn_suffix=cluster.alb_arn_suffix,
             log_kms_key_arn=alerts.key_arn,
             cpu=service.cpu,
             memory=service.memory,

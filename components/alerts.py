@@ -9,9 +9,8 @@ import pulumi_aws as aws
 
 from components.iam import kms_key_policy
 
-# Services that encrypt with the platform key: log groups, the alert topic (and CloudWatch alarms publishing
-# to it), EventBridge rules targeting it.
-PLATFORM_KEY_SERVICES = ("logs.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com")
+# Services that encrypt with the platform key: log groups, and the alert topic with CloudWatch alarms publishing to it.
+PLATFORM_KEY_SERVICES = ("logs.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com")
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class AlertsArgs:
 
 class Alerts(pulumi.ComponentResource):
     key_arn: pulumi.Output[str]
-    """Platform KMS key ARN (logs, SNS, EventBridge)."""
+    """Platform KMS key ARN (log groups, the alert topic, ECS Exec sessions)."""
     topic_arn: pulumi.Output[str]
     """Alert topic ARN: the alarm action of every alarm on the platform."""
 
@@ -37,7 +36,7 @@ class Alerts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.key = aws.kms.Key(
             f"{name}-key",
-            description=f"{args.name_prefix}: platform logs, alerts and events",
+            description=f"{args.name_prefix}: platform logs and alerts",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=kms_key_policy(args.account_id, args.region, PLATFORM_KEY_SERVICES),

@@ -1,5 +1,7 @@
 """Value sets AWS defines, shared by config validation and the components."""
 
+import re
+
 # Fargate task sizes: cpu units -> allowed memory MiB.
 FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
     256: (512, 1024, 2048),
@@ -35,3 +37,21 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
+
+# RDS instance and ElastiCache node families the platform supports (current generations, Graviton first).
+DB_INSTANCE_FAMILIES = (
+    "t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m7g", "m7i", "m8g",
+    "r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r7g", "r7i", "r8g", "x2g",
+)  # fmt: skip
+CACHE_NODE_FAMILIES = ("t3", "t4g", "m5", "m6g", "m7g", "r5", "r6g", "r6gd", "r7g", "c7gn")
+_SIZED = r"\.([a-z0-9]+)\.(micro|small|medium|large|xlarge|\d{1,2}xlarge)$"
+
+
+def is_db_instance_class(value: str) -> bool:
+    match = re.match(r"^db" + _SIZED, value)
+    return bool(match) and match.group(1) in DB_INSTANCE_FAMILIES
+
+
+def is_cache_node_type(value: str) -> bool:
+    match = re.match(r"^cache" + _SIZED, value)
+    return bool(match) and match.group(1) in CACHE_NODE_FAMILIES

@@ -21,14 +21,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.aws_limits import CACHE_NODE_FAMILIES, is_cache_node_type
 from components.ecs_task import ServiceAttachment
 from components.iam import kms_key_policy
 from components.monitoring import alarm, graph_widget
 
 REDIS_PORT = 6379
 ENGINE_MAJORS: dict[str, tuple[int, ...]] = {"valkey": (7, 8, 9), "redis": (6, 7)}
-NODE_FAMILIES = ("t3", "t4g", "m5", "m6g", "m7g", "r5", "r6g", "r6gd", "r7g", "c7gn")
-NODE_TYPE = re.compile(r"^cache\.([a-z0-9]+)\.(micro|small|medium|large|xlarge|\d{1,2}xlarge)$")
 # The seed's windows; maintenance starts when the snapshot window ends, so they never overlap.
 SNAPSHOT_WINDOW = "03:00-05:00"
 MAINTENANCE_WINDOW = "sun:05:00-sun:07:00"
@@ -76,11 +75,10 @@ class CacheArgs:
 
 
 def _validate(args: CacheArgs) -> None:
-    match = NODE_TYPE.match(args.node_type)
-    if not match or match.group(1) not in NODE_FAMILIES:
+    if not is_cache_node_type(args.node_type):
         raise ValueError(
             f"node_type={args.node_type!r} is not cache.<family>.<size> with a known family; "
-            f"families: {', '.join(NODE_FAMILIES)}"
+            f"families: {', '.join(CACHE_NODE_FAMILIES)}"
         )
     if args.engine not in ENGINE_MAJORS:
         raise ValueError(f"engine={args.engine!r} must be one of {sorted(ENGINE_MAJORS)}")

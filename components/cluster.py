@@ -9,7 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.s3 import private_bucket
+from components.ecs_task import exec_log_group_name
+from components.s3 import PrivateBucket, private_bucket
 
 # ELB.17: TLS 1.3 with TLS 1.2 fallback, forward secrecy only.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
@@ -66,8 +67,9 @@ class ContainerCluster(pulumi.ComponentResource):
             opts=self._child,
         )
         self._load_balancer(name, args)
-        self.cluster_arn = self.cluster.arn
-        self.cluster_name = self.cluster.name
+        # Services name FARGATE/FARGATE_SPOT in their strategies: they must wait for the providers' association.
+        self.cluster_arn = pulumi.Output.all(self.cluster.arn, self.capacity.id).apply(lambda values: values[0])
+        self.cluster_name = self.capacity.cluster_name
         self.namespace_id = self.namespace.id
         self.alb_arn_suffix = self.alb.arn_suffix
         self.alb_dns_name = self.alb.dns_name
@@ -87,7 +89,7 @@ class ContainerCluster(pulumi.ComponentResource):
     def _cluster(self, name: str, args: ContainerClusterArgs) -> None:
         exec_logs = aws.cloudwatch.LogGroup(
             f"{name}-exec-logs",
-            name=f"/ecs/{args.name_prefix}/exec",
+            name=exec_log_group_name(args.name_prefix),
             retention_in_days=args.log_retention_days,
             kms_key_id=args.log_kms_key_arn,
             opts=self._child,
@@ -108,7 +110,7 @@ class ContainerCluster(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
-        aws.ecs.ClusterCapacityProviders(
+        self.capacity = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity",
             cluster_name=self.cluster.name,
             capacity_providers=["FARGATE", "FARGATE_SPOT"],
@@ -154,8 +156,9 @@ class ContainerCluster(pulumi.ComponentResource):
             desync_mitigation_mode="strictest",
             enable_deletion_protection=args.deletion_protection,
             idle_timeout=args.idle_timeout_seconds,
-            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=logs_bucket.bucket, enabled=True, prefix="alb"),
-            opts=self._child,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=logs_bucket.bucket.bucket, enabled=True, prefix="alb"),
+            # ELB checks it may write to the bucket when logging is enabled: the policy must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs_bucket.policy]),
         )
         not_found = aws.lb.ListenerDefaultActionArgs(
             type="fixed-response",
@@ -191,7 +194,7 @@ class ContainerCluster(pulumi.ComponentResource):
         )
         self.listener_arn = (self.https_listener or self.http_listener).arn
 
-    def _access_logs_bucket(self, name: str, args: ContainerClusterArgs) -> aws.s3.Bucket:
+    def _access_logs_bucket(self, name: str, args: ContainerClusterArgs) -> PrivateBucket:
         elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
         def elb_writes_logs(bucket_arn: pulumi.Output[str]) -> list[dict[str, Any]]:

@@ -18,7 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from components.aws_limits import FARGATE_MEMORY_BY_CPU, LOG_RETENTION_DAYS
+from components.aws_limits import (
+    CACHE_NODE_FAMILIES,
+    DB_INSTANCE_FAMILIES,
+    FARGATE_MEMORY_BY_CPU,
+    LOG_RETENTION_DAYS,
+    is_cache_node_type,
+    is_db_instance_class,
+)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 Environment = Literal["dev", "staging", "prod"]
@@ -32,11 +39,8 @@ IAM_PATH_PATTERN = re.compile(r"^/([\w+=,.@-]+/)*$")
 IAM_POLICY_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:policy/[\w+=,.@/-]+$")
 ECR_DIGEST_PATTERN = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 PINNED_IMAGE = "an ECR image pinned by digest, <account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<64 hex>"
-DB_INSTANCE_PATTERN = re.compile(
-    r"^db\.(t3|t4g|m5|m6g|m6i|m7g|m7i|r5|r6g|r6i|r7g|r7i)\.(micro|small|medium|large|\d*xlarge)$"
-)
-CACHE_NODE_PATTERN = re.compile(r"^cache\.(t3|t4g|m5|m6g|m7g|r5|r6g|r7g)\.(micro|small|medium|large|\d*xlarge)$")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,22}[a-z0-9]$")
+# `<app>-<env>` prefixes names with AWS length limits (ALB 32, S3 bucket prefix 37 with its suffixes): 15 max.
+NAME_PATTERN = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,13}[a-z0-9]$")
 
 
 class ConfigError(ValueError):
@@ -69,7 +73,10 @@ def _is_pinned_image(value: str) -> bool:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    cidrBlock: str = field(default="10.0.0.0/16", metadata=_check(lambda v: _is_vpc_cidr(v), "an IPv4 CIDR /16 to /24"))
+    cidrBlock: str = field(
+        default="10.0.0.0/16",
+        metadata=_check(lambda v: _is_vpc_cidr(v), "an IPv4 CIDR /16 to /22 (/21 or larger with 3 AZs)"),
+    )
     """VPC CIDR block. Default: 10.0.0.0/16."""
     maxAzs: int = field(default=3, metadata=_check(lambda v: 2 <= v <= 3, "2 or 3"))
     """Availability zones to spread subnets over. Default: 3 (the seed's maxAzs)."""
@@ -113,7 +120,8 @@ class ServiceConfig:
     onDemandBase: int = field(default=1, metadata=_check(_non_negative, "0 or more"))
     """Tasks always placed on on-demand FARGATE before weights apply. Default: 1."""
     enableExecuteCommand: bool = False
-    """Allow ECS Exec into running tasks (audited to the cluster's exec log group). Default: false."""
+    """Allow ECS Exec into running API tasks (audited to the cluster's exec log group; makes the root filesystem
+    writable, which ECS Exec needs). Default: false."""
 
 
 @dataclass(frozen=True)
@@ -140,9 +148,7 @@ class DatabaseConfig:
     """Create the RDS PostgreSQL instance and attach it to the API and worker. Default: true."""
     instanceClass: str = field(
         default="db.t4g.micro",
-        metadata=_check(
-            lambda v: bool(DB_INSTANCE_PATTERN.match(v)), "db.<t3|t4g|m5|m6g|m6i|m7g|m7i|r5|r6g|r6i|r7g|r7i>.<size>"
-        ),
+        metadata=_check(is_db_instance_class, f"db.<family>.<size>, family one of {', '.join(DB_INSTANCE_FAMILIES)}"),
     )
     """RDS instance class. Default: per environment (db.t4g.micro / db.t4g.small / db.m7g.large)."""
     allocatedStorageGb: int = field(default=20, metadata=_check(lambda v: 20 <= v <= 65536, "20-65536"))
@@ -163,7 +169,7 @@ class CacheConfig:
     """Create the Redis-compatible replication group and attach it to the API and worker. Default: true."""
     nodeType: str = field(
         default="cache.t4g.micro",
-        metadata=_check(lambda v: bool(CACHE_NODE_PATTERN.match(v)), "cache.<t3|t4g|m5|m6g|m7g|r5|r6g|r7g>.<size>"),
+        metadata=_check(is_cache_node_type, f"cache.<family>.<size>, family one of {', '.join(CACHE_NODE_FAMILIES)}"),
     )
     """Node type. Default: per environment (cache.t4g.micro / cache.t4g.small / cache.r7g.large)."""
     numCacheClusters: int = field(default=1, metadata=_check(lambda v: 1 <= v <= 6, "1-6"))
@@ -260,7 +266,7 @@ class StackConfig:
         default="jobs",
         metadata=_check(
             lambda v: bool(NAME_PATTERN.match(v)),
-            "3-24 chars: lowercase letters, digits, hyphens; starts with a letter",
+            "3-15 chars: lowercase letters, digits, single hyphens; starts with a letter",
         ),
     )
     """Prefix of every resource name. Default: jobs."""
@@ -517,6 +523,12 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
             f"service.desiredCount: {service.desiredCount} is outside service.minCount..maxCount "
             f"({minimum}..{service.maxCount}); allowed: min <= desired <= max"
         )
+    cidr = ipaddress.IPv4Network(config.network.cidrBlock)
+    if config.network.maxAzs == 3 and cidr.prefixlen > 21:
+        problems.append(
+            f"network.cidrBlock: {config.network.cidrBlock!r} with network.maxAzs 3; allowed: /21 or larger "
+            "(a public and a private /24 per AZ)"
+        )
     problems.extend(_data_problems(config))
     problems.extend(_job_platform_problems(config))
     if config.is_prod and config.certificateArn is None:
@@ -579,6 +591,11 @@ def _job_platform_problems(config: StackConfig) -> list[str]:
             ]
         return []
     problems = _fargate_size_problem("jobPlatform.worker", jobs.worker.cpu, jobs.worker.memory)
+    if config.containerInsights == "disabled":
+        problems.append(
+            "containerInsights: 'disabled' with jobPlatform.enabled true; allowed: enabled or enhanced "
+            "(worker scaling divides the backlog by Container Insights' RunningTaskCount)"
+        )
     for section in ("storage", "database", "cache"):
         if not getattr(config, section).enabled:
             problems.append(
@@ -608,4 +625,4 @@ def _is_vpc_cidr(value: str) -> bool:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError:
         return False
-    return 16 <= network.prefixlen <= 24
+    return 16 <= network.prefixlen <= 22

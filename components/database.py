@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws_limits import DB_INSTANCE_FAMILIES, is_db_instance_class
 from components.ecs_task import ServiceAttachment
 from components.iam import assume_role_policy, kms_key_policy
 from components.monitoring import alarm, graph_widget
@@ -24,11 +25,6 @@ POSTGRES_PORT = 5432
 POSTGRES_MAJORS = (16, 17, 18)
 ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 LOG_EXPORTS = ("postgresql", "upgrade")
-INSTANCE_FAMILIES = (
-    "t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m7g", "m7i", "m8g",
-    "r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r7g", "r7i", "r8g", "x2g",
-)  # fmt: skip
-INSTANCE_CLASS = re.compile(r"^db\.([a-z0-9]+)\.(micro|small|medium|large|xlarge|\d{1,2}xlarge)$")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 CPU_ALARM_PERCENT = 80
 # The seed's low-storage alarm: under 2 GB free.
@@ -96,11 +92,10 @@ class DatabaseArgs:
 
 
 def _validate(args: DatabaseArgs) -> None:
-    match = INSTANCE_CLASS.match(args.instance_class)
-    if not match or match.group(1) not in INSTANCE_FAMILIES:
+    if not is_db_instance_class(args.instance_class):
         raise ValueError(
             f"instance_class={args.instance_class!r} is not db.<family>.<size> with a known family; "
-            f"families: {', '.join(INSTANCE_FAMILIES)}"
+            f"families: {', '.join(DB_INSTANCE_FAMILIES)}"
         )
     if not re.fullmatch(r"\d+(\.\d+)?", args.engine_version) or args.major_version not in POSTGRES_MAJORS:
         raise ValueError(

@@ -101,7 +101,9 @@ class FargateTaskSpec:
     attachments: Sequence[ServiceAttachment] = ()
     """Shared resources this service uses. Default: none."""
     enable_execute_command: bool = False
-    """Grant the task role the SSM channels ECS Exec needs. Default: false."""
+    """ECS Exec: the task role gets the SSM channels, the exec log group and the platform key (which encrypts
+    sessions); the root filesystem becomes writable, since ECS Exec's agent cannot run on a read-only one.
+    Default: false."""
 
 
 class FargateTask:
@@ -198,23 +200,40 @@ class FargateTask:
             s for a in self.spec.attachments for s in a.task_role_statements
         ]
         if self.spec.enable_execute_command:
-            statements.append(
-                allow(
-                    [
-                        "ssmmessages:CreateControlChannel",
-                        "ssmmessages:CreateDataChannel",
-                        "ssmmessages:OpenControlChannel",
-                        "ssmmessages:OpenDataChannel",
-                    ],
-                    ["*"],
-                    sid="EcsExecChannels",
-                )
-            )
+            statements.extend(self._exec_statements())
         if statements:
             aws.iam.RolePolicy(
                 f"{prefix}-task-policy", role=role.id, policy=policy_document(statements), opts=self._opts
             )
         return role
+
+    def _exec_statements(self) -> list[Mapping[str, Any]]:
+        spec = self.spec
+        exec_logs = pulumi.Output.concat(
+            "arn:aws:logs:",
+            spec.region,
+            ":",
+            spec.account_id,
+            ":log-group:",
+            exec_log_group_name(spec.name_prefix),
+            ":*",
+        )
+        channels = [
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ]
+        return [
+            allow(channels, ["*"], sid="EcsExecChannels"),
+            allow(["kms:Decrypt"], [spec.log_kms_key_arn], sid="EcsExecSessionKey"),
+            allow(["logs:DescribeLogGroups"], ["*"], sid="EcsExecFindLogGroup"),
+            allow(
+                ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                [exec_logs],
+                sid="EcsExecAudit",
+            ),
+        ]
 
     def add_task_role_statements(self, name: str, statements: Sequence[pulumi.Input[Mapping[str, Any]]]) -> None:
         """Grant the application more, scoped permissions (e.g. its queues)."""
@@ -258,7 +277,7 @@ class FargateTask:
             "image": spec.image,
             "essential": True,
             "user": RUN_AS_USER,
-            "readonlyRootFilesystem": True,
+            "readonlyRootFilesystem": not spec.enable_execute_command,
             "privileged": False,
             "memoryReservation": math.floor(spec.memory * 0.8),
             "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
@@ -293,6 +312,11 @@ class FargateTask:
                 "startPeriod": 60,
             }
         return pulumi.Output.json_dumps([container])
+
+
+def exec_log_group_name(name_prefix: str) -> str:
+    """Where the cluster audits ECS Exec sessions of `<app>-<env>`."""
+    return f"/ecs/{name_prefix}/exec"
 
 
 def allow_between(

@@ -22,6 +22,18 @@ def allow(actions: Sequence[str], resources: Sequence[pulumi.Input[str]], sid: s
     return statement
 
 
+def deny_insecure_transport(action: str, resources: pulumi.Input[str] | Sequence[pulumi.Input[str]]) -> dict[str, Any]:
+    """Resource-policy statement refusing every request that does not use TLS."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": action,
+        "Resource": resources,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 def assume_role_policy(service: str, account_id: pulumi.Input[str] | None = None) -> pulumi.Output[str]:
     """Trust policy for an AWS service; with `account_id`, only on behalf of this account (confused deputy)."""
     statement: dict[str, Any] = {

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document
+from components.iam import deny_insecure_transport, policy_document
+
+
+@dataclass(frozen=True)
+class PrivateBucket:
+    bucket: aws.s3.Bucket
+    """The bucket."""
+    policy: aws.s3.BucketPolicy
+    """Its policy: depend on it before a service writes (ELB checks access when logging is enabled)."""
 
 
 def private_bucket(
@@ -21,7 +30,7 @@ def private_bucket(
     versioned: bool = False,
     force_destroy: bool = False,
     grants: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] | None = None,
-) -> aws.s3.Bucket:
+) -> PrivateBucket:
     """Public access blocked, bucket-owner-enforced, encrypted (KMS when a key is given, else SSE-S3), objects
     (and old versions) expiring after `expiration_days`, and a policy that denies plaintext transport and adds
     `grants(bucket_arn)`."""
@@ -82,18 +91,11 @@ def private_bucket(
         ],
         opts=opts,
     )
-    deny_plaintext = {
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
-    aws.s3.BucketPolicy(
+    deny_plaintext = deny_insecure_transport("s3:*", [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")])
+    policy = aws.s3.BucketPolicy(
         f"{name}-policy",
         bucket=bucket.id,
         policy=policy_document([*(grants(bucket.arn) if grants else ()), deny_plaintext]),
         opts=opts,
     )
-    return bucket
+    return PrivateBucket(bucket, policy)

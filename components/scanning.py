@@ -119,9 +119,9 @@ class ImageScanningArgs:
     """Build and function log retention. Default: 30."""
     build_timeout_minutes: int = 60
     """CodeBuild build timeout. Default: 60."""
-    alert_function_reserved_concurrency: int | None = 2
-    """Reserved concurrency of the alert function (None: unreserved, for accounts with a low concurrency quota).
-    Default: 2."""
+    alert_function_reserved_concurrency: int | None = None
+    """Reserved concurrency of the alert function; new accounts' low concurrency quota rejects any reservation, so
+    none is made unless asked. Default: none (unreserved)."""
 
 
 def assert_pinned_reference(reference: str, repository_url: str | None = None) -> str:
@@ -353,7 +353,7 @@ class ImageScanning(pulumi.ComponentResource):
             kms_key_arn=self.reports_key.arn,
             versioned=True,
             opts=self._child,
-        )
+        ).bucket
         self.reports_bucket = bucket
 
     # --- Pipeline ---

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_task import MountPoint, ServiceAttachment
-from components.iam import allow, kms_key_policy, policy_document
+from components.iam import allow, deny_insecure_transport, kms_key_policy, policy_document
 from components.monitoring import alarm, graph_widget
 
 NFS_PORT = 2049
@@ -146,18 +146,7 @@ class SharedStorage(pulumi.ComponentResource):
         aws.efs.FileSystemPolicy(
             f"{name}-policy",
             file_system_id=self.file_system.id,
-            policy=policy_document(
-                [
-                    {
-                        "Sid": "DenyInsecureTransport",
-                        "Effect": "Deny",
-                        "Principal": {"AWS": "*"},
-                        "Action": "*",
-                        "Resource": self.file_system.arn,
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
-                ]
-            ),
+            policy=policy_document([deny_insecure_transport("*", self.file_system.arn)]),
             opts=self._child,
         )
         self._network(name, args)

@@ -12,10 +12,9 @@ from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment,
 
 SCALE_IN_COOLDOWN = 300
 SCALE_OUT_COOLDOWN = 60
-# The seed's request-count steps (per 5 minutes): < 1000 remove a task, >= 2000 add one, >= 5000 add two.
-REQUEST_SCALE_IN_BELOW = 1000
-REQUEST_SCALE_OUT_AT = 2000
-REQUEST_SCALE_OUT_FAST_AT = 5000
+# The seed stepped on the whole ALB's 5-minute request count (2000 is ~7 req/s for the entire service, so it
+# would pin the service at max); tracking requests per target per minute scales with each task's share.
+REQUESTS_PER_TARGET_PER_MINUTE = 1000
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,8 @@ class WebServiceArgs:
     """ALB listener the service's routing rule attaches to."""
     alb_security_group_id: pulumi.Input[str]
     """ALB security group: the only ingress source."""
+    alb_arn_suffix: pulumi.Input[str]
+    """ALB ARN suffix (request-count scaling's resource label)."""
     log_kms_key_arn: pulumi.Input[str]
     """KMS key for the log group."""
     cpu: int = 512
@@ -233,9 +234,14 @@ class WebService(pulumi.ComponentResource):
             service_namespace="ecs",
             opts=self._child,
         )
-        for metric, value in (("ECSServiceAverageCPUUtilization", 70), ("ECSServiceAverageMemoryUtilization", 80)):
+        request_label = pulumi.Output.concat(args.alb_arn_suffix, "/", self.target_group.arn_suffix)
+        for kind, metric, value, label in (
+            ("cpu", "ECSServiceAverageCPUUtilization", 70, None),
+            ("memory", "ECSServiceAverageMemoryUtilization", 80, None),
+            ("requests", "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, request_label),
+        ):
             aws.appautoscaling.Policy(
-                f"{prefix}-{'cpu' if 'CPU' in metric else 'memory'}-scaling",
+                f"{prefix}-{kind}-scaling",
                 policy_type="TargetTrackingScaling",
                 resource_id=target.resource_id,
                 scalable_dimension=target.scalable_dimension,
@@ -245,77 +251,15 @@ class WebService(pulumi.ComponentResource):
                     scale_in_cooldown=SCALE_IN_COOLDOWN,
                     scale_out_cooldown=SCALE_OUT_COOLDOWN,
                     predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                        predefined_metric_type=metric
+                        predefined_metric_type=metric, resource_label=label
                     ),
                 ),
                 opts=self._child,
             )
-        self._request_count_steps(prefix, target)
-
-    def _request_count_steps(self, prefix: str, target: aws.appautoscaling.Target) -> None:
-        # The seed measured the whole ALB; counting this target group's requests scales this service on its own load.
-        dimensions = {"TargetGroup": self.target_group.arn_suffix}
-        step = aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs
-        scale_out = self._step_policy(
-            f"{prefix}-requests-out",
-            target,
-            SCALE_OUT_COOLDOWN,
-            [
-                step(scaling_adjustment=1, metric_interval_lower_bound="0",
-                     metric_interval_upper_bound=str(REQUEST_SCALE_OUT_FAST_AT - REQUEST_SCALE_OUT_AT)),
-                step(scaling_adjustment=2, metric_interval_lower_bound=str(REQUEST_SCALE_OUT_FAST_AT - REQUEST_SCALE_OUT_AT)),
-            ],
-        )  # fmt: skip
-        scale_in = self._step_policy(
-            f"{prefix}-requests-in",
-            target,
-            SCALE_IN_COOLDOWN,
-            [step(scaling_adjustment=-1, metric_interval_upper_bound="0")],
-        )
-        for direction, policy, operator, threshold in (
-            ("out", scale_out, "GreaterThanOrEqualToThreshold", REQUEST_SCALE_OUT_AT),
-            ("in", scale_in, "LessThanThreshold", REQUEST_SCALE_IN_BELOW),
-        ):
-            aws.cloudwatch.MetricAlarm(
-                f"{prefix}-requests-{direction}-alarm",
-                alarm_description=f"{prefix}: request count drives step scaling",
-                namespace="AWS/ApplicationELB",
-                metric_name="RequestCount",
-                dimensions=dimensions,
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                comparison_operator=operator,
-                threshold=threshold,
-                treat_missing_data="notBreaching" if operator.startswith("Greater") else "breaching",
-                alarm_actions=[policy.arn],
-                opts=self._child,
-            )
-
-    def _step_policy(
-        self,
-        name: str,
-        target: aws.appautoscaling.Target,
-        cooldown: int,
-        steps: list[aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs],
-    ) -> aws.appautoscaling.Policy:
-        return aws.appautoscaling.Policy(
-            name,
-            policy_type="StepScaling",
-            resource_id=target.resource_id,
-            scalable_dimension=target.scalable_dimension,
-            service_namespace=target.service_namespace,
-            step_scaling_policy_configuration=aws.appautoscaling.PolicyStepScalingPolicyConfigurationArgs(
-                adjustment_type="ChangeInCapacity",
-                cooldown=cooldown,
-                metric_aggregation_type="Maximum",
-                step_adjustments=steps,
-            ),
-            opts=self._child,
-        )
 
 
 def _http_probe(port: int, path: str) -> list[str]:
     # The seed used curl, which a minimal image does not ship; the image's Python does the same check.
-    script = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4)"
+    url = f"http://127.0.0.1:{port}{path}"
+    script = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=4)"
     return ["CMD", "python", "-c", script]

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, capacity_strategy
-from components.iam import allow, policy_document
+from components.iam import allow, deny_insecure_transport, policy_document
 from components.monitoring import alarm
 
 PRIORITIES = ("high", "normal", "low")
@@ -221,18 +221,7 @@ class QueueWorker(pulumi.ComponentResource):
         aws.sqs.QueuePolicy(
             f"{name}-policy",
             queue_url=queue.url,
-            policy=policy_document(
-                [
-                    {
-                        "Sid": "DenyInsecureTransport",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "sqs:*",
-                        "Resource": queue.arn,
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
-                ]
-            ),
+            policy=policy_document([deny_insecure_transport("sqs:*", queue.arn)]),
             opts=self._child,
         )
         return queue
@@ -286,7 +275,8 @@ class QueueWorker(pulumi.ComponentResource):
                 ),
             ),
         )
-        backlog = " + ".join(f"visible_{p}" for p in PRIORITIES)
+        # SQS stops publishing metrics for queues idle for hours: a missing term counts as an empty queue.
+        backlog = " + ".join(f"FILL(visible_{p}, 0)" for p in PRIORITIES)
         per_task = metric(
             id="backlog_per_task",
             label="Visible messages per running task",
@@ -345,11 +335,12 @@ class QueueWorker(pulumi.ComponentResource):
             )
             for p in PRIORITIES
         ]
-        running = query(
-            id="running",
+        # Wake only a service whose desired count is 0: never fight target tracking while tasks start or crash.
+        desired = query(
+            id="desired",
             metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
                 namespace="ECS/ContainerInsights",
-                metric_name="RunningTaskCount",
+                metric_name="DesiredTaskCount",
                 dimensions={"ClusterName": args.cluster_name, "ServiceName": self.service.name},
                 period=60,
                 stat="Maximum",
@@ -358,7 +349,7 @@ class QueueWorker(pulumi.ComponentResource):
         idle_with_work = query(
             id="idle_with_work",
             label="Work waiting and no task running",
-            expression=f"IF(FILL(running, 0) == 0 AND ({backlog}) > 0, 1, 0)",
+            expression=f"IF(FILL(desired, 0) == 0 AND ({backlog}) > 0, 1, 0)",
             return_data=True,
         )
         aws.cloudwatch.MetricAlarm(
@@ -367,7 +358,7 @@ class QueueWorker(pulumi.ComponentResource):
             comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=1,
             evaluation_periods=1,
-            metric_queries=[*queue_queries, running, idle_with_work],
+            metric_queries=[*queue_queries, desired, idle_with_work],
             treat_missing_data="notBreaching",
             alarm_actions=[wake.arn],
             opts=self._child,

@@ -328,7 +328,7 @@ def record(
     config = dict(config or {})
     region = config.get("aws:region", DEFAULT_REGION)
     monitor = _RecordingMonitor(_PlanMocks(region))
-    _reset_runtime()
+    reset_runtime()
     pulumi.runtime.set_mocks(_PlanMocks(region), project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, list(secret_keys))
     _run_under_engine(build)
@@ -336,7 +336,7 @@ def record(
     return list(monitor.recorded), outputs, secret_outputs
 
 
-def _reset_runtime() -> None:
+def reset_runtime() -> None:
     """A fresh root stack per run, so several plans can run in one process (tests, several stacks)."""
     from pulumi.runtime.settings import ROOT
 

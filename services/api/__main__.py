@@ -1,27 +1,10 @@
-"""Container entry point: `python -m services.api` serves on 0.0.0.0:$PORT."""
+"""Container entry point: `python -m services.api` serves on 0.0.0.0:$PORT (see services.api.server)."""
 
 from __future__ import annotations
 
-import os
+import sys
 
-import uvicorn
-
-from services.common.settings import load_settings
-
-
-def main() -> None:
-    settings = load_settings()
-    uvicorn.run(
-        "services.api.app:create_app",
-        factory=True,
-        host="0.0.0.0",  # noqa: S104 - inside the task; the security group and ALB decide who reaches it
-        port=settings.PORT,
-        workers=int(os.environ.get("API_WORKERS", "1")),
-        log_config=None,  # our JSON logging is configured by create_app
-        proxy_headers=True,
-        timeout_graceful_shutdown=20,
-    )
-
+from services.api.server import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -29,6 +29,7 @@ class OutboxRelay:
         self._sqs = sqs
         self._queue_urls = settings.queue_urls
         self._poll_seconds = settings.RELAY_POLL_SECONDS
+        self._linger_seconds = settings.RELAY_LINGER_SECONDS
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -65,6 +66,8 @@ class OutboxRelay:
             if sent < CLAIM_LIMIT and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+                if self._wake.is_set() and not self._stopping:
+                    await asyncio.sleep(self._linger_seconds)  # let concurrent commits fill the batch
                 self._wake.clear()
 
     async def relay_once(self) -> int:

@@ -30,6 +30,25 @@ WITH job AS (
 SELECT {JOB_COLUMNS} FROM job
 """  # noqa: S608
 
+# The multi-row form for group commit (services/api/group_commit.py): one statement, one transaction and
+# one WAL flush for many concurrent submissions. ON CONFLICT skips a reused key, as above.
+_INSERT_JOBS = f"""
+WITH job AS (
+    INSERT INTO jobs (id, client_id, idempotency_key, fingerprint, type, priority, params, input_file_id,
+                      batch_id, status)
+    SELECT id, client_id, idempotency_key, fingerprint, type, priority, params, input_file_id, batch_id, 'queued'
+    FROM unnest(%(id)s::uuid[], %(client_id)s::text[], %(idempotency_key)s::text[], %(fingerprint)s::text[],
+                %(type)s::text[], %(priority)s::text[], %(params)s::jsonb[], %(input_file_id)s::uuid[],
+                %(batch_id)s::uuid[])
+        AS v(id, client_id, idempotency_key, fingerprint, type, priority, params, input_file_id, batch_id)
+    ON CONFLICT (client_id, idempotency_key) DO NOTHING
+    RETURNING {JOB_COLUMNS}
+), outboxed AS (
+    INSERT INTO outbox (job_id, priority) SELECT id, priority FROM job
+)
+SELECT {JOB_COLUMNS} FROM job
+"""  # noqa: S608
+
 
 def job_values(
     client_id: str,
@@ -55,6 +74,14 @@ async def insert_job(conn: Conn, values: dict[str, Any]) -> DictRow | None:
     """Insert a job and its outbox row; None when the idempotency key was already used."""
     cursor = await conn.execute(_INSERT_JOB, values)
     return await cursor.fetchone()
+
+
+async def insert_jobs(conn: Conn, rows: list[dict[str, Any]]) -> list[DictRow]:
+    """Insert many jobs (each a `job_values` dict) and their outbox rows in one statement; returns the
+    inserted rows (a row whose idempotency key was already used is skipped). All or nothing on error."""
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    cursor = await conn.execute(_INSERT_JOBS, columns)
+    return await cursor.fetchall()
 
 
 async def find_by_idempotency_key(conn: Conn, table: str, client_id: str, key: str) -> DictRow | None:

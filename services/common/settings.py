@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     RATE_LIMIT_PER_SECOND: float = Field(default=50.0, gt=0)
     RATE_LIMIT_BURST: int = Field(default=100, ge=1)
     RELAY_POLL_SECONDS: float = Field(default=0.5, gt=0, le=60)
+    # After a wake-up the relay waits this long so a round sends full batches of 10 rather than one
+    # SendMessageBatch per commit (boto3 CPU per call dominated the API's profile under load).
+    RELAY_LINGER_SECONDS: float = Field(default=0.05, ge=0, le=5)
 
     # --- Worker behaviour ---
     SHUTDOWN_TIMEOUT_SECONDS: float = Field(default=100.0, gt=0)

@@ -17,6 +17,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
+from policy.plan import reset_runtime
 from tests.ci.iam_trust import allows
 
 BOOTSTRAP_DIR = Path(__file__).resolve().parents[2] / "bootstrap"
@@ -80,6 +81,7 @@ class _RecordingMonitor(MockMonitor):
 def monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[_RecordingMonitor]:
     monkeypatch.syspath_prepend(str(BOOTSTRAP_DIR))  # as Pulumi runs it: `import github_oidc` from __main__.py
     recording = _RecordingMonitor()
+    reset_runtime()  # a fresh root stack, whatever ran in this process before
     pulumi.runtime.set_mocks(_AwsMocks(), project=PROJECT, stack="prod", preview=False, monitor=recording)
     yield recording
     pulumi.runtime.set_all_config({})

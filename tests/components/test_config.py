@@ -63,7 +63,7 @@ def test_redis_failover_needs_two_nodes():
 
 def test_database_instance_class_family_is_checked():
     (message,) = problems({"environment": "dev", "database": {"instanceClass": "db.x9.huge"}})
-    assert message.startswith("database.instanceClass: 'db.x9.huge'; allowed: db.<t3|t4g")
+    assert message.startswith("database.instanceClass: 'db.x9.huge'; allowed: db.<family>.<size>, family one of t3, t4g")
 
 
 def test_provisioned_throughput_needs_its_value_and_only_then():
@@ -118,7 +118,10 @@ def test_cpu_memory_must_be_a_fargate_size():
 
 def test_bad_cidr_is_rejected():
     (message,) = problems({"environment": "dev", "network": {"cidrBlock": "10.0.0.0/33"}})
-    assert message == "network.cidrBlock: '10.0.0.0/33'; allowed: an IPv4 CIDR /16 to /24"
+    assert message == "network.cidrBlock: '10.0.0.0/33'; allowed: an IPv4 CIDR /16 to /22 (/21 or larger with 3 AZs)"
+    (message,) = problems({"environment": "dev", "network": {"cidrBlock": "10.0.0.0/22"}})
+    assert message.startswith("network.cidrBlock: '10.0.0.0/22' with network.maxAzs 3; allowed: /21 or larger")
+    assert parse_stack_config({"environment": "dev", "network": {"cidrBlock": "10.0.0.0/22", "maxAzs": 2}})
     assert problems({"environment": "dev", "network": {"cidrBlock": "10.0.0.1/16"}})
 
 
@@ -181,3 +184,16 @@ def test_prod_requires_a_certificate():
 def test_region_belongs_to_the_aws_namespace():
     (message,) = problems({"environment": "dev", "region": "eu-west-1"})
     assert message == "region: 'eu-west-1' in the project namespace; allowed: set `aws:region` instead"
+
+
+def test_application_name_fits_aws_name_limits():
+    assert problems({"environment": "dev", "applicationName": "a-very-long-name"})
+    assert problems({"environment": "dev", "applicationName": "double--hyphen"})
+    assert parse_stack_config({"environment": "staging", "applicationName": "fifteen-chars-x"}).name_prefix == (
+        "fifteen-chars-x-staging"
+    )
+
+
+def test_worker_scaling_needs_container_insights():
+    (message,) = problems({"environment": "dev", "containerInsights": "disabled"})
+    assert message.startswith("containerInsights: 'disabled' with jobPlatform.enabled true")

@@ -418,11 +418,13 @@ def test_with_continuous_scanning_the_rule_also_matches_inspector_initial_scans(
 
 
 def test_alert_function_configuration(project_root: Path) -> None:
-    recorded = build_scanning(alert_allowances={"HIGH": 3})
+    recorded = build_scanning(alert_allowances={"HIGH": 3}, alert_function_reserved_concurrency=2)
     function = inputs(recorded.one(FUNCTION))
     assert function["runtime"] == "python3.13"
     assert function["handler"] == "handler.handler"
     assert function["reservedConcurrentExecutions"] == 2
+    unreserved = inputs(build_scanning().one(FUNCTION))
+    assert "reservedConcurrentExecutions" not in unreserved
     assert function["environment"]["variables"] == {
         "ALERT_TOPIC_ARN": TOPIC,
         "SEVERITY_THRESHOLD": "HIGH",

@@ -30,6 +30,7 @@ def web_args(**overrides) -> WebServiceArgs:
         "namespace_id": "ns-1",
         "listener_arn": "arn:aws:elasticloadbalancing:listener/app/x",
         "alb_security_group_id": "sg-alb",
+        "alb_arn_suffix": "app/jobs-dev-alb/50dc6c495c0c9188",
         "log_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/k",
         "desired_count": 2,
         "min_count": 1,
@@ -156,18 +157,25 @@ def test_target_group_uses_the_seed_health_check(recorded):
 def test_autoscaling_follows_the_seed(recorded):
     target = inputs(recorded.one("aws:appautoscaling/target:Target"))
     assert (target["minCapacity"], target["maxCapacity"]) == (1, 5)
+    assert target["resourceId"] == "service/jobs-dev/jobs-dev-api"
     policies = {r.name: inputs(r) for r in recorded.of_type("aws:appautoscaling/policy:Policy")}
-    cpu = policies["jobs-dev-api-cpu-scaling"]["targetTrackingScalingPolicyConfiguration"]
-    memory = policies["jobs-dev-api-memory-scaling"]["targetTrackingScalingPolicyConfiguration"]
+    assert set(policies) == {"jobs-dev-api-cpu-scaling", "jobs-dev-api-memory-scaling", "jobs-dev-api-requests-scaling"}
+    configs = {name: p["targetTrackingScalingPolicyConfiguration"] for name, p in policies.items()}
+    cpu, memory = configs["jobs-dev-api-cpu-scaling"], configs["jobs-dev-api-memory-scaling"]
     assert (cpu["targetValue"], memory["targetValue"]) == (70, 80)
     assert (cpu["scaleInCooldown"], cpu["scaleOutCooldown"]) == (300, 60)
-    out = policies["jobs-dev-api-requests-out"]["stepScalingPolicyConfiguration"]["stepAdjustments"]
-    assert [(s["scalingAdjustment"], s.get("metricIntervalLowerBound")) for s in out] == [(1, "0"), (2, "3000")]
-    scale_in = policies["jobs-dev-api-requests-in"]["stepScalingPolicyConfiguration"]["stepAdjustments"]
-    assert scale_in == [{"scalingAdjustment": -1, "metricIntervalUpperBound": "0"}]
-    alarms = {r.name: inputs(r) for r in recorded.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    assert alarms["jobs-dev-api-requests-out-alarm"]["threshold"] == 2000
-    assert alarms["jobs-dev-api-requests-in-alarm"]["threshold"] == 1000
+    requests = configs["jobs-dev-api-requests-scaling"]
+    assert requests["targetValue"] == 1000
+    spec = requests["predefinedMetricSpecification"]
+    assert spec["predefinedMetricType"] == "ALBRequestCountPerTarget"
+    # The label names this service's target group on the ALB: `app/<alb>/<id>/targetgroup/<tg>/<id>`.
+    assert spec["resourceLabel"] == "app/jobs-dev-alb/50dc6c495c0c9188/targetgroup/jobs-dev-api-tg/6d0ecf831eec9f09"
+
+
+def test_health_probe_quotes_the_path():
+    recorded = build_service(health_check_path="/health?x='1'")
+    command = container(recorded)["healthCheck"]["command"][-1]
+    assert "urlopen(\"http://127.0.0.1:8080/health?x='1'\", timeout=4)" in command
 
 
 def test_attachments_add_env_secrets_volumes_grants_and_sg_rules():
@@ -191,7 +199,16 @@ def test_attachments_add_env_secrets_volumes_grants_and_sg_rules():
         "ssmmessages:CreateDataChannel",
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
+        "kms:Decrypt",
+        "logs:DescribeLogGroups",
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
     }
+    by_sid = {statement["Sid"]: statement for statement in task_policy["Statement"] if "Sid" in statement}
+    assert by_sid["EcsExecSessionKey"]["Resource"] == ["arn:aws:kms:us-east-1:123456789012:key/k"]
+    assert by_sid["EcsExecAudit"]["Resource"] == ["arn:aws:logs:us-east-1:123456789012:log-group:/ecs/jobs-dev/exec:*"]
+    assert container(recorded)["readonlyRootFilesystem"] is False, "ECS Exec's agent needs a writable root"
     ingress = recorded.find("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "jobs-dev-api-to-db-ingress")
     assert inputs(ingress)["securityGroupId"] == "sg-db"
     assert inputs(ingress)["fromPort"] == 5432

@@ -132,8 +132,8 @@ def test_target_tracking_on_backlog_per_task(recorded):
     assert config["targetValue"] == 30  # 60 s acceptable latency / 2 s per job
     metrics = {m["id"]: m for m in config["customizedMetricSpecification"]["metrics"]}
     assert metrics["backlog_per_task"]["expression"] == (
-        "IF(FILL(running, 0) > 0, (visible_high + visible_normal + visible_low) / FILL(running, 0), "
-        "visible_high + visible_normal + visible_low)"
+        "IF(FILL(running, 0) > 0, (FILL(visible_high, 0) + FILL(visible_normal, 0) + FILL(visible_low, 0)) "
+        "/ FILL(running, 0), FILL(visible_high, 0) + FILL(visible_normal, 0) + FILL(visible_low, 0))"
     )
     assert [m["id"] for m in metrics.values() if m["returnData"]] == ["backlog_per_task"]
     for priority in PRIORITIES:
@@ -161,7 +161,12 @@ def test_first_message_wakes_the_service_from_zero(recorded):
     assert alarm["threshold"] == 1
     assert alarm["evaluationPeriods"] == 1
     expression = next(q["expression"] for q in alarm["metricQueries"] if q.get("returnData"))
-    assert expression == "IF(FILL(running, 0) == 0 AND (visible_high + visible_normal + visible_low) > 0, 1, 0)"
+    assert expression == (
+        "IF(FILL(desired, 0) == 0 AND (FILL(visible_high, 0) + FILL(visible_normal, 0) + FILL(visible_low, 0)) > 0, 1, 0)"
+    )
+    desired = next(q for q in alarm["metricQueries"] if q["id"] == "desired")["metric"]
+    assert desired["metricName"] == "DesiredTaskCount"
+    assert desired["dimensions"] == {"ClusterName": "jobs-dev", "ServiceName": "jobs-dev-worker"}
     assert alarm["alarmActions"] == ["arn:aws:appautoscaling:us-east-1:123456789012:jobs-dev-worker-wake-from-zero"]
     target = inputs(recorded.one("aws:appautoscaling/target:Target"))
     assert (target["minCapacity"], target["maxCapacity"]) == (0, 10)

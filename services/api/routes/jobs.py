@@ -33,6 +33,7 @@ JobType = Literal["image.thumbnail", "data.csv_summary", "convert.csv_to_json", 
 assert set(JobType.__args__) == set(JOB_TYPES)
 
 _REPLAY_HEADER = "Idempotent-Replayed"
+JSON = "application/json"
 _CONFLICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "The Idempotency-Key was already used with a different request body."},
     422: {"description": "The request body or an input_file_id is invalid."},
@@ -62,13 +63,13 @@ def idempotency_conflict(key: str) -> HTTPException:
     responses={200: {"description": "Replay of an earlier request with the same Idempotency-Key."}}
     | _CONFLICT_RESPONSES,
 )
-async def submit_job(
-    job: JobRequest, state: State, client: RateLimitedClient, key: IdempotencyKey, response: Response
-) -> JobPublic:
+async def submit_job(job: JobRequest, state: State, client: RateLimitedClient, key: IdempotencyKey) -> Response:
     """Accept a job. 202 means it is committed in PostgreSQL and will be queued (transactional outbox)."""
     request = job.model_dump(mode="json")
     digest = fingerprint(request)
     values = repository.job_values(client, request, digest, key, batch_id=None)
+    status_code = status.HTTP_202_ACCEPTED
+    headers: dict[str, str] = {}
     async with state.pool.connection() as conn:
         try:
             row = await repository.insert_job(conn, values)
@@ -79,13 +80,14 @@ async def submit_job(
             existing = await repository.find_by_idempotency_key(conn, "jobs", client, key)
             if existing is None or existing["fingerprint"] != digest:
                 raise idempotency_conflict(key)
-            response.status_code = status.HTTP_200_OK
-            response.headers[_REPLAY_HEADER] = "true"
+            status_code = status.HTTP_200_OK
+            headers[_REPLAY_HEADER] = "true"
             row = existing
     state.relay.wake()
     created = JobPublic.from_row(row)
-    response.headers["Location"] = f"/jobs/{created.id}"
-    return created
+    headers["Location"] = f"/jobs/{created.id}"
+    # Serialised once here: returning the model would make FastAPI validate it again (response_model).
+    return Response(created.model_dump_json(), status_code=status_code, headers=headers, media_type=JSON)
 
 
 class JobPage(BaseModel):
