@@ -3,7 +3,8 @@
 Preview role: metadata reads only (Describe/List/Get-configuration on the platform's services), no
 data-plane reads (no object bodies, secret values, parameters, messages or log events). Narrower than
 AWS's `ReadOnlyAccess`, which also reads S3 objects and more. A plain `pulumi preview` reads the stack
-state and runs data-source invokes; `--refresh` also describes the stack's resources: both fit.
+state and runs data-source invokes, which fit. `--refresh` does not: refreshing a Lambda function or a secret
+version reads its code or value, which this role deliberately cannot; refresh from the deploy role.
 
 Deploy roles: the services the platform creates, in the allowed regions; IAM only for roles under the
 platform's IAM path that carry the permissions boundary; S3 only for buckets with the platform prefix.
@@ -36,6 +37,7 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "elasticache.amazonaws.com",
     "elasticfilesystem.amazonaws.com",
     "elasticloadbalancing.amazonaws.com",
+    "inspector2.amazonaws.com",
     "rds.amazonaws.com",
 )
 
@@ -66,7 +68,10 @@ _PREVIEW_READ_ACTIONS = (
     "codebuild:ListProjects",
     "ec2:Describe*",
     "ecr:DescribeRepositories",
+    # pulumi-docker asks for a registry login during preview; the preview role cannot pull (no BatchGetImage).
+    "ecr:GetAuthorizationToken",
     "ecr:GetLifecyclePolicy",
+    "ecr:GetRegistryScanningConfiguration",
     "ecr:GetRepositoryPolicy",
     "ecr:ListTagsForResource",
     "ecs:Describe*",
@@ -245,12 +250,16 @@ _BOUNDARY_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
     "ecr:CompleteLayerUpload",
+    "ecr:DescribeImageScanFindings",
     "ecr:DescribeImages",
     "ecr:GetAuthorizationToken",
     "ecr:GetDownloadUrlForLayer",
     "ecr:InitiateLayerUpload",
     "ecr:PutImage",
     "ecr:UploadLayerPart",
+    "codeconnections:GetConnection",
+    "codeconnections:GetConnectionToken",
+    "codeconnections:UseConnection",
     "ecs:RunTask",
     "ecs:DescribeServices",
     "ecs:DescribeTasks",
@@ -267,6 +276,7 @@ _BOUNDARY_ACTIONS = (
     "lambda:InvokeFunction",
     "logs:CreateLogGroup",
     "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
     "logs:PutRetentionPolicy",
@@ -379,6 +389,12 @@ def _compute_statements(settings: BootstrapSettings) -> list[Statement]:
         _regional("VpcNetworking", _EC2_NETWORK_ACTIONS, settings),
         _regional("LoadBalancing", ("elasticloadbalancing:*",), settings),
         _regional("Ecr", ("ecr:*",), settings),
+        # Registry-level enhanced scanning (prod's continuous scanning) turns Amazon Inspector on.
+        _regional(
+            "Inspector",
+            ("inspector2:BatchGetAccountStatus", "inspector2:Enable", "inspector2:ListAccountPermissions"),
+            settings,
+        ),
         _regional("Efs", ("elasticfilesystem:*",), settings),
         _regional("ApplicationAutoScaling", ("application-autoscaling:*",), settings),
         _regional("CloudMap", ("servicediscovery:*",), settings),

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from services.api.deps import AppState
+from services.api.group_commit import JobInserter
 from services.api.middleware import BodyLimitMiddleware, BodyTooLargeError
 from services.api.ratelimit import RateLimiter
 from services.api.relay import OutboxRelay
@@ -50,6 +51,7 @@ def _lifespan(settings: Settings):
             storage=storage,
             relay=relay,
             limiter=RateLimiter(redis, settings, breaker),
+            inserter=JobInserter(pool, max_concurrent=max(1, settings.DB_POOL_MAX // 2)),
         )
         relay.start()
         log.info("api started", extra={"app_env": settings.APP_ENV})

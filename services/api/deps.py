@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Header, HTTPException, Request, status
 from psycopg_pool import AsyncConnectionPool
 
+from services.api.group_commit import JobInserter
 from services.api.ratelimit import RateLimiter
 from services.api.relay import OutboxRelay
 from services.common.redis_client import CircuitBreaker
@@ -33,6 +34,7 @@ class AppState:
     storage: Storage
     relay: OutboxRelay
     limiter: RateLimiter
+    inserter: JobInserter
 
 
 async def get_state(request: Request) -> AppState:

@@ -129,7 +129,12 @@ def test_reusable_offline_step_checks_the_callers_program_or_export(tmp_path: Pa
     assert program.stdout.strip() == (
         "uv run python -m policy.check --program /ws/infra --stack dev --policy-config /ws/infra/policy.json"
     )
-    assert export.stdout.strip() == "uv run python -m policy.check --export /ws/out/preview.json --stack dev"
+    assert export.stdout.strip() == "uv run python -m policy.check --export /ws/out/preview.json"
+    # The produced command lines must be ones the runner's own parser accepts.
+    from policy.check import parse_args
+
+    for result in (program, export):
+        parse_args(result.stdout.split()[5:])
 
 
 @pytest.mark.parametrize(

@@ -70,19 +70,19 @@ async def submit_job(job: JobRequest, state: State, client: RateLimitedClient, k
     values = repository.job_values(client, request, digest, key, batch_id=None)
     status_code = status.HTTP_202_ACCEPTED
     headers: dict[str, str] = {}
-    async with state.pool.connection() as conn:
-        try:
-            row = await repository.insert_job(conn, values)
-        except errors.ForeignKeyViolation as exc:
-            raise input_file_missing(exc, job.input_file_id) from exc
-        if row is None:
-            assert key is not None  # only a keyed insert can conflict
+    try:
+        row = await state.inserter.insert(values)  # group commit: returns once this row is committed
+    except errors.ForeignKeyViolation as exc:
+        raise input_file_missing(exc, job.input_file_id) from exc
+    if row is None:
+        assert key is not None  # only a keyed insert can conflict
+        async with state.pool.connection() as conn:
             existing = await repository.find_by_idempotency_key(conn, "jobs", client, key)
-            if existing is None or existing["fingerprint"] != digest:
-                raise idempotency_conflict(key)
-            status_code = status.HTTP_200_OK
-            headers[_REPLAY_HEADER] = "true"
-            row = existing
+        if existing is None or existing["fingerprint"] != digest:
+            raise idempotency_conflict(key)
+        status_code = status.HTTP_200_OK
+        headers[_REPLAY_HEADER] = "true"
+        row = existing
     state.relay.wake()
     created = JobPublic.from_row(row)
     headers["Location"] = f"/jobs/{created.id}"
