@@ -88,7 +88,7 @@ def test_containers_never_get_secrets_in_environment(plans):
 
 
 def copy_program(tmp_path: Path, stack_yaml: str) -> Path:
-    for name in ("__main__.py", "Pulumi.yaml", "components"):
+    for name in ("__main__.py", "Pulumi.yaml", "components", "services", "lambdas"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / "Pulumi.bad.yaml").write_text(stack_yaml)
     return tmp_path
@@ -181,9 +181,31 @@ def test_costs_rise_with_the_environment_and_the_lean_profile_keeps_every_featur
     from policy.rules.costing import estimate
 
     lean = run_program(ROOT, "dev-lean")
-    per_day = {stack: estimate(plan.resources).per_day for stack, plan in plans.items()}
-    lean_per_day = estimate(lean.resources).per_day
-    assert lean_per_day < per_day["dev"] < per_day["staging"] < per_day["prod"]
+    estimates = {stack: estimate(plan.resources) for stack, plan in plans.items()}
+    estimates["dev-lean"] = estimate(lean.resources)
+    per_day = {stack: e.per_day for stack, e in estimates.items()}
+    assert per_day["dev-lean"] < per_day["dev"] < per_day["staging"] < per_day["prod"]
+    readme = (ROOT / "README.md").read_text()
+    for stack, cost in estimates.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {stack} "))
+        assert f"${cost.per_day:.2f} | ${cost.per_month:,.2f}" in row, f"README cost table is stale for {stack}"
     components = {r.type for r in plans["dev"].resources if r.type.startswith("container-platform:")}
     assert components == {r.type for r in lean.resources if r.type.startswith("container-platform:")}
     assert not estimate(lean.resources).unpriced
+
+
+def test_the_longest_allowed_names_fit_aws_limits(tmp_path):
+    program = copy_program(
+        tmp_path,
+        "config:\n"
+        "  container-platform:environment: staging\n"
+        "  container-platform:applicationName: fifteen-chars-x\n",
+    )
+    plan = recorded(run_program(program, "bad"))
+    assert len(inputs(plan.one("aws:lb/loadBalancer:LoadBalancer"))["name"]) <= 32
+    for bucket in plan.of_type("aws:s3/bucket:Bucket"):
+        assert len(inputs(bucket)["bucketPrefix"]) <= 37, inputs(bucket)["bucketPrefix"]
+    for group in plan.of_type("aws:elasticache/replicationGroup:ReplicationGroup"):
+        assert len(inputs(group)["replicationGroupId"]) <= 40
+    for queue in plan.of_type("aws:sqs/queue:Queue"):
+        assert len(inputs(queue)["name"]) <= 80
