@@ -112,7 +112,7 @@ class ServiceConfig:
         default=None,
         metadata=_check(_is_pinned_image, PINNED_IMAGE),
     )
-    """Image to run instead of the one built from services/api. Default: built and pushed by the program."""
+    """Image promoted into this stack's `<app>-<env>-api` repository, run instead of building services/api. Default: built and pushed by the program."""
     cpuArchitecture: CpuArchitecture = "X86_64"
     """Fargate CPU architecture (ARM64 is ~20% cheaper). Default: X86_64."""
     spotWeight: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
@@ -197,7 +197,7 @@ class WorkerConfig:
     onDemandBase: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
     """Worker tasks always on on-demand FARGATE. Default: per environment (0 / 0 / 1)."""
     image: str | None = field(default=None, metadata=_check(_is_pinned_image, PINNED_IMAGE))
-    """Worker image to run instead of the one built from services/worker. Default: built by the program."""
+    """Image promoted into this stack's `<app>-<env>-worker` repository, run instead of building services/worker. Default: built by the program."""
 
 
 @dataclass(frozen=True)

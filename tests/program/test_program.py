@@ -126,6 +126,11 @@ def test_plan_cli_json_has_the_documented_shape(capsys):
     assert report["stack"] == "dev"
     assert {"urn", "type", "name", "parent", "inputs"} <= set(report["resources"][0])
     assert report["outputs"]["clusterName"] == "jobs-dev"
+    assert (report["mandatory"], report["checked"]) == (0, len(report["resources"]))
+    cost = report["cost"]
+    assert {"currency", "per_day", "per_month", "resources", "unpriced"} <= set(cost)
+    assert cost["currency"] == "USD"
+    assert cost["per_month"] > cost["per_day"] > 0
 
 
 def test_plan_cli_rejects_a_missing_stack_file(capsys):
@@ -209,3 +214,24 @@ def test_the_longest_allowed_names_fit_aws_limits(tmp_path):
         assert len(inputs(group)["replicationGroupId"]) <= 40
     for queue in plan.of_type("aws:sqs/queue:Queue"):
         assert len(inputs(queue)["name"]) <= 80
+
+
+def test_the_job_platform_can_be_switched_off(tmp_path):
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jobs-dev-api@sha256:" + "c" * 64  # promoted digest
+    program = copy_program(
+        tmp_path,
+        "config:\n"
+        "  container-platform:environment: dev\n"
+        "  container-platform:jobPlatform:\n"
+        "    enabled: false\n"
+        "  container-platform:service:\n"
+        f"    image: {image}\n",
+    )
+    plan = recorded(run_program(program, "bad"))
+    assert plan.of_type("container-platform:worker:QueueWorker") == []
+    assert plan.of_type("aws:sqs/queue:Queue") == []
+    assert plan.of_type("docker:index/image:Image") == [], "the promoted image is deployed, nothing is built"
+    (task,) = plan.of_type("aws:ecs/taskDefinition:TaskDefinition")
+    (container,) = json_input(task, "containerDefinitions")
+    assert container["image"] == image
+    assert "queueUrls" not in plan.outputs
