@@ -63,7 +63,9 @@ def test_redis_failover_needs_two_nodes():
 
 def test_database_instance_class_family_is_checked():
     (message,) = problems({"environment": "dev", "database": {"instanceClass": "db.x9.huge"}})
-    assert message.startswith("database.instanceClass: 'db.x9.huge'; allowed: db.<family>.<size>, family one of t3, t4g")
+    assert message.startswith(
+        "database.instanceClass: 'db.x9.huge'; allowed: db.<family>.<size>, family one of t3, t4g"
+    )
 
 
 def test_provisioned_throughput_needs_its_value_and_only_then():

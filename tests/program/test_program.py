@@ -202,9 +202,7 @@ def test_costs_rise_with_the_environment_and_the_lean_profile_keeps_every_featur
 def test_the_longest_allowed_names_fit_aws_limits(tmp_path):
     program = copy_program(
         tmp_path,
-        "config:\n"
-        "  container-platform:environment: staging\n"
-        "  container-platform:applicationName: fifteen-chars-x\n",
+        "config:\n  container-platform:environment: staging\n  container-platform:applicationName: fifteen-chars-x\n",
     )
     plan = recorded(run_program(program, "bad"))
     assert len(inputs(plan.one("aws:lb/loadBalancer:LoadBalancer"))["name"]) <= 32
