@@ -1,15 +1,20 @@
 """Per-client token bucket in Redis (one Lua call per request; the clock is Redis's, so every API task
-shares one bucket per client). Fails open: without Redis, submissions are still accepted."""
+shares one bucket per client). Fails open: without Redis, submissions are still accepted.
+
+Concurrent checks are coalesced into one pipeline (services/api/coalesce.py): under load one round trip
+carries many script calls, where a call per request cost a connection checkout and a round trip each."""
 
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from services.api.coalesce import Coalescer
 from services.common.redis_client import CircuitBreaker
 from services.common.settings import Settings
 
@@ -47,20 +52,29 @@ class Decision:
 
 class RateLimiter:
     def __init__(self, redis: aioredis.Redis, settings: Settings, breaker: CircuitBreaker) -> None:
+        self._redis = redis
         self._settings = settings
         self._breaker = breaker
         self._script = redis.register_script(BUCKET_LUA)
+        self._coalescer = Coalescer[str, list[Any]](
+            self._run_scripts, max_batch=100, max_concurrent=2, name="rate-limit"
+        )
 
     async def check(self, client_id: str) -> Decision:
         if not self._breaker.closed:
             return Decision(allowed=True, retry_after_seconds=0)
-        key = self._settings.redis_key("ratelimit", client_id)
         try:
-            allowed, wait = await self._script(
-                keys=[key], args=[self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST]
-            )
+            allowed, wait = await self._coalescer.submit(self._settings.redis_key("ratelimit", client_id))
         except RedisError as exc:
             self._breaker.trip()
             log.warning("rate limiter unavailable, allowing request", extra={"error": str(exc)})
             return Decision(allowed=True, retry_after_seconds=0)
         return Decision(allowed=bool(allowed), retry_after_seconds=max(1, math.ceil(float(wait))))
+
+    async def _run_scripts(self, keys: list[str]) -> list[list[Any] | BaseException]:
+        """One bucket script per key, sent as one pipeline; a failed call is returned as its exception."""
+        rate_and_burst = [self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._script(keys=[key], args=rate_and_burst, client=pipe)
+            return await pipe.execute(raise_on_error=False)

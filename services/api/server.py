@@ -62,31 +62,37 @@ def serve_many(port: int, workers: int) -> int:
     ]
     stopping = False
 
-    def forward(signum: int, _: FrameType | None) -> None:
+    def forward(_signum: int, _frame: FrameType | None) -> None:
+        # Always SIGTERM: after a Ctrl-C that reached the whole process group, a second SIGINT would make
+        # uvicorn skip its graceful shutdown, while a SIGTERM does not.
         nonlocal stopping
         stopping = True
         for process in processes:
             if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+                os.kill(process.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for process in processes:
         process.start()
+    if stopping:  # a signal arrived while the processes were being started
+        forward(signal.SIGTERM, None)
     wait([process.sentinel for process in processes])
-    if not stopping:
+    crashed = not stopping
+    if crashed:
         log.error("an API process exited unexpectedly; stopping the others", extra={"workers": workers})
         forward(signal.SIGTERM, None)
     for process in processes:
         process.join()
-    return 0 if stopping else 1
+    return 1 if crashed else 0
 
 
 def main() -> int:
     settings = load_settings()
-    workers = int(os.environ.get("API_WORKERS", "1"))
-    if workers < 1:
-        raise SystemExit(f"API_WORKERS must be a positive integer, got {workers}")
+    raw_workers = os.environ.get("API_WORKERS", "1")
+    if not raw_workers.isdigit() or int(raw_workers) < 1:
+        raise SystemExit(f"API_WORKERS must be a positive integer (processes per task), got {raw_workers!r}")
+    workers = int(raw_workers)
     if workers == 1:
         uvicorn.Server(server_config(settings.PORT)).run()
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,8 +22,10 @@ from tests.services.helpers import wait_until
 REPO = Path(__file__).resolve().parents[2]
 
 
-def children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+def server_processes(pid: int) -> list[int]:
+    """The spawned API servers among the children (multiprocessing also starts a resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text()]
 
 
 def healthy(port: int) -> bool:
@@ -40,14 +43,15 @@ def api(env: dict[str, str], settings: Settings) -> Iterator[tuple[subprocess.Po
         [sys.executable, "-m", "services.api"],
         cwd=REPO,
         env={**os.environ, **env, "PORT": str(port), "API_WORKERS": "2"},
+        start_new_session=True,  # so cleanup can stop the whole process group
     )
     try:
-        wait_until(lambda: healthy(port) and len(children(process.pid)) >= 2, timeout=30, what="two API processes")
+        wait_until(lambda: healthy(port) and len(server_processes(process.pid)) == 2, timeout=30, what="2 servers")
         yield process, port
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def test_reuse_port_sockets_share_a_port() -> None:
@@ -70,8 +74,7 @@ def test_api_workers_serve_and_stop_on_sigterm(api: tuple[subprocess.Popen[bytes
 def test_a_dead_api_process_stops_the_task_with_an_error(api: tuple[subprocess.Popen[bytes], int]) -> None:
     """ECS then replaces the task, rather than it serving on at half capacity."""
     process, port = api
-    survivors = children(process.pid)
-    os.kill(survivors[0], signal.SIGKILL)
+    os.kill(server_processes(process.pid)[0], signal.SIGKILL)
     assert process.wait(timeout=30) == 1
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
