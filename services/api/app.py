@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from services.api.deps import AppState
+from services.api.fast_submit import mount_fast_submit
 from services.api.group_commit import JobInserter
 from services.api.middleware import BodyLimitMiddleware, BodyTooLargeError
 from services.api.ratelimit import RateLimiter
@@ -94,4 +95,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(BodyTooLargeError, _body_too_large)
     for module in (health, files, jobs, batches):
         app.include_router(module.router)
+    mount_fast_submit(app)
     return app

@@ -63,7 +63,8 @@ async def client_id(
 ClientId = Annotated[str, Depends(client_id)]
 
 
-async def rate_limited_client(state: State, client: ClientId) -> str:
+async def enforce_rate_limit(state: AppState, client: str) -> None:
+    """Take one token from the client's bucket, or raise 429 with Retry-After."""
     decision = await state.limiter.check(client)
     if not decision.allowed:
         raise HTTPException(
@@ -72,6 +73,10 @@ async def rate_limited_client(state: State, client: ClientId) -> str:
             f" (burst {state.settings.RATE_LIMIT_BURST}) exceeded for client {client!r}",
             headers={"Retry-After": str(decision.retry_after_seconds)},
         )
+
+
+async def rate_limited_client(state: State, client: ClientId) -> str:
+    await enforce_rate_limit(state, client)
     return client
 
 

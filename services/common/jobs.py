@@ -116,10 +116,8 @@ class JsonToCsvJob(_JobBase):
         return self
 
 
-JobRequest = Annotated[
-    ThumbnailJob | CsvSummaryJob | CsvToJsonJob | JsonToCsvJob,
-    Field(discriminator="type"),
-]
+AnyJob = ThumbnailJob | CsvSummaryJob | CsvToJsonJob | JsonToCsvJob
+JobRequest = Annotated[AnyJob, Field(discriminator="type")]
 JOB_TYPES: tuple[str, ...] = (
     "image.thumbnail",
     "data.csv_summary",

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from services.api import repository, snapshots
 from services.api.deps import AppState, ClientId, IdempotencyKey, RateLimitedClient, State
 from services.common.cache import events_channel
-from services.common.jobs import JOB_TYPES, TERMINAL, JobPublic, JobRequest, Status, fingerprint
+from services.common.jobs import JOB_TYPES, TERMINAL, AnyJob, JobPublic, JobRequest, Status, fingerprint
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ def idempotency_conflict(key: str) -> HTTPException:
 )
 async def submit_job(job: JobRequest, state: State, client: RateLimitedClient, key: IdempotencyKey) -> Response:
     """Accept a job. 202 means it is committed in PostgreSQL and will be queued (transactional outbox)."""
+    return await accept_job(state, job, client, key)
+
+
+async def accept_job(state: AppState, job: AnyJob, client: str, key: str | None) -> Response:
+    """Commit a validated job (group commit) and build the 202, or the 200 of an idempotent replay.
+    Shared by the FastAPI route and the lean path (services/api/fast_submit.py)."""
     request = job.model_dump(mode="json")
     digest = fingerprint(request)
     values = repository.job_values(client, request, digest, key, batch_id=None)
