@@ -14,11 +14,11 @@ from .base import (
     as_list,
     as_number,
     integer,
-    is_false,
     is_true,
     option,
     resource_policy,
 )
+from .rds import check_minor_version_upgrade
 
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 
@@ -43,11 +43,6 @@ def check_snapshot_retention(resource: Resource) -> Iterator[str]:
     minimum = int(resource.config.get("minimumRetentionDays", 1))
     if days < minimum:
         yield f"snapshotRetentionLimit is {days:g} days; at least {minimum} required"
-
-
-def check_minor_version_upgrade(resource: Resource) -> Iterator[str]:
-    if is_false(resource.props.get("autoMinorVersionUpgrade")):
-        yield "autoMinorVersionUpgrade is false"
 
 
 def check_automatic_failover(resource: Resource) -> Iterator[str]:
