@@ -235,6 +235,62 @@ class FargateTask:
             ),
         ]
 
+    # --- Service ---
+
+    def service(
+        self,
+        *,
+        cluster_arn: pulumi.Input[str],
+        private_subnet_ids: pulumi.Input[Sequence[str]],
+        desired_count: int,
+        on_demand_base: int,
+        spot_weight: int,
+        depends_on: Sequence[pulumi.Resource] = (),
+        **extra: Any,
+    ) -> aws.ecs.Service:
+        """The Fargate service running this task: private subnets, no public IP, latest platform, circuit breaker
+        with rollback. `extra` adds what a kind of service needs (load balancers, discovery, ECS Exec)."""
+        prefix = f"{self.spec.name_prefix}-{self.spec.service_name}"
+        return aws.ecs.Service(
+            f"{prefix}-service",
+            name=prefix,
+            cluster=cluster_arn,
+            task_definition=self.task_definition.arn,
+            desired_count=desired_count,
+            capacity_provider_strategies=capacity_strategy(on_demand_base, spot_weight),
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=private_subnet_ids,
+                security_groups=[self.security_group.id],
+                assign_public_ip=False,
+            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            wait_for_steady_state=False,
+            # Autoscaling owns the desired count once the service exists.
+            opts=pulumi.ResourceOptions.merge(
+                self._opts, pulumi.ResourceOptions(depends_on=list(depends_on), ignore_changes=["desiredCount"])
+            ),
+            **extra,
+        )
+
+    def scaling_target(
+        self, service: aws.ecs.Service, cluster_name: pulumi.Input[str], min_count: int, max_count: int
+    ) -> aws.appautoscaling.Target:
+        prefix = f"{self.spec.name_prefix}-{self.spec.service_name}"
+        return aws.appautoscaling.Target(
+            f"{prefix}-scaling-target",
+            min_capacity=min_count,
+            max_capacity=max_count,
+            resource_id=pulumi.Output.concat("service/", cluster_name, "/", service.name),
+            scalable_dimension="ecs:service:DesiredCount",
+            service_namespace="ecs",
+            opts=self._opts,
+        )
+
     def add_task_role_statements(self, name: str, statements: Sequence[pulumi.Input[Mapping[str, Any]]]) -> None:
         """Grant the application more, scoped permissions (e.g. its queues)."""
         prefix = f"{self.spec.name_prefix}-{self.spec.service_name}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, allow_between, capacity_strategy
+from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, allow_between
 
 SCALE_IN_COOLDOWN = 300
 SCALE_OUT_COOLDOWN = 60
@@ -141,19 +141,13 @@ class WebService(pulumi.ComponentResource):
             health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
             opts=self._child,
         )
-        self.service = aws.ecs.Service(
-            f"{prefix}-service",
-            name=prefix,
-            cluster=args.cluster_arn,
-            task_definition=self.task.task_definition.arn,
+        self.service = self.task.service(
+            cluster_arn=args.cluster_arn,
+            private_subnet_ids=args.private_subnet_ids,
             desired_count=args.desired_count,
-            capacity_provider_strategies=capacity_strategy(args.on_demand_base, args.spot_weight),
-            platform_version="LATEST",
-            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=args.private_subnet_ids,
-                security_groups=[self.task.security_group.id],
-                assign_public_ip=False,
-            ),
+            on_demand_base=args.on_demand_base,
+            spot_weight=args.spot_weight,
+            depends_on=[listener_rule],
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
                     target_group_arn=self.target_group.arn,
@@ -162,15 +156,8 @@ class WebService(pulumi.ComponentResource):
                 )
             ],
             health_check_grace_period_seconds=120,
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
-            deployment_minimum_healthy_percent=100,
-            deployment_maximum_percent=200,
             service_registries=aws.ecs.ServiceServiceRegistriesArgs(registry_arn=self.discovery.arn),
             enable_execute_command=args.enable_execute_command,
-            enable_ecs_managed_tags=True,
-            propagate_tags="SERVICE",
-            wait_for_steady_state=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[listener_rule], ignore_changes=["desiredCount"]),
         )
         self._autoscaling(prefix, args)
         self.service_name = self.service.name
@@ -225,15 +212,7 @@ class WebService(pulumi.ComponentResource):
     # --- Autoscaling ---
 
     def _autoscaling(self, prefix: str, args: WebServiceArgs) -> None:
-        target = aws.appautoscaling.Target(
-            f"{prefix}-scaling-target",
-            min_capacity=args.min_count,
-            max_capacity=args.max_count,
-            resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", self.service.name),
-            scalable_dimension="ecs:service:DesiredCount",
-            service_namespace="ecs",
-            opts=self._child,
-        )
+        target = self.task.scaling_target(self.service, args.cluster_name, args.min_count, args.max_count)
         request_label = pulumi.Output.concat(args.alb_arn_suffix, "/", self.target_group.arn_suffix)
         for kind, metric, value, label in (
             ("cpu", "ECSServiceAverageCPUUtilization", 70, None),

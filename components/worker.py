@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, capacity_strategy
+from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment
 from components.iam import allow, deny_insecure_transport, policy_document
 from components.monitoring import alarm
 
@@ -152,26 +152,12 @@ class QueueWorker(pulumi.ComponentResource):
         self.task.add_task_role_statements(
             "queues", [allow(CONSUME_ACTIONS, list(self.queue_arns.values()), sid="ConsumeOwnQueues")]
         )
-        self.service = aws.ecs.Service(
-            f"{prefix}-service",
-            name=prefix,
-            cluster=args.cluster_arn,
-            task_definition=self.task.task_definition.arn,
+        self.service = self.task.service(
+            cluster_arn=args.cluster_arn,
+            private_subnet_ids=args.private_subnet_ids,
             desired_count=args.min_count,
-            capacity_provider_strategies=capacity_strategy(args.on_demand_base, args.spot_weight),
-            platform_version="LATEST",
-            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
-                subnets=args.private_subnet_ids,
-                security_groups=[self.task.security_group.id],
-                assign_public_ip=False,
-            ),
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
-            deployment_minimum_healthy_percent=100,
-            deployment_maximum_percent=200,
-            enable_ecs_managed_tags=True,
-            propagate_tags="SERVICE",
-            wait_for_steady_state=False,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"]),
+            on_demand_base=args.on_demand_base,
+            spot_weight=args.spot_weight,
         )
         self._scaling(prefix)
         self._alarms(prefix)
@@ -230,15 +216,7 @@ class QueueWorker(pulumi.ComponentResource):
 
     def _scaling(self, prefix: str) -> None:
         args = self._args
-        target = aws.appautoscaling.Target(
-            f"{prefix}-scaling-target",
-            min_capacity=args.min_count,
-            max_capacity=args.max_count,
-            resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", self.service.name),
-            scalable_dimension="ecs:service:DesiredCount",
-            service_namespace="ecs",
-            opts=self._child,
-        )
+        target = self.task.scaling_target(self.service, args.cluster_name, args.min_count, args.max_count)
         metric = (
             aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs
         )
