@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import kms_key_policy
+from components.kms import rotating_key
 
 # Services that encrypt with the platform key: log groups, and the alert topic with CloudWatch alarms publishing to it.
 PLATFORM_KEY_SERVICES = ("logs.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com")
@@ -34,12 +34,12 @@ class Alerts(pulumi.ComponentResource):
     def __init__(self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:alerts:Alerts", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-key",
             description=f"{args.name_prefix}: platform logs and alerts",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=kms_key_policy(args.account_id, args.region, PLATFORM_KEY_SERVICES),
+            account_id=args.account_id,
+            region=args.region,
+            service_principals=PLATFORM_KEY_SERVICES,
             opts=child,
         )
         aws.kms.Alias(

@@ -23,7 +23,7 @@ import pulumi_random as random
 
 from components.aws_limits import CACHE_NODE_FAMILIES, is_cache_node_type
 from components.ecs_task import ServiceAttachment
-from components.iam import kms_key_policy
+from components.kms import rotating_key
 from components.monitoring import alarm, graph_widget
 
 REDIS_PORT = 6379
@@ -117,12 +117,11 @@ class Cache(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         group_id = f"{args.name_prefix}-cache"
         # A final snapshot stays restorable only while its key exists.
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-key",
             description=f"{args.name_prefix}: cache data and snapshots at rest",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=kms_key_policy(args.account_id, args.region, ()),
+            account_id=args.account_id,
+            region=args.region,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.deletion_protection),
         )
         self.security_group = aws.ec2.SecurityGroup(

@@ -18,7 +18,8 @@ import pulumi_aws as aws
 
 from components.aws_limits import DB_INSTANCE_FAMILIES, is_db_instance_class
 from components.ecs_task import ServiceAttachment
-from components.iam import assume_role_policy, kms_key_policy
+from components.iam import assume_role_policy
+from components.kms import rotating_key
 from components.monitoring import alarm, graph_widget
 
 POSTGRES_PORT = 5432
@@ -163,12 +164,11 @@ class Database(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         identifier = f"{args.name_prefix}-postgres"
         # Final snapshots and retained backups stay readable only while their key exists.
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-key",
             description=f"{args.name_prefix}: PostgreSQL storage and Performance Insights",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=kms_key_policy(args.account_id, args.region, ()),
+            account_id=args.account_id,
+            region=args.region,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.deletion_protection),
         )
         self.security_group = aws.ec2.SecurityGroup(

@@ -27,7 +27,8 @@ import pulumi_docker as docker
 
 from components import buildspec
 from components.aws_limits import LOG_RETENTION_DAYS
-from components.iam import allow, assume_role_policy, kms_key_policy, policy_document
+from components.iam import allow, assume_role_policy, policy_document
+from components.kms import rotating_key
 from components.s3 import private_bucket
 
 IMAGE_KEY = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -286,12 +287,11 @@ class ImageScanning(pulumi.ComponentResource):
     # --- Repositories ---
 
     def _repositories(self, name: str, args: ImageScanningArgs) -> None:
-        self.ecr_key = aws.kms.Key(
+        self.ecr_key = rotating_key(
             f"{name}-ecr-key",
             description=f"{args.name_prefix}: ECR image repositories",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=kms_key_policy(args.account_id, args.region, []),
+            account_id=args.account_id,
+            region=args.region,
             opts=self._child,
         )
         self.repositories: dict[str, aws.ecr.Repository] = {}
@@ -338,12 +338,11 @@ class ImageScanning(pulumi.ComponentResource):
     # --- Reports bucket ---
 
     def _reports_bucket(self, name: str, args: ImageScanningArgs) -> None:
-        self.reports_key = aws.kms.Key(
+        self.reports_key = rotating_key(
             f"{name}-reports-key",
             description=f"{args.name_prefix}: image scan reports and build artifacts",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=kms_key_policy(args.account_id, args.region, []),
+            account_id=args.account_id,
+            region=args.region,
             opts=self._child,
         )
         bucket = private_bucket(

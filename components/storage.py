@@ -16,7 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.ecs_task import MountPoint, ServiceAttachment
-from components.iam import allow, deny_insecure_transport, kms_key_policy, policy_document
+from components.iam import allow, deny_insecure_transport, policy_document
+from components.kms import rotating_key
 from components.monitoring import alarm, graph_widget
 
 NFS_PORT = 2049
@@ -118,12 +119,11 @@ class SharedStorage(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         # Retained data must stay readable: the key is retained with the file system.
         kept = pulumi.ResourceOptions(parent=self, retain_on_delete=args.deletion_protection)
-        self.key = aws.kms.Key(
+        self.key = rotating_key(
             f"{name}-key",
             description=f"{args.name_prefix}: shared EFS file system",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=kms_key_policy(args.account_id, args.region, ()),
+            account_id=args.account_id,
+            region=args.region,
             opts=kept,
         )
         self.file_system = aws.efs.FileSystem(
