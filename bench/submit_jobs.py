@@ -117,6 +117,75 @@ def wait_for_api(port: int, timeout: float = 30) -> None:
     raise RuntimeError("API did not start")
 
 
+def _proc_stats() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, parent pid, CPU seconds used) for every process we can read."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[str, int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, _, rest = (entry / "stat").read_text().partition(" (")[2].rpartition(")")
+        except OSError:
+            continue  # exited meanwhile
+        fields = rest.split()
+        stats[int(entry.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return stats
+
+
+def server_roots(command: str) -> list[int]:
+    """The top processes named `command` (the postmaster, not its backends): shared servers we measure."""
+    stats = _proc_stats()
+    return [
+        pid
+        for pid, (name, parent, _) in stats.items()
+        if name == command and stats.get(parent, ("", 0, 0.0))[0] != command
+    ]
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds used so far by these processes and all their descendants (the API's spawned servers)."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, (_, parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, pending = 0.0, list(roots)
+    while pending:
+        pid = pending.pop()
+        total += stats.get(pid, ("", 0, 0.0))[2]
+        pending.extend(children.get(pid, []))
+    return total
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+class CpuWindow:
+    """CPU used by each group of processes, and by the whole machine, between `start()` and `stop()`."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self._groups = groups
+
+    def start(self) -> None:
+        self._begin = {name: cpu_seconds(pids) for name, pids in self._groups.items()}
+        self._client = time.process_time()  # this process alone: the load generator
+        self._machine = machine_busy_seconds()
+
+    def stop(self, jobs: int, seconds: float) -> dict[str, float]:
+        used = {name: cpu_seconds(pids) - self._begin[name] for name, pids in self._groups.items()}
+        used["client"] = time.process_time() - self._client
+        busy, total = machine_busy_seconds()
+        report = {f"{name}_ms_per_job": round(value * 1000 / max(1, jobs), 3) for name, value in used.items()}
+        report |= {f"{name}_cores": round(value / seconds, 2) for name, value in used.items()}
+        report["machine_busy_percent"] = round(100 * (busy - self._machine[0]) / (total - self._machine[1]), 1)
+        return report
+
+
 def completion(conn: psycopg.Connection[Any], ids: list[str]) -> dict[str, int]:
     row = conn.execute(
         "SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,"
@@ -146,6 +215,14 @@ def main() -> int:
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180.0, help="give up waiting for completion after this")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="0..19",
+        help="run the workers at this niceness (in AWS they are separate tasks with CPU of their own)",
+    )
     args = parser.parse_args()
 
     tag = uuid.uuid4().hex[:10]
@@ -178,11 +255,26 @@ def main() -> int:
             processes.append(subprocess.Popen([sys.executable, "-m", "services.api"], env=child_env))
             for index in range(args.workers):
                 worker_env = {**child_env, "HEARTBEAT_FILE": f"{storage}/heartbeat-{index}"}
-                processes.append(subprocess.Popen([sys.executable, "-m", "services.worker"], env=worker_env))
+                processes.append(
+                    subprocess.Popen(
+                        ["nice", "-n", str(args.worker_nice), sys.executable, "-m", "services.worker"], env=worker_env
+                    )
+                )
             wait_for_api(port)
 
+            cpu = CpuWindow(
+                {
+                    "api": [processes[0].pid],
+                    "workers": [process.pid for process in processes[1:]],
+                    "postgres": server_roots("postgres"),
+                    "redis": server_roots("redis-server"),
+                    "fauxqs": [fauxqs.pid],
+                }
+            )
+            cpu.start()
             started = time.perf_counter()
             submitters, submit_seconds = asyncio.run(submit_all(port, args.jobs, args.concurrency))
+            cpu_during_submit = cpu.stop(args.jobs, submit_seconds)
             ids = [job_id for s in submitters for job_id in s.accepted]
             latencies = [latency for s in submitters for latency in s.latencies]
             rejected: dict[int, int] = {}
@@ -205,6 +297,7 @@ def main() -> int:
                 "concurrency": args.concurrency,
                 "api_workers": args.api_workers,
                 "workers": args.workers,
+                "worker_nice": args.worker_nice,
                 "accepted": len(ids),
                 "rejected_by_status": rejected,
                 "submit_seconds": round(submit_seconds, 3),
@@ -214,6 +307,7 @@ def main() -> int:
                     "p99": round(percentile(latencies, 0.99) * 1000, 2),
                     "max": round(max(latencies) * 1000, 2),
                 },
+                "cpu_during_submit": cpu_during_submit,
                 "end_to_end_seconds": round(end_to_end, 3),
                 "succeeded": state["succeeded"],
                 "failed": state["failed"],

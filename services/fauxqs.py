@@ -54,6 +54,12 @@ class Fauxqs:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("fauxqs is not running")
+        return self._process.pid
+
     def start(self) -> None:
         if not FAUXQS_ENTRY.exists():
             raise FauxqsNotInstalledError

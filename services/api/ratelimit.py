@@ -55,7 +55,6 @@ class RateLimiter:
         self._redis = redis
         self._settings = settings
         self._breaker = breaker
-        self._script = redis.register_script(BUCKET_LUA)
         self._coalescer = Coalescer[str, list[Any]](
             self._run_scripts, max_batch=100, max_concurrent=2, name="rate-limit"
         )
@@ -73,8 +72,10 @@ class RateLimiter:
 
     async def _run_scripts(self, keys: list[str]) -> list[list[Any] | BaseException]:
         """One bucket script per key, sent as one pipeline; a failed call is returned as its exception."""
-        rate_and_burst = [self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST]
+        rate, burst = self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST
+        # EVAL, not a registered Script: redis-py precedes a pipeline holding Scripts with a SCRIPT EXISTS
+        # round trip every time, while Redis caches an EVAL'd script by its hash anyway.
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                await self._script(keys=[key], args=rate_and_burst, client=pipe)
+                pipe.eval(BUCKET_LUA, 1, key, rate, burst)
             return await pipe.execute(raise_on_error=False)

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common.settings import Priority, Settings
 from services.common.sqs import SQS_BATCH_LIMIT, job_message
+from services.common.sqs_async import AsyncSqsClient
 
 CLAIM_LIMIT = 100
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
-    def __init__(self, pool: AsyncConnectionPool[Any], sqs: Any, settings: Settings) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], sqs: AsyncSqsClient, settings: Settings) -> None:
         self._pool = pool
         self._sqs = sqs
         self._queue_urls = settings.queue_urls
@@ -50,6 +51,7 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._sqs.aclose()
 
     def wake(self) -> None:
         """Called after a commit so new jobs go out at once instead of at the next poll."""
@@ -84,7 +86,7 @@ class OutboxRelay:
             for row in rows:
                 by_priority[row["priority"]].append(row)
             sends = [
-                asyncio.to_thread(self._send_batch, self._queue_urls[priority], chunk)
+                self._send_batch(self._queue_urls[priority], chunk)
                 for priority, group in by_priority.items()
                 for chunk in _chunks(group, SQS_BATCH_LIMIT)
             ]
@@ -92,11 +94,11 @@ class OutboxRelay:
             await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (published,))
         return len(published)
 
-    def _send_batch(self, queue_url: str, rows: list[Any]) -> list[int]:
+    async def _send_batch(self, queue_url: str, rows: list[Any]) -> list[int]:
         try:
-            response = self._sqs.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[{"Id": str(row["id"]), "MessageBody": job_message(str(row["job_id"]))} for row in rows],
+            response = await self._sqs.send_message_batch(
+                queue_url,
+                [{"Id": str(row["id"]), "MessageBody": job_message(str(row["job_id"]))} for row in rows],
             )
         except Exception:
             log.exception("SendMessageBatch failed; rows stay in the outbox", extra={"queue_url": queue_url})

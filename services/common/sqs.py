@@ -7,10 +7,13 @@ import uuid
 from typing import Any
 
 import boto3
+import botocore.session
 import orjson
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from services.common.settings import Settings
+from services.common.sqs_async import AsyncSqsClient
 
 SQS_BATCH_LIMIT = 10  # SendMessageBatch / DeleteMessageBatch / ReceiveMessage maximum
 
@@ -25,10 +28,31 @@ def sqs_client(settings: Settings) -> Any:
     kwargs: dict[str, Any] = {"region_name": settings.AWS_REGION, "config": config}
     if settings.SQS_ENDPOINT_URL:
         kwargs["endpoint_url"] = settings.SQS_ENDPOINT_URL
-        # Local endpoints accept any credentials; never reach for real ones when pointed at one.
-        kwargs["aws_access_key_id"] = "local"
-        kwargs["aws_secret_access_key"] = "local"
+        kwargs["aws_access_key_id"] = LOCAL_CREDENTIALS.access_key
+        kwargs["aws_secret_access_key"] = LOCAL_CREDENTIALS.secret_key
     return boto3.client("sqs", **kwargs)
+
+
+def async_sqs_client(settings: Settings, boto_client: Any) -> AsyncSqsClient:
+    """The lean asyncio client (services/common/sqs_async.py) at the endpoint `boto_client` resolved, with
+    the same credentials: the default chain (the task role) in AWS, dummy ones for a local endpoint."""
+    return AsyncSqsClient(boto_client.meta.endpoint_url, boto_client.meta.region_name, _credentials(settings))
+
+
+# Local endpoints accept any credentials; never reach for real ones when pointed at one.
+LOCAL_CREDENTIALS = Credentials("local", "local")
+
+
+def _credentials(settings: Settings) -> Credentials:
+    if settings.SQS_ENDPOINT_URL:
+        return LOCAL_CREDENTIALS
+    credentials = botocore.session.get_session().get_credentials()
+    if credentials is None:
+        raise RuntimeError(
+            "no AWS credentials found for SQS (in ECS they come from the task role); "
+            "set SQS_ENDPOINT_URL to use a local endpoint instead"
+        )
+    return credentials
 
 
 def job_message(job_id: str) -> str:

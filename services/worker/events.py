@@ -22,7 +22,6 @@ class SnapshotPublisher:
         self._client = client
         self._settings = settings
         self._breaker = CircuitBreaker()
-        self._set_if_newer = client.register_script(SET_IF_NEWER_LUA)
 
     def publish(self, row: dict[str, Any]) -> None:
         if not self._breaker.closed:
@@ -31,7 +30,8 @@ class SnapshotPublisher:
         job_id = str(job.id)
         try:
             pipe = self._client.pipeline(transaction=False)
-            self._set_if_newer(keys=[cache_key(self._settings, job_id)], args=list(cache_args(job)), client=pipe)
+            # EVAL, not a registered Script, which costs a SCRIPT EXISTS round trip per pipeline.
+            pipe.eval(SET_IF_NEWER_LUA, 1, cache_key(self._settings, job_id), *cache_args(job))
             pipe.publish(events_channel(self._settings, job_id), job.model_dump_json())
             pipe.execute()
         except RedisError as exc:

@@ -1,0 +1,322 @@
+"""The lean asyncio SQS client (services/common/sqs_async.py): against fauxqs for the real protocol, and
+against a scripted loopback HTTP server for retries, framing and the SigV4 signature on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, RefreshableCredentials
+
+from services.common.settings import Settings
+from services.common.sqs import async_sqs_client, sqs_client
+from services.common.sqs_async import AsyncSqsClient, ProtocolError, SqsError
+
+OK_BODY = b'{"Successful":[{"Id":"1","MessageId":"m1","MD5OfMessageBody":"x"}],"Failed":[]}'
+
+
+def ok(body: bytes = OK_BODY, extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        + extra
+        + (b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    )
+
+
+@dataclass
+class Captured:
+    head: list[bytes]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        for line in self.head[1:]:
+            key, _, value = line.decode("latin-1").partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        raise KeyError(name)
+
+
+Reply = Callable[[Captured, asyncio.StreamWriter], Awaitable[bool]]
+
+
+@dataclass
+class ScriptedServer:
+    """A loopback HTTP/1.1 server answering each request with the next reply; a reply returns False to
+    close the connection after it."""
+
+    replies: list[Reply]
+    requests: list[Captured] = field(default_factory=list)
+    connections: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    return
+                head = [request_line.rstrip(b"\r\n")]
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    head.append(line.rstrip(b"\r\n"))
+                captured = Captured(head, b"")
+                captured.body = await reader.readexactly(int(captured.header("Content-Length")))
+                self.requests.append(captured)
+                keep_open = await self.replies.pop(0)(captured, writer)
+                await writer.drain()
+                if not keep_open:
+                    return
+        finally:
+            writer.close()
+
+
+def respond(raw: bytes, keep_open: bool = True) -> Reply:
+    async def reply(_: Captured, writer: asyncio.StreamWriter) -> bool:
+        writer.write(raw)
+        return keep_open
+
+    return reply
+
+
+def hang() -> Reply:
+    async def reply(_: Captured, __: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(30)
+        return False
+
+    return reply
+
+
+Scenario = Callable[[AsyncSqsClient], Awaitable[None]]
+CREDENTIALS = Credentials("AKIDTEST", "secret")
+
+
+def run(
+    replies: list[Reply], scenario: Scenario, credentials: Credentials = CREDENTIALS, **options: Any
+) -> ScriptedServer:
+    """Run `scenario` with a client (region eu-west-1) talking to a ScriptedServer; return the server."""
+
+    async def main() -> ScriptedServer:
+        scripted = ScriptedServer(replies)
+        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = AsyncSqsClient(f"http://127.0.0.1:{port}", "eu-west-1", credentials, **options)
+        try:
+            await scenario(client)
+        finally:
+            await client.aclose()
+            server.close()
+        return scripted
+
+    return asyncio.run(main())
+
+
+async def send_once(client: AsyncSqsClient) -> None:
+    assert (await client.send_message_batch("q", ENTRIES))["Successful"]
+
+
+ENTRIES = [{"Id": "1", "MessageBody": '{"job_id":"x"}'}]
+
+
+# --- Against fauxqs: the real protocol ---
+
+
+def test_send_message_batch_delivers_to_fauxqs(settings: Settings, sqs: Any) -> None:
+    bodies = [orjson.dumps({"job_id": str(uuid.uuid4())}).decode() for _ in range(10)]
+
+    async def send() -> dict[str, Any]:
+        client = async_sqs_client(settings, sqs)
+        try:
+            return await client.send_message_batch(
+                settings.QUEUE_URL_LOW, [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
+            )
+        finally:
+            await client.aclose()
+
+    response = asyncio.run(send())
+    assert sorted(entry["Id"] for entry in response["Successful"]) == sorted(str(i) for i in range(10))
+    assert response.get("Failed", []) == []
+    received: list[str] = []
+    while len(received) < 10:
+        messages = sqs.receive_message(QueueUrl=settings.QUEUE_URL_LOW, MaxNumberOfMessages=10).get("Messages", [])
+        assert messages, f"only {len(received)} of 10 messages arrived"
+        received += [message["Body"] for message in messages]
+    assert sorted(received) == sorted(bodies)
+
+
+def test_unknown_queue_is_an_sqs_error_naming_the_code(settings: Settings, sqs: Any) -> None:
+    async def send() -> None:
+        client = async_sqs_client(settings, sqs)
+        try:
+            await client.send_message_batch(settings.QUEUE_URL_LOW + "-missing", ENTRIES)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(SqsError) as raised:
+        asyncio.run(send())
+    assert raised.value.status == 400
+    assert "NonExistentQueue" in raised.value.code or "QueueDoesNotExist" in raised.value.code
+    assert not raised.value.retryable
+
+
+def test_local_endpoint_uses_the_boto_clients_endpoint() -> None:
+    settings = Settings(SQS_ENDPOINT_URL="http://127.0.0.1:9")
+    client = async_sqs_client(settings, sqs_client(settings))
+    assert client._endpoint.url == "http://127.0.0.1:9/"  # pyright: ignore[reportPrivateUsage]
+
+
+# --- The wire: signature, framing, retries ---
+
+
+def test_the_signed_request_is_the_request_sent() -> None:
+    sent = run([respond(ok())], send_once).requests[0]
+    assert sent.head[0] == b"POST / HTTP/1.1"
+    assert sent.header("X-Amz-Target") == "AmazonSQS.SendMessageBatch"
+    assert sent.header("Content-Type") == "application/x-amz-json-1.0"
+    assert orjson.loads(sent.body) == {"QueueUrl": "q", "Entries": ENTRIES}
+    # Recompute the signature from what arrived: it matches only if the Host, target, date and body the
+    # server saw are exactly the ones that were signed.
+    names = ("Host", "Content-Type", "X-Amz-Target", "X-Amz-Date")
+    arrived = AWSRequest(
+        method="POST",
+        url=f"http://{sent.header('Host')}/",
+        data=sent.body,
+        headers={name: sent.header(name) for name in names},
+    )
+    arrived.context["timestamp"] = sent.header("X-Amz-Date")
+    signer = SigV4Auth(CREDENTIALS, "sqs", "eu-west-1")
+    signature = signer.signature(signer.string_to_sign(arrived, signer.canonical_request(arrived)), arrived)
+    assert sent.header("Authorization") == (
+        f"AWS4-HMAC-SHA256 Credential=AKIDTEST/{signer.credential_scope(arrived)},"
+        f" SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}"
+    )
+
+
+def test_session_token_is_sent_and_signed() -> None:
+    sent = run([respond(ok())], send_once, credentials=Credentials("AKID", "s", "the-token")).requests[0]
+    assert sent.header("X-Amz-Security-Token") == "the-token"
+    assert "x-amz-security-token" in sent.header("Authorization")
+
+
+def test_keep_alive_reuses_one_connection() -> None:
+    async def three_calls(client: AsyncSqsClient) -> None:
+        for _ in range(3):
+            await send_once(client)
+
+    scripted = run([respond(ok())] * 3, three_calls)
+    assert scripted.connections == 1
+    assert len(scripted.requests) == 3
+
+
+def test_a_closed_idle_connection_is_replaced_without_an_error() -> None:
+    async def call_after_idle(client: AsyncSqsClient) -> None:
+        await send_once(client)
+        await asyncio.sleep(0.05)  # the server has closed the connection meanwhile
+        await send_once(client)
+
+    # The first reply omits "Connection: close" but the server hangs up anyway, as idle timeouts do.
+    scripted = run([respond(ok(), keep_open=False), respond(ok())], call_after_idle, max_attempts=1)
+    assert scripted.connections == 2
+
+
+def test_connection_close_and_chunked_responses_are_read() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % 10
+        + OK_BODY[:10]
+        + b"\r\n"
+        + b"%x;ext=1\r\n" % (len(OK_BODY) - 10)
+        + OK_BODY[10:]
+        + b"\r\n0\r\n\r\n"
+    )
+
+    async def two_calls(client: AsyncSqsClient) -> None:
+        assert (await client.send_message_batch("q", ENTRIES))["Successful"][0]["Id"] == "1"
+        assert (await client.send_message_batch("q", ENTRIES))["Successful"][0]["Id"] == "1"
+
+    closing = respond(ok(extra=b"Connection: close\r\n"), keep_open=False)
+    scripted = run([closing, respond(chunked)], two_calls, max_attempts=1)
+    assert scripted.connections == 2
+
+
+def test_server_errors_and_throttling_are_retried() -> None:
+    unavailable = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}"
+    throttled_body = b'{"__type":"com.amazonaws.sqs#RequestThrottled","message":"slow down"}'
+    throttled = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(throttled_body) + throttled_body
+
+    scripted = run([respond(unavailable), respond(throttled), respond(ok())], send_once, max_attempts=3)
+    assert len(scripted.requests) == 3
+
+
+def test_client_errors_are_raised_at_once_with_code_and_message() -> None:
+    body = b'{"__type":"com.amazonaws.sqs#InvalidParameterValue","message":"Entries too long"}'
+    invalid = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    async def rejected(client: AsyncSqsClient) -> None:
+        with pytest.raises(SqsError, match=r"InvalidParameterValue \(HTTP 400\): Entries too long"):
+            await client.send_message_batch("q", ENTRIES)
+
+    scripted = run([respond(invalid), respond(ok())], rejected, max_attempts=3)
+    assert len(scripted.requests) == 1
+
+
+def test_retries_give_up_after_max_attempts() -> None:
+    unavailable = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+
+    async def failing(client: AsyncSqsClient) -> None:
+        with pytest.raises(SqsError) as raised:
+            await client.send_message_batch("q", ENTRIES)
+        assert raised.value.status == 500
+        assert raised.value.retryable
+
+    scripted = run([respond(unavailable)] * 2, failing, max_attempts=2)
+    assert len(scripted.requests) == 2
+
+
+def test_a_hung_server_times_out_and_the_connection_is_not_reused() -> None:
+    async def timeout_then_success(client: AsyncSqsClient) -> None:
+        with pytest.raises(TimeoutError):
+            await client.send_message_batch("q", ENTRIES)
+        await send_once(client)
+
+    scripted = run([hang(), respond(ok())], timeout_then_success, max_attempts=1, timeout_seconds=0.2)
+    assert scripted.connections == 2
+
+
+def test_garbage_is_a_protocol_error() -> None:
+    async def garbled(client: AsyncSqsClient) -> None:
+        with pytest.raises(ProtocolError, match="status line"):
+            await client.send_message_batch("q", ENTRIES)
+
+    run([respond(b"SSH-2.0-OpenSSH\r\n\r\n", keep_open=False)], garbled, max_attempts=1)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com", "http://", "sqs.eu-west-1.amazonaws.com"])
+def test_endpoint_must_be_an_http_url(url: str) -> None:
+    with pytest.raises(ValueError, match="SQS endpoint must be an http"):
+        AsyncSqsClient(url, "eu-west-1", Credentials("a", "b"))
+
+
+def test_expiring_credentials_are_refreshed_off_the_event_loop() -> None:
+    refreshed_on: list[str] = []
+
+    def refresh() -> dict[str, str]:
+        refreshed_on.append(threading.current_thread().name)
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        return {"access_key": "AKIDNEW", "secret_key": "s", "token": "t", "expiry_time": expiry.isoformat()}
+
+    soon = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)).isoformat()
+    credentials = RefreshableCredentials.create_from_metadata(
+        {"access_key": "AKIDOLD", "secret_key": "s", "token": "t", "expiry_time": soon}, refresh, "test"
+    )
+
+    sent = run([respond(ok())], send_once, credentials=credentials).requests[0]
+    assert refreshed_on and refreshed_on[0] != threading.main_thread().name
+    assert "Credential=AKIDNEW/" in sent.header("Authorization")
