@@ -40,6 +40,7 @@ def _lifespan(settings: Settings):
         storage.ensure_layout()
         pool = async_pool(settings)
         await pool.open()
+        await pool.wait(timeout=settings.DB_POOL_TIMEOUT_SECONDS * 2)  # DB_POOL_MIN connections ready
         redis = async_client(settings)
         breaker = CircuitBreaker()
         sqs = sqs_client(settings)

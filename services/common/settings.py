@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     DB_PASSWORD: SecretStr | None = None
     DB_SSLMODE: SslMode = "prefer"
     DB_POOL_MAX: int = Field(default=10, ge=1, le=100)
+    # Opened at start-up (the API waits for them before it serves), so the first burst of requests does
+    # not pay for new PostgreSQL backends (a fork plus, in AWS, a TLS handshake each).
+    DB_POOL_MIN: int = Field(default=2, ge=0, le=100)
     DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=60)
 
     # --- Redis ---
@@ -81,6 +84,15 @@ class Settings(BaseSettings):
     RETRY_BACKOFF_BASE_SECONDS: float = Field(default=2.0, ge=0)
     RETRY_BACKOFF_MAX_SECONDS: float = Field(default=300.0, ge=0)
     DLQ_SWEEP_SECONDS: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Self:
+        if self.DB_POOL_MIN > self.DB_POOL_MAX:
+            raise ValueError(
+                f"DB_POOL_MIN={self.DB_POOL_MIN} exceeds DB_POOL_MAX={self.DB_POOL_MAX}; "
+                "it must be between 0 and DB_POOL_MAX"
+            )
+        return self
 
     @model_validator(mode="after")
     def _enforce_cloud_requirements(self) -> Self:

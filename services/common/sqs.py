@@ -1,5 +1,8 @@
-"""SQS client. In AWS the default endpoint and the task role's credentials are used; `SQS_ENDPOINT_URL`
-points the same code at a local endpoint (fauxqs) for tests and the local runner."""
+"""SQS clients. In AWS the default endpoint and the task role's credentials are used; `SQS_ENDPOINT_URL`
+points the same code at a local endpoint (fauxqs) for tests and the local runner.
+
+The hot paths (the API's outbox relay, the worker's receive/delete/visibility calls) use the lean client of
+services/common/sqs_async.py; boto3 serves the rest (queue set-up, the readiness probe)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from services.common.settings import Settings
-from services.common.sqs_async import AsyncSqsClient
+from services.common.sqs_async import AsyncSqsClient, BlockingSqsClient
 
 SQS_BATCH_LIMIT = 10  # SendMessageBatch / DeleteMessageBatch / ReceiveMessage maximum
 
@@ -37,6 +40,11 @@ def async_sqs_client(settings: Settings, boto_client: Any) -> AsyncSqsClient:
     """The lean asyncio client (services/common/sqs_async.py) at the endpoint `boto_client` resolved, with
     the same credentials: the default chain (the task role) in AWS, dummy ones for a local endpoint."""
     return AsyncSqsClient(boto_client.meta.endpoint_url, boto_client.meta.region_name, _credentials(settings))
+
+
+def blocking_sqs_client(settings: Settings) -> BlockingSqsClient:
+    """The lean client for synchronous code (the worker), with boto3's method names."""
+    return BlockingSqsClient(async_sqs_client(settings, sqs_client(settings)))
 
 
 # Local endpoints accept any credentials; never reach for real ones when pointed at one.

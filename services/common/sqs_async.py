@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -109,12 +110,15 @@ class AsyncSqsClient:
     async def send_message_batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return await self.call("SendMessageBatch", {"QueueUrl": queue_url, "Entries": entries})
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, action: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
+        """One API call with retries; `timeout_seconds` (per attempt) overrides the client's, e.g. for a
+        long poll that legitimately waits up to 20 s."""
         body = orjson.dumps(payload)
+        timeout = timeout_seconds or self._timeout
         attempt = 1
         while True:
             try:
-                return await self._call_once(action, body)
+                return await self._call_once(action, body, timeout)
             except (SqsError, OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
                 if attempt >= self._max_attempts or (isinstance(exc, SqsError) and not exc.retryable):
                     raise
@@ -125,20 +129,20 @@ class AsyncSqsClient:
         while self._idle:
             self._idle.popleft().close()
 
-    async def _call_once(self, action: str, body: bytes) -> dict[str, Any]:
+    async def _call_once(self, action: str, body: bytes, timeout: float) -> dict[str, Any]:
         request = await self._signed_request(action, body)
         async with self._slots:
             idle = self._take_idle()
             if idle is not None:
                 try:
-                    return await self._exchange(idle, request)
+                    return await self._exchange(idle, request, timeout)
                 except (OSError, ProtocolError, asyncio.IncompleteReadError):
                     pass  # the server had closed this idle keep-alive connection: send on a new one
-            return await self._exchange(await self._open(), request)
+            return await self._exchange(await self._open(), request, timeout)
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> dict[str, Any]:
+    async def _exchange(self, connection: _Connection, request: bytes, timeout: float) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 connection.writer.write(request)
                 await connection.writer.drain()
                 status, body, keep_alive = await _read_response(connection.reader)
@@ -184,6 +188,45 @@ class AsyncSqsClient:
             # A refresh is an HTTP call (the ECS credentials endpoint): keep it off the event loop.
             return await asyncio.to_thread(credentials.get_frozen_credentials)
         return credentials.get_frozen_credentials()
+
+
+class BlockingSqsClient:
+    """The same client for synchronous code (the worker): an event loop of its own in a daemon thread runs
+    the calls, and each method blocks until its answer. Method names and keyword arguments are boto3's, so
+    the worker's calls read as before; responses are the same JSON documents boto3 returns."""
+
+    LONG_POLL_MARGIN_SECONDS = 10.0
+
+    def __init__(self, client: AsyncSqsClient) -> None:
+        self._client = client
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sqs-io", daemon=True)
+        self._thread.start()
+
+    def call(self, action: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
+        future = asyncio.run_coroutine_threadsafe(self._client.call(action, payload, timeout_seconds), self._loop)
+        return future.result()
+
+    def receive_message(self, **params: Any) -> dict[str, Any]:
+        wait = float(params.get("WaitTimeSeconds", 0))
+        return self.call("ReceiveMessage", params, wait + self.LONG_POLL_MARGIN_SECONDS if wait else None)
+
+    def delete_message_batch(self, **params: Any) -> dict[str, Any]:
+        return self.call("DeleteMessageBatch", params)
+
+    def change_message_visibility(self, **params: Any) -> dict[str, Any]:
+        return self.call("ChangeMessageVisibility", params)
+
+    def change_message_visibility_batch(self, **params: Any) -> dict[str, Any]:
+        return self.call("ChangeMessageVisibilityBatch", params)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:

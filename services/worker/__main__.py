@@ -11,7 +11,7 @@ from services.common.logging import configure_logging
 from services.common.migrate import apply_migrations
 from services.common.redis_client import sync_client
 from services.common.settings import load_settings
-from services.common.sqs import sqs_client
+from services.common.sqs import blocking_sqs_client
 from services.worker.events import SnapshotPublisher
 from services.worker.runner import Worker
 
@@ -21,8 +21,9 @@ def main() -> int:
     configure_logging("worker", settings.LOG_LEVEL)
     apply_migrations(settings)
     redis = sync_client(settings)
+    sqs = blocking_sqs_client(settings)
     with sync_pool(settings) as pool:
-        worker = Worker(settings, pool, sqs_client(settings), SnapshotPublisher(redis, settings))
+        worker = Worker(settings, pool, sqs, SnapshotPublisher(redis, settings))
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             worker.request_stop()
@@ -30,6 +31,7 @@ def main() -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         worker.run()
+    sqs.close()
     redis.close()
     return 0
 

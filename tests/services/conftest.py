@@ -19,7 +19,7 @@ from services.common.db import conninfo, sync_pool
 from services.common.migrate import apply_migrations
 from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
-from services.common.sqs import ensure_queues, sqs_client
+from services.common.sqs import blocking_sqs_client, ensure_queues, sqs_client
 from services.fauxqs import FAUXQS_ENTRY, Fauxqs, npm_ci
 from services.worker.events import SnapshotPublisher
 from services.worker.runner import Worker
@@ -123,11 +123,13 @@ def build_worker(settings: Settings) -> tuple[Worker, Callable[[], None]]:
     pool = sync_pool(settings)
     pool.open()
     redis = sync_client(settings)
-    worker = Worker(settings, pool, sqs_client(settings), SnapshotPublisher(redis, settings))
+    sqs = blocking_sqs_client(settings)  # the client the worker's entry point uses
+    worker = Worker(settings, pool, sqs, SnapshotPublisher(redis, settings))
     worker.storage.ensure_layout()
 
     def close() -> None:
         pool.close()
+        sqs.close()
         redis.close()
 
     return worker, close

@@ -47,6 +47,12 @@ def test_cloud_env_accepts_complete_secure_settings() -> None:
     assert "s3cret" not in repr(settings)
 
 
+def test_pool_minimum_cannot_exceed_the_maximum() -> None:
+    with pytest.raises(ValidationError, match="DB_POOL_MIN=5 exceeds DB_POOL_MAX=4; it must be between 0 and DB_POOL_MAX"):
+        Settings(DB_POOL_MIN=5, DB_POOL_MAX=4)
+    assert Settings(DB_POOL_MIN=4, DB_POOL_MAX=4).DB_POOL_MIN == 4
+
+
 def test_missing_queue_urls_are_named() -> None:
     with pytest.raises(ValueError, match="QUEUE_URL_HIGH, QUEUE_URL_NORMAL, QUEUE_URL_LOW"):
         _ = Settings(APP_ENV="local").queue_urls

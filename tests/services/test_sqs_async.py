@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
 from services.common.settings import Settings
-from services.common.sqs import async_sqs_client, sqs_client
-from services.common.sqs_async import AsyncSqsClient, ProtocolError, SqsError
+from services.common.sqs import async_sqs_client, blocking_sqs_client, sqs_client
+from services.common.sqs_async import AsyncSqsClient, BlockingSqsClient, ProtocolError, SqsError
 
 OK_BODY = b'{"Successful":[{"Id":"1","MessageId":"m1","MD5OfMessageBody":"x"}],"Failed":[]}'
 
@@ -320,3 +321,79 @@ def test_expiring_credentials_are_refreshed_off_the_event_loop() -> None:
     sent = run([respond(ok())], send_once, credentials=credentials).requests[0]
     assert refreshed_on and refreshed_on[0] != threading.main_thread().name
     assert "Credential=AKIDNEW/" in sent.header("Authorization")
+
+
+# --- The blocking facade the worker uses ---
+
+
+def test_blocking_client_receives_changes_visibility_and_deletes(settings: Settings, sqs: Any) -> None:
+    client = blocking_sqs_client(settings)
+    try:
+        sqs.send_message(QueueUrl=settings.QUEUE_URL_HIGH, MessageBody="one")
+        received = client.receive_message(
+            QueueUrl=settings.QUEUE_URL_HIGH,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=30,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )["Messages"]
+        assert [(m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in received] == [("one", "1")]
+        handle = received[0]["ReceiptHandle"]
+        client.change_message_visibility(QueueUrl=settings.QUEUE_URL_HIGH, ReceiptHandle=handle, VisibilityTimeout=0)
+        again = client.receive_message(QueueUrl=settings.QUEUE_URL_HIGH, VisibilityTimeout=30)["Messages"]
+        assert [m["Body"] for m in again] == ["one"]  # visible again at once
+        entries = [{"Id": "0", "ReceiptHandle": again[0]["ReceiptHandle"], "VisibilityTimeout": 60}]
+        assert client.change_message_visibility_batch(QueueUrl=settings.QUEUE_URL_HIGH, Entries=entries)["Successful"]
+        deleted = client.delete_message_batch(
+            QueueUrl=settings.QUEUE_URL_HIGH, Entries=[{"Id": "0", "ReceiptHandle": again[0]["ReceiptHandle"]}]
+        )
+        assert [entry["Id"] for entry in deleted["Successful"]] == ["0"]
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=settings.QUEUE_URL_HIGH,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    finally:
+        client.close()
+        client.close()  # idempotent: the worker's entry point and a test fixture may both close it
+
+
+def test_blocking_long_poll_outlives_the_default_timeout(settings: Settings, sqs: Any) -> None:
+    client = BlockingSqsClient(async_sqs_client(settings, sqs))
+    client._client._timeout = 0.5  # pyright: ignore[reportPrivateUsage]
+    try:
+        started = time.monotonic()
+        empty = client.receive_message(QueueUrl=settings.QUEUE_URL_LOW, WaitTimeSeconds=1)
+        assert empty.get("Messages", []) == []
+        assert time.monotonic() - started >= 0.9  # it really waited, and was not cut off at 0.5 s
+    finally:
+        client.close()
+
+
+def test_blocking_client_serves_threads_at_once(settings: Settings, sqs: Any) -> None:
+    client = blocking_sqs_client(settings)
+    errors: list[BaseException] = []
+
+    def send(index: int) -> None:
+        try:
+            client.call(
+                "SendMessageBatch",
+                {"QueueUrl": settings.QUEUE_URL_LOW, "Entries": [{"Id": "0", "MessageBody": f"t{index}"}]},
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    finally:
+        client.close()
+    assert errors == []
+    bodies: list[str] = []
+    while len(bodies) < 8:
+        messages = sqs.receive_message(QueueUrl=settings.QUEUE_URL_LOW, MaxNumberOfMessages=10).get("Messages", [])
+        assert messages, f"only {len(bodies)} of 8 messages arrived"
+        bodies += [message["Body"] for message in messages]
+    assert sorted(bodies) == sorted(f"t{index}" for index in range(8))

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
 from services.common.settings import Settings
-from services.common.sqs import job_message
+from services.common.sqs import job_message, sqs_client
 from services.worker.healthcheck import main as healthcheck_main
 from services.worker.runner import Worker, backoff_seconds
 from tests.services.conftest import EnvFactory, build_worker
@@ -154,12 +154,13 @@ def test_dead_lettered_job_whose_worker_kept_dying_is_marked_failed(
 def test_poison_message_goes_to_the_dlq(make_env: EnvFactory) -> None:
     settings = Settings(**make_env(VISIBILITY_TIMEOUT_SECONDS="1", MAX_RECEIVES="2"))  # pyright: ignore[reportArgumentType]
     worker, close = build_worker(settings)
+    sqs = sqs_client(settings)
     try:
-        worker.sqs.send_message(QueueUrl=settings.QUEUE_URL_NORMAL, MessageBody="{not json")
+        sqs.send_message(QueueUrl=settings.QUEUE_URL_NORMAL, MessageBody="{not json")
 
         def dead_lettered() -> bool:
             worker.process_batch(worker.receive())
-            found = worker.sqs.receive_message(QueueUrl=settings.DLQ_URL).get("Messages", [])
+            found = sqs.receive_message(QueueUrl=settings.DLQ_URL).get("Messages", [])
             return [m["Body"] for m in found] == ["{not json"]
 
         wait_until(dead_lettered, timeout=10, what="the poison message to reach the DLQ", interval=0.2)
