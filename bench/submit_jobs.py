@@ -177,12 +177,13 @@ def cpu_seconds(roots: list[int]) -> float:
     return total
 
 
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+def machine_seconds() -> tuple[float, float, float]:
+    """(busy, steal, total) CPU seconds of the whole machine since boot, from /proc/stat. Steal is time
+    the hypervisor gave our virtual CPUs to someone else: when it is high, every figure here suffers."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     ticks = os.sysconf("SC_CLK_TCK")
-    return (sum(values) - idle) / ticks, sum(values) / ticks
+    return (sum(values) - idle) / ticks, values[7] / ticks, sum(values) / ticks
 
 
 class CpuWindow:
@@ -194,15 +195,16 @@ class CpuWindow:
     def start(self) -> None:
         self._begin = {name: cpu_seconds(pids) for name, pids in self._groups.items()}
         self._client = time.process_time()  # this process alone: the load generator
-        self._machine = machine_busy_seconds()
+        self._machine = machine_seconds()
 
     def stop(self, jobs: int, seconds: float) -> dict[str, float]:
         used = {name: cpu_seconds(pids) - self._begin[name] for name, pids in self._groups.items()}
         used["client"] = time.process_time() - self._client
-        busy, total = machine_busy_seconds()
+        busy, steal, total = (now - then for now, then in zip(machine_seconds(), self._machine, strict=True))
         report = {f"{name}_ms_per_job": round(value * 1000 / max(1, jobs), 3) for name, value in used.items()}
         report |= {f"{name}_cores": round(value / seconds, 2) for name, value in used.items()}
-        report["machine_busy_percent"] = round(100 * (busy - self._machine[0]) / (total - self._machine[1]), 1)
+        report["machine_busy_percent"] = round(100 * busy / total, 1)
+        report["machine_steal_percent"] = round(100 * steal / total, 1)
         return report
 
 

@@ -48,7 +48,9 @@ def test_cloud_env_accepts_complete_secure_settings() -> None:
 
 
 def test_pool_minimum_cannot_exceed_the_maximum() -> None:
-    with pytest.raises(ValidationError, match="DB_POOL_MIN=5 exceeds DB_POOL_MAX=4; it must be between 0 and DB_POOL_MAX"):
+    with pytest.raises(
+        ValidationError, match="DB_POOL_MIN=5 exceeds DB_POOL_MAX=4; it must be between 0 and DB_POOL_MAX"
+    ):
         Settings(DB_POOL_MIN=5, DB_POOL_MAX=4)
     assert Settings(DB_POOL_MIN=4, DB_POOL_MAX=4).DB_POOL_MIN == 4
 
