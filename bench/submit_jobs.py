@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -124,6 +126,15 @@ def wait_for_api(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("API did not start")
+
+
+def cpu_probe_ms() -> float:
+    """CPU time of a fixed pure-Python workload. This virtual machine's speed drifts (the same probe took
+    241-376 ms on an idle machine within a minute), so the probe says how fast it was during a run."""
+    started = time.process_time()
+    for number in range(100_000):
+        hashlib.sha256(str(number).encode()).hexdigest()
+    return round((time.process_time() - started) * 1000, 1)
 
 
 def wait_for_workers(heartbeats: list[Path], timeout: float = 60) -> None:
@@ -250,6 +261,9 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    # SIGTERM as Ctrl-C: unwind, so the finally below stops the servers and drops the database.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    probe_ms = cpu_probe_ms()
     tag = uuid.uuid4().hex[:10]
     database = f"cp_bench_{tag}"
     admin = Settings(DB_NAME="postgres")
@@ -347,6 +361,7 @@ def main() -> int:
                 "lost": len(ids) - state["succeeded"] - state["failed"],
                 "duplicated": (duplicated[0] if duplicated else 0) + len(ids) - len(set(ids)),
                 "cpu_count": os.cpu_count(),
+                "cpu_probe_ms": probe_ms,
             }
             print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
             stop(processes)  # before fauxqs goes away, so workers shut down cleanly

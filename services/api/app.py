@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
@@ -82,6 +86,19 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with everything outside ASCII escaped: a validation error echoes the input, and an input holding
+    a lone surrogate (valid JSON, not valid UTF-8) would otherwise fail to render and become a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
 async def _body_too_large(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
 
@@ -99,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(BodyTooLargeError, _body_too_large)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for module in (health, files, jobs, batches):
         app.include_router(module.router)
     mount_fast_submit(app)

@@ -1,8 +1,10 @@
-"""Per-client token bucket in Redis (one Lua call per request; the clock is Redis's, so every API task
-shares one bucket per client). Fails open: without Redis, submissions are still accepted.
+"""Per-client token bucket in Redis (the clock is Redis's, so every API task shares one bucket per client).
+Fails open: without Redis, submissions are still accepted.
 
-Concurrent checks are coalesced into one pipeline (services/api/coalesce.py): under load one round trip
-carries many script calls, where a call per request cost a connection checkout and a round trip each."""
+Concurrent checks are coalesced (services/api/coalesce.py) into one script call that takes a token from
+each bucket in turn: under load one command carries many checks, where a call per request cost a
+connection checkout, a round trip and a command to pack and parse each. (The cache is a replication group
+without cluster mode, so one script may touch many keys.)"""
 
 from __future__ import annotations
 
@@ -18,27 +20,34 @@ from services.api.coalesce import Coalescer
 from services.common.redis_client import CircuitBreaker
 from services.common.settings import Settings
 
-# KEYS[1] = bucket; ARGV = refill rate per second, burst capacity. Returns {allowed, seconds until a token}.
-BUCKET_LUA = """
+# KEYS = buckets, in request order (a key may repeat: each occurrence takes its own token); ARGV = refill
+# rate per second, burst capacity. Returns {allowed, seconds until a token} for each key, flattened.
+BUCKETS_LUA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
+local ttl = math.ceil(burst / rate * 1000) + 1000
+local results = {}
+for _, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, ttl)
+  results[#results + 1] = allowed
+  results[#results + 1] = tostring(wait)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, tostring(wait)}
+return results
 """
 
 log = logging.getLogger(__name__)
@@ -71,11 +80,9 @@ class RateLimiter:
         return Decision(allowed=bool(allowed), retry_after_seconds=max(1, math.ceil(float(wait))))
 
     async def _run_scripts(self, keys: list[str]) -> list[list[Any] | BaseException]:
-        """One bucket script per key, sent as one pipeline; a failed call is returned as its exception."""
+        """Take a token from each key's bucket with one script call; returns [allowed, wait] per key."""
         rate, burst = self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST
-        # EVAL, not a registered Script: redis-py precedes a pipeline holding Scripts with a SCRIPT EXISTS
-        # round trip every time, while Redis caches an EVAL'd script by its hash anyway.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.eval(BUCKET_LUA, 1, key, rate, burst)
-            return await pipe.execute(raise_on_error=False)
+        # EVAL, not a registered Script (whose first use per connection costs a SCRIPT LOAD round trip):
+        # Redis caches an EVAL'd script by its hash anyway.
+        flat = await self._redis.eval(BUCKETS_LUA, len(keys), *keys, rate, burst)
+        return [[flat[index], flat[index + 1]] for index in range(0, len(flat), 2)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from typing import Any
@@ -12,6 +13,8 @@ from fastapi.testclient import TestClient
 from psycopg.rows import DictRow
 
 from services.api.app import create_app
+from services.api.ratelimit import Decision, RateLimiter
+from services.common.redis_client import CircuitBreaker, async_client
 from services.common.settings import Settings
 from services.common.sqs import parse_job_message
 from tests.services.conftest import EnvFactory
@@ -127,6 +130,16 @@ def test_malformed_json_is_422(client: TestClient) -> None:
     response = client.post("/jobs", content=b'{"type": ', headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert "JSON decode error" in response.text
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/batches"])
+def test_a_lone_surrogate_in_the_body_is_a_clear_4xx(client: TestClient, path: str) -> None:
+    job = b'{"type":"data.csv_summary","params":{"csv":"a\\ud800"}}'
+    body = job if path == "/jobs" else b'{"jobs":[' + job + b"]}"
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "unable to parse raw data as a unicode string" in response.text
+    assert response.json()["detail"][0]["input"] == "a\ud800"  # echoed, escaped
 
 
 def test_oversized_json_body_is_413(client: TestClient) -> None:
@@ -262,6 +275,24 @@ def test_rate_limit_returns_429_with_retry_after(make_env: EnvFactory) -> None:
     assert 1 <= int(limited.headers["Retry-After"]) <= 2
     assert "rate limit of 0.5 requests/s (burst 3) exceeded" in limited.json()["detail"]
     assert other_client.status_code == 202
+
+
+def test_concurrent_checks_share_one_script_call_and_each_takes_its_own_token(make_env: EnvFactory) -> None:
+    settings = Settings(**make_env(RATE_LIMIT_PER_SECOND="0.5", RATE_LIMIT_BURST="3"))  # pyright: ignore[reportArgumentType]
+    busy, quiet = f"busy-{uuid.uuid4().hex[:8]}", f"quiet-{uuid.uuid4().hex[:8]}"
+
+    async def burst() -> list[Decision]:
+        redis = async_client(settings)
+        limiter = RateLimiter(redis, settings, CircuitBreaker())
+        try:
+            # Gathered checks land in one coalesced batch: the busy client's key appears five times in it.
+            return await asyncio.gather(*(limiter.check(busy) for _ in range(5)), limiter.check(quiet))
+        finally:
+            await redis.aclose()
+
+    decisions = asyncio.run(burst())
+    assert [decision.allowed for decision in decisions] == [True, True, True, False, False, True]
+    assert [decision.retry_after_seconds for decision in decisions[3:5]] == [2, 2]
 
 
 def test_bad_client_id_is_422(client: TestClient) -> None:

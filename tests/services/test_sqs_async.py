@@ -1,5 +1,6 @@
 """The lean asyncio SQS client (services/common/sqs_async.py): against fauxqs for the real protocol, and
-against a scripted loopback HTTP server for retries, framing and the SigV4 signature on the wire."""
+against a scripted loopback HTTP server for retries, framing and the SigV4 signature on the wire; and the
+outbox relay on top of it when SQS fails."""
 
 from __future__ import annotations
 
@@ -13,15 +14,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 
+from services.api import repository
+from services.api.relay import OutboxRelay
+from services.common.db import async_pool, conninfo
 from services.common.settings import Settings
-from services.common.sqs import async_sqs_client, blocking_sqs_client, sqs_client
+from services.common.sqs import LOCAL_CREDENTIALS, async_sqs_client, blocking_sqs_client, sqs_client
 from services.common.sqs_async import AsyncSqsClient, BlockingSqsClient, ProtocolError, SqsError
+from services.fauxqs import free_port
 
+ENTRIES = [{"Id": "1", "MessageBody": '{"job_id":"x"}'}]
 OK_BODY = b'{"Successful":[{"Id":"1","MessageId":"m1","MD5OfMessageBody":"x"}],"Failed":[]}'
 
 
@@ -121,9 +130,6 @@ def run(
 
 async def send_once(client: AsyncSqsClient) -> None:
     assert (await client.send_message_batch("q", ENTRIES))["Successful"]
-
-
-ENTRIES = [{"Id": "1", "MessageBody": '{"job_id":"x"}'}]
 
 
 # --- Against fauxqs: the real protocol ---
@@ -397,3 +403,106 @@ def test_blocking_client_serves_threads_at_once(settings: Settings, sqs: Any) ->
         assert messages, f"only {len(bodies)} of 8 messages arrived"
         bodies += [message["Body"] for message in messages]
     assert sorted(bodies) == sorted(f"t{index}" for index in range(8))
+
+
+# --- The outbox relay on top of it: nothing accepted is lost when SQS fails ---
+
+
+def _outboxed_jobs(settings: Settings, count: int) -> list[str]:
+    """Commit `count` jobs with their outbox rows, as POST /jobs does; returns their ids."""
+
+    async def insert() -> list[str]:
+        async with await AsyncConnection[DictRow].connect(
+            conninfo(settings), autocommit=True, row_factory=dict_row
+        ) as conn:
+            rows = await repository.insert_jobs(
+                conn,
+                [
+                    repository.job_values(
+                        "relay-test",
+                        {
+                            "type": "data.csv_summary",
+                            "priority": "low",
+                            "params": {"csv": "a\n1"},
+                            "input_file_id": None,
+                        },
+                        "f",
+                        None,
+                        None,
+                    )
+                    for _ in range(count)
+                ],
+            )
+        return [str(row["id"]) for row in rows]
+
+    return asyncio.run(insert())
+
+
+def _relay_once(settings: Settings, client: AsyncSqsClient) -> int:
+    async def once() -> int:
+        pool = async_pool(settings)
+        await pool.open()
+        try:
+            return await OutboxRelay(pool, client, settings).relay_once()
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    return asyncio.run(once())
+
+
+def _outbox_ids(db: psycopg.Connection[DictRow], job_ids: list[str]) -> set[str]:
+    rows = db.execute("SELECT job_id FROM outbox WHERE job_id = ANY(%s::uuid[])", (job_ids,)).fetchall()
+    return {str(row["job_id"]) for row in rows}
+
+
+def _queued_job_ids(sqs: Any, queue_url: str) -> list[str]:
+    found: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        found += [orjson.loads(message["Body"])["job_id"] for message in messages]
+    return found
+
+
+def test_relay_keeps_rows_while_sqs_is_down_and_sends_them_once_it_is_back(
+    settings: Settings, db: psycopg.Connection[DictRow], sqs: Any
+) -> None:
+    job_ids = _outboxed_jobs(settings, 3)
+    down = AsyncSqsClient(f"http://127.0.0.1:{free_port()}", "us-east-1", LOCAL_CREDENTIALS, max_attempts=2)
+    assert _relay_once(settings, down) == 0
+    assert _outbox_ids(db, job_ids) == set(job_ids)  # nothing deleted, nothing lost
+    assert _relay_once(settings, async_sqs_client(settings, sqs)) == 3
+    assert _outbox_ids(db, job_ids) == set()
+    assert sorted(_queued_job_ids(sqs, settings.QUEUE_URL_LOW)) == sorted(job_ids)
+
+
+def test_relay_deletes_only_the_entries_sqs_accepted(settings: Settings, db: psycopg.Connection[DictRow]) -> None:
+    job_ids = _outboxed_jobs(settings, 3)
+
+    async def accept_first_only(request: Captured, writer: asyncio.StreamWriter) -> bool:
+        entries = orjson.loads(request.body)["Entries"]
+        body = orjson.dumps(
+            {
+                "Successful": [{"Id": entries[0]["Id"], "MessageId": "m", "MD5OfMessageBody": "x"}],
+                "Failed": [
+                    {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "x"} for e in entries[1:]
+                ],
+            }
+        )
+        writer.write(ok(body))
+        return True
+
+    async def relay_against_scripted_server() -> None:
+        scripted = ScriptedServer([accept_first_only])
+        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+        client = AsyncSqsClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", "us-east-1", CREDENTIALS)
+        pool = async_pool(settings)
+        await pool.open()
+        try:
+            assert await OutboxRelay(pool, client, settings).relay_once() == 1
+        finally:
+            await client.aclose()
+            await pool.close()
+            server.close()
+
+    asyncio.run(relay_against_scripted_server())
+    assert len(_outbox_ids(db, job_ids)) == 2  # the two SQS failed stay for the next round
