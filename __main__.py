@@ -62,6 +62,11 @@ def app_environment(config: StackConfig) -> dict[str, pulumi.Input[str]]:
     }
 
 
+def api_processes(cpu_units: int) -> int:
+    """uvicorn processes per API task (API_WORKERS): one per whole vCPU, as one Python process can use one."""
+    return max(1, cpu_units // 1024)
+
+
 def main() -> None:
     config = load_stack_config()
     prefix = config.name_prefix
@@ -137,7 +142,7 @@ def main() -> None:
             max_count=service.maxCount,
             container_port=service.containerPort,
             health_check_path=service.healthCheckPath,
-            environment=app_environment(config),
+            environment={**app_environment(config), "API_WORKERS": str(api_processes(service.cpu))},
             attachments=api_attachments,
             log_retention_days=config.logRetentionDays,
             cpu_architecture=service.cpuArchitecture,

@@ -129,8 +129,8 @@ def wait_for_api(port: int, timeout: float = 30) -> None:
 
 
 def cpu_probe_ms() -> float:
-    """CPU time of a fixed pure-Python workload. This virtual machine's speed drifts (the same probe took
-    241-376 ms on an idle machine within a minute), so the probe says how fast it was during a run."""
+    """CPU time of a fixed pure-Python workload. This virtual machine's speed drifts (three times this
+    workload took 241-376 ms on an idle machine within a minute), so the probe says how fast it was."""
     started = time.process_time()
     for number in range(100_000):
         hashlib.sha256(str(number).encode()).hexdigest()

@@ -54,6 +54,17 @@ def test_sizing_follows_the_table(plans, stack, nat, cpu, memory, desired, minim
     assert (inputs(target)["minCapacity"], inputs(target)["maxCapacity"]) == (minimum, maximum)
 
 
+@pytest.mark.parametrize(("stack", "processes"), [("dev", "1"), ("staging", "1"), ("prod", "2")])
+def test_the_api_runs_one_process_per_vcpu(plans, stack, processes):
+    task = next(
+        r
+        for r in recorded(plans[stack]).of_type("aws:ecs/taskDefinition:TaskDefinition")
+        if r.name == f"jobs-{stack}-api-task"
+    )
+    (container,) = json_input(task, "containerDefinitions")
+    assert {"name": "API_WORKERS", "value": processes} in container["environment"]
+
+
 def test_alert_email_only_where_configured(plans):
     counts = {s: len(recorded(p).of_type("aws:sns/topicSubscription:TopicSubscription")) for s, p in plans.items()}
     assert counts == {"dev": 0, "staging": 1, "prod": 1}
