@@ -13,7 +13,7 @@ Everything shares this machine's two cores, while in AWS the API and the workers
 services with CPU of their own (and PostgreSQL, Redis and SQS are managed services). `--worker-nice`
 (default 10) lets the API's process win the cores when both want them, as its own task would;
 `--worker-nice 0` gives every process an equal share. The API runs `--api-workers` processes
-(default 1, as the deployed task does: API_WORKERS is unset there).
+(default 1, as a dev or staging task does; the program gives prod's 2-vCPU tasks 2).
 """
 
 from __future__ import annotations
