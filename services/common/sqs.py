@@ -19,6 +19,8 @@ from services.common.settings import Settings
 from services.common.sqs_async import AsyncSqsClient, BlockingSqsClient
 
 SQS_BATCH_LIMIT = 10  # SendMessageBatch / DeleteMessageBatch / ReceiveMessage maximum
+# Local endpoints accept any credentials; never reach for real ones when pointed at one.
+LOCAL_CREDENTIALS = Credentials("local", "local")
 
 
 def sqs_client(settings: Settings) -> Any:
@@ -45,10 +47,6 @@ def async_sqs_client(settings: Settings, boto_client: Any) -> AsyncSqsClient:
 def blocking_sqs_client(settings: Settings) -> BlockingSqsClient:
     """The lean client for synchronous code (the worker), with boto3's method names."""
     return BlockingSqsClient(async_sqs_client(settings, sqs_client(settings)))
-
-
-# Local endpoints accept any credentials; never reach for real ones when pointed at one.
-LOCAL_CREDENTIALS = Credentials("local", "local")
 
 
 def _credentials(settings: Settings) -> Credentials:

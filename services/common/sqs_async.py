@@ -17,6 +17,7 @@ idempotent); it never loses one, since the caller only deletes what a response l
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import ssl
 import threading
@@ -107,7 +108,12 @@ class AsyncSqsClient:
         self._max_attempts = max_attempts
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: deque[_Connection] = deque()
-        self._ssl = ssl.create_default_context() if self._endpoint.scheme == "https" else None
+        # AWS_CA_BUNDLE as botocore honours it (a TLS-inspecting proxy's CA); otherwise the system's CAs.
+        self._ssl = (
+            ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+            if self._endpoint.scheme == "https"
+            else None
+        )
 
     async def send_message_batch(self, queue_url: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return await self.call("SendMessageBatch", {"QueueUrl": queue_url, "Entries": entries})

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,6 +22,10 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 
@@ -177,6 +184,24 @@ def test_local_endpoint_uses_the_boto_clients_endpoint() -> None:
     settings = Settings(SQS_ENDPOINT_URL="http://127.0.0.1:9")
     client = async_sqs_client(settings, sqs_client(settings))
     assert client._endpoint.url == "http://127.0.0.1:9/"  # pyright: ignore[reportPrivateUsage]
+
+
+def test_without_credentials_in_the_cloud_the_error_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.setenv(name, "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance metadata endpoint here
+    settings = Settings()
+    with pytest.raises(RuntimeError, match=r"no AWS credentials found for SQS .* set SQS_ENDPOINT_URL"):
+        async_sqs_client(settings, sqs_client(settings))
 
 
 # --- The wire: signature, framing, retries ---
@@ -506,3 +531,56 @@ def test_relay_deletes_only_the_entries_sqs_accepted(settings: Settings, db: psy
 
     asyncio.run(relay_against_scripted_server())
     assert len(_outbox_ids(db, job_ids)) == 2  # the two SQS failed stay for the next round
+
+
+def self_signed_certificate(directory: Path, ip: str) -> tuple[Path, Path]:
+    """A one-day certificate for `ip` (PEM files cert, key), made with cryptography (a moto dependency)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_endpoints_verify_the_certificate_against_aws_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_certificate(tmp_path, "127.0.0.1")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+
+    async def call(expect_trusted: bool) -> None:
+        scripted = ScriptedServer([respond(ok())])
+        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        client = AsyncSqsClient(f"https://127.0.0.1:{port}", "us-east-1", CREDENTIALS, max_attempts=1)
+        try:
+            if expect_trusted:
+                await send_once(client)
+            else:
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await send_once(client)
+        finally:
+            await client.aclose()
+            server.close()
+
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    asyncio.run(call(expect_trusted=False))  # a self-signed certificate is refused by default
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    asyncio.run(call(expect_trusted=True))
