@@ -80,7 +80,9 @@ class RateLimiter:
         return Decision(allowed=bool(allowed), retry_after_seconds=max(1, math.ceil(float(wait))))
 
     async def _run_scripts(self, keys: list[str]) -> list[list[Any] | BaseException]:
-        """Take a token from each key's bucket with one script call; returns [allowed, wait] per key."""
+        """Take a token from each key's bucket with one script call; returns [allowed, wait] per key. An
+        error (say, a key of the wrong type) fails the whole batch, which then fails open like any Redis
+        error; scripts do not roll back, so buckets before the bad key keep their decrement."""
         rate, burst = self._settings.RATE_LIMIT_PER_SECOND, self._settings.RATE_LIMIT_BURST
         # EVAL, not a registered Script (whose first use per connection costs a SCRIPT LOAD round trip):
         # Redis caches an EVAL'd script by its hash anyway.

@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     DB_SSLMODE: SslMode = "prefer"
     DB_POOL_MAX: int = Field(default=10, ge=1, le=100)
     # Opened at start-up (the API waits for them before it serves), so the first burst of requests does
-    # not pay for new PostgreSQL backends (a fork plus, in AWS, a TLS handshake each).
-    DB_POOL_MIN: int = Field(default=2, ge=0, le=100)
+    # not pay for new PostgreSQL backends (a fork plus, in AWS, a TLS handshake each). Unset: 2, or
+    # DB_POOL_MAX if that is smaller (see `pool_min`).
+    DB_POOL_MIN: int | None = Field(default=None, ge=0, le=100)
     DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=60)
 
     # --- Redis ---
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:
-        if self.DB_POOL_MIN > self.DB_POOL_MAX:
+        if self.DB_POOL_MIN is not None and self.DB_POOL_MIN > self.DB_POOL_MAX:
             raise ValueError(
                 f"DB_POOL_MIN={self.DB_POOL_MIN} exceeds DB_POOL_MAX={self.DB_POOL_MAX}; "
                 "it must be between 0 and DB_POOL_MAX"
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def pool_min(self) -> int:
+        """Connections each pool opens at start-up."""
+        return min(2, self.DB_POOL_MAX) if self.DB_POOL_MIN is None else self.DB_POOL_MIN
 
     @cached_property
     def queue_urls(self) -> dict[Priority, str]:

@@ -49,7 +49,7 @@ class SqsError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status >= 500 or self.code in THROTTLING_CODES
+        return self.status >= 500 or self.status in (408, 429) or self.code in THROTTLING_CODES
 
 
 class ProtocolError(Exception):
@@ -85,7 +85,10 @@ class _Connection:
 
     @property
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        """Open, and nothing arrived while idle: a server that times out an idle connection may send a
+        response (408) before closing it, which must not be read as the next request's answer."""
+        buffered = getattr(self.reader, "_buffer", b"")  # asyncio.StreamReader keeps no public count
+        return not self.writer.is_closing() and not self.reader.at_eof() and not buffered
 
 
 class AsyncSqsClient:
@@ -119,14 +122,16 @@ class AsyncSqsClient:
         return await self.call("SendMessageBatch", {"QueueUrl": queue_url, "Entries": entries})
 
     async def call(self, action: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
-        """One API call with retries; `timeout_seconds` (per attempt) overrides the client's, e.g. for a
-        long poll that legitimately waits up to 20 s."""
+        """One API call with retries. Each attempt (waiting for a connection slot included) has
+        `timeout_seconds`, or the client's timeout; a long poll passes more, as it may wait up to 20 s."""
         body = orjson.dumps(payload)
         timeout = timeout_seconds or self._timeout
         attempt = 1
         while True:
             try:
                 return await self._call_once(action, body, timeout)
+            except ssl.SSLCertVerificationError:
+                raise  # an untrusted endpoint stays untrusted
             except (SqsError, OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
                 if attempt >= self._max_attempts or (isinstance(exc, SqsError) and not exc.retryable):
                     raise
@@ -139,23 +144,22 @@ class AsyncSqsClient:
 
     async def _call_once(self, action: str, body: bytes, timeout: float) -> dict[str, Any]:
         request = await self._signed_request(action, body)
-        async with self._slots:
+        async with asyncio.timeout(timeout), self._slots:
             idle = self._take_idle()
             if idle is not None:
                 try:
-                    return await self._exchange(idle, request, timeout)
+                    return await self._exchange(idle, request)
                 except (OSError, ProtocolError, asyncio.IncompleteReadError):
                     pass  # the server had closed this idle keep-alive connection: send on a new one
-            return await self._exchange(await self._open(), request, timeout)
+            return await self._exchange(await self._open(), request)
 
-    async def _exchange(self, connection: _Connection, request: bytes, timeout: float) -> dict[str, Any]:
+    async def _exchange(self, connection: _Connection, request: bytes) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(timeout):
-                connection.writer.write(request)
-                await connection.writer.drain()
-                status, body, keep_alive = await _read_response(connection.reader)
+            connection.writer.write(request)
+            await connection.writer.drain()
+            status, body, keep_alive = await _read_response(connection.reader)
         except BaseException:
-            connection.close()  # half-read or timed out: never reuse it
+            connection.close()  # half-read, or cancelled by the attempt's deadline: never reuse it
             raise
         if keep_alive:
             self._idle.append(connection)
@@ -173,10 +177,9 @@ class AsyncSqsClient:
 
     async def _open(self) -> _Connection:
         endpoint = self._endpoint
-        async with asyncio.timeout(self._timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=self._ssl, server_hostname=endpoint.host if self._ssl else None
-            )
+        reader, writer = await asyncio.open_connection(
+            endpoint.host, endpoint.port, ssl=self._ssl, server_hostname=endpoint.host if self._ssl else None
+        )
         return _Connection(reader, writer)
 
     async def _signed_request(self, action: str, body: bytes) -> bytes:
@@ -201,18 +204,24 @@ class AsyncSqsClient:
 class BlockingSqsClient:
     """The same client for synchronous code (the worker): an event loop of its own in a daemon thread runs
     the calls, and each method blocks until its answer. Method names and keyword arguments are boto3's, so
-    the worker's calls read as before; responses are the same JSON documents boto3 returns."""
+    the worker's calls read as before; responses are the same JSON documents boto3 returns. Safe to call
+    from several threads; `close()` fails the calls still running (CancelledError) and any later one."""
 
     LONG_POLL_MARGIN_SECONDS = 10.0
 
     def __init__(self, client: AsyncSqsClient) -> None:
         self._client = client
         self._loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop.run_forever, name="sqs-io", daemon=True)
         self._thread.start()
 
     def call(self, action: str, payload: dict[str, Any], timeout_seconds: float | None = None) -> dict[str, Any]:
-        future = asyncio.run_coroutine_threadsafe(self._client.call(action, payload, timeout_seconds), self._loop)
+        with self._lock:  # scheduled before close() can stop the loop, or refused
+            if self._closed:
+                raise RuntimeError(f"SQS client is closed; {action} was not sent")
+            future = asyncio.run_coroutine_threadsafe(self._client.call(action, payload, timeout_seconds), self._loop)
         return future.result()
 
     def receive_message(self, **params: Any) -> dict[str, Any]:
@@ -229,12 +238,21 @@ class BlockingSqsClient:
         return self.call("ChangeMessageVisibilityBatch", params)
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join()
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        calls = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        await self._client.aclose()
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
@@ -251,6 +269,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     keep_alive = headers.get(b"connection", b"").lower() != b"close" and parts[0] != b"HTTP/1.0"
+    if status in (204, 304) or 100 <= status < 200:
+        return status, b"", keep_alive  # no body by definition (we never send Expect: 100-continue)
     if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
         return status, await _read_chunked(reader), keep_alive
     length = headers.get(b"content-length")

@@ -52,7 +52,9 @@ def test_pool_minimum_cannot_exceed_the_maximum() -> None:
         ValidationError, match="DB_POOL_MIN=5 exceeds DB_POOL_MAX=4; it must be between 0 and DB_POOL_MAX"
     ):
         Settings(DB_POOL_MIN=5, DB_POOL_MAX=4)
-    assert Settings(DB_POOL_MIN=4, DB_POOL_MAX=4).DB_POOL_MIN == 4
+    assert Settings(DB_POOL_MIN=4, DB_POOL_MAX=4).pool_min == 4
+    assert Settings(DB_POOL_MAX=1).pool_min == 1  # the default never exceeds a small maximum
+    assert Settings().pool_min == 2
 
 
 def test_missing_queue_urls_are_named() -> None:

@@ -5,8 +5,10 @@ outbox relay on top of it when SQS fails."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import ipaddress
+import socket
 import ssl
 import threading
 import time
@@ -258,6 +260,25 @@ def test_a_closed_idle_connection_is_replaced_without_an_error() -> None:
     assert scripted.connections == 2
 
 
+def test_a_response_sent_on_an_idle_connection_is_not_taken_for_the_next_answer() -> None:
+    timeout_notice = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+    async def answer_then_time_out_the_idle_connection(_: Captured, writer: asyncio.StreamWriter) -> bool:
+        writer.write(ok())
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(timeout_notice)  # as load balancers do before closing an idle keep-alive connection
+        return False
+
+    async def call_after_idle(client: AsyncSqsClient) -> None:
+        await send_once(client)
+        await asyncio.sleep(0.1)
+        await send_once(client)
+
+    scripted = run([answer_then_time_out_the_idle_connection, respond(ok())], call_after_idle, max_attempts=1)
+    assert (scripted.connections, len(scripted.requests)) == (2, 2)
+
+
 def test_connection_close_and_chunked_responses_are_read() -> None:
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -398,6 +419,33 @@ def test_blocking_long_poll_outlives_the_default_timeout(settings: Settings, sqs
         assert time.monotonic() - started >= 0.9  # it really waited, and was not cut off at 0.5 s
     finally:
         client.close()
+
+
+def test_closing_the_blocking_client_fails_calls_in_flight_and_refuses_new_ones() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    port = listener.getsockname()[1]
+    client = BlockingSqsClient(AsyncSqsClient(f"http://127.0.0.1:{port}", "us-east-1", CREDENTIALS))
+    outcome: list[BaseException] = []
+
+    def stuck_call() -> None:
+        try:
+            client.call("ReceiveMessage", {"QueueUrl": "q"}, timeout_seconds=30)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=stuck_call)
+    try:
+        caller.start()
+        time.sleep(0.2)
+        client.close()
+        caller.join(timeout=5)
+        assert not caller.is_alive(), "close() left a caller blocked"
+        assert [type(exc) for exc in outcome] == [concurrent.futures.CancelledError]
+        with pytest.raises(RuntimeError, match="SQS client is closed; DeleteMessageBatch was not sent"):
+            client.delete_message_batch(QueueUrl="q", Entries=[])
+        client.close()  # idempotent
+    finally:
+        listener.close()
 
 
 def test_blocking_client_serves_threads_at_once(settings: Settings, sqs: Any) -> None:
