@@ -174,9 +174,8 @@ def server_roots(command: str) -> list[int]:
     ]
 
 
-def cpu_seconds(roots: list[int]) -> float:
+def cpu_seconds(roots: list[int], stats: dict[int, tuple[str, int, float]]) -> float:
     """CPU seconds used so far by these processes and all their descendants (the API's spawned servers)."""
-    stats = _proc_stats()
     children: dict[int, list[int]] = {}
     for pid, (_, parent, _) in stats.items():
         children.setdefault(parent, []).append(pid)
@@ -203,13 +202,17 @@ class CpuWindow:
     def __init__(self, groups: dict[str, list[int]]) -> None:
         self._groups = groups
 
+    def _used(self) -> dict[str, float]:
+        stats = _proc_stats()  # one snapshot for every group
+        return {name: cpu_seconds(pids, stats) for name, pids in self._groups.items()}
+
     def start(self) -> None:
-        self._begin = {name: cpu_seconds(pids) for name, pids in self._groups.items()}
+        self._begin = self._used()
         self._client = time.process_time()  # this process alone: the load generator
         self._machine = machine_seconds()
 
     def stop(self, jobs: int, seconds: float) -> dict[str, float]:
-        used = {name: cpu_seconds(pids) - self._begin[name] for name, pids in self._groups.items()}
+        used = {name: value - self._begin[name] for name, value in self._used().items()}
         used["client"] = time.process_time() - self._client
         busy, steal, total = (now - then for now, then in zip(machine_seconds(), self._machine, strict=True))
         report = {f"{name}_ms_per_job": round(value * 1000 / max(1, jobs), 3) for name, value in used.items()}

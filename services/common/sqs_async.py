@@ -3,13 +3,13 @@
 
 boto3 cost about 1.4 ms of CPU per call here (this client: about 0.2 ms) and, called from a thread,
 held the GIL while the event loop waited: under load the relay's sends were most of the API's tail
-latency. This client
-speaks the same wire protocol (`application/x-amz-json-1.0`, `X-Amz-Target: AmazonSQS.<Action>`) over
-keep-alive HTTP/1.1 connections on the event loop, and leaves what must be exactly right to botocore:
-the endpoint (resolved by the boto3 client), the credential chain (the ECS task role in AWS) and the
-SigV4 signature.
+latency. This client speaks the same wire protocol (`application/x-amz-json-1.0`,
+`X-Amz-Target: AmazonSQS.<Action>`) over keep-alive HTTP/1.1 connections on the event loop, and leaves
+what must be exactly right to botocore: the endpoint (resolved by the boto3 client), the credential chain
+(the ECS task role in AWS) and the SigV4 signature.
 
-Retries: connection failures, timeouts, 5xx and throttling are retried with jittered backoff. A retried
+Retries: connection failures, timeouts, 5xx, 408, 429 and throttling codes are retried with jittered
+backoff; certificate failures and other client errors are not. A retried
 SendMessageBatch may deliver a message twice, which the outbox design already allows (workers are
 idempotent); it never loses one, since the caller only deletes what a response listed as successful.
 """

@@ -118,15 +118,21 @@ CREDENTIALS = Credentials("AKIDTEST", "secret")
 
 
 def run(
-    replies: list[Reply], scenario: Scenario, credentials: Credentials = CREDENTIALS, **options: Any
+    replies: list[Reply],
+    scenario: Scenario,
+    credentials: Credentials = CREDENTIALS,
+    tls: ssl.SSLContext | None = None,
+    **options: Any,
 ) -> ScriptedServer:
-    """Run `scenario` with a client (region eu-west-1) talking to a ScriptedServer; return the server."""
+    """Run `scenario` with a client (region eu-west-1) talking to a ScriptedServer (over TLS with `tls`);
+    return the server."""
 
     async def main() -> ScriptedServer:
         scripted = ScriptedServer(replies)
-        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0, ssl=tls)
         port = server.sockets[0].getsockname()[1]
-        client = AsyncSqsClient(f"http://127.0.0.1:{port}", "eu-west-1", credentials, **options)
+        scheme = "https" if tls else "http"
+        client = AsyncSqsClient(f"{scheme}://127.0.0.1:{port}", "eu-west-1", credentials, **options)
         try:
             await scenario(client)
         finally:
@@ -139,6 +145,14 @@ def run(
 
 async def send_once(client: AsyncSqsClient) -> None:
     assert (await client.send_message_batch("q", ENTRIES))["Successful"]
+
+
+def queued_bodies(sqs: Any, queue_url: str) -> list[str]:
+    """Every message body now in the queue (received with boto3, so hidden for the queue's timeout)."""
+    found: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        found += [message["Body"] for message in messages]
+    return found
 
 
 # --- Against fauxqs: the real protocol ---
@@ -159,12 +173,7 @@ def test_send_message_batch_delivers_to_fauxqs(settings: Settings, sqs: Any) -> 
     response = asyncio.run(send())
     assert sorted(entry["Id"] for entry in response["Successful"]) == sorted(str(i) for i in range(10))
     assert response.get("Failed", []) == []
-    received: list[str] = []
-    while len(received) < 10:
-        messages = sqs.receive_message(QueueUrl=settings.QUEUE_URL_LOW, MaxNumberOfMessages=10).get("Messages", [])
-        assert messages, f"only {len(received)} of 10 messages arrived"
-        received += [message["Body"] for message in messages]
-    assert sorted(received) == sorted(bodies)
+    assert sorted(queued_bodies(sqs, settings.QUEUE_URL_LOW)) == sorted(bodies)
 
 
 def test_unknown_queue_is_an_sqs_error_naming_the_code(settings: Settings, sqs: Any) -> None:
@@ -470,12 +479,7 @@ def test_blocking_client_serves_threads_at_once(settings: Settings, sqs: Any) ->
     finally:
         client.close()
     assert errors == []
-    bodies: list[str] = []
-    while len(bodies) < 8:
-        messages = sqs.receive_message(QueueUrl=settings.QUEUE_URL_LOW, MaxNumberOfMessages=10).get("Messages", [])
-        assert messages, f"only {len(bodies)} of 8 messages arrived"
-        bodies += [message["Body"] for message in messages]
-    assert sorted(bodies) == sorted(f"t{index}" for index in range(8))
+    assert sorted(queued_bodies(sqs, settings.QUEUE_URL_LOW)) == sorted(f"t{index}" for index in range(8))
 
 
 # --- The outbox relay on top of it: nothing accepted is lost when SQS fails ---
@@ -511,17 +515,15 @@ def _outboxed_jobs(settings: Settings, count: int) -> list[str]:
     return asyncio.run(insert())
 
 
-def _relay_once(settings: Settings, client: AsyncSqsClient) -> int:
-    async def once() -> int:
-        pool = async_pool(settings)
-        await pool.open()
-        try:
-            return await OutboxRelay(pool, client, settings).relay_once()
-        finally:
-            await client.aclose()
-            await pool.close()
-
-    return asyncio.run(once())
+async def relay_once(settings: Settings, client: AsyncSqsClient) -> int:
+    """One relay round through `client` (closed afterwards) with a pool of its own."""
+    pool = async_pool(settings)
+    await pool.open()
+    try:
+        return await OutboxRelay(pool, client, settings).relay_once()
+    finally:
+        await client.aclose()
+        await pool.close()
 
 
 def _outbox_ids(db: psycopg.Connection[DictRow], job_ids: list[str]) -> set[str]:
@@ -529,23 +531,18 @@ def _outbox_ids(db: psycopg.Connection[DictRow], job_ids: list[str]) -> set[str]
     return {str(row["job_id"]) for row in rows}
 
 
-def _queued_job_ids(sqs: Any, queue_url: str) -> list[str]:
-    found: list[str] = []
-    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        found += [orjson.loads(message["Body"])["job_id"] for message in messages]
-    return found
-
-
 def test_relay_keeps_rows_while_sqs_is_down_and_sends_them_once_it_is_back(
     settings: Settings, db: psycopg.Connection[DictRow], sqs: Any
 ) -> None:
     job_ids = _outboxed_jobs(settings, 3)
     down = AsyncSqsClient(f"http://127.0.0.1:{free_port()}", "us-east-1", LOCAL_CREDENTIALS, max_attempts=2)
-    assert _relay_once(settings, down) == 0
+    assert asyncio.run(relay_once(settings, down)) == 0
     assert _outbox_ids(db, job_ids) == set(job_ids)  # nothing deleted, nothing lost
-    assert _relay_once(settings, async_sqs_client(settings, sqs)) == 3
+    assert asyncio.run(relay_once(settings, async_sqs_client(settings, sqs))) == 3
     assert _outbox_ids(db, job_ids) == set()
-    assert sorted(_queued_job_ids(sqs, settings.QUEUE_URL_LOW)) == sorted(job_ids)
+    assert sorted(orjson.loads(body)["job_id"] for body in queued_bodies(sqs, settings.QUEUE_URL_LOW)) == sorted(
+        job_ids
+    )
 
 
 def test_relay_deletes_only_the_entries_sqs_accepted(settings: Settings, db: psycopg.Connection[DictRow]) -> None:
@@ -564,20 +561,10 @@ def test_relay_deletes_only_the_entries_sqs_accepted(settings: Settings, db: psy
         writer.write(ok(body))
         return True
 
-    async def relay_against_scripted_server() -> None:
-        scripted = ScriptedServer([accept_first_only])
-        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0)
-        client = AsyncSqsClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", "us-east-1", CREDENTIALS)
-        pool = async_pool(settings)
-        await pool.open()
-        try:
-            assert await OutboxRelay(pool, client, settings).relay_once() == 1
-        finally:
-            await client.aclose()
-            await pool.close()
-            server.close()
+    async def one_round(client: AsyncSqsClient) -> None:
+        assert await relay_once(settings, client) == 1
 
-    asyncio.run(relay_against_scripted_server())
+    run([accept_first_only], one_round)
     assert len(_outbox_ids(db, job_ids)) == 2  # the two SQS failed stay for the next round
 
 
@@ -613,22 +600,11 @@ def test_https_endpoints_verify_the_certificate_against_aws_ca_bundle(
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
 
-    async def call(expect_trusted: bool) -> None:
-        scripted = ScriptedServer([respond(ok())])
-        server = await asyncio.start_server(scripted.handle, "127.0.0.1", 0, ssl=server_tls)
-        port = server.sockets[0].getsockname()[1]
-        client = AsyncSqsClient(f"https://127.0.0.1:{port}", "us-east-1", CREDENTIALS, max_attempts=1)
-        try:
-            if expect_trusted:
-                await send_once(client)
-            else:
-                with pytest.raises(ssl.SSLCertVerificationError):
-                    await send_once(client)
-        finally:
-            await client.aclose()
-            server.close()
+    async def refused(client: AsyncSqsClient) -> None:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await send_once(client)
 
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
-    asyncio.run(call(expect_trusted=False))  # a self-signed certificate is refused by default
+    run([respond(ok())], refused, tls=server_tls, max_attempts=1)  # self-signed: refused by default
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
-    asyncio.run(call(expect_trusted=True))
+    assert len(run([respond(ok())], send_once, tls=server_tls, max_attempts=1).requests) == 1
