@@ -6,7 +6,11 @@ every resource and on the stack, exactly as `pulumi preview --policy-pack policy
 Prints the resource tree, counts by type, the exports, the violations grouped by resource and the estimated
 cost per resource, per component and in total.
 Secret values are never printed.
-Exit codes: 0 no mandatory violation, 1 mandatory violations, 2 bad input (the message says what was wrong).
+Multi-language components (awsx and other `remote` components) register no children under mocks: they are
+listed as not checked and not priced, and `--strict` fails the run on them. `--format` picks what stdout gets
+(text, json, sarif, junit, markdown); `--report FORMAT=FILE` also writes other formats to files.
+Exit codes: 0 no mandatory violation, 1 mandatory violations (or, with --strict, components not checked),
+2 bad input or a program that could not run to the end (the message says what was wrong).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policy import reports
 from policy.engine import EvaluationReport, PolicyPackError, evaluate
-from policy.exports import PolicyInputError, load_policy_config, load_resources
-from policy.plan import PlanError, run_program
+from policy.exports import PolicyInputError, load_policy_config, load_resources, load_stack_outputs
+from policy.plan import PlanError, StackOutputs, read_program, run_program
 from policy.records import REDACTED, ResourceRecord, redact_secrets
 from policy.rules.costing import Assumptions, CostError, CostEstimate, estimate
 
@@ -41,10 +46,16 @@ class Report:
     policy: EvaluationReport | None = None
     cost: CostEstimate | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    opaque: list[ResourceRecord] = field(default_factory=list)
+    """Components whose children the runner cannot see (multi-language components under mocks)."""
+    strict: bool = False
+    """Fail when any component could not be checked."""
 
     @property
     def exit_code(self) -> int:
-        return EXIT_VIOLATIONS if self.policy is not None and self.policy.mandatory_count else EXIT_OK
+        if self.policy is not None and self.policy.mandatory_count:
+            return EXIT_VIOLATIONS
+        return EXIT_VIOLATIONS if self.strict and self.opaque else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -64,6 +75,11 @@ class Report:
             },
             "counts": dict(sorted(Counter(r.type for r in self.resources).items())),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "not_checked_components": [
+                {"urn": r.urn, "type": r.type, "name": r.name, "reason": reports.OPAQUE_REASON} for r in self.opaque
+            ],
+            "strict": self.strict,
+            "exit_code": self.exit_code,
         }
         if self.policy is not None:
             document.update(self.policy.to_dict())
@@ -106,9 +122,20 @@ def render_text(report: Report) -> str:
             lines.append(f"  {key}: {shown}")
     if report.policy is not None:
         lines += ["", *render_policy(report.policy, report.resources)]
+    lines += render_opaque(report)
     if report.cost is not None:
         lines += ["", report.cost.render_text()]
     return "\n".join(lines)
+
+
+def render_opaque(report: Report) -> list[str]:
+    if not report.opaque:
+        return []
+    consequence = "--strict: the run fails" if report.strict else "pass --strict to fail the run on them"
+    lines = ["", f"Not checked: {len(report.opaque)} multi-language component(s) ({consequence}):"]
+    lines += [f"  {r.type}  {r.name}: {reports.OPAQUE_REASON}" for r in report.opaque]
+    lines.append("  Check them with `pulumi preview --policy-pack policy/`, where their resources exist.")
+    return lines
 
 
 def render_policy(policy: EvaluationReport, resources: Sequence[ResourceRecord]) -> list[str]:
@@ -134,14 +161,20 @@ def render_policy(policy: EvaluationReport, resources: Sequence[ResourceRecord])
 # --- Running ----------------------------------------------------------------------------------------------
 
 
-def build_report(args: argparse.Namespace) -> Report:
+def build_report(args: argparse.Namespace) -> tuple[Report, reports.Origin]:
     started = time.perf_counter()
     config = load_policy_config(Path(args.policy_config)) if args.policy_config else None
     if args.export:
-        report = Report(stack=Path(args.export).name, resources=load_resources(Path(args.export)))
+        export = Path(args.export)
+        report = Report(stack=export.name, resources=load_resources(export), strict=args.strict)
+        origin = reports.Origin(default_file=export, source_root=Path(args.source_root or export.parent))
     else:
-        plan = run_program(Path(args.program), args.stack)
-        report = Report(plan.stack, plan.resources, plan.outputs, plan.secret_outputs)
+        program = Path(args.program).resolve()
+        plan = run_program(program, args.stack, stack_outputs=read_stack_outputs(args.stack_outputs))
+        report = Report(plan.stack, plan.resources, plan.outputs, plan.secret_outputs, strict=args.strict)
+        report.opaque = plan.opaque
+        locations = {urn: (program / where.path, where.line) for urn, where in plan.locations.items()}
+        origin = reports.Origin(read_program(program).main, Path(args.source_root or program), locations)
     report.seconds["plan"] = time.perf_counter() - started
     if not args.no_policy:
         started = time.perf_counter()
@@ -150,9 +183,49 @@ def build_report(args: argparse.Namespace) -> Report:
     if not args.no_cost:
         started = time.perf_counter()
         assumptions = Assumptions.from_file(args.assumptions) if args.assumptions else None
-        report.cost = estimate(report.resources, region=args.region, assumptions=assumptions)
+        opaque = [r.urn for r in report.opaque]
+        report.cost = estimate(report.resources, region=args.region, assumptions=assumptions, opaque=opaque)
         report.seconds["cost"] = time.perf_counter() - started
-    return report
+    return report, origin
+
+
+def read_stack_outputs(entries: Sequence[str]) -> dict[str, StackOutputs]:
+    """`NAME=FILE` entries of --stack-outputs, each file read as outputs object or stack export."""
+    given: dict[str, StackOutputs] = {}
+    for entry in entries:
+        name, separator, file = entry.partition("=")
+        if not separator or not name or not file:
+            raise PolicyInputError(
+                f"--stack-outputs {entry!r}: expected NAME=FILE, e.g. acme/platform/prod=platform-outputs.json "
+                "(NAME exactly as the program passes it to pulumi.StackReference)"
+            )
+        outputs, secret_names = load_stack_outputs(Path(file))
+        given[name] = StackOutputs(outputs, secret_names)
+    return given
+
+
+def render(report: Report, origin: reports.Origin, format_: str) -> str:
+    if format_ == "json":
+        return json.dumps(report.to_json(), indent=2)
+    if format_ == "sarif":
+        return reports.render_sarif(report, origin)
+    if format_ == "junit":
+        return reports.render_junit(report)
+    if format_ == "markdown":
+        return reports.render_markdown(report)
+    return render_text(report)
+
+
+def report_files(entries: Sequence[str]) -> list[tuple[str, Path]]:
+    files = []
+    for entry in entries:
+        format_, separator, file = entry.partition("=")
+        if not separator or format_ not in reports.FORMATS or not file:
+            raise PolicyInputError(
+                f"--report {entry!r}: expected FORMAT=FILE with FORMAT one of {', '.join(reports.FORMATS)}"
+            )
+        files.append((format_, Path(file)))
+    return files
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -170,18 +243,51 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cost", action="store_true", help="skip the cost estimate")
     parser.add_argument("--assumptions", help="cost usage assumptions JSON (see docs/cost.md)")
     parser.add_argument("--region", help="price for this region (default: inferred from the resources' ARNs)")
-    parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-    return parser.parse_args(argv)
+    parser.add_argument("--json", action="store_true", help="machine-readable report on stdout (= --format json)")
+    parser.add_argument(
+        "--format", choices=reports.FORMATS, help="what stdout gets: text (default), json, sarif, junit, markdown"
+    )
+    parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="FORMAT=FILE",
+        help="also write the report in FORMAT to FILE (repeatable), e.g. sarif=policy.sarif",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a component could not be checked (awsx and other multi-language components under mocks)",
+    )
+    parser.add_argument(
+        "--stack-outputs",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="outputs of the stack the program reads with pulumi.StackReference(NAME): a JSON object of outputs "
+        "or a `pulumi stack export` file (repeatable)",
+    )
+    parser.add_argument(
+        "--source-root", help="directory SARIF file locations are relative to (default: the program directory)"
+    )
+    args = parser.parse_args(argv)
+    if args.json and args.format not in (None, "json"):
+        parser.error(f"--json and --format {args.format} contradict each other; use one of them")
+    args.format = "json" if args.json else args.format or "text"
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = build_report(args)
-    except (PlanError, PolicyInputError, PolicyPackError, CostError) as error:
+        files = report_files(args.report)
+        report, origin = build_report(args)
+        for format_, path in files:
+            path.write_text(render(report, origin, format_) + "\n", encoding="utf-8")
+    except (PlanError, PolicyInputError, PolicyPackError, CostError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(json.dumps(report.to_json(), indent=2) if args.json else render_text(report))
+    print(render(report, origin, args.format))
     return report.exit_code
 
 

@@ -93,6 +93,9 @@ class PolicySummary:
     severity: str
     kind: str
     """`resource` or `stack`."""
+    url: str = ""
+    """Where the control is documented (FSBP controls link to the AWS Security Hub page)."""
+    remediation: str = ""
 
 
 @dataclass
@@ -401,6 +404,8 @@ class PolicyPackProcess:
                 description=p.description,
                 severity=SEVERITY_NAMES.get(p.severity, ""),
                 kind="stack" if p.policy_type == proto.POLICY_TYPE_STACK else "resource",
+                url=p.url,
+                remediation=p.remediation_steps,
             )
             for p in self.info.policies
         ]

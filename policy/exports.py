@@ -196,3 +196,39 @@ def validate_policy_config(data: Any) -> dict[str, Any]:
 def _check_level(key: str, level: Any) -> None:
     if level not in ENFORCEMENT_LEVELS:
         raise ValueError(f'"{key}": enforcement level {json.dumps(level)} is not one of {list(ENFORCEMENT_LEVELS)}')
+
+
+# --- Stack-reference outputs ------------------------------------------------------------------------------
+
+STACK_OUTPUT_FORMATS = (
+    "a JSON object of outputs (`pulumi stack output --json --show-secrets`) "
+    'or a `pulumi stack export --show-secrets` file ({"deployment": {"resources": [...]}})'
+)
+
+
+def load_stack_outputs(path: Path) -> tuple[dict[str, Any], frozenset[str]]:
+    """Another stack's outputs and the names of its secret outputs, from an outputs object or a stack export.
+
+    Secrets the file does not reveal (`[secret]`, ciphertext) become unknown values, as in a preview.
+    """
+    data = _read_json(path, "stack outputs file")
+    if isinstance(data, Mapping) and isinstance(data.get("deployment"), Mapping):
+        data = _stack_resource_outputs(path, data["deployment"])
+    if not isinstance(data, Mapping):
+        raise PolicyInputError(f"{path}: expected {STACK_OUTPUT_FORMATS}")
+    outputs: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for key, value in data.items():
+        plain = _file_secret(value)
+        if plain != value or value == PREVIEW_SECRET:
+            secrets.add(str(key))
+        outputs[str(key)] = plain.get("value") if isinstance(plain, Mapping) and SECRET_SIG_KEY in plain else plain
+    return outputs, frozenset(secrets)
+
+
+def _stack_resource_outputs(path: Path, deployment: Mapping[str, Any]) -> Any:
+    resources = deployment.get("resources")
+    for state in resources if isinstance(resources, list) else []:
+        if isinstance(state, Mapping) and state.get("type") == SKIPPED_TYPES[0]:
+            return state.get("outputs") or {}
+    raise PolicyInputError(f"{path}: the stack export has no pulumi:pulumi:Stack resource, so no outputs")

@@ -8,6 +8,7 @@ Mocked outputs are inputs echoed back plus deterministic ids/ARNs, so programs t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pulumi
 import yaml
@@ -42,6 +44,22 @@ class Plan:
     resources: list[ResourceRecord] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: frozenset[str] = frozenset()
+    opaque: list[ResourceRecord] = field(default_factory=list)
+    """Multi-language (remote) components: their children exist only in a real deployment, so the policies
+    and the cost estimate cannot see inside them offline."""
+    locations: dict[str, SourceLocation] = field(default_factory=dict)
+    """Where in the program each resource was registered, by URN (when a frame inside the program is found)."""
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    path: str
+    """Relative to the program directory, with forward slashes."""
+    line: int
+
+
+class StackReferenceMissing(PlanError):
+    """The program reads a stack reference whose outputs were not given with --stack-outputs."""
 
 
 # --- Stack configuration ----------------------------------------------------------------------------------
@@ -123,15 +141,39 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 # --- Mocks ------------------------------------------------------------------------------------------------
 
 
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    """Another stack's outputs, as `pulumi.StackReference` reads them."""
+
+    outputs: Mapping[str, Any]
+    secret_names: frozenset[str] = frozenset()
+
+
 class _PlanMocks(pulumi.runtime.Mocks):
     """Echo inputs and add the outputs programs commonly read, deterministically."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, stack_outputs: Mapping[str, StackOutputs] | None = None) -> None:
         self.region = region
+        self.stack_outputs = dict(stack_outputs or {})
+        self.missing_references: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE:
+            return self._stack_reference(str(args.inputs.get("name") or args.resource_id or args.name))
         resource_id = f"{args.name}-id"
         return resource_id, mock_outputs(args.typ, args.name, dict(args.inputs), self.region)
+
+    def _stack_reference(self, name: str) -> tuple[str, dict[str, Any]]:
+        # A StackReference is read by name; its state holds the other stack's `outputs` and which are secret.
+        given = self.stack_outputs.get(name)
+        if given is None:
+            self.missing_references.append(name)
+            given = StackOutputs({})
+        state = {"name": name, "outputs": dict(given.outputs), "secretOutputNames": sorted(given.secret_names)}
+        return name, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         return mock_call(args.token, dict(args.args), self.region)
@@ -162,7 +204,10 @@ _TYPE_OUTPUTS: dict[str, Any] = {
         "zoneId": "Z35SXDOTRQ7X7K",
     },
     "aws:lb/targetGroup:TargetGroup": lambda n, i, r: {"arnSuffix": f"targetgroup/{n}/6d0ecf831eec9f09"},
-    "aws:kms/key:Key": lambda n, i, r: {"keyId": f"{n}-key-id"},
+    "aws:kms/key:Key": lambda n, i, r: {
+        "keyId": f"{n}-key-id",
+        "arn": f"arn:aws:kms:{r}:{MOCK_ACCOUNT_ID}:key/{n}-key-id",
+    },
     "aws:sqs/queue:Queue": lambda n, i, r: {
         "url": f"https://sqs.{r}.amazonaws.com/{MOCK_ACCOUNT_ID}/{i.get('name') or n}",
     },
@@ -170,6 +215,7 @@ _TYPE_OUTPUTS: dict[str, Any] = {
         "address": f"{n}.abcdefghij.{r}.rds.amazonaws.com",
         "endpoint": f"{n}.abcdefghij.{r}.rds.amazonaws.com:5432",
         "port": i.get("port") or 5432,
+        "resourceId": "db-ABCDEFGHIJKLMNOPQRSTUVWXY0",
         "masterUserSecrets": [{"secretArn": f"arn:aws:secretsmanager:{r}:{MOCK_ACCOUNT_ID}:secret:rds!db-{n}-AbCdEf"}],
     },
     "aws:elasticache/replicationGroup:ReplicationGroup": lambda n, i, r: {
@@ -180,6 +226,7 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:ecr/repository:Repository": lambda n, i, r: {
         "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{r}.amazonaws.com/{i.get('name') or n}",
         "registryId": MOCK_ACCOUNT_ID,
+        "arn": f"arn:aws:ecr:{r}:{MOCK_ACCOUNT_ID}:repository/{i.get('name') or n}",
     },
     "docker-build:index:Image": lambda n, i, r: {"digest": "sha256:" + "0" * 64, "ref": f"{n}@sha256:" + "0" * 64},
     "docker:index/image:Image": lambda n, i, r: {
@@ -231,18 +278,41 @@ def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    """MockMonitor that also keeps each registration's parent, custom flag and raw inputs, in order."""
+    """MockMonitor that also keeps each registration's parent, custom flag and raw inputs, in order.
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    Unlike the plain mock monitor it runs resource transforms as the engine does (the resource's own, then its
+    ancestors', then the stack's, each on the previous one's result), so what is recorded is what the engine
+    would send to the provider and to policy packs.
+    """
+
+    def __init__(self, mocks: pulumi.runtime.Mocks, program_dir: Path | None = None) -> None:
         super().__init__(mocks)
         self.recorded: list[ResourceRecord] = []
         self.stack_urn: str | None = None
+        self.program_dir = program_dir
+        self.remote_urns: set[str] = set()
+        self.locations: dict[str, SourceLocation] = {}
+        self._own_transforms: dict[str, list[Any]] = {}
+        self._parents: dict[str, str] = {}
+        self._stack_transform_callbacks: list[Any] = []
+
+    def RegisterStackTransform(self, request: Any) -> Any:
+        self._stack_transform_callbacks.append(request)
+        return super().RegisterStackTransform(request)
 
     def RegisterResource(self, request: Any) -> Any:
+        request = self._transformed(request)
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
             return response
+        self._own_transforms[response.urn] = list(request.transforms)
+        self._parents[response.urn] = request.parent
+        if request.remote:
+            self.remote_urns.add(response.urn)
+        location = self._program_location(request)
+        if location is not None:
+            self.locations[response.urn] = location
         inputs = _normalise(rpc.deserialize_properties(request.object, keep_unknowns=True))
         parent = request.parent or None
         self.recorded.append(
@@ -256,9 +326,103 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=_normalise({**self.resources[response.urn].state, "id": response.id})
                 if request.custom
                 else _normalise(self.resources[response.urn].state),
+                dependencies=tuple(request.dependencies),
+                custom_timeouts=_timeouts(request),
             )
         )
         return response
+
+    def _transformed(self, request: Any) -> Any:
+        callbacks = list(request.transforms)
+        ancestor = request.parent
+        while ancestor:
+            callbacks += self._own_transforms.get(ancestor, [])
+            ancestor = self._parents.get(ancestor, "")
+        callbacks += self._stack_transform_callbacks
+        if not callbacks or request.type == "pulumi:pulumi:Stack":
+            return request
+        transformed = type(request)()
+        transformed.CopyFrom(request)
+        for callback in callbacks:
+            response = _invoke_transform(callback, transformed)
+            transformed.object.CopyFrom(response.properties)
+            if response.HasField("options"):
+                _apply_transformed_options(transformed, response.options)
+        return transformed
+
+    def _program_location(self, request: Any) -> SourceLocation | None:
+        """The innermost frame of the registration's stack inside the program directory (not the SDKs)."""
+        if self.program_dir is None:
+            return None
+        for frame in request.stackTrace.frames:
+            if not frame.pc.uri.startswith("file://"):
+                continue
+            path = Path(unquote(urlsplit(frame.pc.uri).path))
+            if path.is_relative_to(self.program_dir) and not _is_installed_package(path, self.program_dir):
+                return SourceLocation(path.relative_to(self.program_dir).as_posix(), frame.pc.line)
+        return None
+
+
+def _is_installed_package(path: Path, program_dir: Path) -> bool:
+    return any(
+        part in ("site-packages", "dist-packages", ".venv", "venv") for part in path.relative_to(program_dir).parts
+    )
+
+
+def _invoke_transform(callback: Any, request: Any) -> Any:
+    """Call a registered transform the way the engine does: a TransformRequest to the SDK's callback server."""
+    from pulumi.runtime._callbacks import _CallbackServicer
+    from pulumi.runtime.proto import resource_pb2
+
+    servicer = next((s for s in _CallbackServicer._servicers if callback.token in s._callbacks), None)
+    if servicer is None:
+        raise PlanError(f"transform {callback.token} of {request.type} {request.name!r} is not registered")
+    transform_request = resource_pb2.TransformRequest(
+        type=request.type,
+        name=request.name,
+        custom=request.custom,
+        parent=request.parent,
+        properties=request.object,
+        options=resource_pb2.TransformResourceOptions(
+            depends_on=list(request.dependencies),
+            protect=request.protect,
+            ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
+            provider=request.provider,
+            providers=dict(request.providers),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            retain_on_delete=request.retainOnDelete,
+            deleted_with=request.deletedWith,
+        ),
+    )
+    callback_function = servicer._callbacks[callback.token]
+
+    async def call() -> Any:
+        return await callback_function(transform_request.SerializeToString())
+
+    # The monitor runs in the SDK's executor thread; the callback belongs to the program's event loop.
+    response = asyncio.run_coroutine_threadsafe(call(), servicer._loop).result()
+    return resource_pb2.TransformResponse.FromString(response.SerializeToString())
+
+
+def _apply_transformed_options(request: Any, options: Any) -> None:
+    """Carry the options a transform changed that the offline plan records or the engine would act on."""
+    del request.dependencies[:]
+    request.dependencies.extend(options.depends_on)
+    del request.additionalSecretOutputs[:]
+    request.additionalSecretOutputs.extend(options.additional_secret_outputs)
+    if options.HasField("custom_timeouts"):
+        timeouts = options.custom_timeouts
+        request.customTimeouts.create = timeouts.create
+        request.customTimeouts.update = timeouts.update
+        request.customTimeouts.delete = timeouts.delete
+
+
+def _timeouts(request: Any) -> dict[str, str]:
+    if not request.HasField("customTimeouts"):
+        return {}
+    timeouts = request.customTimeouts
+    return {kind: value for kind in ("create", "update", "delete") if (value := getattr(timeouts, kind))}
 
 
 ASSET_SIG = "c44067f5952c0a294b673a41bacd8c17"
@@ -292,28 +456,109 @@ def _asset_or_archive(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
 # --- Running ----------------------------------------------------------------------------------------------
 
 
-def run_program(program_dir: Path, stack: str) -> Plan:
-    """Run the program in `program_dir` for `stack` under mocks and return what it would create."""
+class ProgramExited(Exception):
+    """The program called `sys.exit()` (or raised SystemExit) instead of returning."""
+
+    def __init__(self, code: object) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def run_program(program_dir: Path, stack: str, *, stack_outputs: Mapping[str, StackOutputs] | None = None) -> Plan:
+    """Run the program in `program_dir` for `stack` under mocks and return what it would create.
+
+    The program's own stdout goes to stderr, so a machine-readable report on stdout stays parseable.
+    `stack_outputs` gives the outputs each `pulumi.StackReference` name reads.
+    """
     spec = read_program(program_dir.resolve())
     config, secret_keys = read_stack_config(spec, stack)
 
     def run() -> None:
         with _program_context(spec.directory):
-            runpy.run_path(str(spec.main), run_name="__main__")
+            try:
+                runpy.run_path(str(spec.main), run_name="__main__")
+            except SystemExit as exit_:
+                raise ProgramExited(exit_.code) from None
 
+    mocks = _PlanMocks(config.get("aws:region", DEFAULT_REGION), stack_outputs)
     try:
-        resources, outputs, secret_outputs = record(
-            run, project=spec.project, stack=stack, config=config, secret_keys=secret_keys
-        )
+        with contextlib.redirect_stdout(sys.stderr):
+            recording = record_program(
+                run,
+                project=spec.project,
+                stack=stack,
+                config=config,
+                secret_keys=secret_keys,
+                mocks=mocks,
+                program_dir=spec.directory,
+            )
     except Exception as error:
+        _raise_missing_references(mocks)
+        if isinstance(error, ProgramExited):
+            raise PlanError(
+                f"{spec.main} called sys.exit({error.code!r}) for stack {stack!r}: a Pulumi program must return "
+                "normally (an early exit registers only part of the stack), so nothing was checked"
+            ) from None
         raise PlanError(f"{spec.main} failed for stack {stack!r}: {type(error).__name__}: {error}") from error
+    _raise_missing_references(mocks)
     return Plan(
         project=spec.project,
         stack=stack,
-        resources=resources,
-        outputs=outputs,
-        secret_outputs=frozenset(secret_outputs),
+        resources=recording.resources,
+        outputs=recording.outputs,
+        secret_outputs=frozenset(recording.secret_outputs),
+        opaque=[r for r in recording.resources if r.urn in recording.remote_urns or is_multi_language(r.type)],
+        locations=recording.locations,
     )
+
+
+def is_multi_language(type_: str) -> bool:
+    """Component packages implemented in another language: under mocks they never register their children."""
+    return type_.split(":", 1)[0] in MULTI_LANGUAGE_PACKAGES
+
+
+MULTI_LANGUAGE_PACKAGES = frozenset({"awsx", "eks", "aws-apigateway", "aws-static-website", "aws-native-components"})
+
+
+def _raise_missing_references(mocks: _PlanMocks) -> None:
+    if mocks.missing_references:
+        name = mocks.missing_references[0]
+        given = ", ".join(sorted(mocks.stack_outputs)) or "none"
+        raise StackReferenceMissing(
+            f"the program reads pulumi.StackReference({name!r}), but its outputs were not given (given: {given}); "
+            f"pass --stack-outputs {name}=FILE with a JSON object of its outputs (`pulumi stack output --json "
+            f"--show-secrets`) or a `pulumi stack export --show-secrets` file"
+        )
+
+
+@dataclass
+class Recording:
+    resources: list[ResourceRecord]
+    outputs: dict[str, Any]
+    secret_outputs: list[str]
+    remote_urns: set[str]
+    locations: dict[str, SourceLocation]
+
+
+def record_program(
+    build: Callable[[], object],
+    *,
+    project: str,
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: Sequence[str],
+    mocks: _PlanMocks,
+    program_dir: Path | None = None,
+) -> Recording:
+    """Run `build` under recording mocks; return everything it registered and exported."""
+    monitor = _RecordingMonitor(mocks, program_dir)
+    reset_runtime()
+    _ensure_event_loop()
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+    _run_under_engine(build)
+    outputs, secret_outputs = _resolve_exports()
+    return Recording(list(monitor.recorded), outputs, secret_outputs, set(monitor.remote_urns), dict(monitor.locations))
 
 
 def record(
@@ -326,14 +571,19 @@ def record(
 ) -> tuple[list[ResourceRecord], dict[str, Any], list[str]]:
     """Run `build` under recording mocks; return the resources it registered, its exports and secret exports."""
     config = dict(config or {})
-    region = config.get("aws:region", DEFAULT_REGION)
-    monitor = _RecordingMonitor(_PlanMocks(region))
-    reset_runtime()
-    pulumi.runtime.set_mocks(_PlanMocks(region), project=project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, list(secret_keys))
-    _run_under_engine(build)
-    outputs, secret_outputs = _resolve_exports()
-    return list(monitor.recorded), outputs, secret_outputs
+    mocks = _PlanMocks(config.get("aws:region", DEFAULT_REGION))
+    recording = record_program(build, project=project, stack=stack, config=config, secret_keys=secret_keys, mocks=mocks)
+    return recording.resources, recording.outputs, recording.secret_outputs
+
+
+def _ensure_event_loop() -> None:
+    """Pulumi's mocks need a current event loop; a caller that ran `asyncio.run()` leaves none (or a closed one)."""
+    try:
+        if not asyncio.get_event_loop_policy().get_event_loop().is_closed():
+            return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def reset_runtime() -> None:

@@ -37,6 +37,10 @@ class ResourceRecord:
     """False for component resources (which have no cloud counterpart)."""
     outputs: Mapping[str, Any] = field(default_factory=dict)
     """Outputs where known (exports carry them; the mock plan echoes inputs plus mock ids)."""
+    dependencies: tuple[str, ...] = ()
+    """URNs the resource waits for (explicit `depends_on` and those its inputs come from), where known."""
+    custom_timeouts: Mapping[str, str] = field(default_factory=dict)
+    """`create`/`update`/`delete` timeouts the engine gives the provider, where set."""
 
 
 def is_secret(value: Any) -> bool:

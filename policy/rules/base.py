@@ -279,3 +279,178 @@ def parse_json_prop(props: Mapping[str, Any], key: str) -> Any:
     except json.JSONDecodeError as error:
         raise InvalidJson(f"{key} is not valid JSON ({error.msg} at position {error.pos})") from error
     return unknown_checking_proxy({key: parsed})[key]
+
+
+# --- Container definitions, read the way the AWS provider reads them ----------------------------------------
+
+Shape = Mapping[str, "Shape | None"]
+"""The fields of a JSON object the provider decodes into a struct: API (camelCase) name -> shape of the value.
+
+A nested shape means the value is that struct (or a list of it); None means a scalar, a list of scalars or a
+free-form map (`dockerLabels`, `options`), whose keys are data and are never folded."""
+
+_NAME_VALUE: Shape = {"name": None, "value": None}
+_SECRET: Shape = {"name": None, "valueFrom": None}
+CONTAINER_FIELDS: Shape = {
+    "name": None,
+    "image": None,
+    "repositoryCredentials": {"credentialsParameter": None},
+    "cpu": None,
+    "memory": None,
+    "memoryReservation": None,
+    "links": None,
+    "portMappings": {
+        "containerPort": None,
+        "hostPort": None,
+        "protocol": None,
+        "name": None,
+        "appProtocol": None,
+        "containerPortRange": None,
+    },
+    "essential": None,
+    "restartPolicy": {"enabled": None, "ignoredExitCodes": None, "restartAttemptPeriod": None},
+    "entryPoint": None,
+    "command": None,
+    "environment": _NAME_VALUE,
+    "environmentFiles": {"value": None, "type": None},
+    "mountPoints": {"sourceVolume": None, "containerPath": None, "readOnly": None},
+    "volumesFrom": {"sourceContainer": None, "readOnly": None},
+    "linuxParameters": {
+        "capabilities": {"add": None, "drop": None},
+        "devices": {"hostPath": None, "containerPath": None, "permissions": None},
+        "initProcessEnabled": None,
+        "sharedMemorySize": None,
+        "tmpfs": {"containerPath": None, "size": None, "mountOptions": None},
+        "maxSwap": None,
+        "swappiness": None,
+    },
+    "secrets": _SECRET,
+    "dependsOn": {"containerName": None, "condition": None},
+    "startTimeout": None,
+    "stopTimeout": None,
+    "versionConsistency": None,
+    "hostname": None,
+    "user": None,
+    "workingDirectory": None,
+    "disableNetworking": None,
+    "privileged": None,
+    "readonlyRootFilesystem": None,
+    "dnsServers": None,
+    "dnsSearchDomains": None,
+    "extraHosts": {"hostname": None, "ipAddress": None},
+    "dockerSecurityOptions": None,
+    "interactive": None,
+    "pseudoTerminal": None,
+    "dockerLabels": None,
+    "ulimits": {"name": None, "softLimit": None, "hardLimit": None},
+    "logConfiguration": {"logDriver": None, "options": None, "secretOptions": _SECRET},
+    "healthCheck": {"command": None, "interval": None, "timeout": None, "retries": None, "startPeriod": None},
+    "systemControls": {"namespace": None, "value": None},
+    "resourceRequirements": {"value": None, "type": None},
+    "firelensConfiguration": {"type": None, "options": None},
+    "credentialSpecs": None,
+}
+"""Every field of the ECS API's ContainerDefinition (and of the structs inside it) that the provider decodes."""
+
+# Go's case folding (encoding/json foldName) also maps these two non-ASCII runes onto ASCII letters.
+_NON_ASCII_FOLDS = str.maketrans({"\u017f": "s", "\u212a": "k"})
+
+
+def fold_key(key: str) -> str:
+    """A JSON key folded the way Go's encoding/json matches it to a struct field (case-insensitively)."""
+    return key.translate(_NON_ASCII_FOLDS).lower()
+
+
+class ApiObject(Mapping[str, Any]):
+    """A JSON object seen with its keys renamed to the API's camelCase field names, decoded as the provider does.
+
+    terraform-provider-aws (which pulumi-aws wraps) decodes `containerDefinitions` with Go's encoding/json into
+    the SDK's `ContainerDefinition` structs, whose field names are matched case-insensitively: `"Privileged"`,
+    `"PRIVILEGED"` and `"privileged"` all set the same field, unknown keys are dropped, a later duplicate key
+    replaces an earlier value, and duplicate objects merge. Values are read lazily from the source, so a preview
+    unknown raises `UnknownValueError` only when that field is read (as with the SDK's proxy).
+    """
+
+    def __init__(self, sources: Sequence[Mapping[str, Any]], shape: Shape) -> None:
+        self._sources = tuple(sources)
+        self._shape = shape
+        by_fold = {fold_key(name): name for name in shape}
+        self._keys: dict[str, list[tuple[int, str]]] = {}
+        for index, source in enumerate(self._sources):
+            for key in source:
+                name = by_fold.get(fold_key(str(key)))
+                if name is not None:
+                    self._keys.setdefault(name, []).append((index, key))
+
+    def __getitem__(self, name: str) -> Any:
+        places = self._keys[name]
+        values = [self._sources[index][key] for index, key in places]
+        return _decoded(values, self._shape[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"ApiObject({list(self._keys)})"
+
+
+class _ApiList(Sequence[Any]):
+    """A JSON array whose object items are read as `ApiObject`s of one shape."""
+
+    def __init__(self, items: Sequence[Any], shape: Shape) -> None:
+        self._items = items
+        self._shape = shape
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return _as_api(self._items[index], self._shape)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _as_api(value: Any, shape: Shape) -> Any:
+    if isinstance(value, Mapping):
+        return ApiObject([value], shape)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return _ApiList(value, shape)
+    return value
+
+
+def _decoded(values: Sequence[Any], shape: Shape | None) -> Any:
+    """The value Go ends up with after decoding each of `values` into the same field, in order."""
+    merged: list[Mapping[str, Any]] = []
+    last: Any = None
+    for value in values:
+        if isinstance(value, Mapping):
+            merged = [*merged, value] if isinstance(last, Mapping) else [value]
+        last = value
+    if isinstance(last, Mapping):
+        if shape is None:  # a free-form map: later keys win, keys kept as written
+            return {key: item for mapping in merged for key, item in mapping.items()}
+        return ApiObject(merged, shape)
+    return _as_api(last, shape) if shape is not None else last
+
+
+def container_definitions(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The containers of an `aws:ecs/taskDefinition` as the provider and ECS read them.
+
+    `containerDefinitions` is a JSON string input (an already decoded list is accepted too). Each container
+    comes back as a read-only mapping keyed by the ECS API's camelCase names (`user`, `privileged`,
+    `environment`, `linuxParameters.capabilities.add`, ...), nested objects included, whatever key casing the
+    program used. Every ECS rule reads containers through this function. Raises `InvalidJson` for text that is
+    not JSON; an absent input gives no containers.
+    """
+    parsed = parse_json_prop(props, "containerDefinitions")
+    return read_containers(parsed)
+
+
+def read_containers(value: Any) -> list[Mapping[str, Any]]:
+    """A list of container definitions (or a single one) read with `CONTAINER_FIELDS` (see `ApiObject`)."""
+    if value is None:
+        return []
+    return [_as_api(item, CONTAINER_FIELDS) if isinstance(item, Mapping) else item for item in as_list(value)]

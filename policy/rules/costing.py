@@ -21,7 +21,7 @@ import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -629,6 +629,7 @@ FREE_TYPES: Mapping[str, str] = {
         "built outside AWS; its storage is priced on the ECR repository",
     ),
     "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration": "basic scanning has no charge",
+    "aws:lambda/invocation:Invocation": "one call of its function per deploy that changes it, priced on the function",
     "pulumi:pulumi:Stack": "the stack itself",
 }
 FREE_PACKAGES: Mapping[str, str] = {
@@ -1194,6 +1195,9 @@ def _component_of(resource: Node, by_urn: Mapping[str, Node]) -> str | None:
     return parent.name if parent is not None else None
 
 
+OPAQUE_COMPONENT = Unpriced("a multi-language component: the resources it creates are not visible offline")
+
+
 def _price_one(resource: Node, ctx: Context) -> Outcome:
     try:
         pricer = PRICERS.get(resource.type)
@@ -1235,9 +1239,16 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def estimate(
-    resources: Sequence[ResourceLike], region: str | None = None, assumptions: Assumptions | None = None
+    resources: Sequence[ResourceLike],
+    region: str | None = None,
+    assumptions: Assumptions | None = None,
+    opaque: Collection[str] = (),
 ) -> CostEstimate:
-    """Price every resource of the graph for `region` (default: inferred from ARNs in the inputs, else us-east-1)."""
+    """Price every resource of the graph for `region` (default: inferred from ARNs in the inputs, else us-east-1).
+
+    `opaque` are URNs of components whose children the graph does not show (multi-language components run
+    offline): without a price of their own they are reported as not priced, never as free.
+    """
     nodes = [node(r) for r in resources]
     assumptions = assumptions or Assumptions()
     region = region or infer_region(nodes) or DEFAULT_REGION
@@ -1247,7 +1258,9 @@ def estimate(
     free: list[dict[str, str]] = []
     unpriced: list[dict[str, str]] = []
     for resource in nodes:
-        outcome = _price_one(resource, ctx)
+        outcome = (
+            OPAQUE_COMPONENT if resource.urn in opaque and resource.type not in PRICERS else _price_one(resource, ctx)
+        )
         identity = {"urn": resource.urn, "type": resource.type, "name": resource.name}
         if isinstance(outcome, Free):
             free.append({**identity, "reason": outcome.reason})

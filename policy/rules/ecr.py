@@ -9,6 +9,9 @@ from typing import Any
 from .base import LOW, MEDIUM, Resource, as_list, is_true, resource_policy
 
 REPOSITORY = "aws:ecr/repository:Repository"
+AWSX_REPOSITORY = "awsx:ecr:Repository"
+"""awsx's repository component: one resource under mocks, with the same repository inputs as aws.ecr.Repository."""
+REPOSITORY_TYPES = [REPOSITORY, AWSX_REPOSITORY]
 LIFECYCLE_POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 REGISTRY_SCANNING = "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"
 
@@ -32,6 +35,29 @@ def registry_scans(registry_configs: Sequence[Mapping[str, Any]], repository: st
     return False
 
 
+def tag_is_immutable(props: Mapping[str, Any], tag: str) -> bool:
+    """Whether the repository keeps `tag` from being overwritten, exclusion filters included.
+
+    IMMUTABLE_WITH_EXCLUSION leaves tags matching a filter mutable; MUTABLE_WITH_EXCLUSION makes them immutable
+    (ECR's filters are wildcards: `*` matches any characters).
+    """
+    mutability = str(props.get("imageTagMutability") or "MUTABLE").upper()
+    filters = [str(f.get("filter") or "") for f in as_list(props.get("imageTagMutabilityExclusionFilters"))]
+    excluded = any(fnmatch.fnmatchcase(tag, pattern) for pattern in filters if pattern)
+    if mutability == "IMMUTABLE":
+        return True
+    if mutability == "IMMUTABLE_WITH_EXCLUSION":
+        return not excluded
+    return mutability == "MUTABLE_WITH_EXCLUSION" and excluded
+
+
+def has_default_lifecycle_policy(repository_type: str, props: Mapping[str, Any]) -> bool:
+    """awsx repositories get a lifecycle policy (untagged images expire after a day) unless told to skip it."""
+    lifecycle = props.get("lifecyclePolicy")
+    skipped = isinstance(lifecycle, Mapping) and is_true(lifecycle.get("skip"))
+    return repository_type == AWSX_REPOSITORY and not skipped
+
+
 def check_tag_immutability(resource: Resource) -> Iterator[str]:
     mutability = str(resource.props.get("imageTagMutability") or "MUTABLE").upper()
     if not mutability.startswith("IMMUTABLE"):
@@ -49,7 +75,7 @@ POLICIES = [
     resource_policy(
         name="aws-ecr-repository-enable-immutable-tags",
         description="ECR repositories should make image tags immutable.",
-        resource_types=[REPOSITORY],
+        resource_types=REPOSITORY_TYPES,
         check=check_tag_immutability,
         severity=MEDIUM,
         fsbp="ECR.2",
@@ -58,7 +84,7 @@ POLICIES = [
     resource_policy(
         name="aws-ecr-repository-use-customer-managed-key",
         description="ECR repositories should be encrypted with a customer-managed KMS key.",
-        resource_types=[REPOSITORY],
+        resource_types=REPOSITORY_TYPES,
         check=check_customer_managed_key,
         severity=LOW,
         fsbp="ECR.5",

@@ -24,7 +24,11 @@ REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 
 
 def check_at_rest_encryption(resource: Resource) -> Iterator[str]:
-    if not is_true(resource.props.get("atRestEncryptionEnabled")):
+    setting = resource.props.get("atRestEncryptionEnabled")
+    # CreateReplicationGroup: AtRestEncryptionEnabled defaults to true for Valkey, false for Redis OSS.
+    if setting is None and str(resource.props.get("engine") or "").lower() == "valkey":
+        return
+    if not is_true(setting):
         yield "atRestEncryptionEnabled is not true"
 
 
@@ -69,10 +73,11 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-elasticache-replicationgroup-enable-transit-encryption",
-        description="ElastiCache replication groups should encrypt data in transit.",
+        description="ElastiCache replication groups must encrypt data in transit (Redis/Valkey without TLS).",
         resource_types=[REPLICATION_GROUP],
         check=check_transit_encryption,
         severity=HIGH,
+        level=MANDATORY,
         fsbp="ElastiCache.5",
         remediation="Set `transitEncryptionEnabled: true` and connect with TLS (`rediss://`).",
     ),

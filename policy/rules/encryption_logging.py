@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import secrets
 from .base import (
     CRITICAL,
     HIGH,
@@ -23,7 +24,7 @@ from .base import (
     resource_policy,
     string_list,
 )
-from .secrets import SECRET_CONFIG, SecretDetector, secret_message
+from .secrets import SECRET_CONFIG
 
 KMS_KEY = "aws:kms/key:Key"
 QUEUE = "aws:sqs/queue:Queue"
@@ -35,10 +36,6 @@ LAMBDA_FUNCTION = "aws:lambda/function:Function"
 BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
-ENCRYPTION_CONFIG_TYPES = (
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
-)
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
@@ -53,12 +50,12 @@ def check_key_rotation(resource: Resource) -> Iterator[str]:
 
 
 def check_queue_encryption(resource: Resource) -> Iterator[str]:
-    if resource.props.get("kmsMasterKeyId") or is_true(resource.props.get("sqsManagedSseEnabled")):
+    # Since October 2022 SQS encrypts new queues with SSE-SQS unless told otherwise (SQS Developer Guide,
+    # "Encryption at rest"), so only an explicit `sqsManagedSseEnabled: false` without a KMS key is unencrypted.
+    if resource.props.get("kmsMasterKeyId"):
         return
     if is_false(resource.props.get("sqsManagedSseEnabled")):
         yield "sqsManagedSseEnabled is false and no kmsMasterKeyId is set, so messages are stored unencrypted"
-    else:
-        yield "neither kmsMasterKeyId nor sqsManagedSseEnabled is set; choose the queue's encryption explicitly"
 
 
 def check_topic_encryption(resource: Resource) -> Iterator[str]:
@@ -84,16 +81,7 @@ def check_log_group_key(resource: Resource) -> Iterator[str]:
 
 
 def check_codebuild_secrets(resource: Resource) -> Iterator[str]:
-    detector = SecretDetector.from_config(resource.config)
-    environment = resource.props.get("environment")
-    variables = as_list(environment.get("environmentVariables")) if isinstance(environment, Mapping) else []
-    for variable in variables:
-        if str(variable.get("type") or "PLAINTEXT").upper() != "PLAINTEXT":
-            continue
-        reason = detector.reason(variable.get("name"), variable.get("value"))
-        if reason:
-            fix = "use type SECRETS_MANAGER or PARAMETER_STORE"
-            yield secret_message("CodeBuild", variable.get("name"), reason, fix)
+    yield from secrets.codebuild_messages(resource.props, resource.config)
 
 
 def check_codebuild_privileged(resource: Resource) -> Iterator[str]:
@@ -106,14 +94,7 @@ def check_codebuild_privileged(resource: Resource) -> Iterator[str]:
 
 
 def check_lambda_secrets(resource: Resource) -> Iterator[str]:
-    detector = SecretDetector.from_config(resource.config)
-    environment = resource.props.get("environment")
-    variables = environment.get("variables") if isinstance(environment, Mapping) else None
-    for name, value in variables.items() if isinstance(variables, Mapping) else []:
-        reason = detector.reason(name, value)
-        if reason:
-            fix = "read it at runtime from Secrets Manager or SSM Parameter Store"
-            yield secret_message("Lambda", name, reason, fix)
+    yield from secrets.lambda_messages(resource.props, resource.config)
 
 
 # --- S3 (the stack policies in stack.py use these) --------------------------------------------------------
@@ -158,7 +139,8 @@ POLICIES = [
         severity=MEDIUM,
         level=MANDATORY,
         fsbp="SQS.1",
-        remediation="Set `sqsManagedSseEnabled: true`, or `kmsMasterKeyId` for a customer-managed key.",
+        remediation="Remove `sqsManagedSseEnabled: false` (new queues use SSE-SQS by default), or set `kmsMasterKeyId` "
+        "for a customer-managed key.",
     ),
     resource_policy(
         name="aws-sns-topic-enable-encryption",
@@ -190,7 +172,7 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-codebuild-project-disallow-plaintext-secrets",
-        description="CodeBuild project environment variables must not hold plaintext secrets.",
+        description="CodeBuild project environment variables and inline buildspecs must not hold plaintext secrets.",
         resource_types=[CODEBUILD_PROJECT],
         check=check_codebuild_secrets,
         severity=CRITICAL,

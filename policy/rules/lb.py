@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 
 from .base import (
@@ -20,14 +21,18 @@ from .base import (
 LOAD_BALANCER_TYPES = ["aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer"]
 LISTENER_TYPES = ["aws:lb/listener:Listener", "aws:alb/listener:Listener"]
 
-SECURE_TLS_POLICIES = [
-    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
-    "ELBSecurityPolicy-TLS13-1-3-2021-06",
-    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
-]
+# ELB names a policy after the lowest TLS version it accepts: `TLS13-1-2-...` (TLS 1.3 with 1.2 as minimum),
+# `TLS-1-2-...`, `FS-1-2-...`. Names without a version (`ELBSecurityPolicy-2016-08`, `-FS-2018-06`, `-2015-05`)
+# accept TLS 1.0 (ELB User Guide, "Security policies for your Application Load Balancer").
+TLS_MINIMUM_IN_NAME = re.compile(r"^ELBSecurityPolicy-(?:TLS13-|TLS-|FS-)1-(\d)(?:-|$)")
+SECURE_MINIMUM_MINOR = 2
+RECOMMENDED_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+
+
+def minimum_tls_minor(policy: str) -> int | None:
+    """The minor version of the lowest TLS 1.x the ELB security policy accepts (None: TLS 1.0 or unknown)."""
+    match = TLS_MINIMUM_IN_NAME.match(policy.strip())
+    return int(match.group(1)) if match else None
 
 
 def _is_application(resource: Resource) -> bool:
@@ -76,11 +81,16 @@ def check_http_redirect(resource: Resource) -> Iterator[str]:
 def check_tls_policy(resource: Resource) -> Iterator[str]:
     if str(resource.props.get("protocol") or "").upper() not in ("HTTPS", "TLS"):
         return
-    policy = resource.props.get("sslPolicy")
-    allowed = [str(p) for p in resource.config.get("allowedSslPolicies", [])]
-    if policy not in allowed:
-        shown = policy if policy else "the provider default (ELBSecurityPolicy-2016-08, which allows TLS 1.0)"
-        yield f"sslPolicy is {shown}; allowed: {allowed}"
+    policy = str(resource.props.get("sslPolicy") or "")
+    if policy in [str(p) for p in resource.config.get("allowedSslPolicies", [])]:
+        return
+    if not policy:
+        yield "sslPolicy is not set, so the listener uses ELBSecurityPolicy-2016-08, which accepts TLS 1.0 and 1.1"
+        return
+    minor = minimum_tls_minor(policy)
+    if minor is None or minor < SECURE_MINIMUM_MINOR:
+        accepted = f"TLS 1.{minor}" if minor is not None else "TLS 1.0"
+        yield f"sslPolicy is {policy}, which accepts {accepted}; use a TLS 1.2+ policy such as " + RECOMMENDED_POLICY
 
 
 POLICIES = [
@@ -104,11 +114,12 @@ POLICIES = [
         config=option(
             {
                 "allowedSslPolicies": string_list(
-                    "Security policies accepted on HTTPS/TLS listeners.", SECURE_TLS_POLICIES
+                    "Security policies accepted besides every TLS 1.2+ ELB policy (e.g. a legacy one you accept).", []
                 )
             }
         ),
-        remediation="Set `sslPolicy` to `ELBSecurityPolicy-TLS13-1-2-Res-2021-06` (or another allowed policy).",
+        remediation="Set `sslPolicy` to a TLS 1.2+ policy such as `ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09` or "
+        "`ELBSecurityPolicy-TLS13-1-2-2021-06`.",
     ),
     resource_policy(
         name="aws-lb-loadbalancer-drop-invalid-header-fields",

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .base import HIGH, Resource, as_list, as_number, option, resource_policy
+from .base import HIGH, MANDATORY, Resource, as_list, as_number, option, resource_policy
 
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
@@ -103,6 +103,7 @@ POLICIES = [
         resource_types=INGRESS_TYPES,
         check=check_public_ingress,
         severity=HIGH,
+        level=MANDATORY,
         fsbp="EC2.18",
         config=option(dict(PUBLIC_PORTS_OPTION)),
         remediation="Restrict the rule's source to a security group or a known CIDR; expose services only "

@@ -1,9 +1,14 @@
-"""RDS: DB instances and parameter groups (PostgreSQL-first, engine-aware where it matters)."""
+"""RDS: DB instances, Aurora / Multi-AZ DB clusters and their instances, and parameter groups.
+
+Each rule names the resource types the setting exists on: storage, backups, logs, IAM auth and deletion
+protection belong to the cluster in Aurora; public access, monitoring and minor upgrades to its instances.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .base import (
     CRITICAL,
@@ -24,7 +29,10 @@ from .base import (
 )
 
 INSTANCE = "aws:rds/instance:Instance"
+CLUSTER = "aws:rds/cluster:Cluster"
+CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+CLUSTER_PARAMETER_GROUP = "aws:rds/clusterParameterGroup:ClusterParameterGroup"
 
 # PostgreSQL 15 and later default rds.force_ssl to 1; older families default to 0.
 FORCE_SSL_DEFAULT_FROM = 15
@@ -32,15 +40,33 @@ LOG_EXPORTS = {"postgres": "postgresql", "mysql": "error", "mariadb": "error"}
 
 
 def _engine(resource: Resource) -> str:
-    return str(resource.props.get("engine") or "").lower()
+    """The engine family: Aurora's `aurora-postgresql` reads as `postgresql`, `aurora` (MySQL 5.6) as `mysql`."""
+    engine = str(resource.props.get("engine") or "").lower()
+    return "mysql" if engine == "aurora" else engine.removeprefix("aurora-")
+
+
+def _is_multi_az_db_cluster(props: Mapping[str, Any]) -> bool:
+    return props.get("dbClusterInstanceClass") is not None
+
+
+def _defaults_to_public(props: Mapping[str, Any]) -> bool:
+    """Multi-AZ DB clusters default to public without a (non-default) subnet group (pulumi-aws rds.Cluster docs)."""
+    subnet_group = str(props.get("dbSubnetGroupName") or "default")
+    return _is_multi_az_db_cluster(props) and props.get("publiclyAccessible") is None and subnet_group == "default"
 
 
 def check_public_access(resource: Resource) -> Iterator[str]:
-    if is_true(resource.props.get("publiclyAccessible")):
-        yield "publiclyAccessible is true, so the instance gets a public endpoint"
+    props = resource.props
+    if is_true(props.get("publiclyAccessible")):
+        yield "publiclyAccessible is true, so the database gets a public endpoint"
+    elif resource.type == CLUSTER and _defaults_to_public(props):
+        yield "publiclyAccessible is not set and no DB subnet group is given, so the cluster defaults to public"
 
 
 def check_storage_encryption(resource: Resource) -> Iterator[str]:
+    # Aurora Serverless v1 clusters are always encrypted; everything else defaults to unencrypted.
+    if resource.type == CLUSTER and str(resource.props.get("engineMode") or "").lower() == "serverless":
+        return
     if not is_true(resource.props.get("storageEncrypted")):
         yield "storageEncrypted is not true"
 
@@ -95,18 +121,29 @@ def check_copy_tags(resource: Resource) -> Iterator[str]:
         yield "copyTagsToSnapshot is not true"
 
 
+# Databases created from another one take its credentials (snapshots, replicas, global secondaries, restores).
+INHERITED_CREDENTIALS = (
+    "snapshotIdentifier",
+    "replicateSourceDb",
+    "replicationSourceIdentifier",
+    "restoreToPointInTime",
+    "globalClusterIdentifier",
+)
+
+
 def check_managed_password(resource: Resource) -> Iterator[str]:
     props = resource.props
-    restored = props.get("snapshotIdentifier") is not None or props.get("replicateSourceDb") is not None
-    if props.get("password") is not None:
-        yield "the master password is set as a literal `password` input and is stored in the Pulumi state"
+    password_input = "masterPassword" if resource.type == CLUSTER else "password"
+    restored = any(props.get(key) is not None for key in INHERITED_CREDENTIALS)
+    if props.get(password_input) is not None:
+        yield (f"the master password is set as a literal `{password_input}` input and is stored in the Pulumi state")
     elif not restored and not is_true(props.get("manageMasterUserPassword")):
         yield "manageMasterUserPassword is not true"
 
 
 def check_force_ssl(resource: Resource) -> Iterator[str]:
     family = str(resource.props.get("family") or "").lower()
-    match = re.match(r"postgres(\d+)", family)
+    match = re.match(r"(aurora-)?postgres(?:ql)?(\d+)", family)
     if not match:
         return
     for parameter in as_list(resource.props.get("parameters")):
@@ -114,15 +151,17 @@ def check_force_ssl(resource: Resource) -> Iterator[str]:
             if str(parameter.get("value")).strip() != "1":
                 yield f"rds.force_ssl is '{parameter.get('value')}', so clients may connect without TLS"
             return
-    if int(match.group(1)) < FORCE_SSL_DEFAULT_FROM:
+    # Aurora PostgreSQL's default cluster parameter groups keep rds.force_ssl at 0 (AWS re:Post
+    # aurora-postgresql-ssl-certificates); RDS for PostgreSQL turns it on from version 15.
+    if match.group(1) or int(match.group(2)) < FORCE_SSL_DEFAULT_FROM:
         yield f"rds.force_ssl is not set and defaults to 0 in {family}"
 
 
 POLICIES = [
     resource_policy(
         name="aws-rds-instance-disallow-public-access",
-        description="RDS instances must not be publicly accessible.",
-        resource_types=[INSTANCE],
+        description="RDS instances, Aurora cluster instances and Multi-AZ DB clusters must not be publicly accessible.",
+        resource_types=[INSTANCE, CLUSTER, CLUSTER_INSTANCE],
         check=check_public_access,
         severity=CRITICAL,
         level=MANDATORY,
@@ -131,8 +170,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-enable-storage-encryption",
-        description="RDS instances must encrypt their storage at rest.",
-        resource_types=[INSTANCE],
+        description="RDS instances and clusters must encrypt their storage at rest.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_storage_encryption,
         severity=HIGH,
         level=MANDATORY,
@@ -152,8 +191,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-enable-deletion-protection",
-        description="RDS instances in production stacks should have deletion protection.",
-        resource_types=[INSTANCE],
+        description="RDS instances and clusters in production stacks should have deletion protection.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_deletion_protection,
         severity=LOW,
         fsbp="RDS.8",
@@ -162,8 +201,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-enable-enhanced-monitoring",
-        description="RDS instances should have enhanced monitoring enabled.",
-        resource_types=[INSTANCE],
+        description="RDS instances and Aurora cluster instances should have enhanced monitoring enabled.",
+        resource_types=[INSTANCE, CLUSTER_INSTANCE],
         check=check_enhanced_monitoring,
         severity=LOW,
         fsbp="RDS.6",
@@ -171,8 +210,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-export-logs",
-        description="RDS instances should export their database logs to CloudWatch Logs.",
-        resource_types=[INSTANCE],
+        description="RDS instances and clusters should export their database logs to CloudWatch Logs.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_log_exports,
         severity=MEDIUM,
         fsbp="RDS.9",
@@ -180,8 +219,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-enable-iam-authentication",
-        description="RDS instances should allow IAM database authentication.",
-        resource_types=[INSTANCE],
+        description="RDS instances and clusters should allow IAM database authentication.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_iam_authentication,
         severity=MEDIUM,
         fsbp="RDS.10",
@@ -189,8 +228,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-configure-backup-retention",
-        description="RDS instances should keep automated backups for a minimum number of days.",
-        resource_types=[INSTANCE],
+        description="RDS instances and clusters should keep automated backups for a minimum number of days.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_backup_retention,
         severity=MEDIUM,
         fsbp="RDS.11",
@@ -199,8 +238,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-enable-auto-minor-version-upgrade",
-        description="RDS instances should apply minor engine upgrades automatically.",
-        resource_types=[INSTANCE],
+        description="RDS instances, clusters and cluster instances should apply minor engine upgrades automatically.",
+        resource_types=[INSTANCE, CLUSTER, CLUSTER_INSTANCE],
         check=check_minor_version_upgrade,
         severity=HIGH,
         fsbp="RDS.13",
@@ -208,8 +247,8 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-enable-copy-tags-to-snapshot",
-        description="RDS instances should copy their tags to snapshots.",
-        resource_types=[INSTANCE],
+        description="RDS instances and clusters should copy their tags to snapshots.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_copy_tags,
         severity=LOW,
         fsbp="RDS.17",
@@ -217,17 +256,17 @@ POLICIES = [
     ),
     resource_policy(
         name="aws-rds-instance-use-managed-master-password",
-        description="RDS instance master passwords should be generated and kept by Secrets Manager.",
-        resource_types=[INSTANCE],
+        description="RDS instance and cluster master passwords should be generated and kept by Secrets Manager.",
+        resource_types=[INSTANCE, CLUSTER],
         check=check_managed_password,
         severity=HIGH,
-        remediation="Remove `password` and set `manageMasterUserPassword: true`; read the credentials from the "
+        remediation="Remove `password` (`masterPassword` on clusters) and set `manageMasterUserPassword: true`; read the credentials from the "
         "`masterUserSecrets` secret.",
     ),
     resource_policy(
         name="aws-rds-parametergroup-enforce-ssl",
-        description="RDS PostgreSQL parameter groups should require TLS connections.",
-        resource_types=[PARAMETER_GROUP],
+        description="RDS and Aurora PostgreSQL parameter groups should require TLS connections.",
+        resource_types=[PARAMETER_GROUP, CLUSTER_PARAMETER_GROUP],
         check=check_force_ssl,
         severity=MEDIUM,
         fsbp="RDS.38",

@@ -17,7 +17,6 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 from . import ecr, ecs, efs, encryption_logging, lb, network
 from .base import (
     HIGH,
-    LOW,
     MANDATORY,
     MEDIUM,
     InvalidJson,
@@ -34,6 +33,13 @@ from .base import (
 from .images import parse_image
 
 AWSX_VPC = "awsx:ec2:Vpc"
+IMMUTABLE_REPOSITORIES_OPTION = {
+    "immutableRepositories": string_list(
+        "Image prefixes of repositories with immutable tags managed outside this stack "
+        "(e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com/shared/`).",
+        [],
+    )
+}
 SUBNET = "aws:ec2/subnet:Subnet"
 
 
@@ -105,7 +111,7 @@ def check_repository_scanning(stack: Stack) -> Iterator[StackFinding]:
         if not ecr.scans_on_push(repository.props) and not ecr.registry_scans(registry_configs, name):
             yield f"repository '{name}' has scanOnPush off and no registry scanning rule covers it", repository.urn
 
-    yield from per_item(stack.of_type(ecr.REPOSITORY), check)
+    yield from per_item(stack.of_type(*ecr.REPOSITORY_TYPES), check)
 
 
 def check_repository_lifecycle(stack: Stack) -> Iterator[StackFinding]:
@@ -113,38 +119,96 @@ def check_repository_lifecycle(stack: Stack) -> Iterator[StackFinding]:
     links = Links(repositories, ("name", "id"), referenced_values(stack.of_type(ecr.LIFECYCLE_POLICY), "repository"))
 
     def check(repository: PolicyResource) -> Iterator[StackFinding]:
+        if ecr.has_default_lifecycle_policy(repository.resource_type, repository.props):
+            return
         if not links.is_referenced(repository):
             yield f"repository '{_label(repository, 'name')}' has no lifecycle policy", repository.urn
 
-    yield from per_item(repositories, check)
+    yield from per_item(stack.of_type(*ecr.REPOSITORY_TYPES), check)
+
+
+def stack_images(stack: Stack) -> Iterator[tuple[PolicyResource, str, str]]:
+    """(resource, container name, image) for every container of the stack's task definitions and awsx
+    components. Invalid JSON is reported by the ECS policies; an unknown image or definition is raised again
+    after the others are yielded, so the policy is reported as not fully checked (`per_item`)."""
+
+    def containers(resource: PolicyResource) -> Iterator[tuple[PolicyResource, str, str]]:
+        try:
+            named = ecs.containers_of(resource.resource_type, resource.props, resource.name)
+        except InvalidJson:
+            return
+        for name, container in named:
+            image = container.get("image")
+            if not image and resource.resource_type != ecs.TASK_DEFINITION:
+                raise cannot_tell(resource, f"{name}.image")  # an awsx input computed from an unknown output
+            if image:
+                yield resource, name, str(image)
+
+    yield from per_item(stack.of_type(*ecs.TASK_DEFINITION_TYPES), containers)
 
 
 def check_images_from_scanned_repositories(stack: Stack) -> Iterator[StackFinding]:
     registry_configs = [r.props for r in stack.of_type(ecr.REGISTRY_SCANNING)]
     scanned: set[str] = set()
-    for repository in stack.of_type(ecr.REPOSITORY):
+    for repository in stack.of_type(*ecr.REPOSITORY_TYPES):
         name = _label(repository, "name")
         if ecr.scans_on_push(repository.props) or ecr.registry_scans(registry_configs, name):
             scanned.add(name)
     allowed = [str(p) for p in stack.config.get("allowedRepositories", [])]
 
-    def check(task_definition: PolicyResource) -> Iterator[StackFinding]:
-        try:
-            containers = ecs.container_definitions(task_definition.props)
-        except InvalidJson:
-            return  # the task-definition policies report it
-        for container in containers:
-            image = str(container.get("image") or "")
-            ref = parse_image(image)
-            if (ref.ecr_account and ref.repository in scanned) or any(image.startswith(p) for p in allowed):
-                continue
-            yield (
-                f"container '{container.get('name')}' image '{image}' is not from a scanned ECR repository of "
-                "this stack nor from allowedRepositories",
-                task_definition.urn,
-            )
+    for resource, name, image in stack_images(stack):
+        ref = parse_image(image)
+        if (ref.ecr_account and ref.repository in scanned) or any(image.startswith(p) for p in allowed):
+            continue
+        yield (
+            f"container '{name}' image '{image}' is not from a scanned ECR repository of this stack nor from "
+            "allowedRepositories",
+            resource.urn,
+        )
 
-    yield from per_item(stack.of_type(ecs.TASK_DEFINITION), check)
+
+def mutable_tag_problem(image: str, repositories: Sequence[PolicyResource], immutable_prefixes: list[str]) -> str:
+    """Why `image` can change under the same reference, or "" when it cannot (a digest, or a tag that an
+    IMMUTABLE repository of the stack or a configured immutable repository keeps). `latest` and a missing tag
+    are reported by aws-ecs-taskdefinition-disallow-latest-tag."""
+    ref = parse_image(image)
+    if ref.digest or ref.uses_latest or ref.tag is None:
+        return ""
+    if any(image.startswith(prefix) for prefix in immutable_prefixes):
+        return ""
+    for repository in repositories:
+        if ref.ecr_account and _label(repository, "name") == ref.repository:
+            if ecr.tag_is_immutable(repository.props, ref.tag):
+                return ""
+            return f"uses tag '{ref.tag}', which repository '{ref.repository}' of this stack lets anyone overwrite"
+    return f"uses tag '{ref.tag}', which is not a digest nor a tag of an IMMUTABLE repository of this stack"
+
+
+def check_container_image_tags(stack: Stack) -> Iterator[StackFinding]:
+    repositories = stack.of_type(*ecr.REPOSITORY_TYPES)
+    prefixes = [str(p) for p in stack.config.get("immutableRepositories", [])]
+    for resource, name, image in stack_images(stack):
+        problem = mutable_tag_problem(image, repositories, prefixes)
+        if problem:
+            yield f"container '{name}' image '{image}' {problem}", resource.urn
+
+
+def check_function_image_tags(stack: Stack) -> Iterator[StackFinding]:
+    repositories = stack.of_type(*ecr.REPOSITORY_TYPES)
+    prefixes = [str(p) for p in stack.config.get("immutableRepositories", [])]
+
+    def check(function: PolicyResource) -> Iterator[StackFinding]:
+        image = function.props.get("imageUri")
+        if not image:
+            return
+        ref = parse_image(str(image))
+        problem = mutable_tag_problem(str(image), repositories, prefixes)
+        if ref.digest is None and (ref.uses_latest or ref.tag is None):
+            problem = "uses the mutable 'latest' tag"
+        if problem:
+            yield f"function '{_label(function, 'name')}' image '{image}' {problem}", function.urn
+
+    yield from per_item(stack.of_type(encryption_logging.LAMBDA_FUNCTION), check)
 
 
 # --- EFS --------------------------------------------------------------------------------------------------
@@ -225,26 +289,23 @@ def _buckets_without(stack: Stack, links: Links, problem: str) -> Iterator[Stack
 
 
 def check_public_access_block(stack: Stack) -> Iterator[StackFinding]:
+    # Since April 2023 S3 turns all four Block Public Access settings on for every new bucket, so a bucket with
+    # no block resource is not public (S3 User Guide, "Blocking public access"). A block resource replaces the
+    # whole configuration, and the provider sends false for every flag it omits: that turns protection off.
     account_blocks = stack.of_type(encryption_logging.ACCOUNT_PUBLIC_ACCESS_BLOCK)
     if any(encryption_logging.blocks_public_access(b.props) for b in account_blocks):
-        return
-    blocks = [
-        b
-        for b in stack.of_type(encryption_logging.PUBLIC_ACCESS_BLOCK)
-        if encryption_logging.blocks_public_access(b.props)
-    ]
-    buckets = stack.of_type(*encryption_logging.BUCKET_TYPES)
-    links = Links(buckets, ("bucket", "id"), referenced_values(blocks, "bucket"))
-    yield from _buckets_without(stack, links, "has no public access block with all four settings true")
+        return  # S3 applies the most restrictive of the account and bucket settings
 
+    def check(block: PolicyResource) -> Iterator[StackFinding]:
+        off = [flag for flag in encryption_logging.PUBLIC_ACCESS_FLAGS if not is_true(block.props.get(flag))]
+        if off:
+            yield (
+                f"the public access block of bucket '{_label(block, 'bucket')}' turns off {', '.join(off)}, so "
+                "ACLs or a bucket policy can make the bucket public",
+                block.urn,
+            )
 
-def check_bucket_encryption(stack: Stack) -> Iterator[StackFinding]:
-    buckets = stack.of_type(*encryption_logging.BUCKET_TYPES)
-    configured, any_unknown = referenced_values(stack.of_type(*encryption_logging.ENCRYPTION_CONFIG_TYPES), "bucket")
-    # Legacy buckets may still declare encryption inline.
-    inline = {str(b.props.get("bucket") or b.name) for b in buckets if b.props.get("serverSideEncryptionConfiguration")}
-    links = Links(buckets, ("bucket", "id"), (configured | inline, any_unknown))
-    yield from _buckets_without(stack, links, "has no server-side encryption configuration")
+    yield from per_item(stack.of_type(encryption_logging.PUBLIC_ACCESS_BLOCK), check)
 
 
 def _denies_insecure_transport(policy: PolicyResource) -> bool:
@@ -304,6 +365,26 @@ POLICIES = [
         "scanned elsewhere in `allowedRepositories`.",
     ),
     stack_policy(
+        name="aws-ecs-taskdefinition-disallow-mutable-image-tags",
+        description="ECS container images must be pinned by digest or by a tag of an immutable repository.",
+        check=check_container_image_tags,
+        severity=HIGH,
+        level=MANDATORY,
+        config=option(dict(IMMUTABLE_REPOSITORIES_OPTION)),
+        remediation="Deploy by digest (`repo@sha256:...`), or push to an ECR repository of the stack with "
+        "`imageTagMutability: IMMUTABLE`; list immutable repositories of other stacks in `immutableRepositories`.",
+    ),
+    stack_policy(
+        name="aws-lambda-function-disallow-mutable-image-tags",
+        description="Lambda container images must be pinned by digest or by a tag of an immutable repository.",
+        check=check_function_image_tags,
+        severity=HIGH,
+        level=MANDATORY,
+        config=option(dict(IMMUTABLE_REPOSITORIES_OPTION)),
+        remediation="Set `imageUri` to `repo@sha256:...`, or to a tag of an ECR repository with "
+        "`imageTagMutability: IMMUTABLE`; list immutable repositories of other stacks in `immutableRepositories`.",
+    ),
+    stack_policy(
         name="aws-efs-filesystem-configure-backup-policy",
         description="EFS file systems should have automatic backups enabled.",
         check=check_file_system_backups,
@@ -332,18 +413,13 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-s3-bucket-configure-public-access-block",
-        description="S3 buckets should block all public access.",
+        description="S3 buckets must not turn off any Block Public Access setting.",
         check=check_public_access_block,
         severity=HIGH,
+        level=MANDATORY,
         fsbp="S3.8",
-        remediation="Add an `aws.s3.BucketPublicAccessBlock` with all four settings true (or an account-level block).",
-    ),
-    stack_policy(
-        name="aws-s3-bucket-configure-encryption",
-        description="S3 buckets should declare their server-side encryption.",
-        check=check_bucket_encryption,
-        severity=LOW,
-        remediation="Add an `aws.s3.BucketServerSideEncryptionConfiguration` (aws:kms with a bucket key, or AES256).",
+        remediation="Set all four settings of the `aws.s3.BucketPublicAccessBlock` to true (or drop the resource: "
+        "new buckets block public access by default); serve public content through CloudFront.",
     ),
     stack_policy(
         name="aws-s3-bucket-enforce-tls",

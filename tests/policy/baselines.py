@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 ACCOUNT = "123456789012"
-ECR_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/app:1.4.2"
+DIGEST = "sha256:" + "3f" * 32
+ECR_IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/app:1.4.2@{DIGEST}"
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
@@ -28,6 +29,16 @@ TOPIC = "aws:sns/topic:Topic"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 CODEBUILD = "aws:codebuild/project:Project"
 LAMBDA = "aws:lambda/function:Function"
+DB_CLUSTER = "aws:rds/cluster:Cluster"
+DB_CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+CLUSTER_PARAMETER_GROUP = "aws:rds/clusterParameterGroup:ClusterParameterGroup"
+BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_ACL = "aws:s3/bucketAcl:BucketAcl"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+AWSX_FARGATE_SERVICE = "awsx:ecs:FargateService"
+AWSX_TASK_DEFINITION = "awsx:ecs:FargateTaskDefinition"
+AWSX_REPOSITORY = "awsx:ecr:Repository"
+VPC_ENDPOINT_ID = "vpce-0a1b2c3d"
 
 
 def container(**overrides: Any) -> dict[str, Any]:
@@ -49,6 +60,11 @@ def container(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
+
+
+def bucket_policy(*statements: dict[str, Any]) -> str:
+    """A bucket policy document (JSON text, as programs pass it) with the given statements."""
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
 def task_definition(*containers: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -147,6 +163,60 @@ BASELINES: dict[str, dict[str, Any]] = {
         },
     },
     LAMBDA: {"environment": {"variables": {"LOG_LEVEL": "info", "DB_SECRET_ARN": "arn:aws:secretsmanager:x"}}},
+    DB_CLUSTER: {
+        "engine": "aurora-postgresql",
+        "storageEncrypted": True,
+        "deletionProtection": True,
+        "enabledCloudwatchLogsExports": ["postgresql"],
+        "iamDatabaseAuthenticationEnabled": True,
+        "backupRetentionPeriod": 7,
+        "copyTagsToSnapshot": True,
+        "manageMasterUserPassword": True,
+        "dbSubnetGroupName": "db-private",
+    },
+    DB_CLUSTER_INSTANCE: {
+        "clusterIdentifier": "orders",
+        "engine": "aurora-postgresql",
+        "instanceClass": "db.r6g.large",
+        "publiclyAccessible": False,
+        "monitoringInterval": 60,
+        "autoMinorVersionUpgrade": True,
+    },
+    CLUSTER_PARAMETER_GROUP: {"family": "aurora-postgresql16", "parameters": [{"name": "rds.force_ssl", "value": "1"}]},
+    BUCKET_ACL: {"bucket": "assets", "acl": "private"},
+    BUCKET_POLICY: {
+        "bucket": "assets",
+        "policy": bucket_policy(
+            {
+                "Sid": "FromOurEndpointOnly",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::assets/*",
+                "Condition": {"StringEquals": {"aws:SourceVpce": VPC_ENDPOINT_ID}},
+            },
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ),
+    },
+    AWSX_FARGATE_SERVICE: {
+        "cluster": f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/apps",
+        "networkConfiguration": {"subnets": ["subnet-a"], "securityGroups": ["sg-app"], "assignPublicIp": False},
+        "taskDefinitionArgs": {"container": container()},
+    },
+    AWSX_TASK_DEFINITION: {"containers": {"app": container(), "proxy": container(name="proxy")}},
+    AWSX_REPOSITORY: {
+        "name": "app-x",
+        "imageTagMutability": "IMMUTABLE",
+        "imageScanningConfiguration": {"scanOnPush": True},
+        "encryptionConfigurations": [{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:key/k"}],
+    },
 }
 
 

@@ -36,15 +36,10 @@ def test_minimum_retention_days() -> None:
 
 
 def test_allowed_tls_policies() -> None:
-    listener = with_props(b.LISTENER, sslPolicy="ELBSecurityPolicy-FS-1-2-Res-2020-10")
+    listener = with_props(b.LISTENER, sslPolicy="ELBSecurityPolicy-2016-08")
     name = "aws-lb-listener-use-secure-tls-policy"
     assert run_policy(name, b.LISTENER, listener).messages
-    assert (
-        run_policy(
-            name, b.LISTENER, listener, {"allowedSslPolicies": ["ELBSecurityPolicy-FS-1-2-Res-2020-10"]}
-        ).messages
-        == []
-    )
+    assert run_policy(name, b.LISTENER, listener, {"allowedSslPolicies": ["ELBSecurityPolicy-2016-08"]}).messages == []
 
 
 def test_allowed_public_ports() -> None:
@@ -116,9 +111,11 @@ def test_allowed_platform_versions() -> None:
     ]
 
 
-def test_sqs_encryption_must_be_chosen_explicitly() -> None:
-    assert run_policy("aws-sqs-queue-enable-encryption", b.QUEUE, {}).messages == [
-        "neither kmsMasterKeyId nor sqsManagedSseEnabled is set; choose the queue's encryption explicitly"
+def test_sqs_encryption_follows_the_aws_default() -> None:
+    # New queues get SSE-SQS unless it is turned off explicitly.
+    assert run_policy("aws-sqs-queue-enable-encryption", b.QUEUE, {}).messages == []
+    assert run_policy("aws-sqs-queue-enable-encryption", b.QUEUE, {"sqsManagedSseEnabled": False}).messages == [
+        "sqsManagedSseEnabled is false and no kmsMasterKeyId is set, so messages are stored unencrypted"
     ]
     assert run_policy("aws-sqs-queue-enable-encryption", b.QUEUE, {"kmsMasterKeyId": "alias/q"}).messages == []
 

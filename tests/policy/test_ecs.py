@@ -53,11 +53,31 @@ def test_every_container_is_checked_and_named() -> None:
         ("SSH_PRIVATE_KEY", "key-4711", "its name marks it as a secret"),
         ("AWS_ACCESS_KEY_ID", "id-4711", "its name marks it as a secret"),
         ("ECS_ENGINE_AUTH_DATA", "auth-4711", "its name marks it as a secret"),
-        ("CONFIG", "AKIAIOSFODNN7EXAMPLE", "its value looks like an AWS access key id"),
-        ("CERT", "-----BEGIN RSA PRIVATE KEY-----\nabc", "its value looks like a PEM private key"),
-        ("SESSION", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abc", "its value looks like a JWT"),
-        ("DATABASE_URL", "postgres://app:hunter2@db:5432/app", "its value looks like a URL with embedded credentials"),
-        ("HOOK", "xoxb-123456789012-abcdefghij", "its value looks like a Slack token"),
+        (
+            "CONFIG",
+            "AKIAIOSFODNN7EXAMPLE",
+            "its value matches 'AWS Access Key' (detector: detect-secrets AWSKeyDetector)",
+        ),
+        (
+            "CERT",
+            "-----BEGIN RSA PRIVATE KEY-----\nabc",
+            "its value matches 'Private Key' (detector: detect-secrets PrivateKeyDetector)",
+        ),
+        (
+            "SESSION",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abc",
+            "its value matches 'JSON Web Token' (detector: detect-secrets JwtTokenDetector)",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://app:hunter2@db:5432/app",
+            "its value matches 'Basic Auth Credentials' (detector: detect-secrets BasicAuthDetector)",
+        ),
+        (
+            "HOOK",
+            "xoxb-123456789012-abcdefghij",
+            "its value matches 'Slack Token' (detector: detect-secrets SlackDetector)",
+        ),
     ],
 )
 def test_plaintext_secrets_are_detected_by_name_or_value(name: str, value: str, reason: str) -> None:
@@ -92,8 +112,9 @@ def test_secret_config_knobs() -> None:
     # GIVEN SESSION_TOKEN allowed by name and a custom value pattern for license keys
     config = {"allowedNames": ["session_token"], "secretValuePatterns": [r"^lic-\d+$"]}
     assert run_policy(SECRETS, TASK_DEFINITION, props, config).messages == [
-        "container 'app' environment variable 'LICENSE' is a plaintext secret: its value looks like a configured "
-        "secret pattern; pass it through secrets[].valueFrom (Secrets Manager or SSM Parameter Store)."
+        "container 'app' environment variable 'LICENSE' is a plaintext secret: its value matches a configured "
+        "secret pattern (detector: secretValuePatterns); pass it through secrets[].valueFrom (Secrets Manager or "
+        "SSM Parameter Store)."
     ]
     # AND custom name patterns replace the defaults
     assert (

@@ -129,7 +129,7 @@ FAILURES: list[tuple[str, str, dict[str, Any], str]] = [
         "aws-rds-instance-disallow-public-access",
         b.DB_INSTANCE,
         with_props(b.DB_INSTANCE, publiclyAccessible=True),
-        "publiclyAccessible is true, so the instance gets a public endpoint",
+        "publiclyAccessible is true, so the database gets a public endpoint",
     ),
     (
         "aws-rds-instance-enable-storage-encryption",
@@ -249,10 +249,8 @@ FAILURES: list[tuple[str, str, dict[str, Any], str]] = [
         "aws-lb-listener-use-secure-tls-policy",
         b.LISTENER,
         with_props(b.LISTENER, sslPolicy="ELBSecurityPolicy-2016-08"),
-        "sslPolicy is ELBSecurityPolicy-2016-08; allowed: ['ELBSecurityPolicy-TLS13-1-2-Res-2021-06', "
-        "'ELBSecurityPolicy-TLS13-1-3-2021-06', 'ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04', "
-        "'ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04', 'ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09', "
-        "'ELBSecurityPolicy-TLS13-1-3-PQ-2025-09']",
+        "sslPolicy is ELBSecurityPolicy-2016-08, which accepts TLS 1.0; use a TLS 1.2+ policy such as "
+        "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
     ),
     (
         "aws-lb-loadbalancer-drop-invalid-header-fields",
@@ -334,6 +332,37 @@ FAILURES: list[tuple[str, str, dict[str, Any], str]] = [
         "Lambda environment variable 'API_KEY' is a plaintext secret: its name marks it as a secret; read it at runtime "
         "from Secrets Manager or SSM Parameter Store.",
     ),
+    (
+        "aws-ecs-taskdefinition-disallow-added-capabilities",
+        b.TASK_DEFINITION,
+        task_definition(container(linuxParameters={"capabilities": {"add": ["SYS_ADMIN"]}})),
+        "container 'app' adds the Linux capability SYS_ADMIN through linuxParameters.capabilities.add",
+    ),
+    (
+        "aws-ecs-taskdefinition-disallow-host-ipc-mode",
+        b.TASK_DEFINITION,
+        with_props(b.TASK_DEFINITION, ipcMode="host"),
+        "ipcMode is 'host', which shares the host's shared memory and semaphores with the containers",
+    ),
+    (
+        "aws-ecs-service-disallow-open-default-security-group",
+        b.AWSX_FARGATE_SERVICE,
+        with_props(b.AWSX_FARGATE_SERVICE, networkConfiguration=None),
+        "networkConfiguration is not set, so awsx creates a security group open to 0.0.0.0/0 and ::/0 on every "
+        "port for the tasks",
+    ),
+    (
+        "aws-s3-bucket-disallow-public-acl",
+        b.BUCKET_ACL,
+        with_props(b.BUCKET_ACL, acl="public-read"),
+        "acl is 'public-read', which grants access to everyone",
+    ),
+    (
+        "aws-s3-bucket-disallow-public-policy",
+        b.BUCKET_POLICY,
+        with_props(b.BUCKET_POLICY, policy=b.bucket_policy({"Effect": "Allow", "Principal": "*", "Action": "s3:*"})),
+        "policy statement #1 allows Principal '*' without a condition that restricts who can use it",
+    ),
 ]
 
 
@@ -363,4 +392,4 @@ def test_policy_reports_the_changed_prop(policy: str, type_: str, props: dict[st
 
 @pytest.mark.parametrize(("policy", "type_", "props", "message"), FAILURES, ids=[c[0] for c in FAILURES])
 def test_policy_ignores_other_resource_types(policy: str, type_: str, props: dict[str, Any], message: str) -> None:
-    assert run_policy(policy, "aws:s3/bucket:Bucket", props).messages == []
+    assert run_policy(policy, "aws:iam/role:Role", props).messages == []

@@ -196,27 +196,21 @@ def test_bucket_public_access_block() -> None:
     }
     block = (PUBLIC_ACCESS_BLOCK, "pab", {"bucket": "assets-bucket", **flags})
     partial = (PUBLIC_ACCESS_BLOCK, "pab", {"bucket": "assets-bucket", **flags, "restrictPublicBuckets": False})
+    omitted = (PUBLIC_ACCESS_BLOCK, "pab", {"bucket": "assets-bucket", "blockPublicAcls": True})
     account = ("aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock", "account", flags)
     assert run_stack_policy(name, [bucket(), block]).messages == []
-    assert run_stack_policy(name, [bucket(), account]).messages == []
+    # GIVEN no block resource: S3 blocks public access on new buckets by default (since April 2023)
+    assert run_stack_policy(name, [bucket()]).messages == []
+    assert run_stack_policy(name, [bucket(), partial, account]).messages == []
     assert run_stack_policy(name, [bucket(), partial]).messages == [
-        "bucket 'assets-bucket' has no public access block with all four settings true"
+        "the public access block of bucket 'assets-bucket' turns off restrictPublicBuckets, so ACLs or a bucket "
+        "policy can make the bucket public"
     ]
-
-
-def test_bucket_encryption_configuration() -> None:
-    name = "aws-s3-bucket-configure-encryption"
-    sse = (
-        SSE,
-        "sse",
-        {"bucket": "assets-bucket", "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]},
-    )
-    assert run_stack_policy(name, [bucket(), sse]).messages == []
-    assert run_stack_policy(name, [bucket()]).messages == [
-        "bucket 'assets-bucket' has no server-side encryption configuration"
+    # AND the provider sends false for every flag a block resource omits
+    assert run_stack_policy(name, [bucket(), omitted]).messages == [
+        "the public access block of bucket 'assets-bucket' turns off blockPublicPolicy, ignorePublicAcls, "
+        "restrictPublicBuckets, so ACLs or a bucket policy can make the bucket public"
     ]
-    inline = (BUCKET, "legacy", {"bucket": "legacy", "serverSideEncryptionConfiguration": {"rule": {}}})
-    assert run_stack_policy(name, [inline]).messages == []
 
 
 def test_bucket_policy_must_deny_insecure_transport() -> None:
