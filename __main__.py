@@ -7,9 +7,6 @@ behind the ALB -> monitoring. Each component is built from the outputs of the on
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
 from collections.abc import Mapping
 
 import pulumi
@@ -18,9 +15,9 @@ import pulumi_aws as aws
 from components.alerts import Alerts, AlertsArgs
 from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
-from components.config import StackConfig, load_stack_config, min_count
+from components.config import StackConfig, load_stack_config, min_count, refuse_placeholders
 from components.database import Database, DatabaseArgs
-from components.ecs_task import ServiceAttachment
+from components.ecs_task import DeploymentWait, ServiceAttachment
 from components.guardrails import iam_role_guardrails
 from components.monitoring import Monitoring, MonitoringArgs, WatchedWebService
 from components.network import Network, NetworkArgs
@@ -35,31 +32,18 @@ IMAGES = {
 }
 
 
-def image_tag() -> str:
-    """The commit being deployed: `IMAGE_TAG` (CI passes its SHA), else git's HEAD. Local changes add a hash of
-    the diff, since tags are immutable and changed code must never be pushed under an existing tag."""
-    if os.environ.get("IMAGE_TAG"):
-        return os.environ["IMAGE_TAG"]
-    try:
-        revision = _git("rev-parse", "--short=12", "HEAD").strip()
-        diff = _git("diff", "HEAD") + _git("status", "--porcelain")
-    except (OSError, subprocess.CalledProcessError):
-        return "unversioned"
-    if not diff.strip():
-        return revision
-    return f"{revision}-dirty-{hashlib.sha256(diff.encode()).hexdigest()[:8]}"
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout  # noqa: S603, S607 (fixed git arguments)
-
-
 def app_environment(config: StackConfig) -> dict[str, pulumi.Input[str]]:
     return {
         "APP_ENV": config.environment,
         "LOG_LEVEL": "INFO" if config.is_prod else "DEBUG",
         "AWS_REGION": config.region,
     }
+
+
+def deployment_wait(config: StackConfig) -> DeploymentWait:
+    return DeploymentWait(
+        wait_for_steady_state=config.deployment.waitForSteadyState, timeout_minutes=config.deployment.timeoutMinutes
+    )
 
 
 def api_processes(cpu_units: int) -> int:
@@ -69,6 +53,7 @@ def api_processes(cpu_units: int) -> int:
 
 def main() -> None:
     config = load_stack_config()
+    placeholders = refuse_placeholders(config)
     prefix = config.name_prefix
     account_id = aws.get_caller_identity_output().account_id
     # Every role of every component gets the platform's IAM path and permissions boundary.
@@ -149,6 +134,7 @@ def main() -> None:
             on_demand_base=service.onDemandBase,
             spot_weight=service.spotWeight,
             enable_execute_command=service.enableExecuteCommand,
+            deployment=deployment_wait(config),
         ),
         guarded,
     )
@@ -178,6 +164,8 @@ def main() -> None:
     pulumi.export("repositoryUrls", images.repository_urls)
     pulumi.export("imageRefs", images.image_refs)
     pulumi.export("scanReportsBucket", images.reports_bucket_name)
+    if placeholders:
+        pulumi.export("offlineOnlyPlaceholders", placeholders)
     if worker is not None:
         pulumi.export("workerServiceName", worker.service_name)
         pulumi.export("queueUrls", worker.queue_urls)
@@ -201,9 +189,9 @@ def build_images(
             alert_topic_arn=alerts.topic_arn,
             alert_topic_kms_key_arn=alerts.key_arn,
             log_kms_key_arn=alerts.key_arn,
-            image_tag=image_tag(),
             platform=config.images.platform,
             keep_tagged_images=config.images.keepTaggedImages,
+            manage_registry_scanning=config.images.manageRegistryScanning,
             continuous_scanning=config.images.continuousScanning,
             severity_threshold=config.images.severityThreshold,
             build_images=config.images.build,
@@ -311,6 +299,7 @@ def job_worker(
             attachments=attachments,
             log_retention_days=config.logRetentionDays,
             cpu_architecture=config.service.cpuArchitecture,
+            deployment=deployment_wait(config),
         ),
         opts,
     )

@@ -39,7 +39,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.db import conninfo
+from services.common.db import connection_password, conninfo
 from services.common.migrate import apply_migrations
 from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
@@ -270,7 +270,7 @@ def main() -> int:
     tag = uuid.uuid4().hex[:10]
     database = f"cp_bench_{tag}"
     admin = Settings(DB_NAME="postgres")
-    with psycopg.connect(conninfo(admin), autocommit=True) as conn:
+    with psycopg.connect(conninfo(admin), autocommit=True, password=connection_password(admin)) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -329,7 +329,7 @@ def main() -> int:
                 for status, count in s.rejected.items():
                     rejected[status] = rejected.get(status, 0) + count
 
-            with psycopg.connect(conninfo(settings), autocommit=True) as conn:
+            with psycopg.connect(conninfo(settings), autocommit=True, password=connection_password(settings)) as conn:
                 state = completion(conn)
                 while state["succeeded"] + state["failed"] < len(ids) and time.perf_counter() - started < args.timeout:
                     time.sleep(0.2)
@@ -373,7 +373,7 @@ def main() -> int:
         redis = sync_client(admin)
         delete_prefix(redis, f"cp-bench-{tag}:")
         redis.close()
-        with psycopg.connect(conninfo(admin), autocommit=True) as conn:
+        with psycopg.connect(conninfo(admin), autocommit=True, password=connection_password(admin)) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
     return 0
 

@@ -30,11 +30,18 @@ _HADOLINT_ASSET = {"linux/amd64": "hadolint-linux-x86_64", "linux/arm64": "hadol
 _TRIVY_ASSET = {"linux/amd64": "Linux-64bit", "linux/arm64": "Linux-ARM64"}
 
 PLATFORMS = tuple(_HADOLINT_ASSET)
+SOURCE_TYPES = ("S3", "GITHUB")
 # Trivy's severities, lowest first; a threshold gates on itself and everything above it.
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 REPORTS_PREFIX = "reports"
-# CodeBuild's own variables: the commit being built, and the webhook event that started the build (if any).
-SOURCE_VERSION = "${CODEBUILD_RESOLVED_SOURCE_VERSION}"
+# Docker's tag grammar (ECR accepts a superset): what a computed tag must match before anything is built.
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+# CodeBuild (buildspec 0.2, Linux) runs each command as its own shell script: exported variables and the working
+# directory carry over to the next command, shell options do not. So every command sets its own strict mode
+# instead of relying on a `set -euo pipefail` line before it.
+STRICT = "set -euo pipefail; "
+# Computed by the first pre_build commands and exported to every later command (and the build's details).
+EXPORTED = ("SOURCE_REVISION", "IMAGE_TAG")
 WEBHOOK_EVENT = "${CODEBUILD_WEBHOOK_EVENT:-}"
 
 
@@ -58,47 +65,83 @@ def severities_at_or_above(threshold: str) -> list[str]:
     return list(SEVERITIES[SEVERITIES.index(threshold) :])
 
 
-def ci_image_tag() -> str:
-    """Tag CodeBuild pushes. `ci-` keeps it apart from the program's own `<sha>` tag: tags are immutable."""
-    return f"ci-{SOURCE_VERSION}"
-
-
-def buildspec(targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str) -> dict[str, Any]:
+def buildspec(
+    targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str, source_type: str = "S3"
+) -> dict[str, Any]:
     """The buildspec as a dict (what `render` dumps); the `REGISTRY` and `REPORTS_BUCKET` variables come from the project."""
     if not targets:
         raise ValueError("the pipeline needs at least one image to build")
     if platform not in PLATFORMS:
         raise ValueError(f"platform {platform!r} is not one of {', '.join(PLATFORMS)}")
+    if source_type not in SOURCE_TYPES:
+        raise ValueError(f"source type {source_type!r} is not one of {', '.join(SOURCE_TYPES)}")
     severities = ",".join(severities_at_or_above(severity_threshold))
-    build: list[str] = ["set -euo pipefail"]
     # Cheapest gate first: every Dockerfile is linted before any image is built.
-    build += [f"hadolint --failure-threshold error {target.dockerfile}" for target in targets]
+    build = [f"hadolint --failure-threshold error {target.dockerfile}" for target in targets]
     for target in targets:
         build += _build_and_scan(target, platform, severities)
     # Last, so that it runs only when every lint and scan above succeeded.
     build += [_push(target) for target in targets]
     return {
         "version": 0.2,
-        "env": {"shell": "bash"},
+        "env": {"shell": "bash", "exported-variables": list(EXPORTED)},
         "phases": {
-            "install": {"commands": ["set -euo pipefail", *_install_tools(platform)]},
+            "install": {"commands": _strict(_install_tools(platform))},
             "pre_build": {
-                "commands": [
-                    "set -euo pipefail",
-                    f"mkdir -p {REPORTS_PREFIX}",
-                    'aws ecr get-login-password --region "$AWS_REGION" '
-                    '| docker login --username AWS --password-stdin "$REGISTRY"',
-                ]
+                "commands": _strict(
+                    [
+                        _REQUIRE_VARIABLES,
+                        # Before anything writes into the source directory: the S3 revision hashes it.
+                        _SOURCE_REVISION[source_type],
+                        _IMAGE_TAG,
+                        f"mkdir -p {REPORTS_PREFIX}",
+                        'aws ecr get-login-password --region "$AWS_REGION" '
+                        '| docker login --username AWS --password-stdin "$REGISTRY"',
+                    ]
+                )
             },
-            "build": {"commands": build, "finally": [_upload_reports()]},
+            "build": {"commands": _strict(build), "finally": _strict([_upload_reports()])},
         },
     }
 
 
-def render(targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str) -> str:
+def render(targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str, source_type: str = "S3") -> str:
     """The buildspec YAML CodeBuild runs."""
-    spec = buildspec(targets, platform=platform, severity_threshold=severity_threshold)
+    spec = buildspec(targets, platform=platform, severity_threshold=severity_threshold, source_type=source_type)
     return yaml.safe_dump(spec, sort_keys=False, width=1000)
+
+
+def _strict(commands: Sequence[str]) -> list[str]:
+    return [STRICT + command for command in commands]
+
+
+def _fail_unless(condition: str, message: str) -> str:
+    return f'if ! {condition}; then echo "{message}" >&2; exit 1; fi'
+
+
+# Fail before building anything, rather than push and then fail to upload the reports.
+_REQUIRE_VARIABLES = ": " + " ".join(
+    f'"${{{name}:?{name} is not set}}"'
+    for name in ("REGISTRY", "REPORTS_BUCKET", "AWS_REGION", "CODEBUILD_BUILD_NUMBER")
+)
+# What the images are built from. CodeBuild sets CODEBUILD_RESOLVED_SOURCE_VERSION to the commit for GitHub, and
+# not at all for S3 ("For Amazon S3, this does not apply"): an S3 build names its source by the content it
+# extracted, so two uploads of different code never share a revision.
+_SOURCE_REVISION = {
+    "GITHUB": 'SOURCE_REVISION="${CODEBUILD_RESOLVED_SOURCE_VERSION:?CodeBuild did not resolve the commit}"; '
+    + _fail_unless('[[ "$SOURCE_REVISION" =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]',
+                   "resolved source version $SOURCE_REVISION is not a commit id")
+    + "; export SOURCE_REVISION",
+    "S3": 'SOURCE_REVISION="s3-$(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 --no-run-if-empty sha256sum '
+    '| sha256sum | cut -c1-20)"; export SOURCE_REVISION',
+}  # fmt: skip
+# One tag per build: the revision says what was built, the build number keeps a rebuild of the same revision (a
+# retry after a failed push) from colliding with the first one in the IMMUTABLE repositories.
+_IMAGE_TAG = (
+    'IMAGE_TAG="ci-${SOURCE_REVISION:?}-${CODEBUILD_BUILD_NUMBER:?CodeBuild did not set the build number}"; '
+    + _fail_unless(f'[[ "$IMAGE_TAG" =~ {TAG_PATTERN} ]]', "image tag $IMAGE_TAG is not a valid Docker tag")
+    + "; export IMAGE_TAG"
+)
 
 
 def _install_tools(platform: str) -> list[str]:
@@ -122,7 +165,7 @@ def _install_tools(platform: str) -> list[str]:
 
 
 def _image(target: BuildTarget) -> str:
-    return f'"$REGISTRY/{target.repository_name}:{ci_image_tag()}"'
+    return f'"$REGISTRY/{target.repository_name}:$IMAGE_TAG"'
 
 
 def _build_and_scan(target: BuildTarget, platform: str, severities: str) -> list[str]:
@@ -130,7 +173,7 @@ def _build_and_scan(target: BuildTarget, platform: str, severities: str) -> list
     report = f"{REPORTS_PREFIX}/{target.name}-trivy.json"
     return [
         f"docker build --pull --platform {platform} --file {target.dockerfile} --tag {image} "
-        f'--label "org.opencontainers.image.revision={SOURCE_VERSION}" {target.context}',
+        f'--label "org.opencontainers.image.revision=$SOURCE_REVISION" {target.context}',
         # Audit report: every finding, fixed or not, any severity. The gate is the next command.
         f"trivy image --scanners vuln,secret --format json --output {report} {image}",
         # Gate: fixable vulnerabilities and secrets at or above the threshold fail the build. Unfixed ones would
@@ -144,11 +187,11 @@ def _push(target: BuildTarget) -> str:
     image = _image(target)
     return (
         f'if [[ "{WEBHOOK_EVENT}" == PULL_REQUEST_* ]]; then echo "pull request: gates passed, {target.name} not pushed"; '
-        f"else docker push {image} && docker image inspect --format '{{{{index .RepoDigests 0}}}}' {image} "
+        f"else docker push {image}; docker image inspect --format '{{{{index .RepoDigests 0}}}}' {image} "
         f">> {REPORTS_PREFIX}/pushed-digests.txt; fi"
     )
 
 
 def _upload_reports() -> str:
-    destination = f"s3://$REPORTS_BUCKET/{REPORTS_PREFIX}/{SOURCE_VERSION}/${{CODEBUILD_BUILD_NUMBER}}/"
+    destination = f"s3://$REPORTS_BUCKET/{REPORTS_PREFIX}/$SOURCE_REVISION/$CODEBUILD_BUILD_NUMBER/"
     return f'aws s3 cp --recursive --only-show-errors {REPORTS_PREFIX}/ "{destination}"'

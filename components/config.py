@@ -226,8 +226,10 @@ class ImagesConfig:
     """Build and push the service images with pulumi-docker on `pulumi up`. Default: true."""
     keepTaggedImages: int = field(default=10, metadata=_check(lambda v: 1 <= v <= 1000, "1-1000"))
     """Tagged images kept per repository (the seed's 10). Default: 10."""
+    manageRegistryScanning: bool = False
+    """This stack owns the ECR registry's scanning configuration. That configuration is one per AWS account and region and covers every repository in it (other stacks' and teams' too), so set this in exactly one stack per account and region; the owner keeps every repository scanned on push. Default: false (the registry's configuration is left alone)."""
     continuousScanning: bool = False
-    """Registry-level enhanced (Inspector) continuous scanning; one stack per account may own it. Default: per environment (prod true)."""
+    """Enhanced (Amazon Inspector) continuous scanning of this stack's repositories; needs manageRegistryScanning. Default: false."""
     severityThreshold: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"] = "HIGH"
     """Lowest severity that fails the build's Trivy gate and raises scan alerts. Default: HIGH."""
     sourceRepositoryUrl: str | None = field(
@@ -237,6 +239,23 @@ class ImagesConfig:
         ),
     )
     """GitHub repository the CodeBuild scan pipeline builds (webhook on main and pull requests). Default: none (S3 source)."""
+
+
+def _images_problems(images: ImagesConfig) -> list[str]:
+    if images.continuousScanning and not images.manageRegistryScanning:
+        return [
+            "images.continuousScanning: true without images.manageRegistryScanning; allowed: true only in the one "
+            "stack that owns the account and region's registry scanning configuration (set both there)"
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    waitForSteadyState: bool = True
+    """`pulumi up` waits until each service's new tasks run healthy, and fails if the circuit breaker rolled the deployment back. Default: per environment (dev false, staging and prod true)."""
+    timeoutMinutes: int = field(default=30, metadata=_check(lambda v: 5 <= v <= 180, "5-180"))
+    """How long `pulumi up` waits for one service's deployment before it fails. Default: per environment (20 / 20 / 30)."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +307,8 @@ class StackConfig:
     """Image repositories, builds and the scan pipeline (object)."""
     iam: IamConfig = field(default_factory=IamConfig)
     """IAM path and permissions boundary for the platform's roles (object)."""
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    """How `pulumi up` follows service deployments (object)."""
     alertEmail: str | None = field(
         default=None, metadata=_check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com")
     )
@@ -334,7 +355,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "database": {"instanceClass": "db.t4g.micro", "multiAz": False, "backupRetentionDays": 7},
         "cache": {"nodeType": "cache.t4g.micro", "numCacheClusters": 1, "automaticFailover": False, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 3, "onDemandBase": 0}},
-        "images": {"continuousScanning": False},
+        "images": {"manageRegistryScanning": False, "continuousScanning": False},
+        "deployment": {"waitForSteadyState": False, "timeoutMinutes": 20},
         "logRetentionDays": 30,
         "containerInsights": "enabled",
         "deletionProtection": False,
@@ -346,7 +368,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "database": {"instanceClass": "db.t4g.small", "multiAz": False, "backupRetentionDays": 7},
         "cache": {"nodeType": "cache.t4g.small", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 5, "onDemandBase": 0}},
-        "images": {"continuousScanning": False},
+        "images": {"manageRegistryScanning": False, "continuousScanning": False},
+        "deployment": {"waitForSteadyState": True, "timeoutMinutes": 20},
         "logRetentionDays": 30,
         "containerInsights": "enabled",
         "deletionProtection": False,
@@ -358,7 +381,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "database": {"instanceClass": "db.m7g.large", "multiAz": True, "backupRetentionDays": 30},
         "cache": {"nodeType": "cache.r7g.large", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 7},
         "jobPlatform": {"worker": {"minCount": 1, "maxCount": 20, "onDemandBase": 1}},
-        "images": {"continuousScanning": True},
+        "images": {"manageRegistryScanning": False, "continuousScanning": False},
+        "deployment": {"waitForSteadyState": True, "timeoutMinutes": 30},
         "logRetentionDays": 90,
         "containerInsights": "enhanced",
         "deletionProtection": True,
@@ -531,6 +555,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
         )
     problems.extend(_data_problems(config))
     problems.extend(_job_platform_problems(config))
+    problems.extend(_images_problems(config.images))
     if config.is_prod and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
@@ -611,6 +636,69 @@ def _job_platform_problems(config: StackConfig) -> list[str]:
         problems.append(
             f"images.platform: {config.images.platform!r} with service.cpuArchitecture {config.service.cpuArchitecture!r}; "
             "allowed: linux/arm64 with ARM64, linux/amd64 with X86_64"
+        )
+    return problems
+
+
+# --- Placeholders ---------------------------------------------------------------------------------------
+
+# Account IDs that AWS's documentation uses in examples; no real account has them.
+DOCUMENTATION_ACCOUNT_IDS = frozenset({"123456789012", "111122223333", "444455556666", "777788889999", "210987654321"})
+ACCOUNT_IN_VALUE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):|^(\d{12})\.dkr\.ecr\.")
+# RFC 2606 / RFC 6761 names reserved for documentation and tests: mail to them reaches nobody.
+RESERVED_DOMAIN = re.compile(r"(^|\.)(example\.(com|net|org)|[a-z0-9-]+\.(example|test|invalid|localhost))$")
+
+
+def placeholder_problems(config: StackConfig) -> list[str]:
+    """One line per value that only looks real: a documentation account ID or a reserved example domain.
+
+    Such values pass validation and the offline plan, but a real `pulumi up` would fail half-way (an ACM
+    certificate in someone else's account) or deploy alarms that reach nobody.
+    """
+    return [problem for key, value in _string_values(config, "") if (problem := _placeholder(key, value))]
+
+
+def _placeholder(key: str, value: str) -> str | None:
+    account = ACCOUNT_IN_VALUE.match(value)
+    account_id = account and (account.group(1) or account.group(2))
+    if account_id and (account_id in DOCUMENTATION_ACCOUNT_IDS or len(set(account_id)) == 1):
+        return f"{key}: {value!r} names account {account_id}, an example account ID; allowed: a value from your own account"
+    domain = value.rpartition("@")[2].lower() if "@" in value else ""
+    if domain and RESERVED_DOMAIN.search(domain):
+        return f"{key}: {value!r} is at {domain}, a domain reserved for examples; allowed: an address that reaches your team"
+    return None
+
+
+def _string_values(node: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(node, str):
+        return [(path.rstrip("."), node)]
+    if dataclasses.is_dataclass(node):
+        return [
+            pair for f in dataclasses.fields(node) for pair in _string_values(getattr(node, f.name), f"{path}{f.name}.")
+        ]
+    return []
+
+
+def running_offline() -> bool:
+    """True under Pulumi's mocks (the offline plan and the tests), never under the real engine."""
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    return isinstance(get_monitor(), MockMonitor)
+
+
+def refuse_placeholders(config: StackConfig) -> list[str]:
+    """Stop a real deployment before anything is registered when config still holds placeholders.
+
+    Offline they are allowed and returned, so the plan can show them as offline-only values.
+    """
+    problems = placeholder_problems(config)
+    if problems and not running_offline():
+        raise ConfigError(
+            [
+                *problems,
+                "placeholders are for the offline plan only: set real values with `pulumi config set <key> <value>`",
+            ]
         )
     return problems
 

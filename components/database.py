@@ -2,24 +2,34 @@
 
 The seed's `ContainerDatabaseIntegration` database half: instance, parameter group, enhanced monitoring role,
 dashboard and alarms. Its security group has no rules of its own: each service that calls `attachment()` gets
-an SG-to-SG rule on 5432 and the connection settings, with the credentials only in `secrets`.
+an SG-to-SG rule on 5432 and the connection settings.
+
+Services never see a password. They connect as their own role (`app_username`) with IAM database authentication:
+the task role may `rds-db:connect` as exactly that user, and the application signs a fresh token for each new
+connection (services/common/db.py). The RDS-managed master secret, which RDS rotates every 7 days, is for
+administration only: a bootstrap function (`lambdas/db_roles`) in the private subnets reads it when invoked, and
+creates the role with `rds_iam`, its own schema and search_path. The program invokes it after the instance exists
+(again whenever the instance, the role or the function changes), and `DB_USER` depends on that invocation, so no
+task definition (hence no service) is registered before the role exists.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from components.aws_limits import DB_INSTANCE_FAMILIES, is_db_instance_class
-from components.ecs_task import ServiceAttachment
-from components.iam import assume_role_policy
+from components.ecs_task import HTTPS, ServiceAttachment, allow_between
+from components.iam import allow, assume_role_policy, policy_document
 from components.kms import rotating_key
+from components.lambda_package import python_lambda_package
 from components.monitoring import alarm, graph_widget
 
 POSTGRES_PORT = 5432
@@ -27,6 +37,20 @@ POSTGRES_MAJORS = (16, 17, 18)
 ENHANCED_MONITORING_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 LOG_EXPORTS = ("postgresql", "upgrade")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# PostgreSQL reserves `pg_`; RDS its own `rds*` roles (rds_iam, rdsadmin, ...).
+RESERVED_ROLE_PREFIXES = ("pg_", "rds")
+ROLES_FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "db_roles"
+ROLES_FUNCTION_RUNTIME = ("python3.13", "3.13")
+ROLES_FUNCTION_ARCHITECTURE = "arm64"
+# What Lambda needs to attach a function to a VPC (the AWSLambdaVPCAccessExecutionRole actions, without logs).
+VPC_NETWORK_INTERFACE_ACTIONS = (
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:UnassignPrivateIpAddresses",
+)
+# These work only on `*` (Lambda developer guide, "Giving Lambda functions access to a VPC").
+VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
 CPU_ALARM_PERCENT = 80
 # The seed's low-storage alarm: under 2 GB free.
 FREE_STORAGE_ALARM_BYTES = 2_000_000_000
@@ -58,7 +82,14 @@ class DatabaseArgs:
     db_name: str = "app"
     """Database created on the instance. Default: app."""
     master_username: str = "dbadmin"
-    """Master user name (seed: dbadmin); RDS generates and rotates its password. Default: dbadmin."""
+    """Master user name (seed: dbadmin); RDS generates and rotates its password. For administration only.
+    Default: dbadmin."""
+    app_username: str = "app"
+    """PostgreSQL role the services connect as, with IAM authentication only (no password); the bootstrap
+    function creates it with its own schema of the same name. Default: app."""
+    roles_function_reserved_concurrency: int | None = None
+    """Reserved concurrency of the role bootstrap function; new accounts' low concurrency quota rejects any
+    reservation, so none is made unless asked. Default: none (unreserved)."""
     allocated_storage_gb: int = 20
     """Initial gp3 storage in GiB. Default: 20."""
     max_allocated_storage_gb: int = 100
@@ -102,9 +133,17 @@ def _validate(args: DatabaseArgs) -> None:
         raise ValueError(
             f"engine_version={args.engine_version!r} must be a major or major.minor, major one of {POSTGRES_MAJORS}"
         )
-    for field_name in ("db_name", "master_username"):
+    for field_name in ("db_name", "master_username", "app_username"):
         if not IDENTIFIER.match(getattr(args, field_name)):
             raise ValueError(f"{field_name}={getattr(args, field_name)!r} must be lowercase letters, digits, _")
+    if args.app_username == args.master_username or args.app_username.startswith(RESERVED_ROLE_PREFIXES):
+        raise ValueError(
+            f"app_username={args.app_username!r} must differ from master_username={args.master_username!r} and not "
+            f"start with {' or '.join(RESERVED_ROLE_PREFIXES)}: rds_iam would turn off the master's password login"
+        )
+    concurrency = args.roles_function_reserved_concurrency
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"roles_function_reserved_concurrency={concurrency} must be at least 1 or unset")
     if args.allocated_storage_gb < 20 or args.max_allocated_storage_gb < args.allocated_storage_gb:
         raise ValueError(
             f"allocated_storage_gb={args.allocated_storage_gb} must be at least 20 and at most "
@@ -149,7 +188,11 @@ class Database(pulumi.ComponentResource):
     endpoint_address: pulumi.Output[str]
     """Instance host name."""
     master_secret_arn: pulumi.Output[str]
-    """RDS-managed Secrets Manager secret with the master `username` and `password`."""
+    """RDS-managed Secrets Manager secret with the master `username` and `password` (administration only)."""
+    app_username: pulumi.Output[str]
+    """The services' role; resolves only once the bootstrap function has created it."""
+    roles_function_name: pulumi.Output[str]
+    """Lambda that creates the services' role (safe to invoke again by hand)."""
     security_group_id: pulumi.Output[str]
     """Instance security group; services get 5432 ingress to it through `attachment()`."""
     instance_identifier: pulumi.Output[str]
@@ -198,6 +241,7 @@ class Database(pulumi.ComponentResource):
             ],
             opts=self._child,
         )
+        monitoring_role, monitoring_policy = self._monitoring_role(name, args)
         log_groups = [
             aws.cloudwatch.LogGroup(
                 f"{name}-logs-{export}",
@@ -243,16 +287,22 @@ class Database(pulumi.ComponentResource):
             performance_insights_kms_key_id=self.key.arn,
             performance_insights_retention_period=args.performance_insights_retention_days,
             monitoring_interval=60,
-            monitoring_role_arn=self._monitoring_role(name, args).arn,
+            monitoring_role_arn=monitoring_role.arn,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
             tags={"Name": identifier},
-            # RDS would create the export log groups itself, unencrypted and kept forever.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=log_groups),
+            # RDS would create the export log groups itself, unencrypted and kept forever. RDS checks the monitoring
+            # role's permissions at create: before its policy is attached, "IAM role ARN value is invalid or does not
+            # include the required permissions for: ENHANCED_MONITORING" (pulumi/pulumi#5628).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*log_groups, monitoring_policy]),
         )
         self.endpoint_address = self.instance.address
         self.master_secret_arn = self.instance.master_user_secrets.apply(_first_secret_arn)
         self.security_group_id = self.security_group.id
         self.instance_identifier = self.instance.identifier
+        self.roles_function, invocation = self._role_bootstrap(name, args)
+        # Any output of the invocation carries it as a dependency to whatever uses the value (task definitions).
+        self.app_username = invocation.id.apply(lambda _: args.app_username)
+        self.roles_function_name = self.roles_function.name
         self._monitoring(name, args)
         self.dashboard_name = self.dashboard.dashboard_name
         self.register_outputs(
@@ -260,47 +310,183 @@ class Database(pulumi.ComponentResource):
                 "endpoint_address": self.endpoint_address,
                 "master_secret_arn": self.master_secret_arn,
                 "security_group_id": self.security_group_id,
+                "app_username": self.app_username,
+                "roles_function_name": self.roles_function_name,
                 "dashboard_name": self.dashboard_name,
             }
         )
 
     def attachment(self) -> ServiceAttachment:
-        """Connection settings in `environment`, the credentials only in `secrets`, 5432 from the service."""
-        # The master secret is what exists before any app role; an app-specific least-privilege role is next.
-        secret = self.master_secret_arn
+        """Connection settings in `environment` (no secrets: IAM authentication), `rds-db:connect` as the app role
+        for the task role, 5432 from the service."""
         return ServiceAttachment(
             name=self._name,
             environment={
                 "DB_HOST": self.instance.address,
                 "DB_PORT": str(POSTGRES_PORT),
                 "DB_NAME": self._args.db_name,
+                "DB_USER": self.app_username,
+                "DB_AUTH": "iam",
+                # RDS accepts IAM tokens over TLS only (and rds.force_ssl refuses anything else).
                 "DB_SSLMODE": "require",
             },
-            secrets={
-                "DB_USER": pulumi.Output.concat(secret, ":username::"),
-                "DB_PASSWORD": pulumi.Output.concat(secret, ":password::"),
-            },
-            secret_arns=[secret],
+            task_role_statements=[allow(["rds-db:connect"], [self.app_user_arn()], sid="ConnectAsAppRole")],
             peer_security_group_id=self.security_group.id,
             port=POSTGRES_PORT,
         )
 
+    def app_user_arn(self) -> pulumi.Output[str]:
+        """`arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<app user>`: what `rds-db:connect` names."""
+        return pulumi.Output.concat(
+            "arn:aws:rds-db:",
+            self._args.region,
+            ":",
+            self._args.account_id,
+            ":dbuser:",
+            self.instance.resource_id,
+            "/",
+            self._args.app_username,
+        )
+
     # --- IAM ---
 
-    def _monitoring_role(self, name: str, args: DatabaseArgs) -> aws.iam.Role:
+    def _monitoring_role(self, name: str, args: DatabaseArgs) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
         role = aws.iam.Role(
             f"{name}-monitoring-role",
             assume_role_policy=assume_role_policy("monitoring.rds.amazonaws.com", args.account_id),
             description=f"{args.name_prefix}: RDS enhanced monitoring publishes OS metrics",
             opts=self._child,
         )
-        aws.iam.RolePolicyAttachment(
+        attachment = aws.iam.RolePolicyAttachment(
             f"{name}-monitoring-policy",
             role=role.name,
             policy_arn=ENHANCED_MONITORING_POLICY,
             opts=self._child,
         )
-        return role
+        return role, attachment
+
+    # --- The services' role ---
+
+    def _role_bootstrap(self, name: str, args: DatabaseArgs) -> tuple[aws.lambda_.Function, aws.lambda_.Invocation]:
+        function_name = f"{args.name_prefix}-db-roles"
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-roles-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            opts=self._child,
+        )
+        security_group, network = self._roles_function_network(name, args)
+        role = aws.iam.Role(
+            f"{name}-roles-role",
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
+            description=f"{function_name}: read the master secret, create the services' database role",
+            opts=self._child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-roles-policy",
+            role=role.id,
+            policy=policy_document(self._roles_function_statements(args, log_group)),
+            opts=self._child,
+        )
+        runtime, python_version = ROLES_FUNCTION_RUNTIME
+        package = python_lambda_package(
+            ROLES_FUNCTION_SOURCE, ["pg8000"], python_version=python_version, architecture=ROLES_FUNCTION_ARCHITECTURE
+        )
+        function = aws.lambda_.Function(
+            f"{name}-roles",
+            name=function_name,
+            description="Creates the services' PostgreSQL role (IAM authentication, own schema); idempotent",
+            runtime=runtime,
+            architectures=[ROLES_FUNCTION_ARCHITECTURE],
+            handler="handler.handler",
+            code=package.archive,
+            role=role.arn,
+            timeout=60,
+            memory_size=256,
+            reserved_concurrent_executions=args.roles_function_reserved_concurrency,
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=args.private_subnet_ids, security_group_ids=[security_group.id]
+            ),
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "DB_HOST": self.instance.address,
+                    "DB_PORT": str(POSTGRES_PORT),
+                    "DB_NAME": args.db_name,
+                    "MASTER_SECRET_ARN": self.master_secret_arn,
+                    "APP_USER": args.app_username,
+                    "DB_SSLMODE": "require",
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
+        )
+        invocation = aws.lambda_.Invocation(
+            f"{name}-roles-invocation",
+            function_name=function.name,
+            input=json.dumps({}),
+            # CREATE_ONLY (the default) invokes on create and on replacement; a changed trigger replaces it.
+            triggers={
+                "instance": self.instance.resource_id,
+                "database": args.db_name,
+                "appUser": args.app_username,
+                "code": package.digest,
+            },
+            # The function must reach the database and Secrets Manager when it runs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[function, network]),
+        )
+        return function, invocation
+
+    def _roles_function_network(
+        self, name: str, args: DatabaseArgs
+    ) -> tuple[aws.ec2.SecurityGroup, pulumi.ComponentResource]:
+        """Its own security group: 5432 to the database only, HTTPS out for Secrets Manager. The rules are
+        grouped under one component, so the invocation can wait for all of them."""
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-roles-sg",
+            vpc_id=args.vpc_id,
+            description=f"{args.name_prefix} db-roles function: 5432 to the database, HTTPS to AWS APIs",
+            revoke_rules_on_delete=True,
+            opts=self._child,
+        )
+        network = pulumi.ComponentResource(
+            "container-platform:database:RolesFunctionNetwork", f"{name}-roles-network", None, self._child
+        )
+        rules = pulumi.ResourceOptions(parent=network)
+        allow_between(
+            f"{name}-roles-to-database",
+            source_security_group_id=security_group.id,
+            target_security_group_id=self.security_group.id,
+            port=POSTGRES_PORT,
+            description=f"{args.name_prefix} db-roles function to PostgreSQL",
+            opts=rules,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-roles-egress-https",
+            security_group_id=security_group.id,
+            description="HTTPS to Secrets Manager through NAT or an endpoint",
+            ip_protocol="tcp",
+            from_port=HTTPS,
+            to_port=HTTPS,
+            cidr_ipv4="0.0.0.0/0",
+            opts=rules,
+        )
+        network.register_outputs({})
+        return security_group, network
+
+    def _roles_function_statements(
+        self, args: DatabaseArgs, log_group: aws.cloudwatch.LogGroup
+    ) -> list[pulumi.Input[Mapping[str, Any]]]:
+        interfaces = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", args.account_id, ":*/*")
+        return [
+            allow(["secretsmanager:GetSecretValue"], [self.master_secret_arn], sid="ReadMasterSecret"),
+            allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")],
+                  sid="WriteOwnLogs"),
+            allow(list(VPC_NETWORK_INTERFACE_ACTIONS), [interfaces], sid="ManageVpcNetworkInterfaces"),
+            allow(list(VPC_DESCRIBE_ACTIONS), ["*"], sid="DescribeVpcNetworkInterfaces"),
+        ]  # fmt: skip
 
     # --- Monitoring ---
 

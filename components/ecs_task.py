@@ -61,6 +61,16 @@ class ServiceAttachment:
 
 
 @dataclass(frozen=True)
+class DeploymentWait:
+    """Whether `pulumi up` waits for a service deployment to finish, and fails when it did not take."""
+
+    wait_for_steady_state: bool = True
+    """Wait until the new tasks are running and healthy (ECS `services-stable`). Default: true."""
+    timeout_minutes: int = 30
+    """How long `pulumi up` waits on a service create or update before it fails. Default: 30."""
+
+
+@dataclass(frozen=True)
 class FargateTaskSpec:
     """Everything about a service's task that is not specific to how it receives work."""
 
@@ -100,6 +110,8 @@ class FargateTaskSpec:
     """Seconds ECS waits after SIGTERM before SIGKILL (max 120 on Fargate). Default: 30."""
     attachments: Sequence[ServiceAttachment] = ()
     """Shared resources this service uses. Default: none."""
+    deployment: DeploymentWait = field(default_factory=DeploymentWait)
+    """Whether `pulumi up` waits for the service's deployments. Default: wait, 30 minutes."""
     enable_execute_command: bool = False
     """ECS Exec: the task role gets the SSM channels, the exec log group and the platform key (which encrypts
     sessions); the root filesystem becomes writable, since ECS Exec's agent cannot run on a read-only one.
@@ -251,7 +263,9 @@ class FargateTask:
         """The Fargate service running this task: private subnets, no public IP, latest platform, circuit breaker
         with rollback. `extra` adds what a kind of service needs (load balancers, discovery, ECS Exec)."""
         prefix = f"{self.spec.name_prefix}-{self.spec.service_name}"
-        return aws.ecs.Service(
+        wait = self.spec.deployment
+        timeout = f"{wait.timeout_minutes}m"
+        service = aws.ecs.Service(
             f"{prefix}-service",
             name=prefix,
             cluster=cluster_arn,
@@ -269,12 +283,34 @@ class FargateTask:
             deployment_maximum_percent=200,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
-            wait_for_steady_state=False,
+            wait_for_steady_state=wait.wait_for_steady_state,
             # Autoscaling owns the desired count once the service exists.
             opts=pulumi.ResourceOptions.merge(
-                self._opts, pulumi.ResourceOptions(depends_on=list(depends_on), ignore_changes=["desiredCount"])
+                self._opts,
+                pulumi.ResourceOptions(
+                    depends_on=list(depends_on),
+                    ignore_changes=["desiredCount"],
+                    custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+                ),
             ),
             **extra,
+        )
+        if wait.wait_for_steady_state:
+            self._fail_on_rollback(service, cluster_arn)
+        return service
+
+    def _fail_on_rollback(self, service: aws.ecs.Service, cluster_arn: pulumi.Input[str]) -> None:
+        """A circuit-breaker rollback also ends in a steady state, and the provider then reports success
+        (hashicorp/terraform-provider-aws#20858): read the service back and fail unless it runs our revision."""
+        live = aws.ecs.get_service_output(
+            cluster_arn=cluster_arn,
+            service_name=service.name,
+            opts=pulumi.InvokeOutputOptions(parent=service, depends_on=[service]),
+        )
+        # Compare with the revision we registered: after a rollback the provider reads the service back, so the
+        # service's own `task_definition` output already names the old revision.
+        pulumi.Output.all(service.name, self.task_definition.arn, live.task_definition).apply(
+            lambda values: require_revision_running(*values)
         )
 
     def scaling_target(
@@ -368,6 +404,21 @@ class FargateTask:
                 "startPeriod": 60,
             }
         return pulumi.Output.json_dumps([container])
+
+
+class DeploymentRolledBack(Exception):
+    """The service settled on another task definition than the one `pulumi up` deployed."""
+
+
+def require_revision_running(service_name: str, wanted: str | None, running: str | None) -> None:
+    """Raise unless the service runs `wanted`. Unknown values (a preview, the offline plan) are not judged."""
+    if not wanted or not running or wanted == running:
+        return
+    raise DeploymentRolledBack(
+        f"ECS service {service_name} is running {running}, not the deployed {wanted}: the deployment circuit "
+        "breaker rolled it back (its tasks failed to start or stay healthy). See the service's events and the "
+        "stopped tasks' reasons; the previous revision is still serving."
+    )
 
 
 def exec_log_group_name(name_prefix: str) -> str:

@@ -5,7 +5,9 @@
   and pushes only when every gate passed; reports go to a KMS-encrypted, TLS-only, expiring S3 bucket.
 - An EventBridge rule on completed registry scans, and a Lambda (`lambdas/scan_alerts`) that alerts the alert
   topic when findings exceed the allowances.
-- Optionally, the program's own image builds (pulumi-docker), tagged with the git SHA, deployed by digest.
+- Optionally, the program's own image builds (pulumi-docker), deployed by digest and tagged with a hash of what
+  goes into each image (`components/build_context.py`), so only images whose inputs changed are rebuilt.
+- Optionally (one stack per account and region), the registry-wide scanning configuration.
 
 Deploy gate: every image a service runs is `<one of these repositories>@sha256:<digest>`: `image_refs` holds
 only such references, and `assert_pinned_reference` rejects anything else a stack tries to deploy.
@@ -25,15 +27,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from components import buildspec
+from components import build_context, buildspec
 from components.aws_limits import LOG_RETENTION_DAYS
 from components.iam import allow, assume_role_policy, policy_document
 from components.kms import rotating_key
 from components.s3 import private_bucket
 
 IMAGE_KEY = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-# Docker's tag grammar; `latest` is refused separately.
-IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PINNED_REFERENCE = re.compile(
     r"^(?P<repository>\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
     r"/[a-z0-9]+(?:[._/-][a-z0-9]+)*)@sha256:[0-9a-f]{64}$"
@@ -83,17 +83,19 @@ class ImageScanningArgs:
     """KMS key of that topic; the alert function may encrypt with it."""
     log_kms_key_arn: pulumi.Input[str]
     """KMS key of the build and function log groups."""
-    image_tag: str
-    """Tag of the program's own builds: the git commit SHA. Never `latest`."""
     platform: str = "linux/amd64"
     """Image platform, `linux/amd64` or `linux/arm64`; the CodeBuild fleet matches it. Default: linux/amd64."""
     keep_tagged_images: int = 10
     """Tagged images kept per repository; older ones expire. Default: 10."""
     untagged_expiry_days: int = 1
     """Days before an untagged image expires. Default: 1."""
+    manage_registry_scanning: bool = False
+    """This stack owns the registry's scanning configuration, which is one per account and region and covers every
+    repository in it, other stacks' and teams' too: exactly one stack per account and region may set this. The owner
+    keeps every repository scanned on push. Default: false (the registry's configuration is left alone)."""
     continuous_scanning: bool = False
-    """Registry-level ENHANCED scanning (Amazon Inspector) with CONTINUOUS_SCAN for these repositories. It is a
-    registry-wide setting: only one stack per account and region may turn it on. Default: false (BASIC scan on push)."""
+    """With `manage_registry_scanning`: ENHANCED scanning (Amazon Inspector), CONTINUOUS_SCAN for these
+    repositories and scan on push for every other one in the registry. Default: false (BASIC scan on push)."""
     severity_threshold: str = "HIGH"
     """Lowest severity that fails the Trivy gate and counts towards alerts. Default: HIGH."""
     alert_allowances: Mapping[str, int] = field(default_factory=dict)
@@ -161,8 +163,11 @@ def _validate(args: ImageScanningArgs) -> None:
     for key in args.image_overrides:
         if key not in args.images:
             problems.append(f"image_overrides: {key!r} is not one of images ({', '.join(args.images)})")
-    if args.image_tag == "latest" or not IMAGE_TAG.match(args.image_tag):
-        problems.append(f"image_tag: {args.image_tag!r} must be a Docker tag (the git SHA), not `latest`")
+    if args.continuous_scanning and not args.manage_registry_scanning:
+        problems.append(
+            "continuous_scanning: true needs manage_registry_scanning: true (scanning is configured per account and "
+            "region, for every repository in it: only the one stack that owns it may turn continuous scanning on)"
+        )
     if args.platform not in buildspec.PLATFORMS:
         problems.append(f"platform: {args.platform!r} is not one of {', '.join(buildspec.PLATFORMS)}")
     if args.severity_threshold not in buildspec.SEVERITIES:
@@ -223,18 +228,12 @@ def lifecycle_policy(untagged_expiry_days: int, keep_tagged_images: int) -> str:
     return json.dumps({"rules": rules})
 
 
-def scan_event_pattern(
-    repository_names: Sequence[str], repository_arns: Sequence[str], continuous_scanning: bool
-) -> str:
-    """Completed scans of our repositories: ECR basic scans, and Inspector's initial scans when enhanced."""
-    if not continuous_scanning:
-        return json.dumps(
-            {
-                "source": ["aws.ecr"],
-                "detail-type": ["ECR Image Scan"],
-                "detail": {"scan-status": ["COMPLETE"], "repository-name": sorted(repository_names)},
-            }
-        )
+def scan_event_pattern(repository_names: Sequence[str], repository_arns: Sequence[str]) -> str:
+    """Completed scans of our repositories: ECR basic scans, and Inspector's initial scans.
+
+    Both, whatever this stack configures: the registry's scan type is set by whichever stack owns it, and once it is
+    ENHANCED our repositories' scans arrive from Inspector only.
+    """
     # Inspector's events name the repository by ARN in `repository-name`.
     return json.dumps(
         {
@@ -261,6 +260,8 @@ class ImageScanning(pulumi.ComponentResource):
     """CodeBuild project that lints, builds, scans and pushes."""
     alert_function_name: pulumi.Output[str]
     """Lambda that turns completed scans into alerts."""
+    image_tags: dict[str, str]
+    """Image key -> tag of the program's own build: `src-<hash of its Dockerfile, kept context, platform, args>`."""
 
     def __init__(self, name: str, args: ImageScanningArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         _validate(args)
@@ -314,26 +315,32 @@ class ImageScanning(pulumi.ComponentResource):
                 opts=self._child,
             )
             self.repositories[key] = repository
-        if args.continuous_scanning:
-            # Registry-wide: this replaces the registry's scanning configuration for the account and region.
-            aws.ecr.RegistryScanningConfiguration(
-                f"{name}-registry-scanning",
-                scan_type="ENHANCED",
-                rules=[
-                    aws.ecr.RegistryScanningConfigurationRuleArgs(
-                        scan_frequency="CONTINUOUS_SCAN",
-                        repository_filters=[
-                            aws.ecr.RegistryScanningConfigurationRuleRepositoryFilterArgs(
-                                filter=f"{args.name_prefix}-{key}", filter_type="WILDCARD"
-                            )
-                            for key in args.images
-                        ],
-                    )
-                ],
-                opts=self._child,
-            )
+        if args.manage_registry_scanning:
+            self._registry_scanning(name, args)
         self.repository_urls = {key: r.repository_url for key, r in self.repositories.items()}
         self.repository_arns = {key: r.arn for key, r in self.repositories.items()}
+
+    def _registry_scanning(self, name: str, args: ImageScanningArgs) -> None:
+        """Registry-wide: replaces the scanning configuration of every repository in this account and region."""
+        rule = aws.ecr.RegistryScanningConfigurationRuleArgs
+        every_filter = aws.ecr.RegistryScanningConfigurationRuleRepositoryFilterArgs
+        # With ENHANCED scanning "any repositories not matching an enhanced scanning filter will have scanning
+        # disabled" (ECR user guide), and a continuous filter wins over a scan-on-push one: so the `*` rule keeps
+        # every other team's repository scanned, as BASIC scan on push did before.
+        every_repository = rule(
+            scan_frequency="SCAN_ON_PUSH", repository_filters=[every_filter(filter="*", filter_type="WILDCARD")]
+        )
+        rules = [every_repository]
+        if args.continuous_scanning:
+            # ECR: a filter without `*` matches every repository name that contains it.
+            ours = [every_filter(filter=f"{args.name_prefix}-{key}", filter_type="WILDCARD") for key in args.images]
+            rules.insert(0, rule(scan_frequency="CONTINUOUS_SCAN", repository_filters=ours))
+        aws.ecr.RegistryScanningConfiguration(
+            f"{name}-registry-scanning",
+            scan_type="ENHANCED" if args.continuous_scanning else "BASIC",
+            rules=rules,
+            opts=self._child,
+        )
 
     # --- Reports bucket ---
 
@@ -382,7 +389,12 @@ class ImageScanning(pulumi.ComponentResource):
             buildspec.BuildTarget(key, f"{args.name_prefix}-{key}", source.context, source.dockerfile)
             for key, source in args.images.items()
         ]
-        spec = buildspec.render(targets, platform=args.platform, severity_threshold=args.severity_threshold)
+        spec = buildspec.render(
+            targets,
+            platform=args.platform,
+            severity_threshold=args.severity_threshold,
+            source_type="S3" if args.source_repository_url is None else "GITHUB",
+        )
         environment_type, build_image = CODEBUILD_ENVIRONMENTS[args.platform]
         variable = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
         registry = pulumi.Output.concat(args.account_id, ".dkr.ecr.", args.region, ".amazonaws.com")
@@ -559,7 +571,7 @@ class ImageScanning(pulumi.ComponentResource):
             name=f"{args.name_prefix}-image-scan-complete",
             description="Completed image scans of the platform's repositories",
             event_pattern=pulumi.Output.all(*self.repository_arns.values()).apply(
-                lambda arns: scan_event_pattern(names, list(arns), args.continuous_scanning)
+                lambda arns: scan_event_pattern(names, list(arns))
             ),
             opts=self._child,
         )
@@ -585,6 +597,7 @@ class ImageScanning(pulumi.ComponentResource):
 
     def _images(self, name: str, args: ImageScanningArgs) -> dict[str, pulumi.Output[str]]:
         refs: dict[str, pulumi.Output[str]] = {}
+        self.image_tags = {}
         for key, reference in args.image_overrides.items():
             refs[key] = self.repository_urls[key].apply(lambda url, ref=reference: assert_pinned_reference(ref, url))
         if not args.build_images:
@@ -593,12 +606,16 @@ class ImageScanning(pulumi.ComponentResource):
             if key in refs:
                 continue
             repository = self.repositories[key]
+            tag = build_context.content_tag(
+                Path(source.context), Path(source.dockerfile), platform=args.platform, build_args=source.build_args
+            )
+            self.image_tags[key] = tag
             token = aws.ecr.get_authorization_token_output(
                 registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
             )
             image = docker.Image(
                 f"{name}-{key}-image",
-                image_name=pulumi.Output.concat(repository.repository_url, ":", args.image_tag),
+                image_name=pulumi.Output.concat(repository.repository_url, ":", tag),
                 build=docker.DockerBuildArgs(
                     context=source.context,
                     dockerfile=source.dockerfile,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment, allow_between
+from components.ecs_task import DeploymentWait, FargateTask, FargateTaskSpec, ServiceAttachment, allow_between
 
 SCALE_IN_COOLDOWN = 300
 SCALE_OUT_COOLDOWN = 60
@@ -65,6 +65,8 @@ class WebServiceArgs:
     """Plain environment variables (never secrets). Default: none."""
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Container secrets: name -> Secrets Manager/SSM ARN. Default: none."""
+    deployment: DeploymentWait = field(default_factory=DeploymentWait)
+    """Whether `pulumi up` waits for deployments and fails on a circuit-breaker rollback. Default: wait, 30 min."""
     attachments: Sequence[ServiceAttachment] = ()
     """Shared storage, database, cache the service uses. Default: none."""
     log_retention_days: int = 30
@@ -117,6 +119,7 @@ class WebService(pulumi.ComponentResource):
                 health_check_command=_http_probe(args.container_port, args.health_check_path),
                 cpu_architecture=args.cpu_architecture,
                 attachments=args.attachments,
+                deployment=args.deployment,
                 enable_execute_command=args.enable_execute_command,
             ),
             parent=self,

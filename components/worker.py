@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs_task import FargateTask, FargateTaskSpec, ServiceAttachment
+from components.ecs_task import DeploymentWait, FargateTask, FargateTaskSpec, ServiceAttachment
 from components.iam import allow, deny_insecure_transport, policy_document
 from components.monitoring import alarm
 
 PRIORITIES = ("high", "normal", "low")
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 CONSUME_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+# The DLQ sweep (services/worker/runner.py `sweep_dlq`) only receives: it marks the jobs failed and leaves the
+# messages in the DLQ for operators; ReceiveMessage's VisibilityTimeout needs no ChangeMessageVisibility.
+SWEEP_DLQ_ACTIONS = ["sqs:ReceiveMessage"]
 PRODUCE_ACTIONS = ["sqs:GetQueueAttributes", "sqs:SendMessage"]
 
 
@@ -79,6 +82,8 @@ class QueueWorkerArgs:
     """Alarm when the worker logs more errors in 5 minutes. Default: 10."""
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Plain environment variables (never secrets). Default: none."""
+    deployment: DeploymentWait = field(default_factory=DeploymentWait)
+    """Whether `pulumi up` waits for deployments and fails on a circuit-breaker rollback. Default: wait, 30 min."""
     attachments: Sequence[ServiceAttachment] = ()
     """Shared storage, database, cache the worker uses. Default: none."""
     log_retention_days: int = 30
@@ -146,11 +151,16 @@ class QueueWorker(pulumi.ComponentResource):
                 cpu_architecture=args.cpu_architecture,
                 stop_timeout_seconds=args.stop_timeout_seconds,
                 attachments=args.attachments,
+                deployment=args.deployment,
             ),
             parent=self,
         )
         self.task.add_task_role_statements(
-            "queues", [allow(CONSUME_ACTIONS, list(self.queue_arns.values()), sid="ConsumeOwnQueues")]
+            "queues",
+            [
+                allow(CONSUME_ACTIONS, list(self.queue_arns.values()), sid="ConsumeOwnQueues"),
+                allow(SWEEP_DLQ_ACTIONS, [self.dead_letter_queue.arn], sid="SweepDeadLetterQueue"),
+            ],
         )
         self.service = self.task.service(
             cluster_arn=args.cluster_arn,
@@ -172,16 +182,20 @@ class QueueWorker(pulumi.ComponentResource):
         )
 
     def producer_attachment(self) -> ServiceAttachment:
-        """What a service that submits jobs needs: the queue URLs and permission to send to them only."""
+        """What a service that submits jobs needs: the work queue URLs and permission to send to them only
+        (no DLQ_URL and no worker tuning: a producer never touches the dead-letter queue)."""
         return ServiceAttachment(
             name="queues",
-            environment=self._queue_environment(),
+            environment=self._work_queue_urls(),
             task_role_statements=[allow(PRODUCE_ACTIONS, list(self.queue_arns.values()), sid="SendToJobQueues")],
         )
 
+    def _work_queue_urls(self) -> dict[str, pulumi.Input[str]]:
+        return {f"QUEUE_URL_{p.upper()}": url for p, url in self.queue_urls.items()}
+
     def _queue_environment(self) -> dict[str, pulumi.Input[str]]:
         return {
-            **{f"QUEUE_URL_{p.upper()}": url for p, url in self.queue_urls.items()},
+            **self._work_queue_urls(),
             "DLQ_URL": self.dead_letter_queue_url,
             "MAX_RECEIVES": str(self._args.max_receives),
             "VISIBILITY_TIMEOUT_SECONDS": str(self._args.visibility_timeout_seconds),

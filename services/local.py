@@ -18,10 +18,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-import psycopg
 from psycopg import sql
 
-from services.common.db import conninfo
+from services.common.db import connect
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs
@@ -30,7 +29,7 @@ STOP_GRACE_SECONDS = 15.0
 
 
 def ensure_database(settings: Settings) -> None:
-    with psycopg.connect(conninfo(settings, dbname="postgres"), autocommit=True) as conn:
+    with connect(settings, dbname="postgres") as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.DB_NAME,)).fetchone()
         if exists is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.DB_NAME)))

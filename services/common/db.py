@@ -1,8 +1,20 @@
-"""PostgreSQL connection settings and bounded pools (one pool per process; see the connection budget in
-docs/services.md: tasks x DB_POOL_MAX must stay under the server's max_connections)."""
+"""PostgreSQL connections and bounded pools (one pool per process; see the connection budget in
+docs/services.md: tasks x DB_POOL_MAX must stay under the server's max_connections).
+
+Every connection, pooled or not, takes its credential from `connection_password` at the moment it is opened:
+with `DB_AUTH=iam` a fresh RDS IAM authentication token (made by `rds_auth_token`), with `DB_AUTH=password`
+`DB_PASSWORD` (if any). RDS checks a token only when a connection is opened, and a token is valid for 15 minutes,
+so open connections outlive their token and new ones never reuse an old one.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
 from psycopg import AsyncConnection, Connection
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
@@ -12,13 +24,12 @@ from services.common.settings import Settings
 
 
 def conninfo(settings: Settings, dbname: str | None = None) -> str:
-    password = settings.DB_PASSWORD.get_secret_value() if settings.DB_PASSWORD else None
+    """Everything about a connection except its credential (`connection_password` supplies that per connection)."""
     return make_conninfo(
         host=settings.DB_HOST,
         port=settings.DB_PORT,
         dbname=dbname or settings.DB_NAME,
         user=settings.DB_USER,
-        password=password,
         sslmode=settings.DB_SSLMODE,
         connect_timeout=5,
         application_name=f"cp-{settings.APP_ENV}",
@@ -28,11 +39,56 @@ def conninfo(settings: Settings, dbname: str | None = None) -> str:
     )
 
 
+def rds_auth_token(settings: Settings) -> str:
+    """A new IAM authentication token for DB_USER at DB_HOST:DB_PORT, signed with the task role's credentials.
+
+    The one place tokens are made. Signing is local (no AWS call); the token is a presigned `rds-db:connect`
+    request that RDS accepts as the password for 15 minutes.
+    """
+    return _rds_client(settings.AWS_REGION).generate_db_auth_token(
+        DBHostname=settings.DB_HOST, Port=settings.DB_PORT, DBUsername=settings.DB_USER, Region=settings.AWS_REGION
+    )
+
+
+@cache
+def _rds_client(region: str) -> Any:
+    # One client per process: its credentials (the task role's) refresh themselves before they expire.
+    return boto3.client("rds", region_name=region)
+
+
+def connection_password(settings: Settings) -> str | None:
+    """The credential for a connection about to be opened."""
+    if settings.DB_AUTH == "iam":
+        return rds_auth_token(settings)
+    return settings.DB_PASSWORD.get_secret_value() if settings.DB_PASSWORD else None
+
+
+def connect(settings: Settings, dbname: str | None = None) -> Connection[DictRow]:
+    """One connection outside the pools (migrations, set-up), with the same credential path as the pools."""
+    return Connection[DictRow].connect(
+        conninfo(settings, dbname), autocommit=True, row_factory=dict_row, password=connection_password(settings)
+    )
+
+
+def _connection_kwargs(settings: Settings) -> Callable[[], dict[str, Any]]:
+    # psycopg_pool >= 3.3 calls a callable `kwargs` for every new connection, so each gets a fresh credential.
+    def kwargs() -> dict[str, Any]:
+        return {"autocommit": True, "row_factory": dict_row, "password": connection_password(settings)}
+
+    return kwargs
+
+
 def async_pool(settings: Settings) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
+    sync_kwargs = _connection_kwargs(settings)
+
+    async def kwargs() -> dict[str, Any]:
+        # Off the event loop: a credential refresh (the ECS credentials endpoint) is blocking I/O.
+        return await asyncio.to_thread(sync_kwargs)
+
     return AsyncConnectionPool(
         conninfo(settings),
         connection_class=AsyncConnection[DictRow],
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs=kwargs,
         min_size=settings.pool_min,
         max_size=settings.DB_POOL_MAX,
         timeout=settings.DB_POOL_TIMEOUT_SECONDS,
@@ -45,7 +101,7 @@ def sync_pool(settings: Settings) -> ConnectionPool[Connection[DictRow]]:
     return ConnectionPool(
         conninfo(settings),
         connection_class=Connection[DictRow],
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs=_connection_kwargs(settings),
         min_size=settings.pool_min,
         max_size=settings.DB_POOL_MAX,
         timeout=settings.DB_POOL_TIMEOUT_SECONDS,

@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import psycopg
 from psycopg import sql
 
-from services.common.db import conninfo
+from services.common.db import connect
 from services.common.logging import configure_logging
 from services.common.settings import Settings, load_settings
 
@@ -30,14 +29,15 @@ def migration_files() -> list[Path]:
 def apply_migrations(settings: Settings) -> list[str]:
     """Apply pending migrations; return the names applied by this call."""
     applied: list[str] = []
-    with psycopg.connect(conninfo(settings), autocommit=True) as conn:
+    # The services' own role and credential path: in AWS the app role, which owns what it creates.
+    with connect(settings) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_ID,))
         try:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+            done = {row["name"] for row in conn.execute("SELECT name FROM schema_migrations")}
             for path in migration_files():
                 if path.name in done:
                     continue

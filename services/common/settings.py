@@ -1,7 +1,8 @@
 """Typed settings read from the environment (the contract the Pulumi components inject).
 
-See docs/services.md for the table of variables. Secrets (`DB_PASSWORD`, `REDIS_AUTH_TOKEN`) have no
-defaults in the cloud environments: a missing secret is a start-up error, never a silent empty password.
+See docs/services.md for the table of variables. In the cloud environments the services connect to
+PostgreSQL as their own role with IAM authentication (`DB_AUTH=iam`, a fresh token per connection), never with a
+stored password: RDS rotates the master password every 7 days and ECS reads `secrets` only at task start.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 AppEnv = Literal["dev", "staging", "prod", "local"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+DbAuth = Literal["password", "iam"]
 Priority = Literal["high", "normal", "low"]
 
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 CLOUD_ENVS: frozenset[str] = frozenset({"dev", "staging", "prod"})
+TLS_SSLMODES: tuple[SslMode, ...] = ("require", "verify-ca", "verify-full")
 
 
 class Settings(BaseSettings):
@@ -36,6 +39,8 @@ class Settings(BaseSettings):
     DB_PORT: int = Field(default=5432, ge=1, le=65535)
     DB_NAME: str = "cp_local"
     DB_USER: str = "postgres"
+    # `iam`: a token from the task role per new connection (the cloud); `password`: DB_PASSWORD, if any (local).
+    DB_AUTH: DbAuth = "password"
     DB_PASSWORD: SecretStr | None = None
     DB_SSLMODE: SslMode = "prefer"
     DB_POOL_MAX: int = Field(default=10, ge=1, le=100)
@@ -96,18 +101,24 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _enforce_cloud_requirements(self) -> Self:
-        if self.APP_ENV not in CLOUD_ENVS:
-            return self
+    def _enforce_connection_requirements(self) -> Self:
+        cloud = self.APP_ENV in CLOUD_ENVS
+        iam = self.DB_AUTH == "iam"
         problems: list[str] = []
-        if self.DB_PASSWORD is None:
-            problems.append("DB_PASSWORD is required when APP_ENV is dev, staging or prod")
-        if self.DB_SSLMODE not in ("require", "verify-ca", "verify-full"):
+        if cloud and not iam:
             problems.append(
-                f"DB_SSLMODE={self.DB_SSLMODE!r} is not allowed when APP_ENV={self.APP_ENV!r}; "
-                "use require, verify-ca or verify-full"
+                f"DB_AUTH={self.DB_AUTH!r} is not allowed when APP_ENV={self.APP_ENV!r}; use iam "
+                "(a stored password goes stale when RDS rotates it)"
             )
-        if self.SQS_ENDPOINT_URL:
+        if iam and self.DB_PASSWORD is not None:
+            problems.append("DB_PASSWORD is set but DB_AUTH='iam' connects with IAM tokens; unset DB_PASSWORD")
+        # RDS accepts IAM authentication tokens only over SSL/TLS.
+        if (cloud or iam) and self.DB_SSLMODE not in TLS_SSLMODES:
+            because = f"APP_ENV={self.APP_ENV!r}" if cloud else "DB_AUTH='iam'"
+            problems.append(
+                f"DB_SSLMODE={self.DB_SSLMODE!r} is not allowed when {because}; use require, verify-ca or verify-full"
+            )
+        if cloud and self.SQS_ENDPOINT_URL:
             problems.append("SQS_ENDPOINT_URL is for local runs and tests only; unset it in the cloud")
         if problems:
             raise ValueError("; ".join(problems))

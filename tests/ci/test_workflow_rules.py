@@ -125,6 +125,29 @@ def test_id_token_without_oidc_and_oidc_without_id_token_are_rejected():
     ]
 
 
+def test_security_events_write_only_with_a_sarif_upload():
+    workflow = _parse(f"""
+        on: push
+        jobs:
+          idle:
+            permissions:
+              security-events: write
+            steps:
+              - run: echo hi
+          upload:
+            permissions:
+              contents: read
+            steps:
+              - uses: github/codeql-action/upload-sarif@{SHA}
+                with:
+                  sarif_file: results.sarif
+        """)
+    assert rules.check_security_events_only_for_sarif_upload(workflow) == [
+        "idle: security-events: write but no SARIF upload",
+        "upload: uploads SARIF without security-events: write",
+    ]
+
+
 def test_static_aws_keys_are_rejected():
     text = textwrap.dedent(f"""
         on: push

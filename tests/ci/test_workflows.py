@@ -38,6 +38,7 @@ def test_workflow_passes_every_rule(path: Path):
         + rules.check_pinned(workflow)
         + rules.check_permissions(workflow)
         + rules.check_id_token_only_for_oidc(workflow)
+        + rules.check_security_events_only_for_sarif_upload(workflow)
         + rules.check_oidc_credentials(workflow, path.read_text(encoding="utf-8"))
         + rules.check_deploy_jobs(workflow)
         + rules.check_fork_prs_get_no_credentials(workflow)
@@ -123,13 +124,23 @@ def test_offline_step_runs_the_policy_check_for_its_stack(tmp_path: Path, policy
 
 def test_reusable_offline_step_checks_the_callers_program_or_export(tmp_path: Path):
     offline = rules.jobs(_workflow("policy-pack.yml"))["offline"]
-    env = {"STACK": "dev", "PROGRAM_DIR": "infra", "EXPORT_FILE": "", "POLICY_CONFIG": "infra/policy.json"}
+    env = {
+        "STACK": "dev",
+        "PROGRAM_DIR": "infra",
+        "EXPORT_FILE": "",
+        "POLICY_CONFIG": "infra/policy.json",
+        "STACK_OUTPUTS": "acme/platform/prod=infra/platform.json\n",
+        "RUNNER_TEMP": "/tmp/runner",
+    }
     program = _run_step(offline, "Plan", env, tmp_path)
-    export = _run_step(offline, "Plan", {**env, "EXPORT_FILE": "out/preview.json", "POLICY_CONFIG": ""}, tmp_path)
+    export_env = {**env, "EXPORT_FILE": "out/preview.json", "POLICY_CONFIG": "", "STACK_OUTPUTS": ""}
+    export = _run_step(offline, "Plan", export_env, tmp_path)
+    strict = "--strict --source-root /ws --report sarif=/tmp/runner/policy-dev.sarif"
     assert program.stdout.strip() == (
-        "uv run python -m policy.check --program /ws/infra --stack dev --policy-config /ws/infra/policy.json"
+        "uv run python -m policy.check --program /ws/infra --stack dev --policy-config /ws/infra/policy.json "
+        f"--stack-outputs acme/platform/prod=/ws/infra/platform.json {strict}"
     )
-    assert export.stdout.strip() == "uv run python -m policy.check --export /ws/out/preview.json"
+    assert export.stdout.strip() == f"uv run python -m policy.check --export /ws/out/preview.json {strict}"
     # The produced command lines must be ones the runner's own parser accepts.
     from policy.check import parse_args
 
@@ -146,11 +157,13 @@ def test_reusable_offline_step_checks_the_callers_program_or_export(tmp_path: Pa
             "paths must be relative to your repository root without '..', got '../other'",
         ),
         ({"POLICY_CONFIG": "/etc/passwd"}, "paths must be relative to your repository root without '..'"),
+        ({"STACK_OUTPUTS": "acme/platform/prod"}, "stack-outputs lines must be NAME=FILE, got 'acme/platform/prod'"),
+        ({"STACK_OUTPUTS": "p=../../secrets.json"}, "paths must be relative to your repository root without '..'"),
     ],
 )
 def test_reusable_workflow_rejects_bad_inputs_with_a_clear_error(tmp_path: Path, overrides: dict, error: str):
     offline = rules.jobs(_workflow("policy-pack.yml"))["offline"]
-    good = {"PLATFORM_REF": "a" * 40, "PROGRAM_DIR": ".", "EXPORT_FILE": "", "POLICY_CONFIG": ""}
+    good = {"PLATFORM_REF": "a" * 40, "PROGRAM_DIR": ".", "EXPORT_FILE": "", "POLICY_CONFIG": "", "STACK_OUTPUTS": ""}
     assert _run_step(offline, "Validate", good, tmp_path).returncode == 0
     result = _run_step(offline, "Validate", {**good, **overrides}, tmp_path)
     assert result.returncode == 1
@@ -191,8 +204,15 @@ def test_reusable_policy_workflow_takes_the_callers_program_and_config():
     assert (call["inputs"]["preview"]["type"], call["inputs"]["preview"]["default"]) == ("boolean", False)
     assert set(call["secrets"]) == {"PULUMI_ACCESS_TOKEN"}
     jobs = rules.jobs(workflow)
-    assert jobs["offline"]["permissions"] == {"contents": "read"}
+    assert jobs["offline"]["permissions"] == {"contents": "read", "security-events": "write"}
     assert "--policy-config" in str(jobs["offline"]["steps"])
+    # The SARIF report goes to code scanning with an action pinned to the commit of its tag.
+    [upload] = rules.sarif_uploads(jobs["offline"])
+    assert upload["uses"] == "github/codeql-action/upload-sarif@8aad20d150bbac5944a9f9d289da16a4b0d87c1e"
+    assert "!cancelled()" in upload["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in upload["if"]
+    assert upload["with"]["sarif_file"] == "${{ runner.temp }}/policy-${{ matrix.stack }}.sarif"
+    assert {"stack-outputs", "upload-sarif"} <= set(call["inputs"])
     preview = jobs["preview"]
     assert preview["needs"] == "offline"
     assert "inputs.preview" in preview["if"]

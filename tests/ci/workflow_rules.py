@@ -16,11 +16,13 @@ import yaml
 Document = Mapping[Any, Any]  # `on:` parses as the key True
 
 AWS_CREDENTIALS_ACTION = "aws-actions/configure-aws-credentials"
+UPLOAD_SARIF_ACTION = "github/codeql-action/upload-sarif"
 CHECKOUT_ACTION = "actions/checkout"
 PULUMI_ACTION = "pulumi/actions"
 DEPLOY_COMMANDS = frozenset({"up", "update", "destroy", "refresh"})
-# Scopes a job may write: the OIDC token and the preview comment. Everything else is read or none.
-WRITABLE_SCOPES = frozenset({"id-token", "pull-requests"})
+# Scopes a job may write: the OIDC token, the preview comment and code-scanning alerts (only with a SARIF
+# upload, see check_security_events_only_for_sarif_upload). Everything else is read or none.
+WRITABLE_SCOPES = frozenset({"id-token", "pull-requests", "security-events"})
 PRIVILEGED_TRIGGERS = frozenset({"pull_request_target", "workflow_run"})
 STATIC_KEY_MARKERS = (
     "aws-access-key-id",
@@ -76,6 +78,11 @@ def action_name(step: Document) -> str:
 
 def steps_using(job: Document, action: str) -> list[dict[str, Any]]:
     return [step for step in steps(job) if action_name(step) == action]
+
+
+def sarif_uploads(job: Document) -> list[dict[str, Any]]:
+    """Steps that upload SARIF (`github/codeql-action/upload-sarif`, an action in a subdirectory of its repo)."""
+    return [step for step in steps(job) if str(step.get("uses", "")).split("@", 1)[0] == UPLOAD_SARIF_ACTION]
 
 
 # --- Rules ---
@@ -142,6 +149,19 @@ def check_id_token_only_for_oidc(workflow: Document) -> list[str]:
             findings.append(f"{job_id}: id-token: write but no AWS role is assumed")
         if assumes_role and not wants_token:
             findings.append(f"{job_id}: assumes an AWS role without id-token: write")
+    return findings
+
+
+def check_security_events_only_for_sarif_upload(workflow: Document) -> list[str]:
+    """`security-events: write` exactly on the jobs that upload SARIF to code scanning."""
+    findings = []
+    for job_id, job in jobs(workflow).items():
+        wants_write = _permission(job, "security-events") == "write"
+        uploads = bool(sarif_uploads(job))
+        if wants_write and not uploads:
+            findings.append(f"{job_id}: security-events: write but no SARIF upload")
+        if uploads and not wants_write:
+            findings.append(f"{job_id}: uploads SARIF without security-events: write")
     return findings
 
 

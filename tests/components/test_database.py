@@ -1,4 +1,5 @@
-"""Database: RDS PostgreSQL 17, encrypted, private, RDS-managed credentials, the seed's parameters and alarms."""
+"""Database: RDS PostgreSQL 17, encrypted, private, RDS-managed credentials, the seed's parameters and alarms;
+services connect as their own role with IAM authentication, created by the role bootstrap function."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import re
 import pytest
 
 from components.database import Database, DatabaseArgs
+from components.web_service import WebService
+from policy.plan import ARCHIVE_SIG
 from tests.components.test_storage import ACCOUNT, LOG_KEY, TOPIC, retained_names
-from tests.support import Recorded, build, inputs, json_input
+from tests.components.test_web_service import web_args
+from tests.support import Recorded, build, env_map, inputs, json_input
 
 
 def database_args(env: str = "dev", **overrides) -> DatabaseArgs:
@@ -51,7 +55,9 @@ def instance(recorded: Recorded) -> dict:
 
 def test_every_child_is_parented_to_the_component(dev):
     component = dev.one("container-platform:database:Database")
-    assert all(r.parent == component.urn for r in dev.resources if r is not component)
+    network = dev.one("container-platform:database:RolesFunctionNetwork")
+    assert network.parent == component.urn
+    assert all(r.parent in (component.urn, network.urn) for r in dev.resources if r is not component)
 
 
 def test_instance_is_private_encrypted_and_monitored(dev):
@@ -120,7 +126,7 @@ def test_parameter_group_has_the_seed_settings_safely(dev):
 
 
 def test_enhanced_monitoring_role_trusts_only_rds_monitoring_of_this_account(dev):
-    role = dev.one("aws:iam/role:Role")
+    role = dev.find("aws:iam/role:Role", "database-monitoring-role")
     (statement,) = json_input(role, "assumeRolePolicy")["Statement"]
     assert statement["Principal"] == {"Service": "monitoring.rds.amazonaws.com"}
     assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
@@ -133,14 +139,15 @@ def test_exported_logs_land_in_encrypted_log_groups_with_retention(dev):
     assert set(groups) == {
         "/aws/rds/instance/jobs-dev-postgres/postgresql",
         "/aws/rds/instance/jobs-dev-postgres/upgrade",
+        "/aws/lambda/jobs-dev-db-roles",
     }
     assert all((g["retentionInDays"], g["kmsKeyId"]) == (30, LOG_KEY) for g in groups.values())
 
 
-def test_security_group_has_no_rules_of_its_own(dev):
-    sg = inputs(dev.one("aws:ec2/securityGroup:SecurityGroup"))
-    assert "ingress" not in sg
-    assert "egress" not in sg
+def test_security_groups_have_no_inline_rules(dev):
+    for group in dev.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        assert "ingress" not in inputs(group)
+        assert "egress" not in inputs(group)
 
 
 def test_seed_alarms_plus_connections_notify_the_topic(dev):
@@ -179,8 +186,193 @@ def test_connections_alarm_threshold_can_be_set():
         ({"connections_alarm_threshold": 500}, "connections_alarm_threshold=500 must be 1 to max_connections=200"),
         ({"db_name": "App-DB"}, "db_name='App-DB' must be lowercase letters, digits, _"),
         ({"performance_insights_retention_days": 30}, "performance_insights_retention_days=30 must be 7 or"),
+        ({"app_username": "App"}, "app_username='App' must be lowercase letters, digits, _"),
+        ({"app_username": "dbadmin"}, "app_username='dbadmin' must differ from master_username='dbadmin'"),
+        ({"app_username": "rds_iam"}, "app_username='rds_iam' must differ from master_username='dbadmin' and not"),
+        ({"app_username": "pg_app"}, "app_username='pg_app' must differ from master_username='dbadmin' and not"),
+        ({"roles_function_reserved_concurrency": 0}, "roles_function_reserved_concurrency=0 must be at least 1"),
     ],
 )
 def test_unknown_or_contradicting_args_are_rejected(overrides, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         database_args("prod", **overrides)
+
+
+# --- Creation order ---
+
+
+def test_instance_waits_for_the_monitoring_policy_attachment_not_just_the_role(dev):
+    # RDS validates the monitoring role when the instance is created: the role alone (without its policy attached
+    # yet) fails the create with "IAM role ARN value is invalid or does not include the required permissions".
+    attachment = dev.find("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "database-monitoring-policy")
+    assert attachment.urn in dev.one("aws:rds/instance:Instance").dependencies
+
+
+# --- How services connect: IAM authentication as the app role, no secrets ---
+
+RESOURCE_ID = "db-ABCDEFGHIJKLMNOPQRSTUVWXY0"  # the mock's DbiResourceId
+
+
+@pytest.fixture(scope="module")
+def service() -> Recorded:
+    return build(lambda: WebService("api", web_args(attachments=[Database("database", database_args()).attachment()])))
+
+
+def container(recorded: Recorded) -> dict:
+    (definition,) = json_input(recorded.one("aws:ecs/taskDefinition:TaskDefinition"), "containerDefinitions")
+    return definition
+
+
+def test_services_get_connection_settings_for_iam_auth_and_no_secret(service):
+    definition = container(service)
+    assert env_map(definition["environment"]) == {
+        "PORT": "8080",
+        "DB_HOST": "database-instance.abcdefghij.us-east-1.rds.amazonaws.com",
+        "DB_PORT": "5432",
+        "DB_NAME": "app",
+        "DB_USER": "app",
+        "DB_AUTH": "iam",
+        "DB_SSLMODE": "require",
+    }
+    assert definition["secrets"] == []
+    # Nothing to read at task start: the master secret stays with the bootstrap function.
+    policies = {r.name for r in service.of_type("aws:iam/rolePolicy:RolePolicy")}
+    assert policies == {"jobs-dev-api-task-policy", "database-roles-policy"}
+
+
+def test_task_role_may_connect_as_exactly_the_app_user_of_this_instance(service):
+    policy = json_input(service.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-task-policy"), "policy")
+    assert policy["Statement"] == [
+        {
+            "Sid": "ConnectAsAppRole",
+            "Effect": "Allow",
+            "Action": ["rds-db:connect"],
+            "Resource": [f"arn:aws:rds-db:us-east-1:{ACCOUNT}:dbuser:{RESOURCE_ID}/app"],
+        }
+    ]
+
+
+def test_no_task_definition_before_the_role_exists(service):
+    invocation = service.one("aws:lambda/invocation:Invocation")
+    assert invocation.urn in service.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
+
+
+def test_the_app_role_name_is_configurable():
+    recorded = build(
+        lambda: WebService(
+            "api", web_args(attachments=[Database("database", database_args(app_username="jobs_api")).attachment()])
+        )
+    )
+    assert env_map(container(recorded)["environment"])["DB_USER"] == "jobs_api"
+    policy = json_input(recorded.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-task-policy"), "policy")
+    assert policy["Statement"][0]["Resource"] == [f"arn:aws:rds-db:us-east-1:{ACCOUNT}:dbuser:{RESOURCE_ID}/jobs_api"]
+    function = inputs(recorded.one("aws:lambda/function:Function"))
+    assert function["environment"]["variables"]["APP_USER"] == "jobs_api"
+
+
+# --- The role bootstrap function ---
+
+
+def roles_function(recorded: Recorded) -> dict:
+    return inputs(recorded.one("aws:lambda/function:Function"))
+
+
+def test_roles_function_runs_in_the_private_subnets_with_its_own_security_group(dev):
+    function = roles_function(dev)
+    assert function["vpcConfig"] == {
+        "subnetIds": ["subnet-a", "subnet-b"],
+        "securityGroupIds": ["database-roles-sg-id"],
+    }
+    assert (function["runtime"], function["architectures"], function["handler"]) == (
+        "python3.13",
+        ["arm64"],
+        "handler.handler",
+    )
+    assert (function["timeout"], function["memorySize"]) == (60, 256)
+    assert "reservedConcurrentExecutions" not in function
+    assert function["loggingConfig"]["logGroup"] == "/aws/lambda/jobs-dev-db-roles"
+    secret = dev.one("aws:rds/instance:Instance").outputs["masterUserSecrets"][0]["secretArn"]
+    assert function["environment"]["variables"] == {
+        "DB_HOST": "database-instance.abcdefghij.us-east-1.rds.amazonaws.com",
+        "DB_PORT": "5432",
+        "DB_NAME": "app",
+        "MASTER_SECRET_ARN": secret,
+        "APP_USER": "app",
+        "DB_SSLMODE": "require",
+    }
+    assert (
+        roles_function(build_database(database_args(roles_function_reserved_concurrency=1)))[
+            "reservedConcurrentExecutions"
+        ]
+        == 1
+    )
+
+
+def test_roles_function_package_is_the_handler_and_pure_python_pg8000(dev):
+    code = roles_function(dev)["code"]
+    assert code["4dabf18193072939515e22adb298388d"] == ARCHIVE_SIG
+    paths = set(code["assets"])
+    assert {"handler.py", "pg8000/native.py", "scramp/core.py", "scramp-1.5.0.dist-info/METADATA"} <= paths
+    assert not [p for p in paths if p.endswith((".so", ".pyc")) or "__pycache__" in p or p.endswith("/RECORD")]
+    assert code["assets"]["handler.py"]["path"] == "lambdas/db_roles/handler.py"
+
+
+def test_roles_function_may_read_only_the_master_secret_write_its_logs_and_attach_to_the_vpc(dev):
+    secret = dev.one("aws:rds/instance:Instance").outputs["masterUserSecrets"][0]["secretArn"]
+    role = dev.find("aws:iam/role:Role", "database-roles-role")
+    (trust,) = json_input(role, "assumeRolePolicy")["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    policy = json_input(dev.find("aws:iam/rolePolicy:RolePolicy", "database-roles-policy"), "policy")
+    assert {s["Sid"]: (s["Action"], s["Resource"]) for s in policy["Statement"]} == {
+        "ReadMasterSecret": (["secretsmanager:GetSecretValue"], [secret]),
+        "WriteOwnLogs": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/jobs-dev-db-roles:*"],
+        ),
+        "ManageVpcNetworkInterfaces": (
+            ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+             "ec2:UnassignPrivateIpAddresses"],
+            [f"arn:aws:ec2:us-east-1:{ACCOUNT}:*/*"],
+        ),
+        "DescribeVpcNetworkInterfaces": (["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], ["*"]),
+    }  # fmt: skip
+    function = dev.one("aws:lambda/function:Function")
+    assert dev.find("aws:iam/rolePolicy:RolePolicy", "database-roles-policy").urn in function.dependencies
+
+
+def test_roles_function_reaches_only_the_database_and_https(dev):
+    def rules(type_: str) -> set[tuple]:
+        return {
+            (v["securityGroupId"], v.get("referencedSecurityGroupId"), v.get("cidrIpv4"), v["fromPort"], v["toPort"])
+            for v in map(inputs, dev.of_type(type_))
+        }
+
+    function_sg, database_sg = "database-roles-sg-id", "database-sg-id"
+    assert rules("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule") == {
+        (function_sg, database_sg, None, 5432, 5432),
+        (function_sg, None, "0.0.0.0/0", 443, 443),
+    }
+    assert rules("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") == {
+        (database_sg, function_sg, None, 5432, 5432)
+    }
+
+
+def test_invocation_runs_after_the_network_path_and_again_when_instance_role_or_code_change(dev):
+    invocation = dev.one("aws:lambda/invocation:Invocation")
+    values = inputs(invocation)
+    assert values["functionName"] == "jobs-dev-db-roles"
+    assert "lifecycleScope" not in values  # CREATE_ONLY: never invoked on destroy
+    triggers = values["triggers"]
+    assert {k: v for k, v in triggers.items() if k != "code"} == {
+        "instance": RESOURCE_ID,
+        "database": "app",
+        "appUser": "app",
+    }
+    assert re.fullmatch(r"[0-9a-f]{64}", triggers["code"])
+    rules = [
+        *dev.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"),
+        *dev.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"),
+    ]
+    assert {r.urn for r in rules} <= set(invocation.dependencies)
+    assert dev.one("aws:lambda/function:Function").urn in invocation.dependencies

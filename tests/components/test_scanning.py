@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,8 @@ import pytest
 import yaml
 
 from components import buildspec
+from components.build_context import content_tag
+from components.config import ConfigError, parse_stack_config
 from components.scanning import (
     ImageScanning,
     ImageScanningArgs,
@@ -62,7 +61,6 @@ def scanning_args(**overrides: Any) -> ImageScanningArgs:
         alert_topic_arn=TOPIC,
         alert_topic_kms_key_arn=PLATFORM_KEY,
         log_kms_key_arn=PLATFORM_KEY,
-        image_tag="0123abc",
     )
     return dataclasses.replace(args, **overrides)
 
@@ -86,6 +84,11 @@ def policy_statements(recorded: Recorded, name: str) -> dict[str, dict[str, Any]
 
 def rendered_buildspec(recorded: Recorded) -> dict[str, Any]:
     return yaml.safe_load(inputs(recorded.one(PROJECT))["source"]["buildspec"])
+
+
+def phase_commands(recorded: Recorded, phase: str) -> list[str]:
+    """A phase's commands without the strict-mode prefix every command carries."""
+    return [c.removeprefix(buildspec.STRICT) for c in rendered_buildspec(recorded)["phases"][phase]["commands"]]
 
 
 # --- Repositories ---
@@ -129,16 +132,35 @@ def test_lifecycle_expires_untagged_after_a_day_and_keeps_the_newest_tagged(proj
     assert untagged["action"] == tagged["action"] == {"type": "expire"}
 
 
-def test_continuous_scanning_turns_on_enhanced_scanning_for_our_repositories_only(project_root: Path) -> None:
-    recorded = build_scanning(continuous_scanning=True)
+def test_continuous_scanning_scans_ours_continuously_and_keeps_every_other_repository_scanned_on_push(
+    project_root: Path,
+) -> None:
+    recorded = build_scanning(manage_registry_scanning=True, continuous_scanning=True)
     config = inputs(recorded.one("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"))
     assert config["scanType"] == "ENHANCED"
-    (rule,) = config["rules"]
-    assert rule["scanFrequency"] == "CONTINUOUS_SCAN"
-    assert rule["repositoryFilters"] == [
+    continuous, on_push = config["rules"]
+    assert continuous["scanFrequency"] == "CONTINUOUS_SCAN"
+    assert continuous["repositoryFilters"] == [
         {"filter": "app-dev-api", "filterType": "WILDCARD"},
         {"filter": "app-dev-worker", "filterType": "WILDCARD"},
     ]
+    # ENHANCED disables scanning of every repository no filter matches: other stacks' and teams' too.
+    assert on_push == {
+        "scanFrequency": "SCAN_ON_PUSH",
+        "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}],
+    }
+
+
+def test_the_owning_stack_without_continuous_scanning_keeps_the_registry_basic_scan_on_push(project_root: Path) -> None:
+    config = inputs(
+        build_scanning(manage_registry_scanning=True).one(
+            "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration"
+        )
+    )
+    assert config == {
+        "scanType": "BASIC",
+        "rules": [{"scanFrequency": "SCAN_ON_PUSH", "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}],
+    }
 
 
 # --- Reports bucket ---
@@ -254,12 +276,27 @@ def test_github_source_builds_main_pushes_and_pull_requests_with_fork_approval(p
 # --- Pipeline: the buildspec's gates ---
 
 
-def test_buildspec_runs_bash_with_errexit_and_pipefail_in_every_phase(project_root: Path) -> None:
+def test_buildspec_runs_bash_and_every_command_sets_errexit_nounset_and_pipefail_itself(project_root: Path) -> None:
+    # CodeBuild runs each command as its own script: a `set -euo pipefail` line would not reach the next command.
     spec = rendered_buildspec(build_scanning())
     assert spec["version"] == 0.2
     assert spec["env"]["shell"] == "bash"
     for phase, body in spec["phases"].items():
-        assert body["commands"][0] == "set -euo pipefail", phase
+        for command in body["commands"] + body.get("finally", []):
+            assert command.startswith("set -euo pipefail; "), (phase, command)
+
+
+@pytest.mark.parametrize(("github", "source_type"), [(False, "S3"), (True, "GITHUB")])
+def test_the_buildspec_is_rendered_for_the_project_s_source_kind(
+    project_root: Path, github: bool, source_type: str
+) -> None:
+    url = "https://github.com/acme/platform.git" if github else None
+    spec = rendered_buildspec(build_scanning(source_repository_url=url))
+    targets = [buildspec.BuildTarget(k, f"app-dev-{k}", ".", f"services/{k}/Dockerfile") for k in ("api", "worker")]
+    assert spec == buildspec.buildspec(targets, platform="linux/amd64", severity_threshold="HIGH",
+                                       source_type=source_type)  # fmt: skip
+    revision = "\n".join(spec["phases"]["pre_build"]["commands"])
+    assert ("CODEBUILD_RESOLVED_SOURCE_VERSION" in revision) is github
 
 
 def test_buildspec_has_no_escape_hatch_that_turns_a_failure_into_success(project_root: Path) -> None:
@@ -273,7 +310,7 @@ def test_buildspec_has_no_escape_hatch_that_turns_a_failure_into_success(project
 
 
 def test_tools_are_pinned_and_verified_by_checksum_before_use(project_root: Path) -> None:
-    install = rendered_buildspec(build_scanning())["phases"]["install"]["commands"]
+    install = phase_commands(build_scanning(), "install")
     text = "\n".join(install)
     assert "raw.githubusercontent.com" not in text
     assert not re.search(r"\|\s*(ba)?sh\b", text), "a download is piped into a shell"
@@ -286,7 +323,7 @@ def test_tools_are_pinned_and_verified_by_checksum_before_use(project_root: Path
 
 
 def test_gates_lint_every_dockerfile_and_fail_on_findings_at_or_above_the_threshold(project_root: Path) -> None:
-    commands = rendered_buildspec(build_scanning(severity_threshold="MEDIUM"))["phases"]["build"]["commands"]
+    commands = phase_commands(build_scanning(severity_threshold="MEDIUM"), "build")
     for dockerfile in ("services/api/Dockerfile", "services/worker/Dockerfile"):
         assert f"hadolint --failure-threshold error {dockerfile}" in commands
     gates = [c for c in commands if c.startswith("trivy image") and "--exit-code 1" in c]
@@ -297,8 +334,9 @@ def test_gates_lint_every_dockerfile_and_fail_on_findings_at_or_above_the_thresh
 
 
 def test_push_is_the_last_step_of_the_build_phase_after_every_gate(project_root: Path) -> None:
-    spec = rendered_buildspec(build_scanning())
-    commands = spec["phases"]["build"]["commands"]
+    recorded = build_scanning()
+    spec = rendered_buildspec(recorded)
+    commands = phase_commands(recorded, "build")
     pushes = [i for i, c in enumerate(commands) if "docker push" in c]
     gates = [i for i, c in enumerate(commands) if c.startswith(("hadolint", "trivy", "docker build"))]
     assert len(pushes) == 2
@@ -308,94 +346,29 @@ def test_push_is_the_last_step_of_the_build_phase_after_every_gate(project_root:
                  for c in cs if "docker push" in c and not (p == "build" and k == "commands")]  # fmt: skip
     assert elsewhere == []
     assert spec["phases"]["build"]["finally"] == [
-        "aws s3 cp --recursive --only-show-errors reports/ "
-        '"s3://$REPORTS_BUCKET/reports/${CODEBUILD_RESOLVED_SOURCE_VERSION}/${CODEBUILD_BUILD_NUMBER}/"'
+        "set -euo pipefail; aws s3 cp --recursive --only-show-errors reports/ "
+        '"s3://$REPORTS_BUCKET/reports/$SOURCE_REVISION/$CODEBUILD_BUILD_NUMBER/"'
     ]
 
 
-STUB = """#!/usr/bin/env bash
-echo "$(basename "$0") $*" >> "$CALLS"
-case "$(basename "$0") $*" in
-  "hadolint "*"$FAIL_LINT"*) [ -n "$FAIL_LINT" ] && exit 1 ;;
-esac
-case "$(basename "$0") $*" in
-  "trivy "*"--exit-code 1"*"$FAIL_SCAN"*) [ -n "$FAIL_SCAN" ] && exit 1 ;;
-esac
-exit 0
-"""
-
-
-def run_like_codebuild(spec: dict[str, Any], workdir: Path, **env: str) -> list[str]:
-    """Run pre_build and build as CodeBuild does: stop a phase at the first failing command, then its `finally`."""
-    bin_dir = workdir / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for tool in ("hadolint", "trivy", "docker", "aws"):
-        (bin_dir / tool).write_text(STUB)
-        (bin_dir / tool).chmod(stat.S_IRWXU)
-    calls = workdir / "calls.log"
-    calls.write_text("")
-    environment = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "FAIL_LINT": "", "FAIL_SCAN": "",
-        "REGISTRY": REGISTRY, "REPORTS_BUCKET": "reports-bucket", "AWS_REGION": REGION,
-        "CODEBUILD_RESOLVED_SOURCE_VERSION": "0123abc", "CODEBUILD_BUILD_NUMBER": "7", **env,
-    }  # fmt: skip
-    for phase in ("pre_build", "build"):
-        body = spec["phases"][phase]
-        for command in body["commands"]:
-            if subprocess.run(["bash", "-c", command], cwd=workdir, env=environment, check=False).returncode:
-                break
-        for command in body.get("finally", []):
-            subprocess.run(["bash", "-c", command], cwd=workdir, env=environment, check=True)
-    return calls.read_text().splitlines()
-
-
-@pytest.mark.parametrize(
-    ("failure", "expect_built"),
-    [({"FAIL_LINT": "services/worker/Dockerfile"}, []), ({"FAIL_SCAN": "app-dev-worker"}, ["api", "worker"])],
-    ids=["lint-finding", "scan-finding"],
-)
-def test_a_failing_gate_pushes_nothing_and_still_uploads_the_reports(
-    project_root: Path, failure: dict[str, str], expect_built: list[str]
-) -> None:
-    calls = run_like_codebuild(rendered_buildspec(build_scanning()), project_root, **failure)
-    assert not [c for c in calls if c.startswith("docker push")]
-    built = [name for name in ("api", "worker") if any(c.startswith("docker build") and f"app-dev-{name}:" in c
-                                                       for c in calls)]  # fmt: skip
-    assert built == expect_built
-    assert calls[-1].startswith(
-        "aws s3 cp --recursive --only-show-errors reports/ s3://reports-bucket/reports/0123abc/7/"
-    )
-
-
-def test_a_clean_build_pushes_every_image_after_every_scan(project_root: Path) -> None:
-    calls = run_like_codebuild(rendered_buildspec(build_scanning()), project_root)
-    pushes = [i for i, c in enumerate(calls) if c.startswith("docker push")]
-    scans = [i for i, c in enumerate(calls) if c.startswith("trivy")]
-    assert [calls[i] for i in pushes] == [
-        f"docker push {REGISTRY}/app-dev-api:ci-0123abc",
-        f"docker push {REGISTRY}/app-dev-worker:ci-0123abc",
-    ]
-    assert len(scans) == 4
-    assert max(scans) < min(pushes)
-
-
-def test_a_pull_request_build_runs_every_gate_but_pushes_nothing(project_root: Path) -> None:
-    calls = run_like_codebuild(rendered_buildspec(build_scanning()), project_root,
-                               CODEBUILD_WEBHOOK_EVENT="PULL_REQUEST_UPDATED")  # fmt: skip
-    assert len([c for c in calls if c.startswith("trivy") and "--exit-code 1" in c]) == 2
-    assert not [c for c in calls if c.startswith("docker push")]
+# The buildspec is run, CodeBuild-style, with stub tools in tests/pipeline/test_buildspec_script.py.
 
 
 # --- Scan alerts ---
 
 
-def test_scan_complete_rule_matches_completed_basic_scans_of_our_repositories(project_root: Path) -> None:
+def test_scan_complete_rule_matches_completed_basic_and_inspector_scans_of_our_repositories(project_root: Path) -> None:
+    # Inspector too, even when this stack does not own the registry: the stack that does may have made it ENHANCED.
     recorded = build_scanning()
     rule = recorded.one("aws:cloudwatch/eventRule:EventRule")
+    arns = [recorded.find(REPOSITORY, f"scanning-{i}-repo").outputs["arn"] for i in ("api", "worker")]
     assert json_input(rule, "eventPattern") == {
-        "source": ["aws.ecr"],
-        "detail-type": ["ECR Image Scan"],
-        "detail": {"scan-status": ["COMPLETE"], "repository-name": ["app-dev-api", "app-dev-worker"]},
+        "source": ["aws.ecr", "aws.inspector2"],
+        "detail-type": ["ECR Image Scan", "Inspector2 Scan"],
+        "detail": {
+            "scan-status": ["COMPLETE", "INITIAL_SCAN_COMPLETE"],
+            "repository-name": ["app-dev-api", "app-dev-worker", *sorted(arns)],
+        },
     }
     function = recorded.one(FUNCTION)
     target = inputs(recorded.one("aws:cloudwatch/eventTarget:EventTarget"))
@@ -407,14 +380,12 @@ def test_scan_complete_rule_matches_completed_basic_scans_of_our_repositories(pr
     assert permission["function"] == function.outputs["name"]
 
 
-def test_with_continuous_scanning_the_rule_also_matches_inspector_initial_scans(project_root: Path) -> None:
-    recorded = build_scanning(continuous_scanning=True)
-    pattern = json_input(recorded.one("aws:cloudwatch/eventRule:EventRule"), "eventPattern")
-    arns = [recorded.find(REPOSITORY, f"scanning-{i}-repo").outputs["arn"] for i in ("api", "worker")]
-    assert pattern["source"] == ["aws.ecr", "aws.inspector2"]
-    assert pattern["detail-type"] == ["ECR Image Scan", "Inspector2 Scan"]
-    assert pattern["detail"]["scan-status"] == ["COMPLETE", "INITIAL_SCAN_COMPLETE"]
-    assert pattern["detail"]["repository-name"] == ["app-dev-api", "app-dev-worker", *sorted(arns)]
+def test_the_rule_is_the_same_whether_or_not_this_stack_owns_registry_scanning(project_root: Path) -> None:
+    owner = build_scanning(manage_registry_scanning=True, continuous_scanning=True)
+    other = build_scanning()
+    pattern = "eventPattern"
+    rule = "aws:cloudwatch/eventRule:EventRule"
+    assert json_input(owner.one(rule), pattern) == json_input(other.one(rule), pattern)
 
 
 def test_alert_function_configuration(project_root: Path) -> None:
@@ -470,10 +441,13 @@ def test_alert_function_role_reads_findings_publishes_and_logs_only(project_root
 # --- Images and the deploy gate ---
 
 
-def test_images_are_built_for_the_platform_tagged_with_the_commit_and_deployed_by_digest(project_root: Path) -> None:
+def test_images_are_built_for_the_platform_tagged_with_their_content_and_deployed_by_digest(
+    project_root: Path,
+) -> None:
     recorded = build_scanning(platform="linux/arm64")
     image = inputs(recorded.find(IMAGE, "scanning-api-image"))
-    assert image["imageName"] == f"{REGISTRY}/app-dev-api:0123abc"
+    tag = content_tag(project_root, project_root / "services/api/Dockerfile", platform="linux/arm64", build_args={})
+    assert image["imageName"] == f"{REGISTRY}/app-dev-api:{tag}"
     assert image["build"] == {"context": ".", "dockerfile": "services/api/Dockerfile", "platform": "linux/arm64",
                               "args": {}}  # fmt: skip
     assert image["registry"]["server"] == f"{REGISTRY}/app-dev-api"
@@ -530,7 +504,7 @@ def test_deploy_gate_accepts_a_digest_reference_and_checks_its_repository() -> N
 
 InvalidCase = tuple[dict[str, Any], str]
 INVALID: list[InvalidCase] = [
-    ({"image_tag": "latest"}, "image_tag: 'latest'"),
+    ({"continuous_scanning": True}, "continuous_scanning: true needs manage_registry_scanning: true"),
     ({"platform": "linux/386"}, "platform: 'linux/386' is not one of linux/amd64, linux/arm64"),
     ({"severity_threshold": "SEVERE"}, "severity_threshold: 'SEVERE' is not one of LOW, MEDIUM, HIGH, CRITICAL"),
     ({"images": {}}, "images: at least one image is required"),
@@ -553,3 +527,33 @@ def test_invalid_args_are_refused_naming_the_field_and_what_is_allowed(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         ImageScanning("scanning", scanning_args(**overrides))
+
+
+# --- Stack config: who owns the registry's scanning configuration ---
+
+STACK_FILES = sorted(Path(__file__).resolve().parents[2].glob("Pulumi.*.yaml"))
+CERT = "arn:aws:acm:us-east-1:210987654321:certificate/0b4f7a52-5c1e-4a8e-9d1f-3c2b1a0e9f87"
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_no_profile_manages_registry_scanning_by_default(environment: str) -> None:
+    images = parse_stack_config({"environment": environment, "certificateArn": CERT}).images
+    assert (images.manageRegistryScanning, images.continuousScanning) == (False, False)
+
+
+def test_continuous_scanning_without_owning_the_registry_configuration_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"images\.continuousScanning: true without images\.manageRegistryScanning"):
+        parse_stack_config({"environment": "dev", "images": {"continuousScanning": True}})
+    owner = parse_stack_config(
+        {"environment": "dev", "images": {"manageRegistryScanning": True, "continuousScanning": True}}
+    )
+    assert owner.images.continuousScanning
+
+
+def test_at_most_one_stack_file_per_region_owns_registry_scanning() -> None:
+    owners: dict[str, list[str]] = {}
+    for stack_file in STACK_FILES:
+        config = yaml.safe_load(stack_file.read_text())["config"]
+        if config.get("container-platform:images", {}).get("manageRegistryScanning"):
+            owners.setdefault(config["aws:region"], []).append(stack_file.name)
+    assert owners == {"us-east-1": ["Pulumi.prod.yaml"]}

@@ -274,7 +274,6 @@ def test_attached_service_mounts_the_access_point_over_tls_with_iam(attached):
 
 def test_attached_service_gets_endpoints_in_env_and_credentials_only_as_secrets(attached):
     container = api_container(attached)
-    db_secret = attached.one("aws:rds/instance:Instance").outputs["masterUserSecrets"][0]["secretArn"]
     token_secret = attached.one("aws:secretsmanager/secret:Secret").outputs["arn"]
     assert env_map(container["environment"]) == {
         "PORT": "8080",
@@ -282,21 +281,19 @@ def test_attached_service_gets_endpoints_in_env_and_credentials_only_as_secrets(
         "DB_HOST": "database-instance.abcdefghij.us-east-1.rds.amazonaws.com",
         "DB_PORT": "5432",
         "DB_NAME": "app",
+        "DB_USER": "app",
+        "DB_AUTH": "iam",
         "DB_SSLMODE": "require",
         "REDIS_HOST": "master.cache-group.abcdef.us-east-1.cache.amazonaws.com",
         "REDIS_PORT": "6379",
         "REDIS_TLS": "true",
     }
-    assert env_map(container["secrets"], "valueFrom") == {
-        "DB_USER": f"{db_secret}:username::",
-        "DB_PASSWORD": f"{db_secret}:password::",
-        "REDIS_AUTH_TOKEN": token_secret,
-    }
+    # The database needs no secret: IAM authentication (tests/components/test_database.py).
+    assert env_map(container["secrets"], "valueFrom") == {"REDIS_AUTH_TOKEN": token_secret}
     assert MOCK_TOKEN not in json.dumps(container)
 
 
-def test_execution_role_reads_exactly_the_two_secrets(attached):
-    db_secret = attached.one("aws:rds/instance:Instance").outputs["masterUserSecrets"][0]["secretArn"]
+def test_execution_role_reads_exactly_the_one_secret(attached):
     token_secret = attached.one("aws:secretsmanager/secret:Secret").outputs["arn"]
     policy = json_input(attached.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-exec-secrets"), "policy")
     assert policy["Statement"] == [
@@ -304,7 +301,7 @@ def test_execution_role_reads_exactly_the_two_secrets(attached):
             "Sid": "ReadOwnSecrets",
             "Effect": "Allow",
             "Action": ["secretsmanager:GetSecretValue"],
-            "Resource": sorted([db_secret, token_secret]),
+            "Resource": [token_secret],
         }
     ]
 
@@ -312,10 +309,11 @@ def test_execution_role_reads_exactly_the_two_secrets(attached):
 def test_task_role_may_only_mount_and_write_this_file_system_through_the_access_point(attached):
     fs_arn = attached.one("aws:efs/fileSystem:FileSystem").outputs["arn"]
     access_point_arn = attached.one("aws:efs/accessPoint:AccessPoint").outputs["arn"]
-    policies = {r.name for r in attached.of_type("aws:iam/rolePolicy:RolePolicy")}
+    # Besides the database's role bootstrap function's own policy.
+    policies = {r.name for r in attached.of_type("aws:iam/rolePolicy:RolePolicy")} - {"database-roles-policy"}
     assert policies == {"jobs-dev-api-exec-secrets", "jobs-dev-api-task-policy"}
     policy = json_input(attached.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-task-policy"), "policy")
-    assert policy["Statement"] == [
+    assert [s for s in policy["Statement"] if s["Sid"] != "ConnectAsAppRole"] == [
         {
             "Sid": "MountSharedStorage",
             "Effect": "Allow",
@@ -329,7 +327,8 @@ def test_task_role_may_only_mount_and_write_this_file_system_through_the_access_
 def test_network_paths_are_sg_to_sg_on_exactly_the_three_ports(attached):
     def rules(type_: str) -> set[tuple]:
         found = set()
-        for rule in attached.of_type(type_):
+        # The database's role bootstrap function has its own paths (tests/components/test_database.py).
+        for rule in (r for r in attached.of_type(type_) if "-roles-" not in r.name):
             values = inputs(rule)
             found.add((values["securityGroupId"], values.get("referencedSecurityGroupId"), values.get("cidrIpv4"),
                        values["fromPort"], values["toPort"]))  # fmt: skip

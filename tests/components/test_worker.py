@@ -71,18 +71,24 @@ def test_queue_policies_deny_plaintext_transport(recorded):
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_worker_consumes_only_its_queues(recorded):
+def test_worker_consumes_only_its_queues_and_only_receives_from_its_dlq(recorded):
     policy = json_input(recorded.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-worker-task-queues"), "policy")
-    (statement,) = policy["Statement"]
-    assert set(statement["Action"]) == {
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(by_sid) == {"ConsumeOwnQueues", "SweepDeadLetterQueue"}
+    consume = by_sid["ConsumeOwnQueues"]
+    assert set(consume["Action"]) == {
         "sqs:ChangeMessageVisibility",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "sqs:ReceiveMessage",
     }
-    assert sorted(statement["Resource"]) == sorted(
+    assert sorted(consume["Resource"]) == sorted(
         f"arn:aws:sqs:us-east-1:123456789012:jobs-dev-worker-{p}" for p in PRIORITIES
     )
+    # The DLQ sweep receives (and leaves the messages for operators): nothing else on the DLQ.
+    sweep = by_sid["SweepDeadLetterQueue"]
+    assert sweep["Action"] == ["sqs:ReceiveMessage"]
+    assert sweep["Resource"] == ["arn:aws:sqs:us-east-1:123456789012:jobs-dev-worker-dlq"]
 
 
 def test_producer_attachment_can_only_send(recorded):
@@ -96,10 +102,8 @@ def test_producer_attachment_can_only_send(recorded):
     attachment = holder["attachment"]
     (statement,) = attachment.task_role_statements  # type: ignore[attr-defined]
     assert actions_of({"Statement": [statement]}) == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
-    assert set(attachment.environment) == {  # type: ignore[attr-defined]
-        "QUEUE_URL_HIGH", "QUEUE_URL_NORMAL", "QUEUE_URL_LOW", "DLQ_URL", "MAX_RECEIVES",
-        "VISIBILITY_TIMEOUT_SECONDS", "SHUTDOWN_TIMEOUT_SECONDS",
-    }  # fmt: skip
+    # A producer gets the work queues only: no DLQ_URL (it has no permission on the DLQ) and no worker tuning.
+    assert set(attachment.environment) == {"QUEUE_URL_HIGH", "QUEUE_URL_NORMAL", "QUEUE_URL_LOW"}  # type: ignore[attr-defined]
 
 
 def test_worker_task_is_private_spot_first_and_stops_gracefully(recorded):
@@ -117,6 +121,7 @@ def test_worker_task_is_private_spot_first_and_stops_gracefully(recorded):
     assert "portMappings" not in container
     env = env_map(container["environment"])
     assert env["QUEUE_URL_HIGH"].endswith("/jobs-dev-worker-high")
+    assert env["DLQ_URL"].endswith("/jobs-dev-worker-dlq")
     assert env["SHUTDOWN_TIMEOUT_SECONDS"] == "100"
     assert container["healthCheck"]["command"] == ["CMD", "python", "-m", "services.worker.healthcheck"]
 

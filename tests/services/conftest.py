@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow
 
 from services.api.app import create_app
-from services.common.db import conninfo, sync_pool
+from services.common.db import connect, sync_pool
 from services.common.migrate import apply_migrations
 from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
@@ -115,7 +115,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[psycopg.Connection[DictRow]]:
-    with psycopg.Connection[DictRow].connect(conninfo(settings), autocommit=True, row_factory=dict_row) as conn:
+    with connect(settings) as conn:
         yield conn
 
 

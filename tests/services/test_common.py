@@ -32,19 +32,18 @@ def test_local_defaults_need_no_secrets() -> None:
     assert settings.SHUTDOWN_TIMEOUT_SECONDS == 100
 
 
-def test_cloud_env_requires_password_tls_and_no_local_endpoint() -> None:
+def test_cloud_env_requires_iam_auth_tls_and_no_local_endpoint() -> None:
     with pytest.raises(ValidationError) as error:
         Settings(APP_ENV="prod", DB_SSLMODE="prefer", SQS_ENDPOINT_URL="http://127.0.0.1:1")
     message = str(error.value)
-    assert "DB_PASSWORD is required" in message
+    assert "DB_AUTH='password' is not allowed when APP_ENV='prod'; use iam" in message
     assert "DB_SSLMODE='prefer' is not allowed" in message
     assert "SQS_ENDPOINT_URL is for local runs" in message
 
 
 def test_cloud_env_accepts_complete_secure_settings() -> None:
-    settings = Settings(APP_ENV="prod", DB_PASSWORD="s3cret", DB_SSLMODE="require")  # pyright: ignore[reportArgumentType]
-    assert settings.DB_PASSWORD is not None
-    assert "s3cret" not in repr(settings)
+    settings = Settings(APP_ENV="prod", DB_AUTH="iam", DB_SSLMODE="require")
+    assert settings.DB_PASSWORD is None
 
 
 def test_pool_minimum_cannot_exceed_the_maximum() -> None:

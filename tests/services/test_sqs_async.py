@@ -33,7 +33,7 @@ from psycopg.rows import DictRow, dict_row
 
 from services.api import repository
 from services.api.relay import OutboxRelay
-from services.common.db import async_pool, conninfo
+from services.common.db import async_pool, connection_password, conninfo
 from services.common.settings import Settings
 from services.common.sqs import LOCAL_CREDENTIALS, async_sqs_client, blocking_sqs_client, sqs_client
 from services.common.sqs_async import AsyncSqsClient, BlockingSqsClient, ProtocolError, SqsError
@@ -490,7 +490,7 @@ def _outboxed_jobs(settings: Settings, count: int) -> list[str]:
 
     async def insert() -> list[str]:
         async with await AsyncConnection[DictRow].connect(
-            conninfo(settings), autocommit=True, row_factory=dict_row
+            conninfo(settings), autocommit=True, row_factory=dict_row, password=connection_password(settings)
         ) as conn:
             rows = await repository.insert_jobs(
                 conn,

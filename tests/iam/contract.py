@@ -1,0 +1,458 @@
+"""The IAM contract: each recorded call, mapped to the resource the PLAN would give that container, evaluated
+against the role the plan attaches to it, for every stack.
+
+- `PlanIndex` reads one stack's plan: the principals (ECS containers with their task role, Lambdas with their
+  role, each with its planned environment), their identity policies and permissions boundary, the resources.
+- `planned_resource` is the one place a local resource becomes a planned ARN, through the environment
+  contract: the local value (a fauxqs queue URL) was carried by an environment variable (QUEUE_URL_HIGH); the
+  plan gives that container a value for the same variable; that value names a planned resource, whose ARN
+  is what AWS would authorize.
+- `evaluate` asks a real IAM evaluator (iam-simulate, see simulate.mjs) for a decision on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from policy.plan import Plan, run_program
+from policy.records import ResourceRecord
+from tests.iam.recorder import AwsCall
+from tests.iam.resources import UNMAPPED, ResourceRef
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ("dev", "staging", "prod", "dev-lean")
+SIMULATOR = ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate" / "package.json"
+# Every AWS SDK call from our code uses HTTPS; resource policies deny the rest.
+REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
+
+
+class ContractError(Exception):
+    """A recorded call that cannot be checked against the plan; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class NamedPolicy:
+    name: str
+    document: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedPrincipal:
+    name: str
+    """`ecs:<container>` or `lambda:<directory under lambdas/>`."""
+    role_arn: str
+    environment: Mapping[str, str]
+    policies: tuple[NamedPolicy, ...]
+    boundary: NamedPolicy | None
+
+
+@dataclass(frozen=True)
+class IamRequest:
+    """One request to evaluate: a recorded call (or one AWS makes on its behalf) on a planned resource."""
+
+    stack: str
+    principal: PlannedPrincipal
+    action: str
+    resource: str
+    resource_policy: Mapping[str, Any] | None
+    call: AwsCall
+    reason: str = ""
+    """Why AWS checks this action, when the code did not call it directly (e.g. KMS for an encrypted topic)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    request: IamRequest
+    result: str
+    """`Allowed`, `ExplicitlyDenied`, `ImplicitlyDenied`, or `Error` (the evaluator rejected the input)."""
+    errors: Any = None
+
+
+@cache
+def plan_for(stack: str) -> PlanIndex:
+    # Pulumi's mocks run on the thread's event loop; an earlier asyncio.run() in the session leaves none.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return PlanIndex(run_program(ROOT, stack))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@dataclass
+class PlanIndex:
+    plan: Plan
+    principals: dict[str, PlannedPrincipal] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.principals = {p.name: p for p in (*self._containers(), *self._lambdas())}
+
+    @property
+    def stack(self) -> str:
+        return self.plan.stack
+
+    def of_type(self, type_: str) -> list[ResourceRecord]:
+        return [r for r in self.plan.resources if r.type == type_]
+
+    def find(self, type_: str, output: str, value: str) -> ResourceRecord | None:
+        return next((r for r in self.of_type(type_) if r.outputs.get(output) == value), None)
+
+    # --- Principals ---
+
+    def _containers(self) -> Iterable[PlannedPrincipal]:
+        for task in self.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+            definitions = task.inputs["containerDefinitions"]
+            for container in json.loads(definitions) if isinstance(definitions, str) else definitions:
+                environment = {e["name"]: e["value"] for e in container.get("environment", [])}
+                yield self._principal(f"ecs:{container['name']}", task.inputs["taskRoleArn"], environment)
+
+    def _lambdas(self) -> Iterable[PlannedPrincipal]:
+        for function in self.of_type("aws:lambda/function:Function"):
+            directory = _lambda_directory(function.inputs.get("code"))
+            if directory is None:
+                continue
+            variables = (function.inputs.get("environment") or {}).get("variables") or {}
+            yield self._principal(f"lambda:{directory}", function.inputs["role"], dict(variables))
+
+    def _principal(self, name: str, role_arn: str, environment: Mapping[str, str]) -> PlannedPrincipal:
+        role = self.find("aws:iam/role:Role", "arn", role_arn)
+        if role is None:
+            raise ContractError(f"{self.stack}: {name} runs as {role_arn}, which is not a role in the plan")
+        return PlannedPrincipal(name, role_arn, environment, self._identity_policies(role), self._boundary(role))
+
+    def _identity_policies(self, role: ResourceRecord) -> tuple[NamedPolicy, ...]:
+        names = {role.outputs.get("id"), role.outputs.get("name"), role.outputs.get("arn")}
+        inline = [
+            NamedPolicy(p.name, json.loads(p.inputs["policy"]))
+            for p in self.of_type("aws:iam/rolePolicy:RolePolicy")
+            if p.inputs.get("role") in names
+        ]
+        inline += [
+            NamedPolicy(p["name"], json.loads(p["policy"])) for p in role.inputs.get("inlinePolicies") or [] if p
+        ]
+        attached = [
+            a.inputs["policyArn"]
+            for a in self.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.inputs.get("role") in names
+        ]
+        attached += list(role.inputs.get("managedPolicyArns") or [])
+        return (*inline, *(self._managed_policy(arn, role.name) for arn in attached))
+
+    def _managed_policy(self, arn: str, role: str) -> NamedPolicy:
+        policy = self.find("aws:iam/policy:Policy", "arn", arn)
+        if policy is None:
+            raise ContractError(
+                f"{self.stack}: role {role} has managed policy {arn}, whose document is not in the plan; "
+                "give task and Lambda roles inline policies (managed AWS policies belong on execution roles)"
+            )
+        return NamedPolicy(policy.name, json.loads(policy.inputs["policy"]))
+
+    def _boundary(self, role: ResourceRecord) -> NamedPolicy | None:
+        arn = role.inputs.get("permissionsBoundary")
+        if not arn:
+            return None
+        policy = self.find("aws:iam/policy:Policy", "arn", arn)
+        if policy is not None:
+            return NamedPolicy(policy.name, json.loads(policy.inputs["policy"]))
+        return NamedPolicy(f"bootstrap boundary {arn}", self._bootstrap_boundary(arn))
+
+    def _bootstrap_boundary(self, arn: str) -> Mapping[str, Any]:
+        # `iam.permissionsBoundaryArn` is the bootstrap program's output: its document is built there.
+        from bootstrap.github_oidc.policies import AwsAccount, permissions_boundary
+        from bootstrap.github_oidc.settings import BootstrapSettings
+
+        partition, account = arn.split(":")[1], arn.split(":")[4]
+        config = self.plan_config()
+        settings = BootstrapSettings(
+            github_org="offline",
+            github_repo="offline",
+            allowed_regions=(config.get("aws:region", "us-east-1"),),
+            bucket_prefix=f"{config.get('container-platform:applicationName', 'jobs')}-",
+            iam_path=json.loads(config.get("container-platform:iam", "{}")).get("path", "/container-platform/"),
+        )
+        return permissions_boundary(settings, AwsAccount(partition, account))
+
+    def plan_config(self) -> Mapping[str, str]:
+        from policy.plan import read_program, read_stack_config
+
+        return read_stack_config(read_program(ROOT), self.stack)[0]
+
+    def secret_key(self, arn: str) -> str | None:
+        """For a secret in the plan (its own resource, or the master secret RDS manages for an instance): the
+        KMS key that encrypts it ("" for the AWS managed key); None when the plan has no such secret."""
+        secret = self.find("aws:secretsmanager/secret:Secret", "arn", arn)
+        if secret is not None:
+            return secret.inputs.get("kmsKeyId") or ""
+        for instance in self.of_type("aws:rds/instance:Instance"):
+            if any(s.get("secretArn") == arn for s in instance.outputs.get("masterUserSecrets") or []):
+                return instance.inputs.get("masterUserSecretKmsKeyId") or ""
+        return None
+
+    # --- Resource policies ---
+
+    def resource_policy(self, arn: str) -> Mapping[str, Any] | None:
+        for policy in self.of_type("aws:sqs/queuePolicy:QueuePolicy"):
+            queue = self.find("aws:sqs/queue:Queue", "url", policy.inputs.get("queueUrl", ""))
+            if queue is not None and queue.outputs.get("arn") == arn:
+                return json.loads(policy.inputs["policy"])
+        for policy in self.of_type("aws:sns/topicPolicy:TopicPolicy"):
+            if policy.inputs.get("arn") == arn:
+                return json.loads(policy.inputs["policy"])
+        # A KMS key policy must allow (or delegate to IAM through the account root) before IAM policies count.
+        key = self.find("aws:kms/key:Key", "arn", arn)
+        if key is not None and key.inputs.get("policy"):
+            return json.loads(key.inputs["policy"])
+        return None
+
+
+def _lambda_directory(code: Any) -> str | None:
+    """`lambdas/<name>/...` of the function's code asset(s), the directory its handler runs from."""
+    paths: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            if isinstance(value.get("path"), str):
+                paths.append(value["path"])
+            for inner in value.values():
+                walk(inner)
+
+    walk(code)
+    directories = {Path(p).parts[1] for p in paths if len(Path(p).parts) >= 3 and Path(p).parts[0] == "lambdas"}
+    return directories.pop() if len(directories) == 1 else None
+
+
+# --- The environment contract: local resource -> planned ARN -------------------------------------------------
+
+
+def planned_resource(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> str:
+    """The ARN the plan gives `principal` for the resource the code named locally as `ref`."""
+    if ref.kind == UNMAPPED:
+        raise ContractError(
+            f"{principal.name} calls {ref.value}, whose resource parameter has no rule (parameters: "
+            f"{dict(ref.detail)}); add one to tests/iam/resources.py `resource_of`"
+        )
+    if ref.kind == "rds-db-user":
+        return _rds_db_user(ref, principal, index, names_for)
+    resolve = _RESOLVERS[ref.kind]
+    return _through_environment(ref.value, principal, index, names_for, resolve, ref.kind)
+
+
+NamesFor = Callable[[str], set[str]]
+Resolver = Callable[[PlanIndex, str], str | None]
+
+
+def _through_environment(
+    value: str, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor, resolve: Resolver, what: str
+) -> str:
+    names = sorted(names_for(value))
+    planned = {name: _planned_value(principal.environment, name) for name in names}
+    resolved = {name: resolve(index, v) for name, v in planned.items() if v is not None}
+    found = {arn for arn in resolved.values() if arn is not None}
+    if len(found) == 1:
+        return found.pop()
+    if not found:
+        raise ContractError(
+            f"{index.stack}: {principal.name} used the {what} {value!r}, carried locally by "
+            f"{', '.join(names) or 'no environment variable'}; the plan gives {principal.name} "
+            + (
+                ", ".join(f"{n}={v!r}" for n, v in planned.items() if v is not None)
+                if any(v is not None for v in planned.values())
+                else "none of these variables"
+            )
+            + f", which names no planned {what}"
+        )
+    raise ContractError(
+        f"{index.stack}: {principal.name} used {value!r}, which maps to several planned resources: {resolved}"
+    )
+
+
+def _planned_value(environment: Mapping[str, str], name: str) -> str | None:
+    """`NAME` or `NAME[i]` (element i of a comma-separated list) in a planned environment."""
+    base, _, rest = name.partition("[")
+    if base not in environment:
+        return None
+    if not rest:
+        return environment[base]
+    elements = [part.strip() for part in environment[base].split(",")]
+    position = int(rest.rstrip("]"))
+    return elements[position] if position < len(elements) else None
+
+
+def _queue_arn(index: PlanIndex, url: str) -> str | None:
+    queue = index.find("aws:sqs/queue:Queue", "url", url)
+    return queue.outputs["arn"] if queue else None
+
+
+def _topic_arn(index: PlanIndex, arn: str) -> str | None:
+    return arn if index.find("aws:sns/topic:Topic", "arn", arn) else None
+
+
+def _repository_arn(index: PlanIndex, name: str) -> str | None:
+    repository = index.find("aws:ecr/repository:Repository", "name", name)
+    return repository.outputs["arn"] if repository else None
+
+
+def _secret_arn(index: PlanIndex, arn: str) -> str | None:
+    return arn if index.secret_key(arn) is not None else None
+
+
+_RESOLVERS: dict[str, Resolver] = {
+    "sqs-queue-url": _queue_arn,
+    "sns-topic-arn": _topic_arn,
+    "ecr-repository-name": _repository_arn,
+    "secretsmanager-secret": _secret_arn,
+}
+
+
+def _rds_db_user(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> str:
+    """arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<user>, what `rds-db:connect` is checked on.
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html"""
+
+    def instance(index: PlanIndex, host: str) -> str | None:
+        found = index.find("aws:rds/instance:Instance", "address", host)
+        return found.outputs["arn"] if found else None
+
+    instance_arn = _through_environment(ref.value, principal, index, names_for, instance, "RDS instance host")
+    record = index.find("aws:rds/instance:Instance", "arn", instance_arn)
+    assert record is not None
+    resource_id = record.outputs.get("resourceId")
+    if not resource_id:
+        raise ContractError(f"{index.stack}: RDS instance {record.name} has no resourceId in the plan's outputs")
+    user = _through_environment(
+        ref.get("user"), principal, index, names_for, lambda _index, value: value or None, "database user"
+    )
+    _, partition, _, region, account, _ = instance_arn.split(":", 5)
+    return f"arn:{partition}:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"
+
+
+# --- Requests and evaluation -----------------------------------------------------------------------------
+
+
+def requests_for(calls: Iterable[AwsCall], index: PlanIndex, names_for: NamesFor) -> list[IamRequest]:
+    """Every request AWS would authorize for the recorded calls in this stack (ContractError if one cannot be
+    mapped)."""
+    requests: list[IamRequest] = []
+    for call in calls:
+        principal = index.principals.get(call.principal)
+        if principal is None:
+            raise ContractError(
+                f"{index.stack}: {call.principal} made {call.action} ({call.origin}) but the plan has no such "
+                f"container or Lambda; planned: {', '.join(sorted(index.principals))}"
+            )
+        resource = planned_resource(call.resource, principal, index, names_for)
+        request = IamRequest(index.stack, principal, call.action, resource, index.resource_policy(resource), call)
+        requests += [request, *_implied(request, index)]
+    return requests
+
+
+def _implied(request: IamRequest, index: PlanIndex) -> list[IamRequest]:
+    """KMS calls AWS makes with the caller's permissions:
+    - publishing to an encrypted topic needs kms:GenerateDataKey* and kms:Decrypt on its key
+      (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html);
+    - reading a secret encrypted with a customer managed key needs kms:Decrypt on it
+      (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
+    if request.action == "sns:Publish":
+        topic = index.find("aws:sns/topic:Topic", "arn", request.resource)
+        key, actions = (topic.inputs.get("kmsMasterKeyId") if topic else None), ("kms:GenerateDataKey", "kms:Decrypt")
+        service = "SNS"
+    elif request.action == "secretsmanager:GetSecretValue":
+        key, actions, service = index.secret_key(request.resource), ("kms:Decrypt",), "Secrets Manager"
+    else:
+        return []
+    if not key:
+        return []
+    reason = f"{service} uses {key} for {request.call.action} on {request.resource}"
+    return [
+        IamRequest(request.stack, request.principal, action, key, index.resource_policy(key), request.call, reason)
+        for action in actions
+    ]
+
+
+def evaluate(requests: Sequence[IamRequest]) -> list[Decision]:
+    """Decisions from iam-simulate (tests/iam/simulate.mjs), one Node process for the whole batch."""
+    if not requests:
+        return []
+    payload = {
+        "requests": [
+            {
+                "id": i,
+                "principal": r.principal.role_arn,
+                "action": r.action,
+                "resource": r.resource,
+                "accountId": r.principal.role_arn.split(":")[4],
+                "identityPolicies": [{"name": p.name, "policy": p.document} for p in r.principal.policies],
+                "permissionBoundaryPolicies": [
+                    {"name": r.principal.boundary.name, "policy": r.principal.boundary.document}
+                ]
+                if r.principal.boundary
+                else [],
+                "resourcePolicy": r.resource_policy,
+                "context": REQUEST_CONTEXT,
+            }
+            for i, r in enumerate(requests)
+        ]
+    }
+    completed = subprocess.run(
+        [str(node_executable()), str(Path(__file__).with_name("simulate.mjs"))],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"iam-simulate failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
+    results = json.loads(completed.stdout)["results"]
+    return [Decision(requests[r["id"]], r["result"], r["errors"]) for r in results]
+
+
+def node_executable() -> Path:
+    from services.fauxqs import node_executable as venv_node
+
+    return venv_node()
+
+
+def ensure_simulator() -> None:
+    """iam-simulate is an npm dev dependency (package.json), installed with fauxqs by `npm ci`."""
+    if SIMULATOR.exists():
+        return
+    from services.fauxqs import npm_ci
+
+    if npm_ci() != 0 or not SIMULATOR.exists():
+        raise RuntimeError("iam-simulate is not installed and `npm ci` failed; run: npm ci (see package.json)")
+
+
+def explain(decision: Decision) -> str:
+    """Principal, action, resource, stack and the statements considered, for a failure message."""
+    request = decision.request
+    lines = [
+        f"[{request.stack}] {request.principal.name} ({request.principal.role_arn}) {request.action} on "
+        f"{request.resource}: {decision.result}",
+        f"  called as {request.call.operation} on {request.call.resource.value!r} at {request.call.origin}"
+        + (f"; {request.reason}" if request.reason else ""),
+    ]
+    if decision.errors:
+        lines.append(f"  evaluator rejected the request: {json.dumps(decision.errors)[:600]}")
+    for policy in request.principal.policies:
+        for statement in _statements(policy.document):
+            lines.append(f"  identity {policy.name}: {json.dumps(statement)}")
+    if request.principal.boundary:
+        for statement in _statements(request.principal.boundary.document):
+            lines.append(f"  boundary {request.principal.boundary.name}: {json.dumps(statement)}")
+    if request.resource_policy:
+        for statement in _statements(request.resource_policy):
+            lines.append(f"  resource policy: {json.dumps(statement)}")
+    return "\n".join(lines)
+
+
+def _statements(document: Mapping[str, Any]) -> list[Any]:
+    statements = document.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]

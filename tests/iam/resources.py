@@ -1,0 +1,72 @@
+"""What a recorded call is, in IAM terms: its action, and the resource it names as the code named it locally.
+
+`iam_action` maps an API operation to the IAM action AWS checks: the operation's own name under the service's
+prefix, except for the batch operations below, which AWS authorizes as their single-message action. The
+evaluator (iam-simulate, with the maintained iam-data list of every service's actions) rejects an action name
+that does not exist, so a wrong entry here fails the contract instead of passing silently.
+
+`resource_of` says which request parameter names the resource, per service and operation. An operation without
+a rule is recorded as unmapped and fails the contract with a message saying where to add one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# The batch APIs are authorized as the action of each entry.
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html
+# https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html ("needs sns:Publish")
+BATCH_ACTIONS: dict[tuple[str, str], str] = {
+    ("sqs", "SendMessageBatch"): "SendMessage",
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
+    ("sns", "PublishBatch"): "Publish",
+}
+
+UNMAPPED = "unmapped"
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A resource as named in a request: `kind` says how to find it in the plan, `value` is the name used."""
+
+    kind: str
+    """`sqs-queue-url`, `sns-topic-arn`, `ecr-repository-name`, `secretsmanager-secret`, `rds-db-user`, or
+    `unmapped`."""
+    value: str
+    """The queue URL, topic ARN, repository name; for `rds-db-user` the DB host; for `unmapped` the operation."""
+    detail: tuple[tuple[str, str], ...] = ()
+    """Further request parameters the mapping needs (the DB user and port)."""
+
+    def get(self, name: str) -> str:
+        return dict(self.detail)[name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": self.value, "detail": [list(pair) for pair in self.detail]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResourceRef:
+        return cls(data["kind"], data["value"], tuple((str(k), str(v)) for k, v in data["detail"]))
+
+
+def iam_action(prefix: str, operation: str) -> str:
+    return f"{prefix}:{BATCH_ACTIONS.get((prefix, operation), operation)}"
+
+
+def resource_of(prefix: str, operation: str, params: Mapping[str, Any]) -> ResourceRef:
+    if prefix == "sqs" and "QueueUrl" in params:
+        return ResourceRef("sqs-queue-url", str(params["QueueUrl"]))
+    if prefix == "sns" and operation in ("Publish", "PublishBatch") and "TopicArn" in params:
+        return ResourceRef("sns-topic-arn", str(params["TopicArn"]))
+    if prefix == "ecr" and "repositoryName" in params:
+        return ResourceRef("ecr-repository-name", str(params["repositoryName"]))
+    if prefix == "secretsmanager" and "SecretId" in params:
+        return ResourceRef("secretsmanager-secret", str(params["SecretId"]))
+    if prefix == "rds-db" and operation == "connect":
+        detail = (("user", str(params["DBUsername"])), ("port", str(params["Port"])))
+        return ResourceRef("rds-db-user", str(params["DBHostname"]), detail)
+    return ResourceRef(
+        UNMAPPED, f"{prefix}:{operation}", tuple(sorted((k, type(v).__name__) for k, v in params.items()))
+    )

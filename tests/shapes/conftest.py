@@ -1,0 +1,22 @@
+"""Every stack planned once per session, and its API requests checked once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policy.plan import Plan, run_program
+from tests.shapes.check import STACKS, ResourceReport, check_plans
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def plans() -> dict[str, Plan]:
+    return {stack: run_program(ROOT, stack) for stack in STACKS}
+
+
+@pytest.fixture(scope="session")
+def reports(plans: dict[str, Plan]) -> dict[str, list[ResourceReport]]:
+    return check_plans(plans.values())
