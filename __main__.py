@@ -7,6 +7,7 @@ behind the ALB -> monitoring. Each component is built from the outputs of the on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import pulumi
@@ -15,7 +16,15 @@ import pulumi_aws as aws
 from components.alerts import Alerts, AlertsArgs
 from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
-from components.config import StackConfig, load_stack_config, min_count, refuse_placeholders
+from components.config import (
+    StackConfig,
+    OFFLINE_DIGEST,
+    load_stack_config,
+    min_count,
+    missing_digests,
+    refuse_ci_without_boundary,
+    refuse_placeholders,
+)
 from components.database import Database, DatabaseArgs
 from components.ecs_task import DeploymentWait, ServiceAttachment
 from components.guardrails import iam_role_guardrails
@@ -54,6 +63,7 @@ def api_processes(cpu_units: int) -> int:
 def main() -> None:
     config = load_stack_config()
     placeholders = refuse_placeholders(config)
+    refuse_ci_without_boundary(config, os.environ)
     prefix = config.name_prefix
     account_id = aws.get_caller_identity_output().account_id
     # Every role of every component gets the platform's IAM path and permissions boundary.
@@ -172,6 +182,11 @@ def main() -> None:
         pulumi.export("deadLetterQueueUrl", worker.dead_letter_queue_url)
 
 
+def promoted_digests(config: StackConfig) -> dict[str, str]:
+    """The digests CI gave; offline, a marked placeholder for each one missing (a real deploy refuses to run)."""
+    return {**dict.fromkeys(missing_digests(config), OFFLINE_DIGEST), **config.images.digests.given()}
+
+
 def build_images(
     config: StackConfig, common: Mapping[str, pulumi.Input[str]], alerts: Alerts, opts: pulumi.ResourceOptions
 ) -> ImageScanning:
@@ -196,6 +211,7 @@ def build_images(
             severity_threshold=config.images.severityThreshold,
             build_images=config.images.build,
             image_overrides=overrides,
+            promoted_digests=promoted_digests(config),
             source_repository_url=config.images.sourceRepositoryUrl,
             log_retention_days=config.logRetentionDays,
         ),

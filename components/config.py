@@ -218,12 +218,31 @@ class JobPlatformConfig:
     """Alarm when a queue's oldest job waits longer. Default: 600."""
 
 
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = "sha256:<64 lowercase hex>, the digest CI's build job pushed (promoted unchanged between environments)"
+# What the offline plan deploys for a digest only CI knows; a real deployment refuses to run without the real one.
+OFFLINE_DIGEST = "sha256:" + "0" * 64
+
+
+@dataclass(frozen=True)
+class ImageDigests:
+    api: str | None = field(default=None, metadata=_check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST))
+    """Digest of the API image in this stack's `<app>-<env>-api` repository. Default: none."""
+    worker: str | None = field(default=None, metadata=_check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST))
+    """Digest of the worker image in this stack's `<app>-<env>-worker` repository. Default: none."""
+
+    def given(self) -> dict[str, str]:
+        return {key: digest for key, digest in (("api", self.api), ("worker", self.worker)) if digest is not None}
+
+
 @dataclass(frozen=True)
 class ImagesConfig:
     platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
     """Image platform; must match service.cpuArchitecture. Default: linux/amd64."""
     build: bool = True
-    """Build and push the service images with pulumi-docker on `pulumi up`. Default: true."""
+    """Build and push the service images with pulumi-docker on `pulumi up`. Staging and prod never build: they deploy the digests CI built, gated and ran in dev (`digests`). Default: per environment (dev true, staging and prod false)."""
+    digests: ImageDigests = field(default_factory=ImageDigests)
+    """Images already in this stack's repositories, deployed as `<repository url>@<digest>` and not built (object: api, worker). Default: none."""
     keepTaggedImages: int = field(default=10, metadata=_check(lambda v: 1 <= v <= 1000, "1-1000"))
     """Tagged images kept per repository (the seed's 10). Default: 10."""
     manageRegistryScanning: bool = False
@@ -241,13 +260,32 @@ class ImagesConfig:
     """GitHub repository the CodeBuild scan pipeline builds (webhook on main and pull requests). Default: none (S3 source)."""
 
 
-def _images_problems(images: ImagesConfig) -> list[str]:
+def _images_problems(config: StackConfig) -> list[str]:
+    images = config.images
+    problems: list[str] = []
     if images.continuousScanning and not images.manageRegistryScanning:
-        return [
+        problems.append(
             "images.continuousScanning: true without images.manageRegistryScanning; allowed: true only in the one "
             "stack that owns the account and region's registry scanning configuration (set both there)"
-        ]
-    return []
+        )
+    overrides = {
+        "api": ("service.image", config.service.image),
+        "worker": ("jobPlatform.worker.image", config.jobPlatform.worker.image),
+    }
+    deployed = ("api", "worker") if config.jobPlatform.enabled else ("api",)
+    for key in deployed:
+        override_key, override = overrides[key]
+        digest = getattr(images.digests, key)
+        if digest is not None and override is not None:
+            problems.append(
+                f"images.digests.{key}: set together with {override_key}; allowed: one of them (a digest in this "
+                "stack's repository, or a full pinned reference)"
+            )
+    if images.digests.worker is not None and not config.jobPlatform.enabled:
+        problems.append(
+            "images.digests.worker: set with jobPlatform.enabled false; allowed: only with the job platform"
+        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -355,7 +393,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "database": {"instanceClass": "db.t4g.micro", "multiAz": False, "backupRetentionDays": 7},
         "cache": {"nodeType": "cache.t4g.micro", "numCacheClusters": 1, "automaticFailover": False, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 3, "onDemandBase": 0}},
-        "images": {"manageRegistryScanning": False, "continuousScanning": False},
+        "images": {"build": True, "manageRegistryScanning": False, "continuousScanning": False},
         "deployment": {"waitForSteadyState": False, "timeoutMinutes": 20},
         "logRetentionDays": 30,
         "containerInsights": "enabled",
@@ -368,7 +406,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "database": {"instanceClass": "db.t4g.small", "multiAz": False, "backupRetentionDays": 7},
         "cache": {"nodeType": "cache.t4g.small", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 5, "onDemandBase": 0}},
-        "images": {"manageRegistryScanning": False, "continuousScanning": False},
+        "images": {"build": False, "manageRegistryScanning": False, "continuousScanning": False},
         "deployment": {"waitForSteadyState": True, "timeoutMinutes": 20},
         "logRetentionDays": 30,
         "containerInsights": "enabled",
@@ -381,7 +419,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "database": {"instanceClass": "db.m7g.large", "multiAz": True, "backupRetentionDays": 30},
         "cache": {"nodeType": "cache.r7g.large", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 7},
         "jobPlatform": {"worker": {"minCount": 1, "maxCount": 20, "onDemandBase": 1}},
-        "images": {"manageRegistryScanning": False, "continuousScanning": False},
+        "images": {"build": False, "manageRegistryScanning": False, "continuousScanning": False},
         "deployment": {"waitForSteadyState": True, "timeoutMinutes": 30},
         "logRetentionDays": 90,
         "containerInsights": "enhanced",
@@ -555,7 +593,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
         )
     problems.extend(_data_problems(config))
     problems.extend(_job_platform_problems(config))
-    problems.extend(_images_problems(config.images))
+    problems.extend(_images_problems(config))
     if config.is_prod and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
@@ -655,7 +693,28 @@ def placeholder_problems(config: StackConfig) -> list[str]:
     Such values pass validation and the offline plan, but a real `pulumi up` would fail half-way (an ACM
     certificate in someone else's account) or deploy alarms that reach nobody.
     """
-    return [problem for key, value in _string_values(config, "") if (problem := _placeholder(key, value))]
+    problems = [problem for key, value in _string_values(config, "") if (problem := _placeholder(key, value))]
+    return problems + [
+        f"images.digests.{key}: missing with images.build false (the offline plan deploys {OFFLINE_DIGEST}); "
+        f"allowed: {DIGEST} (or {override_key})"
+        for key, override_key in missing_digests(config).items()
+    ]
+
+
+def missing_digests(config: StackConfig) -> dict[str, str]:
+    """Deployed images that are neither built nor given (image key -> the full-reference key that could give it)."""
+    if config.images.build:
+        return {}
+    overrides = {
+        "api": ("service.image", config.service.image),
+        "worker": ("jobPlatform.worker.image", config.jobPlatform.worker.image),
+    }
+    deployed = ("api", "worker") if config.jobPlatform.enabled else ("api",)
+    return {
+        key: overrides[key][0]
+        for key in deployed
+        if getattr(config.images.digests, key) is None and overrides[key][1] is None
+    }
 
 
 def _placeholder(key: str, value: str) -> str | None:
@@ -701,6 +760,28 @@ def refuse_placeholders(config: StackConfig) -> list[str]:
             ]
         )
     return problems
+
+
+def running_in_ci(environ: Mapping[str, str]) -> bool:
+    """GitHub Actions, CodeBuild and most CI systems set CI=true; GitHub also GITHUB_ACTIONS=true."""
+    return environ.get("CI", "").lower() in ("true", "1") or environ.get("GITHUB_ACTIONS") == "true"
+
+
+def refuse_ci_without_boundary(config: StackConfig, environ: Mapping[str, str]) -> None:
+    """Stop a real CI deployment before anything is registered when roles would be created without the boundary.
+
+    The bootstrap's deploy role may create roles only with its permissions boundary attached, so without
+    `iam.permissionsBoundaryArn` the first `iam:CreateRole` of a CI `pulumi up` fails half-way with AccessDenied.
+    """
+    if config.iam.permissionsBoundaryArn is None and running_in_ci(environ) and not running_offline():
+        raise ConfigError(
+            [
+                "iam.permissionsBoundaryArn: missing in a CI deployment; allowed: the bootstrap program's "
+                "permissionsBoundaryArn output, set in the stack file with `pulumi config set --path "
+                "iam.permissionsBoundaryArn <arn>` (the CI deploy role may create roles only with that boundary; "
+                "see docs/bootstrap.md)"
+            ]
+        )
 
 
 def min_count(service: ServiceConfig) -> int:

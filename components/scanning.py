@@ -38,6 +38,7 @@ PINNED_REFERENCE = re.compile(
     r"^(?P<repository>\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
     r"/[a-z0-9]+(?:[._/-][a-z0-9]+)*)@sha256:[0-9a-f]{64}$"
 )
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ALERT_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "scan_alerts"
 LAMBDA_RUNTIME = "python3.13"
@@ -105,6 +106,10 @@ class ImageScanningArgs:
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     """Image key -> `<repository url>@sha256:<digest>` promoted from a pipeline build; such an image is not built.
     Default: none."""
+    promoted_digests: Mapping[str, str] = field(default_factory=dict)
+    """Image key -> `sha256:<64 hex>` of an image already in this stack's repository (pushed there by CI's one
+    build, or copied there by digest from the previous environment); deployed as `<repository url>@<digest>` and
+    not built. Default: none."""
     source_repository_url: str | None = None
     """GitHub HTTPS clone URL the pipeline builds, with a webhook on pushes to `source_branch` and on pull
     requests. Default: none (an S3 source: upload `git archive` output to `source_object_key` in the reports bucket
@@ -155,14 +160,20 @@ def _validate(args: ImageScanningArgs) -> None:
         for label, path in (("context", source.context), ("dockerfile", source.dockerfile)):
             if Path(path).is_absolute() or ".." in Path(path).parts:
                 problems.append(f"images[{key!r}].{label}: {path} must be relative to the project root, without '..'")
-        wants_build = args.build_images and key not in args.image_overrides
+        wants_build = args.build_images and key not in args.image_overrides and key not in args.promoted_digests
         if wants_build and not Path(source.context).is_dir():
             problems.append(f"images[{key!r}].context: {source.context} is not a directory")
         if wants_build and not Path(source.dockerfile).is_file():
             problems.append(f"images[{key!r}].dockerfile: {source.dockerfile} does not exist")
-    for key in args.image_overrides:
-        if key not in args.images:
-            problems.append(f"image_overrides: {key!r} is not one of images ({', '.join(args.images)})")
+    for label, given in (("image_overrides", args.image_overrides), ("promoted_digests", args.promoted_digests)):
+        for key in given:
+            if key not in args.images:
+                problems.append(f"{label}: {key!r} is not one of images ({', '.join(args.images)})")
+    for key, digest in args.promoted_digests.items():
+        if not IMAGE_DIGEST.match(digest):
+            problems.append(f"promoted_digests[{key!r}]: {digest!r} is not a digest; allowed: sha256:<64 hex>")
+        if key in args.image_overrides:
+            problems.append(f"promoted_digests[{key!r}]: also in image_overrides; allowed: one source per image")
     if args.continuous_scanning and not args.manage_registry_scanning:
         problems.append(
             "continuous_scanning: true needs manage_registry_scanning: true (scanning is configured per account and "
@@ -600,6 +611,10 @@ class ImageScanning(pulumi.ComponentResource):
         self.image_tags = {}
         for key, reference in args.image_overrides.items():
             refs[key] = self.repository_urls[key].apply(lambda url, ref=reference: assert_pinned_reference(ref, url))
+        for key, digest in args.promoted_digests.items():
+            refs[key] = self.repository_urls[key].apply(
+                lambda url, d=digest: assert_pinned_reference(f"{url}@{d}", url)
+            )
         if not args.build_images:
             return refs
         for key, source in args.images.items():

@@ -17,6 +17,7 @@ from tests.support import Recorded, inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_CERT = "arn:aws:acm:us-east-1:210987654322:certificate/0b4f7a52-5c1e-4a8e-9d1f-3c2b1a0e9f87"
+BUILT_HERE = {"build": True}  # staging and prod otherwise need CI's digests (tests/program/test_promotion.py)
 DOC_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0b4f7a52-5c1e-4a8e-9d1f-3c2b1a0e9f87"
 
 
@@ -36,7 +37,7 @@ DOC_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0b4f7a52-5c1e-4a8e-9d
     ],
 )
 def test_each_placeholder_is_named_with_what_is_allowed(key, value, reason):
-    config = parse_stack_config({"environment": "staging", key: value})
+    config = parse_stack_config({"environment": "staging", key: value, "images": BUILT_HERE})
     (problem,) = placeholder_problems(config)
     assert problem.startswith(f"{key}: {value!r}")
     assert reason in problem
@@ -51,7 +52,12 @@ def test_nested_values_are_checked_too():
 
 def test_real_values_are_not_placeholders():
     config = parse_stack_config(
-        {"environment": "prod", "certificateArn": REAL_CERT, "alertEmail": "oncall@examples-corp.com"}
+        {
+            "environment": "prod",
+            "certificateArn": REAL_CERT,
+            "alertEmail": "oncall@examples-corp.com",
+            "images": BUILT_HERE,
+        }
     )
     assert placeholder_problems(config) == []
 
@@ -69,7 +75,12 @@ def test_a_real_deployment_stops_on_placeholders_before_anything_is_registered(m
 def test_the_offline_plan_lists_the_stack_files_placeholders():
     plan = run_program(ROOT, "prod")
     listed = plan.outputs["offlineOnlyPlaceholders"]
-    assert [p.split(":")[0] for p in listed] == ["alertEmail", "certificateArn"]
+    assert [p.split(":")[0] for p in listed] == [
+        "alertEmail",
+        "certificateArn",
+        "images.digests.api",  # prod deploys only digests CI promotes (tests/program/test_promotion.py)
+        "images.digests.worker",
+    ]
     assert "offlineOnlyPlaceholders" not in run_program(ROOT, "dev").outputs
 
 
