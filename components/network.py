@@ -1,7 +1,13 @@
-"""Network: the VPC (awsx, public + private subnets, NAT per environment) and encrypted VPC flow logs."""
+"""Network: the VPC (awsx, public + private subnets), its internet egress and encrypted VPC flow logs.
+
+Egress is either managed NAT gateways (awsx, `single` or `onePerAz`) or one NAT instance: the maintained fck-nat
+image (https://fck-nat.dev) in an auto scaling group of 1 that attaches a fixed network interface at boot, so the
+private subnets' default routes survive an instance replacement (fck-nat's high-availability mode).
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -13,6 +19,18 @@ import pulumi_awsx as awsx
 from components.iam import allow, assume_role_policy, policy_document
 
 NAT_STRATEGIES = {"single": awsx.ec2.NatGatewayStrategy.SINGLE, "onePerAz": awsx.ec2.NatGatewayStrategy.ONE_PER_AZ}
+# fck-nat's public AMIs: publisher account and Amazon Linux 2023 arm64 name pattern (fck-nat docs, "Deploying").
+FCK_NAT_AMI_OWNER = "568608671756"
+FCK_NAT_AMI_NAME = "fck-nat-al2023-*-arm64-ebs"
+# The fck-nat image's root device (its Packer template).
+FCK_NAT_ROOT_DEVICE = "/dev/xvda"
+SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+ANYWHERE = "0.0.0.0/0"
+FCK_NAT_USER_DATA = """#!/bin/sh
+: > /etc/fck-nat.conf
+echo 'eni_id={eni}' >> /etc/fck-nat.conf
+service fck-nat restart
+"""
 
 
 @dataclass(frozen=True)
@@ -28,7 +46,13 @@ class NetworkArgs:
     max_azs: int = 3
     """Availability zones. Default: 3."""
     nat_gateways: Literal["single", "onePerAz"] = "onePerAz"
-    """`single` NAT gateway or `onePerAz`. Default: onePerAz (the safe choice)."""
+    """With `egress="natGateway"`: `single` NAT gateway or `onePerAz`. Default: onePerAz (the safe choice)."""
+    egress: Literal["natGateway", "natInstance"] = "natGateway"
+    """`natGateway` (managed NAT gateways) or `natInstance` (one fck-nat instance). Default: natGateway."""
+    nat_instance_type: str = "t4g.nano"
+    """NAT instance type (ARM64) with `egress="natInstance"`. Default: t4g.nano."""
+    nat_instance_ssm: bool = False
+    """Attach the SSM managed-instance policy to the NAT instance's role. Default: False (no shell access)."""
     flow_log_retention_days: int = 90
     """Flow log retention. Default: 90."""
 
@@ -55,10 +79,13 @@ class Network(pulumi.ComponentResource):
                 awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, name="public", cidr_mask=24),
                 awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, name="private", cidr_mask=24),
             ],
-            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=NAT_STRATEGIES[args.nat_gateways]),
+            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=_nat_gateway_strategy(args)),
             tags={"Name": f"{args.name_prefix}-vpc"},
             opts=child,
         )
+        self.nat_instance: NatInstance | None = None
+        if args.egress == "natInstance":
+            self.nat_instance = NatInstance(name, args, self.vpc, child)
         self._flow_logs(name, args, child)
         self.vpc_id = self.vpc.vpc_id
         self.public_subnet_ids = self.vpc.public_subnet_ids
@@ -108,3 +135,193 @@ class Network(pulumi.ComponentResource):
             max_aggregation_interval=60,
             opts=child,
         )
+
+
+def _nat_gateway_strategy(args: NetworkArgs) -> awsx.ec2.NatGatewayStrategy:
+    if args.egress == "natInstance":
+        return awsx.ec2.NatGatewayStrategy.NONE
+    return NAT_STRATEGIES[args.nat_gateways]
+
+
+class NatInstance:
+    """One fck-nat instance as the private subnets' NAT, kept alive by an auto scaling group of 1.
+
+    The instance sits in the first public subnet and, at boot, attaches `network_interface` (a fixed ENI with
+    source/destination check off) as fck-nat's `eni_id`; the private route tables send 0.0.0.0/0 to that ENI, so a
+    replacement instance takes over the same routes without any route change.
+    """
+
+    def __init__(self, name: str, args: NetworkArgs, vpc: awsx.ec2.Vpc, child: pulumi.ResourceOptions) -> None:
+        self.tag = f"{args.name_prefix}-nat"
+        first_public_subnet = vpc.public_subnet_ids.apply(lambda ids: ids[0])
+        self.security_group = self._security_group(name, args, vpc, child)
+        self.network_interface = aws.ec2.NetworkInterface(
+            f"{name}-nat-eni",
+            subnet_id=first_public_subnet,
+            security_groups=[self.security_group.id],
+            source_dest_check=False,
+            description=f"{args.name_prefix}: NAT instance, target of the private subnets' default routes",
+            tags={"Name": self.tag},
+            opts=child,
+        )
+        self.role = self._role(name, args, child)
+        profile = aws.iam.InstanceProfile(f"{name}-nat-profile", role=self.role.name, opts=child)
+        self.launch_template = self._launch_template(name, args, profile, child)
+        self.group = aws.autoscaling.Group(
+            f"{name}-nat",
+            min_size=1,
+            max_size=1,
+            desired_capacity=1,
+            vpc_zone_identifiers=[first_public_subnet],
+            health_check_type="EC2",
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)
+            ),
+            # A new image (a newer fck-nat release found at deploy) replaces the instance. The old one must go
+            # first: the fixed ENI can be attached to one instance at a time.
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(min_healthy_percentage=0),
+            ),
+            tags=[aws.autoscaling.GroupTagArgs(key="Name", value=self.tag, propagate_at_launch=True)],
+            opts=child,
+        )
+        self.routes = [
+            aws.ec2.Route(
+                f"{name}-private-{index + 1}-nat-route",
+                route_table_id=_private_route_table_id(vpc, index),
+                destination_cidr_block=ANYWHERE,
+                network_interface_id=self.network_interface.id,
+                opts=child,
+            )
+            for index in range(args.max_azs)
+        ]
+
+    def _security_group(
+        self, name: str, args: NetworkArgs, vpc: awsx.ec2.Vpc, child: pulumi.ResourceOptions
+    ) -> aws.ec2.SecurityGroup:
+        group = aws.ec2.SecurityGroup(
+            f"{name}-nat-sg",
+            vpc_id=vpc.vpc_id,
+            description=f"{args.name_prefix} NAT instance: any traffic from inside the VPC, out to the internet",
+            revoke_rules_on_delete=True,
+            tags={"Name": self.tag},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nat-ingress-vpc",
+            security_group_id=group.id,
+            cidr_ipv4=args.cidr_block,
+            ip_protocol="-1",
+            description="Traffic to NAT, from inside the VPC only",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nat-egress-internet",
+            security_group_id=group.id,
+            cidr_ipv4=ANYWHERE,
+            ip_protocol="-1",
+            description="NATed traffic out to the internet",
+            opts=child,
+        )
+        return group
+
+    def _role(self, name: str, args: NetworkArgs, child: pulumi.ResourceOptions) -> aws.iam.Role:
+        role = aws.iam.Role(
+            f"{name}-nat-role",
+            assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+            description=f"{args.name_prefix}: NAT instance (attach its fixed ENI, turn off source/dest check)",
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-nat-policy",
+            role=role.id,
+            policy=self._boot_policy(),
+            opts=child,
+        )
+        if args.nat_instance_ssm:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-nat-ssm", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_POLICY, opts=child
+            )
+        return role
+
+    def _boot_policy(self) -> pulumi.Output[str]:
+        """What fck-nat's boot script calls, only on the instances and interfaces tagged as this NAT's."""
+        # `arn:<partition>:ec2:<region>:<account>` taken from the ENI's own ARN.
+        ec2_arn = self.network_interface.arn.apply(lambda arn: ":".join(arn.split(":")[:5]))
+        tagged = {"StringEquals": {"aws:ResourceTag/Name": self.tag}}
+        attach = allow(
+            ["ec2:AttachNetworkInterface"],
+            [pulumi.Output.concat(ec2_arn, ":instance/*"), self.network_interface.arn],
+            sid="AttachTheFixedInterface",
+        )
+        disable_check = allow(
+            ["ec2:ModifyNetworkInterfaceAttribute"],
+            [pulumi.Output.concat(ec2_arn, ":network-interface/*")],
+            sid="TurnOffSourceDestCheck",
+        )
+        return policy_document([{**attach, "Condition": tagged}, {**disable_check, "Condition": tagged}])
+
+    def _launch_template(
+        self, name: str, args: NetworkArgs, profile: aws.iam.InstanceProfile, child: pulumi.ResourceOptions
+    ) -> aws.ec2.LaunchTemplate:
+        image = aws.ec2.get_ami_output(
+            most_recent=True,
+            owners=[FCK_NAT_AMI_OWNER],
+            filters=[
+                aws.ec2.GetAmiFilterArgs(name="name", values=[FCK_NAT_AMI_NAME]),
+                aws.ec2.GetAmiFilterArgs(name="architecture", values=["arm64"]),
+            ],
+        )
+        tags = {"Name": self.tag}
+        return aws.ec2.LaunchTemplate(
+            f"{name}-nat-template",
+            description=f"{args.name_prefix}: fck-nat NAT instance",
+            image_id=image.id,
+            instance_type=args.nat_instance_type,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            network_interfaces=[
+                aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                    device_index=0,
+                    associate_public_ip_address="true",
+                    security_groups=[self.security_group.id],
+                    delete_on_termination="true",
+                )
+            ],
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=FCK_NAT_ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        encrypted="true", volume_type="gp3", delete_on_termination="true"
+                    ),
+                )
+            ],
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+            ),
+            # Standard credits: a busy month cannot add surplus-credit charges; throughput is the trade-off.
+            credit_specification=aws.ec2.LaunchTemplateCreditSpecificationArgs(cpu_credits="standard"),
+            user_data=self.network_interface.id.apply(_fck_nat_user_data),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                for kind in ("instance", "network-interface", "volume")
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=child,
+        )
+
+
+def _fck_nat_user_data(network_interface_id: str) -> str:
+    """fck-nat's configuration file (its docs): attach this ENI at boot and NAT the VPC's traffic through it."""
+    return base64.b64encode(FCK_NAT_USER_DATA.format(eni=network_interface_id).encode()).decode()
+
+
+def _private_route_table_id(vpc: awsx.ec2.Vpc, index: int) -> pulumi.Output[str]:
+    """The route table awsx associates with private subnet `index` (looked up once the VPC exists)."""
+    table = aws.ec2.get_route_table_output(
+        vpc_id=vpc.vpc_id,
+        subnet_id=vpc.private_subnet_ids.apply(lambda ids: ids[index]),
+        opts=pulumi.InvokeOutputOptions(depends_on=[vpc]),
+    )
+    return table.route_table_id

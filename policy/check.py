@@ -16,23 +16,25 @@ Exit codes: 0 no mandatory violation, 1 mandatory violations (or, with --strict,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from policy import reports
-from policy.engine import EvaluationReport, PolicyPackError, evaluate
+from policy.engine import EvaluationReport, PolicyPackError, PolicyPackProcess, evaluate
 from policy.exports import PolicyInputError, load_policy_config, load_resources, load_stack_outputs
 from policy.plan import PlanError, StackOutputs, read_program, run_program
 from policy.records import REDACTED, ResourceRecord, redact_secrets
 from policy.rules.costing import Assumptions, CostError, CostEstimate, estimate
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT = 0, 1, 2
+MULTI_STACK_UNSUPPORTED = ("sarif", "junit")
 
 
 @dataclass
@@ -161,7 +163,9 @@ def render_policy(policy: EvaluationReport, resources: Sequence[ResourceRecord])
 # --- Running ----------------------------------------------------------------------------------------------
 
 
-def build_report(args: argparse.Namespace) -> tuple[Report, reports.Origin]:
+def build_report(
+    args: argparse.Namespace, stack: str | None = None, pack: PolicyPackProcess | None = None
+) -> tuple[Report, reports.Origin]:
     started = time.perf_counter()
     config = load_policy_config(Path(args.policy_config)) if args.policy_config else None
     if args.export:
@@ -170,7 +174,7 @@ def build_report(args: argparse.Namespace) -> tuple[Report, reports.Origin]:
         origin = reports.Origin(default_file=export, source_root=Path(args.source_root or export.parent))
     else:
         program = Path(args.program).resolve()
-        plan = run_program(program, args.stack, stack_outputs=read_stack_outputs(args.stack_outputs))
+        plan = run_program(program, stack or args.stack, stack_outputs=read_stack_outputs(args.stack_outputs))
         report = Report(plan.stack, plan.resources, plan.outputs, plan.secret_outputs, strict=args.strict)
         report.opaque = plan.opaque
         locations = {urn: (program / where.path, where.line) for urn, where in plan.locations.items()}
@@ -178,13 +182,15 @@ def build_report(args: argparse.Namespace) -> tuple[Report, reports.Origin]:
     report.seconds["plan"] = time.perf_counter() - started
     if not args.no_policy:
         started = time.perf_counter()
-        report.policy = evaluate(report.resources, config)
+        report.policy = evaluate(report.resources, config, pack=pack)
         report.seconds["policy"] = time.perf_counter() - started
     if not args.no_cost:
         started = time.perf_counter()
         assumptions = Assumptions.from_file(args.assumptions) if args.assumptions else None
         opaque = [r.urn for r in report.opaque]
-        report.cost = estimate(report.resources, region=args.region, assumptions=assumptions, opaque=opaque)
+        report.cost = estimate(
+            report.resources, region=args.region, assumptions=assumptions, opaque=opaque, free_tier=args.free_tier
+        )
         report.seconds["cost"] = time.perf_counter() - started
     return report, origin
 
@@ -202,6 +208,40 @@ def read_stack_outputs(entries: Sequence[str]) -> dict[str, StackOutputs]:
         outputs, secret_names = load_stack_outputs(Path(file))
         given[name] = StackOutputs(outputs, secret_names)
     return given
+
+
+def stacks_to_plan(args: argparse.Namespace) -> list[str]:
+    """The stacks of one run: --stack, --stacks a,b,c or --all (every Pulumi.<stack>.yaml of the program)."""
+    if args.all:
+        spec = read_program(Path(args.program).resolve())
+        found = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in spec.directory.glob("Pulumi.*.yaml"))
+        if not found:
+            raise PolicyInputError(f"--all: no Pulumi.<stack>.yaml in {spec.directory}")
+        return found
+    if args.stacks is not None:
+        names = [name.strip() for name in args.stacks.split(",")]
+        if not all(names) or len(set(names)) != len(names):
+            raise PolicyInputError(f"--stacks {args.stacks!r}: expected distinct stack names separated by commas")
+        return names
+    return [args.stack] if args.stack else []
+
+
+def render_many(reports_: Sequence[Report], format_: str) -> str:
+    """Several stacks' reports, one after another; text ends with a summary line per stack."""
+    if format_ == "json":
+        return json.dumps({"stacks": [report.to_json() for report in reports_]}, indent=2)
+    if format_ == "markdown":
+        return "\n\n".join(reports.render_markdown(report) for report in reports_)
+    summary = ["Summary:", *(f"  {summary_line(report)}" for report in reports_)]
+    return "\n\n".join([*(render_text(report) for report in reports_), "\n".join(summary)])
+
+
+def summary_line(report: Report) -> str:
+    policy = report.policy
+    violations = f"{policy.mandatory_count} mandatory, {policy.advisory_count} advisory" if policy else "not checked"
+    cost = f", ${report.cost.per_day:,.2f}/day" if report.cost else ""
+    seconds = sum(report.seconds.values())
+    return f"{report.stack}: {len(report.resources)} resources, {violations}{cost} ({seconds:.1f} s)"
 
 
 def render(report: Report, origin: reports.Origin, format_: str) -> str:
@@ -236,6 +276,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--stack", help="stack name: run the program with its Pulumi.<stack>.yaml under mocks")
+    source.add_argument("--stacks", help="several stacks, comma-separated, planned one after another in one process")
+    source.add_argument("--all", action="store_true", help="every stack with a Pulumi.<stack>.yaml in --program")
     source.add_argument("--export", help="a `pulumi stack export`, `pulumi preview --json` or resource list file")
     parser.add_argument("--program", default=".", help="Pulumi Python program directory, with --stack (default: .)")
     parser.add_argument("--policy-config", help="policy pack config JSON, as for --policy-pack-config")
@@ -243,6 +285,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cost", action="store_true", help="skip the cost estimate")
     parser.add_argument("--assumptions", help="cost usage assumptions JSON (see docs/cost.md)")
     parser.add_argument("--region", help="price for this region (default: inferred from the resources' ARNs)")
+    parser.add_argument(
+        "--free-tier",
+        nargs="?",
+        const="always",
+        default="none",
+        choices=("none", "always", "new-account"),
+        help="deduct the account's free tier once (always-free offers; new-account adds the 12-month ones)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout (= --format json)")
     parser.add_argument(
         "--format", choices=reports.FORMATS, help="what stdout gets: text (default), json, sarif, junit, markdown"
@@ -274,14 +324,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.json and args.format not in (None, "json"):
         parser.error(f"--json and --format {args.format} contradict each other; use one of them")
     args.format = "json" if args.json else args.format or "text"
+    several = args.all or args.stacks is not None
+    if several and (args.format in MULTI_STACK_UNSUPPORTED or args.report):
+        parser.error(
+            f"--stacks/--all write text, json or markdown to stdout; for {args.format} or --report, "
+            "run one --stack at a time"
+        )
     return args
+
+
+@contextlib.contextmanager
+def early_pack(args: argparse.Namespace) -> Iterator[PolicyPackProcess | None]:
+    """The policy pack, launched before the first plan so that its start-up overlaps with the program's; one pack
+    serves every stack of the run (each evaluation reconfigures it)."""
+    if args.no_policy:
+        yield None
+        return
+    pack = PolicyPackProcess()
+    try:
+        pack.launch()
+        yield pack
+    finally:
+        pack.stop()
+
+
+def main_many(args: argparse.Namespace) -> int:
+    try:
+        with early_pack(args) as pack:
+            planned = [build_report(args, stack, pack)[0] for stack in stacks_to_plan(args)]
+    except (PlanError, PolicyInputError, PolicyPackError, CostError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(render_many(planned, args.format))
+    return max(report.exit_code for report in planned)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.all or args.stacks is not None:
+        return main_many(args)
     try:
         files = report_files(args.report)
-        report, origin = build_report(args)
+        with early_pack(args) as pack:
+            report, origin = build_report(args, pack=pack)
         for format_, path in files:
             path.write_text(render(report, origin, format_) + "\n", encoding="utf-8")
     except (PlanError, PolicyInputError, PolicyPackError, CostError, OSError) as error:

@@ -283,6 +283,12 @@ class PolicyPackProcess:
         self.stop()
 
     def start(self) -> None:
+        self.launch()
+        self.connect()
+
+    def launch(self) -> None:
+        """Start the pack's process without waiting for it: its imports overlap with whatever the caller does next
+        (the offline runner plans the program meanwhile). `connect` (or the first evaluation) waits for it."""
         if not (self.pack_dir / "PulumiPolicy.yaml").is_file() or not (self.pack_dir / "__main__.py").is_file():
             raise PolicyPackError(
                 f"{self.pack_dir}: not a Python policy pack (needs PulumiPolicy.yaml and __main__.py)"
@@ -292,6 +298,10 @@ class PolicyPackProcess:
         self._process = subprocess.Popen(  # noqa: S603 (fixed command: this interpreter running the pack)
             command, cwd=self.pack_dir, stdout=subprocess.PIPE, stderr=self._stderr, env=dict(os.environ)
         )
+
+    def connect(self) -> None:
+        if self._process is None:
+            raise PolicyPackError("the policy pack is not running; use it as a context manager or call start()")
         port = self._read_port()
         self._channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(self._channel).result(timeout=self.startup_timeout)
@@ -339,32 +349,48 @@ class PolicyPackProcess:
             self._stderr = None
 
     def _call(self, method: str, request: Any, what: str = "") -> Any:
+        return self._result(self._call_async(method, request), method, what)
+
+    def _call_async(self, method: str, request: Any) -> Any:
         if self._stub is None:
             raise PolicyPackError("the policy pack is not running; use it as a context manager or call start()")
+        return getattr(self._stub, method).future(request, timeout=CALL_TIMEOUT_SECONDS)
+
+    def _result(self, future: Any, method: str, what: str) -> Any:
         try:
-            return getattr(self._stub, method)(request, timeout=CALL_TIMEOUT_SECONDS)
+            return future.result()
         except grpc.RpcError as error:
             details = error.details() if isinstance(error, grpc.Call) else str(error)
             raise PolicyPackError(f"policy pack {method}{what} failed: {details}{self._stderr_tail()}") from error
+
+    @staticmethod
+    def _analyze_request(resource: ResourceRecord) -> Any:
+        return proto.AnalyzeRequest(
+            type=resource.type,
+            properties=_struct(resource.inputs),
+            urn=resource.urn,
+            name=resource.name,
+            options=proto.AnalyzerResourceOptions(parent=resource.parent or ""),
+        )
 
     # --- Evaluation ---------------------------------------------------------------------------------------
 
     def evaluate(
         self, resources: Sequence[ResourceRecord], config: Mapping[str, Any] | None = None
     ) -> EvaluationReport:
-        """Run every enabled policy on every resource and the stack policies on all of them."""
+        """Run every enabled policy on every resource and the stack policies on all of them.
+
+        The Analyze calls are in flight together, as the engine sends them while it steps through resources in
+        parallel; the responses are collected in registration order, so the report does not depend on timing.
+        """
+        if self._stub is None and self._process is not None:
+            self.connect()
         levels = self.configure(config)
         report = EvaluationReport(policies=self._summaries(levels))
         types = {r.urn: r.type for r in resources}
-        for resource in resources:
-            request = proto.AnalyzeRequest(
-                type=resource.type,
-                properties=_struct(resource.inputs),
-                urn=resource.urn,
-                name=resource.name,
-                options=proto.AnalyzerResourceOptions(parent=resource.parent or ""),
-            )
-            response = self._call("Analyze", request, f" on {resource.urn}")
+        pending = [(resource, self._call_async("Analyze", self._analyze_request(resource))) for resource in resources]
+        for resource, future in pending:
+            response = self._result(future, "Analyze", f" on {resource.urn}")
             self._collect(report, response.diagnostics, resource.urn, types)
             report.checked += 1
         stack_request = proto.AnalyzeStackRequest(
@@ -437,7 +463,11 @@ def evaluate(
     config: Mapping[str, Any] | None = None,
     *,
     pack_dir: Path = PACK_DIR,
+    pack: PolicyPackProcess | None = None,
 ) -> EvaluationReport:
-    """Start the pack in `pack_dir`, evaluate `resources` with `config` (the `--policy-pack-config` JSON), stop it."""
-    with PolicyPackProcess(pack_dir) as pack:
+    """Evaluate `resources` with `config` (the `--policy-pack-config` JSON) in `pack`, a running pack reused across
+    stacks, or else in the pack in `pack_dir`, started and stopped for this call."""
+    if pack is not None:
         return pack.evaluate(resources, config)
+    with PolicyPackProcess(pack_dir) as started:
+        return started.evaluate(resources, config)

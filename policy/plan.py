@@ -244,6 +244,7 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:ssm/parameter:Parameter": lambda n, i, r: {
         "arn": f"arn:aws:ssm:{r}:{MOCK_ACCOUNT_ID}:parameter{i.get('name') or n}",
     },
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda n, i, r: {"latestVersion": 1, "defaultVersion": 1},
     "aws:iam/role:Role": lambda n, i, r: {"arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/{i.get('name') or n}"},
     "aws:sns/topic:Topic": lambda n, i, r: {"arn": f"arn:aws:sns:{r}:{MOCK_ACCOUNT_ID}:{i.get('name') or n}"},
     "aws:s3/bucket:Bucket": lambda n, i, r: {
@@ -272,6 +273,11 @@ def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         zones = [f"{region}{letter}" for letter in "abc"]
         return {"names": zones, "zoneIds": [f"use1-az{i}" for i in range(1, 4)], "id": region}
+    if token == "aws:ec2/getAmi:getAmi":
+        return {**args, "id": "ami-0123456789abcdef0", "imageId": "ami-0123456789abcdef0"}
+    if token == "aws:ec2/getRouteTable:getRouteTable":
+        route_table = f"rtb-{args.get('subnetId') or 'main'}"
+        return {**args, "id": route_table, "routeTableId": route_table}
     if token == "aws:elb/getServiceAccount:getServiceAccount":
         return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
     return dict(args)

@@ -16,13 +16,16 @@ policy SDK and the pack itself.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
+import math
 import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,9 +125,50 @@ class Assumptions:
     lambda_seconds_per_invocation: float = field(
         default=0.5, metadata=_doc("Average duration of one Lambda invocation, in seconds.")
     )
+    kms_key_age_days: float = field(
+        default=0,
+        metadata=_doc(
+            "Age of each KMS key in days (0: a new key). With automatic rotation, every `rotationPeriodInDays` "
+            "(default 365) of age is one rotation; the first and second add $1/month each, later ones nothing."
+        ),
+    )
+    ebs_root_volume_gb: float = field(
+        default=8,
+        metadata=_doc("GB of an instance's root EBS volume when its launch template leaves the size to the AMI."),
+    )
+    inspector_images_pushed_per_month: float = field(
+        default=40,
+        metadata=_doc(
+            "Images pushed a month to a registry with ENHANCED scanning: Amazon Inspector scans each once on push."
+        ),
+    )
+    inspector_images_continuously_scanned: float = field(
+        default=10,
+        metadata=_doc(
+            "Images under continuous scanning (in repositories a CONTINUOUS_SCAN rule matches, pushed or used within "
+            "Inspector's re-scan duration, 14 days by default)."
+        ),
+    )
+    inspector_rescans_per_image_per_month: float = field(
+        default=4,
+        metadata=_doc("Rescans a month of each continuously scanned image (Inspector rescans when new CVEs appear)."),
+    )
+    overrides: tuple[UsageOverride, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Per-resource usage: a list of {match, usage}; `match` is a resource URN or an fnmatch pattern on "
+            "resource names, `usage` any of the keys above. Later entries win; every entry must match a resource."
+        ),
+    )
 
     def __post_init__(self) -> None:
-        problems = [p for f in dataclasses.fields(self) if (p := _assumption_problem(f.name, getattr(self, f.name)))]
+        if not all(isinstance(o, UsageOverride) for o in self.overrides):
+            object.__setattr__(self, "overrides", _parse_overrides(self.overrides, "assumptions"))
+        problems = [
+            p
+            for f in dataclasses.fields(self)
+            if f.name != "overrides" and (p := _assumption_problem(f.name, getattr(self, f.name)))
+        ]
         if problems:
             raise CostError("invalid cost assumptions:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -137,8 +181,11 @@ class Assumptions:
         unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise CostError(f"{origin}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        values = dict(data)
+        if "overrides" in values:
+            values["overrides"] = _parse_overrides(values["overrides"], origin)
         try:
-            return cls(**dict(data))
+            return cls(**values)
         except CostError as error:
             raise CostError(f"{origin}: {error}") from None
 
@@ -156,6 +203,88 @@ class Assumptions:
 
     def describe(self) -> list[tuple[str, Any, str]]:
         return [(f.name, getattr(self, f.name), f.metadata["doc"]) for f in dataclasses.fields(self)]
+
+    def to_json(self) -> dict[str, Any]:
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["overrides"] = [o.to_json() for o in self.overrides]
+        return values
+
+    def for_resource(self, urn: str, name: str) -> Assumptions:
+        """These assumptions with the usage of every override matching the resource applied (later ones win)."""
+        usage: dict[str, Any] = {}
+        for override in self.overrides:
+            if override.matches(urn, name):
+                usage.update(override.usage)
+        return dataclasses.replace(self, **usage) if usage else self
+
+
+USAGE_KEYS = tuple(f.name for f in dataclasses.fields(Assumptions) if f.name != "overrides")
+
+
+@dataclass(frozen=True)
+class UsageOverride:
+    """Usage assumptions for the resources `match` selects: an exact URN, or an fnmatch pattern on names."""
+
+    match: str
+    usage_items: tuple[tuple[str, Any], ...]
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return dict(self.usage_items)
+
+    def matches(self, urn: str, name: str) -> bool:
+        if self.match.startswith("urn:"):
+            return urn == self.match
+        return fnmatchcase(name, self.match)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"match": self.match, "usage": self.usage}
+
+
+def _parse_overrides(raw: Any, origin: str) -> tuple[UsageOverride, ...]:
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise CostError(f"{origin}: overrides: expected a list of {{match, usage}} objects, got {type(raw).__name__}")
+    parsed, problems = [], []
+    for index, entry in enumerate(raw):
+        where = f"overrides[{index}]"
+        if not isinstance(entry, Mapping) or set(entry) != {"match", "usage"}:
+            keys = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
+            problems.append(f"{where}: {keys}; allowed: an object with exactly the keys match and usage")
+            continue
+        match, usage = entry["match"], entry["usage"]
+        if not isinstance(match, str) or not match:
+            problems.append(f"{where}.match: {match!r}; allowed: a resource URN or an fnmatch pattern on names")
+        if not isinstance(usage, Mapping) or not usage:
+            problems.append(f"{where}.usage: {usage!r}; allowed: an object of usage keys to values")
+            continue
+        unknown = sorted(set(usage) - set(USAGE_KEYS))
+        if unknown:
+            problems.append(f"{where}.usage: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(USAGE_KEYS)}")
+        problems += [
+            f"{where}.usage.{p}"
+            for key, value in usage.items()
+            if key in USAGE_KEYS and (p := _assumption_problem(key, value))
+        ]
+        if isinstance(match, str) and match:
+            parsed.append(UsageOverride(match, tuple(usage.items())))
+    if problems:
+        raise CostError(f"{origin}: invalid overrides:\n" + "\n".join(f"  - {p}" for p in problems))
+    return tuple(parsed)
+
+
+def check_overrides_match(assumptions: Assumptions, nodes: Sequence[Node]) -> None:
+    """Every override must select at least one resource: a pattern matching nothing is most likely a typo."""
+    problems = []
+    for index, override in enumerate(assumptions.overrides):
+        if not any(override.matches(n.urn, n.name) for n in nodes):
+            kind = "URN" if override.match.startswith("urn:") else "name pattern"
+            sample = ", ".join(sorted({n.name for n in nodes if n.type != "pulumi:pulumi:Stack"})[:5]) or "none"
+            problems.append(
+                f"overrides[{index}].match {override.match!r}: the {kind} matches no resource; allowed: an exact URN "
+                f"or an fnmatch pattern on resource names (names here include {sample}, ...)"
+            )
+    if problems:
+        raise CostError("cost assumptions:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def _assumption_problem(name: str, value: Any) -> str | None:
@@ -322,10 +451,18 @@ class Line:
     unit: str
     unit_price: float
     note: str | None = None
+    key: str | None = None
+    """The price table key it is priced on (what the account free tier is matched against)."""
+    low_unit_price: float | None = None
+    """The cheapest plausible unit price when the price is a range (Fargate Spot); `unit_price` is the dearest."""
 
     @property
     def per_month(self) -> float:
         return self.quantity * self.unit_price
+
+    @property
+    def per_month_low(self) -> float:
+        return self.quantity * (self.unit_price if self.low_unit_price is None else self.low_unit_price)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -335,9 +472,40 @@ class Line:
             "unit_price": self.unit_price,
             "per_month": round(self.per_month, 4),
         }
+        if self.key:
+            out["key"] = self.key
+        if self.low_unit_price is not None:
+            out["low_unit_price"] = self.low_unit_price
+            out["per_month_low"] = round(self.per_month_low, 4)
         if self.note:
             out["note"] = self.note
         return out
+
+
+@dataclass(frozen=True)
+class FreeTierDeduction:
+    """One account-level free tier allowance taken off the estimate (never attributed to a resource)."""
+
+    item: str
+    quantity: float
+    unit: str
+    unit_price: float
+    term: str
+    """`always` (always free) or `12 months` (new accounts only)."""
+
+    @property
+    def per_month(self) -> float:
+        return self.quantity * self.unit_price
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item": self.item,
+            "quantity": round(self.quantity, 6),
+            "unit": self.unit,
+            "unit_price": self.unit_price,
+            "per_month": round(self.per_month, 4),
+            "term": self.term,
+        }
 
 
 @dataclass(frozen=True)
@@ -365,6 +533,10 @@ class ResourceCost:
     def per_month(self) -> float:
         return sum(line.per_month for line in self.lines)
 
+    @property
+    def per_month_low(self) -> float:
+        return sum(line.per_month_low for line in self.lines)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "urn": self.urn,
@@ -384,14 +556,35 @@ class CostEstimate:
     free: list[dict[str, str]]
     unpriced: list[dict[str, str]]
     currency: str = "USD"
+    free_tier: list[FreeTierDeduction] = field(default_factory=list)
+    """Account free tier taken off the total (only with `estimate(..., free_tier=...)`)."""
+    free_tier_mode: str = "none"
+
+    @property
+    def free_tier_total(self) -> float:
+        return sum(d.per_month for d in self.free_tier)
 
     @property
     def per_month(self) -> float:
-        return sum(r.per_month for r in self.resources)
+        """The point estimate: the dearest end of every price range (what the budget policy compares)."""
+        return sum(r.per_month for r in self.resources) - self.free_tier_total
+
+    @property
+    def per_month_low(self) -> float:
+        """The cheapest end: every price range at its low bound (Fargate Spot at its largest discount)."""
+        return sum(r.per_month_low for r in self.resources) - self.free_tier_total
 
     @property
     def per_day(self) -> float:
         return self.per_month / DAYS_PER_MONTH
+
+    @property
+    def per_day_low(self) -> float:
+        return self.per_month_low / DAYS_PER_MONTH
+
+    @property
+    def is_range(self) -> bool:
+        return round(self.per_month_low, 4) != round(self.per_month, 4)
 
     @property
     def by_component(self) -> dict[str, float]:
@@ -413,11 +606,21 @@ class CostEstimate:
             "region": self.region,
             "per_day": round(self.per_day, 4),
             "per_month": round(self.per_month, 4),
+            "range": {
+                "per_day": [round(self.per_day_low, 4), round(self.per_day, 4)],
+                "per_month": [round(self.per_month_low, 4), round(self.per_month, 4)],
+                "point": "high",
+            },
             "resources": [r.to_json() for r in self.resources],
             "unpriced": self.unpriced,
             "free": self.free,
+            "free_tier": {
+                "mode": self.free_tier_mode,
+                "per_month": round(self.free_tier_total, 4),
+                "deductions": [d.to_json() for d in self.free_tier],
+            },
             "by_component": {k: round(v, 4) for k, v in self.by_component.items()},
-            "assumptions": dataclasses.asdict(self.assumptions),
+            "assumptions": self.assumptions.to_json(),
         }
 
     def render_text(self) -> str:
@@ -438,7 +641,18 @@ class CostEstimate:
             lines += [f"    {u['type']}  {u['name']}: {u['reason']}" for u in self.unpriced]
         free_types = sorted({f["type"] for f in self.free})
         lines.append(f"  Free ({len(self.free)} resources): {', '.join(free_types) or 'none'}")
+        if self.free_tier:
+            lines.append(f"  Account free tier ({self.free_tier_mode}), taken off the total once:")
+            for deduction in self.free_tier:
+                detail = f"{deduction.quantity:,.4g} {deduction.unit} x ${deduction.unit_price:g}"
+                lines.append(f"    {_usd(-deduction.per_month):>10}  {deduction.item}: {detail} ({deduction.term})")
         lines.append(f"  Total: {_usd(self.per_day)}/day, {_usd(self.per_month)}/month")
+        if self.is_range:
+            lines.append(
+                f"  Range: {_usd(self.per_day_low)}-{_usd(self.per_day)}/day, "
+                f"{_usd(self.per_month_low)}-{_usd(self.per_month)}/month (Fargate Spot {_spot_range_text(self)}; "
+                "the total above is the high end)"
+            )
         return "\n".join(lines)
 
 
@@ -446,7 +660,12 @@ NO_COMPONENT = "(no component)"
 
 
 def _usd(value: float) -> str:
-    return f"${value:,.2f}"
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def _spot_range_text(cost: CostEstimate) -> str:
+    low, high = spot_discounts(prices_for(cost.region))
+    return f"{low:.0%}-{high:.0%} off on-demand"
 
 
 # --- Pricing context --------------------------------------------------------------------------------------
@@ -457,13 +676,26 @@ class Context:
     nodes: list[Node]
     prices: Prices
     assumptions: Assumptions
+    """The assumptions of the resource being priced (the stack's, with its overrides applied)."""
     _by_type: dict[str, list[Node]] = field(default_factory=dict)
+    _stack_assumptions: Assumptions | None = None
 
     def __post_init__(self) -> None:
         by_type: dict[str, list[Node]] = defaultdict(list)
         for n in self.nodes:
             by_type[n.type].append(n)
         self._by_type = dict(by_type)
+        self._stack_assumptions = self.assumptions
+
+    def for_resource(self, resource: Node) -> Context:
+        """This context with `assumptions` for `resource` (its usage overrides applied); indexes are shared."""
+        stack = self._stack_assumptions or self.assumptions
+        assumptions = stack.for_resource(resource.urn, resource.name)
+        if assumptions is self.assumptions:
+            return self
+        view = copy.copy(self)
+        view.assumptions = assumptions
+        return view
 
     def of_type(self, type_: str) -> list[Node]:
         return self._by_type.get(type_, [])
@@ -479,7 +711,7 @@ class Context:
         """A line of `quantity` units a month at the table's price for `key`."""
         figure = self.prices.figures.get(key)
         unit = str(figure["per"]) if figure else "unit"
-        return Line(item, quantity, unit, self.prices.usd(key), note)
+        return Line(item, quantity, unit, self.prices.usd(key), note, key)
 
     def hourly(self, item: str, count: float, key: str, note: str | None = None) -> Line:
         return self.line(item, count * self.hours_per_month, key, note)
@@ -539,6 +771,7 @@ FREE_TYPES: Mapping[str, str] = {
             "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
             "aws:ec2/defaultNetworkAcl:DefaultNetworkAcl",
             "aws:ec2/defaultRouteTable:DefaultRouteTable",
+            "aws:ec2/networkInterface:NetworkInterface",
         ),
         "network configuration has no charge (traffic is priced on NAT gateways and endpoints)",
     ),
@@ -558,14 +791,14 @@ FREE_TYPES: Mapping[str, str] = {
     **dict.fromkeys(
         (
             "aws:ecs/taskDefinition:TaskDefinition",
+            "aws:ec2/launchTemplate:LaunchTemplate",
             "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders",
             "aws:appautoscaling/target:Target",
-            "aws:appautoscaling/policy:Policy",
             "aws:appautoscaling/scheduledAction:ScheduledAction",
             "aws:servicediscovery/service:Service",
             "aws:servicediscovery/httpNamespace:HttpNamespace",
         ),
-        "a definition: the tasks it runs are priced on the ECS service",
+        "a definition: the tasks or instances it runs are priced on the ECS service / Auto Scaling group",
     ),
     **dict.fromkeys(
         (
@@ -628,7 +861,6 @@ FREE_TYPES: Mapping[str, str] = {
         ("docker-build:index:Image", "docker:index/image:Image", "docker:index/registryImage:RegistryImage"),
         "built outside AWS; its storage is priced on the ECR repository",
     ),
-    "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration": "basic scanning has no charge",
     "aws:lambda/invocation:Invocation": "one call of its function per deploy that changes it, priced on the function",
     "pulumi:pulumi:Stack": "the stack itself",
 }
@@ -787,19 +1019,15 @@ def price_ecs_service(service: Node, ctx: Context) -> Outcome:
         if count <= 0:
             continue
         note = f"{count:g} task(s) of {vcpu:g} vCPU / {gb:g} GB; {how}"
-        lines.append(
-            ctx.hourly(
-                f"Fargate vCPU ({architecture}, {provider})",
-                count * vcpu,
-                f"fargate.vcpu.{architecture}.{provider}",
-                note,
-            )
+        vcpu_line = ctx.hourly(
+            f"Fargate vCPU ({architecture}, {provider})", count * vcpu, f"fargate.vcpu.{architecture}.FARGATE", note
         )
-        lines.append(
-            ctx.hourly(
-                f"Fargate memory ({architecture}, {provider})", count * gb, f"fargate.gb.{architecture}.{provider}"
-            )
+        gb_line = ctx.hourly(
+            f"Fargate memory ({architecture}, {provider})", count * gb, f"fargate.gb.{architecture}.FARGATE"
         )
+        if provider == "FARGATE_SPOT":
+            vcpu_line, gb_line = spot_priced(vcpu_line, ctx), spot_priced(gb_line, ctx)
+        lines += [vcpu_line, gb_line]
     extra_storage = (number(prop(task_definition, "ephemeralStorage", "sizeInGib"), 0) or 0) - INCLUDED_EPHEMERAL_GB
     if extra_storage > 0 and tasks > 0:
         lines.append(
@@ -810,6 +1038,27 @@ def price_ecs_service(service: Node, ctx: Context) -> Outcome:
     if prop(service, "serviceRegistries") and tasks > 0:
         lines.append(ctx.monthly("Cloud Map registered instances", tasks, "cloudmap.instance"))
     return lines or Free(f"runs no tasks ({how})")
+
+
+def spot_discounts(prices: Prices) -> tuple[float, float]:
+    """(smallest, largest) Fargate Spot discount off on-demand, as fractions."""
+    low, high = prices.usd("fargate.spotDiscount.conservative"), prices.usd("fargate.spotDiscount.optimistic")
+    if not 0 <= low <= high < 1:
+        raise CostError(f"{PRICES_FILE.name}: fargate.spotDiscount must satisfy 0 <= conservative <= optimistic < 1")
+    return low, high
+
+
+def spot_priced(on_demand: Line, ctx: Context) -> Line:
+    """An on-demand Fargate line re-priced for Spot: the conservative discount as the price, the largest as low."""
+    low, high = spot_discounts(ctx.prices)
+    spot_note = f"Spot {low:.0%}-{high:.0%} off on-demand, priced at {low:.0%}"
+    return dataclasses.replace(
+        on_demand,
+        unit_price=on_demand.unit_price * (1 - low),
+        low_unit_price=on_demand.unit_price * (1 - high),
+        key=(on_demand.key or "").replace(".FARGATE", ".FARGATE_SPOT"),
+        note=f"{on_demand.note}; {spot_note}" if on_demand.note else spot_note,
+    )
 
 
 def services_in_cluster(cluster: Node, ctx: Context) -> list[Node]:
@@ -828,7 +1077,8 @@ def price_ecs_cluster(cluster: Node, ctx: Context) -> Outcome:
         return Free("Container Insights is off (an account-level default, if any, is not visible here)")
     a = ctx.assumptions
     # Container Insights emits metrics only for services with running tasks.
-    running = [t for t in (average_tasks(s, ctx)[0] for s in services_in_cluster(cluster, ctx)) if t > 0]
+    services_running = (average_tasks(s, ctx.for_resource(s))[0] for s in services_in_cluster(cluster, ctx))
+    running = [t for t in services_running if t > 0]
     services, tasks = len(running), sum(running)
     metrics = a.container_insights_metrics_per_cluster + a.container_insights_metrics_per_service * services
     note = f"{services} service(s) with running tasks; billed as custom metrics, the first 10 per account are free"
@@ -880,6 +1130,50 @@ def price_nat_gateway(gateway: Node, ctx: Context) -> Outcome:
 @prices("aws:ec2/eip:Eip")
 def price_elastic_ip(address: Node, ctx: Context) -> Outcome:
     return [ctx.hourly("Public IPv4 address", 1, "publicIpv4.hour")]
+
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+def launch_template_of(group: Node, ctx: Context) -> tuple[Node | None, str]:
+    """The group's launch template: the one its id/name names, else the only one in the graph."""
+    reference = prop(group, "launchTemplate", "id") or prop(group, "launchTemplate", "name")
+    candidates = ctx.of_type(LAUNCH_TEMPLATE)
+    named = [t for t in candidates if refers_to(reference, t, "name")]
+    if len(named) == 1:
+        return named[0], "named by the group"
+    if len(candidates) == 1:
+        return candidates[0], "the only launch template in the graph"
+    return None, f"launch template {reference!r} is not identifiable in the graph"
+
+
+@prices("aws:autoscaling/group:Group")
+def price_autoscaling_group(group: Node, ctx: Context) -> Outcome:
+    count = number(prop(group, "desiredCapacity"))
+    count = number(prop(group, "minSize"), 0) if count is None else count
+    if not count:
+        return Free("runs no instances (desiredCapacity / minSize 0)")
+    template, how = launch_template_of(group, ctx)
+    if template is None:
+        return Unpriced(how)
+    instance_type = prop(template, "instanceType")
+    if not isinstance(instance_type, str):
+        return Unpriced(f"launch template {template.name} sets no instanceType")
+    note = f"{count:g} instance(s), Linux on-demand; launch template {template.name} ({how})"
+    lines = [ctx.hourly(f"EC2 {instance_type}", count, f"ec2.instance.{instance_type}", note)]
+    interfaces = [n for n in items(prop(template, "networkInterfaces")) if isinstance(n, Mapping)]
+    if any(truthy(n.get("associatePublicIpAddress")) for n in interfaces):
+        lines.append(ctx.hourly("Public IPv4 address per instance", count, "publicIpv4.hour"))
+    for mapping in items(prop(template, "blockDeviceMappings")):
+        ebs = mapping.get("ebs") if isinstance(mapping, Mapping) else None
+        if not isinstance(ebs, Mapping):
+            continue
+        size = number(ebs.get("volumeSize"))
+        volume_note = None if size else "size from the AMI: assumed ebs_root_volume_gb"
+        volume_type = str(_plain(ebs.get("volumeType")) or "gp3")
+        gb = count * (size or ctx.assumptions.ebs_root_volume_gb)
+        lines.append(ctx.monthly(f"EBS {volume_type} volume", gb, f"ebs.{volume_type}", volume_note))
+    return lines
 
 
 AWSX_NAT_STRATEGIES = {"none": 0, "single": 1}
@@ -1056,10 +1350,27 @@ def price_queue(queue: Node, ctx: Context) -> Outcome:
 # --- Keys, secrets, monitoring ----------------------------------------------------------------------------
 
 
+DEFAULT_ROTATION_DAYS = 365
+BILLED_ROTATIONS = 2
+"""Since April 2024 only a key's first and second rotation add to its monthly price."""
+
+
 @prices("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey")
 def price_kms_key(key: Node, ctx: Context) -> Outcome:
-    note = "each of the first two yearly rotations adds $1/month" if truthy(prop(key, "enableKeyRotation")) else None
-    return [ctx.monthly("KMS customer managed key", 1, "kms.key", note)]
+    if not truthy(prop(key, "enableKeyRotation")):
+        return [ctx.monthly("KMS customer managed key", 1, "kms.key")]
+    period = number(prop(key, "rotationPeriodInDays"), DEFAULT_ROTATION_DAYS) or DEFAULT_ROTATION_DAYS
+    age = ctx.assumptions.kms_key_age_days
+    rotations = min(BILLED_ROTATIONS, math.floor(age / period))
+    rotation_note = (
+        f"rotates every {period:g} days; key age {age:g} days (kms_key_age_days): {rotations} rotation(s) billed"
+    )
+    lines = [ctx.monthly("KMS customer managed key", 1, "kms.key", rotation_note)]
+    if rotations > 0:
+        lines.append(
+            ctx.monthly("KMS rotated key material", rotations, "kms.rotation", "first and second rotation only")
+        )
+    return lines
 
 
 @prices("aws:secretsmanager/secret:Secret")
@@ -1112,6 +1423,34 @@ def price_metric_filter(metric_filter: Node, ctx: Context) -> Outcome:
 @prices("aws:cloudwatch/compositeAlarm:CompositeAlarm")
 def price_composite_alarm(alarm: Node, ctx: Context) -> Outcome:
     return [ctx.monthly("CloudWatch composite alarm", 1, "cloudwatch.alarm.composite")]
+
+
+TARGET_TRACKING_ALARMS = 2
+"""Application Auto Scaling creates a high (scale-out) and a low (scale-in) alarm per target tracking policy."""
+
+
+@prices("aws:appautoscaling/policy:Policy")
+def price_scaling_policy(policy: Node, ctx: Context) -> Outcome:
+    kind = prop(policy, "policyType") or "StepScaling"
+    if kind != "TargetTrackingScaling":
+        return Free(
+            f"{kind} creates no alarms of its own (step scaling runs on your MetricAlarm resources, priced there)"
+        )
+    specification = prop(policy, "targetTrackingScalingPolicyConfiguration", "customizedMetricSpecification")
+    queries = items(specification.get("metrics")) if isinstance(specification, Mapping) else []
+    metrics = sum(1 for q in queries if isinstance(q, Mapping) and q.get("metricStat")) or 1
+    note = (
+        f"Application Auto Scaling creates a high and a low alarm, {metrics:g} metric(s) each; "
+        "the first 10 standard alarm metrics per account are free"
+    )
+    return [
+        ctx.monthly(
+            "CloudWatch alarms of target tracking (high and low)",
+            TARGET_TRACKING_ALARMS * metrics,
+            "cloudwatch.alarm.standard",
+            note,
+        )
+    ]
 
 
 NEVER_EXPIRES_DAYS = 365
@@ -1180,9 +1519,35 @@ def price_function(function: Node, ctx: Context) -> Outcome:
 
 @prices("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration")
 def price_registry_scanning(configuration: Node, ctx: Context) -> Outcome:
-    if prop(configuration, "scanType") == "ENHANCED":
-        return Unpriced("ENHANCED scanning bills Amazon Inspector per image scanned, which is not in the price table")
-    return Free("basic scanning has no charge")
+    if prop(configuration, "scanType") != "ENHANCED":
+        return Free("basic scanning has no charge")
+    frequencies = {
+        _plain(rule.get("scanFrequency"))
+        for rule in items(prop(configuration, "rules"))
+        if isinstance(rule, Mapping) and rule.get("repositoryFilters")
+    }
+    if not frequencies & {"SCAN_ON_PUSH", "CONTINUOUS_SCAN"}:
+        return Free("ENHANCED scanning with no scan-on-push or continuous rule scans nothing automatically")
+    a = ctx.assumptions
+    lines = [
+        ctx.monthly(
+            "Amazon Inspector initial image scans",
+            a.inspector_images_pushed_per_month,
+            "inspector.ecr.initialScan",
+            "assumed inspector_images_pushed_per_month, registry-wide",
+        )
+    ]
+    if "CONTINUOUS_SCAN" in frequencies:
+        rescans = a.inspector_images_continuously_scanned * a.inspector_rescans_per_image_per_month
+        lines.append(
+            ctx.monthly(
+                "Amazon Inspector image rescans (continuous scanning)",
+                rescans,
+                "inspector.ecr.rescan",
+                "assumed inspector_images_continuously_scanned x inspector_rescans_per_image_per_month",
+            )
+        )
+    return lines
 
 
 # --- The estimate -----------------------------------------------------------------------------------------
@@ -1238,19 +1603,107 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+# --- Account free tier ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """A monthly free tier allowance of one account, shared by the price keys it covers."""
+
+    item: str
+    quantity: float
+    keys: tuple[str, ...]
+    term: str
+
+
+ALWAYS_FREE = "always"
+TWELVE_MONTHS = "12 months"
+FREE_TIER_ALLOWANCES: tuple[Allowance, ...] = (
+    Allowance("Lambda requests (1M a month)", 1, ("lambda.requests",), ALWAYS_FREE),
+    Allowance(
+        "Lambda compute (400,000 GB-s a month)", 400_000, ("lambda.compute.x86_64", "lambda.compute.arm64"), ALWAYS_FREE
+    ),
+    Allowance("CloudWatch standard alarm metrics (10)", 10, ("cloudwatch.alarm.standard",), ALWAYS_FREE),
+    Allowance("CloudWatch custom metrics (10)", 10, ("cloudwatch.metric",), ALWAYS_FREE),
+    Allowance("CloudWatch dashboards (3)", 3, ("cloudwatch.dashboard",), ALWAYS_FREE),
+    Allowance(
+        "CloudWatch Logs data (5 GB of ingestion and storage)",
+        5,
+        ("logs.ingest.standard", "logs.ingest.infrequentAccess", "logs.storage"),
+        ALWAYS_FREE,
+    ),
+    Allowance("SQS requests (1M a month)", 1, ("sqs.standard", "sqs.fifo"), ALWAYS_FREE),
+    Allowance("S3 Standard storage (5 GB)", 5, ("s3.standard",), TWELVE_MONTHS),
+)
+"""Monthly, per account (all regions); KMS's 20,000 requests and SNS's 1M publishes are not deducted because those
+requests are not priced here (SNS topics are listed as free)."""
+
+FREE_TIER_MODES = {"none": (), "always": (ALWAYS_FREE,), "new-account": (ALWAYS_FREE, TWELVE_MONTHS)}
+
+
+def free_tier_mode(value: bool | str) -> str:
+    """`free_tier` of `estimate` as a mode: False/"none", True/"always" or "new-account" (adds 12-month offers)."""
+    if value is True:
+        return "always"
+    if value is False:
+        return "none"
+    if value not in FREE_TIER_MODES:
+        raise CostError(f"free_tier: {value!r}; allowed: {', '.join(FREE_TIER_MODES)} (or True/False)")
+    return value
+
+
+def free_tier_deductions(resources: Sequence[ResourceCost], mode: str) -> list[FreeTierDeduction]:
+    """Each allowance of `mode` taken once from the account's usage of its keys, the cheapest unit price first."""
+    usage: dict[str, list[Line]] = defaultdict(list)
+    for resource in resources:
+        for line in resource.lines:
+            if line.key:
+                usage[line.key].append(line)
+    deductions = []
+    for allowance in FREE_TIER_ALLOWANCES:
+        if allowance.term not in FREE_TIER_MODES[mode]:
+            continue
+        left = allowance.quantity
+        covered = sorted((line for key in allowance.keys for line in usage.get(key, [])), key=lambda li: li.unit_price)
+        for line in covered:
+            taken = min(left, line.quantity)
+            if taken <= 0:
+                break
+            left -= taken
+            deductions.append(FreeTierDeduction(allowance.item, taken, line.unit, line.unit_price, allowance.term))
+    return _merge_deductions(deductions)
+
+
+def _merge_deductions(deductions: Sequence[FreeTierDeduction]) -> list[FreeTierDeduction]:
+    merged: dict[tuple[str, float], FreeTierDeduction] = {}
+    for d in deductions:
+        key = (d.item, d.unit_price)
+        previous = merged.get(key)
+        merged[key] = dataclasses.replace(d, quantity=d.quantity + (previous.quantity if previous else 0))
+    return list(merged.values())
+
+
+# --- The estimate (continued) -----------------------------------------------------------------------------
+
+
 def estimate(
     resources: Sequence[ResourceLike],
     region: str | None = None,
     assumptions: Assumptions | None = None,
     opaque: Collection[str] = (),
+    free_tier: bool | str = False,
 ) -> CostEstimate:
     """Price every resource of the graph for `region` (default: inferred from ARNs in the inputs, else us-east-1).
 
     `opaque` are URNs of components whose children the graph does not show (multi-language components run
-    offline): without a price of their own they are reported as not priced, never as free.
+    offline): without a price of their own they are reported as not priced, never as free. `free_tier` takes the
+    account's monthly free tier off the total once (True or "always": the always-free offers; "new-account": also
+    the 12-month offers); the default leaves it out, as a stack cannot know what the rest of the account uses.
     """
+    mode = free_tier_mode(free_tier)
     nodes = [node(r) for r in resources]
     assumptions = assumptions or Assumptions()
+    check_overrides_match(assumptions, nodes)
     region = region or infer_region(nodes) or DEFAULT_REGION
     ctx = Context(nodes=nodes, prices=prices_for(region), assumptions=assumptions)
     by_urn = {n.urn: n for n in nodes}
@@ -1259,7 +1712,9 @@ def estimate(
     unpriced: list[dict[str, str]] = []
     for resource in nodes:
         outcome = (
-            OPAQUE_COMPONENT if resource.urn in opaque and resource.type not in PRICERS else _price_one(resource, ctx)
+            OPAQUE_COMPONENT
+            if resource.urn in opaque and resource.type not in PRICERS
+            else _price_one(resource, ctx.for_resource(resource))
         )
         identity = {"urn": resource.urn, "type": resource.type, "name": resource.name}
         if isinstance(outcome, Free):
@@ -1270,7 +1725,15 @@ def estimate(
             priced.append(
                 ResourceCost(resource.urn, resource.type, resource.name, _component_of(resource, by_urn), outcome)
             )
-    return CostEstimate(region=region, assumptions=assumptions, resources=priced, free=free, unpriced=unpriced)
+    return CostEstimate(
+        region=region,
+        assumptions=assumptions,
+        resources=priced,
+        free=free,
+        unpriced=unpriced,
+        free_tier=free_tier_deductions(priced, mode),
+        free_tier_mode=mode,
+    )
 
 
 # --- Command line -----------------------------------------------------------------------------------------
@@ -1305,28 +1768,57 @@ def resources_from_report(path: Path) -> list[_JsonResource]:
 
 
 def render_table(rows: Sequence[tuple[str, CostEstimate]]) -> str:
-    lines = ["| Stack | Per day | Per month | Biggest lines (per month) | Not priced |", "|---|---:|---:|---|---:|"]
+    lines = [
+        "| Stack | Per day | Per month | Range per day (Spot) | Biggest lines (per month) | Not priced |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
     for stack, cost in rows:
         top = sorted((line for r in cost.resources for line in r.lines), key=lambda line: -line.per_month)[:4]
         biggest = "; ".join(f"{line.item} {_usd(line.per_month)}" for line in top)
-        lines.append(f"| {stack} | {_usd(cost.per_day)} | {_usd(cost.per_month)} | {biggest} | {len(cost.unpriced)} |")
+        spread = f"{_usd(cost.per_day_low)}-{_usd(cost.per_day)}" if cost.is_range else "-"
+        lines.append(
+            f"| {stack} | {_usd(cost.per_day)} | {_usd(cost.per_month)} | {spread} | {biggest} | {len(cost.unpriced)} |"
+        )
+    return "\n".join(lines)
+
+
+def render_assumptions_table() -> str:
+    """The markdown table of usage assumptions in docs/cost.md."""
+    lines = ["| Key | Default | Meaning |", "|---|---|---|"]
+    for name, default, doc in Assumptions().describe():
+        shown = "[]" if name == "overrides" else default
+        lines.append(f"| `{name}` | {shown} | {doc} |")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m policy.rules.costing", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("reports", nargs="+", help="policy.check --json reports; with --table, STACK=REPORT pairs")
+    parser.add_argument("reports", nargs="*", help="policy.check --json reports; with --table, STACK=REPORT pairs")
     parser.add_argument("--table", action="store_true", help="one markdown row per stack instead of the full estimate")
     parser.add_argument("--region", help="price table region (default: inferred from ARNs, else us-east-1)")
     parser.add_argument("--assumptions", type=Path, help="JSON file of usage assumptions (see docs/cost.md)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.add_argument(
+        "--free-tier",
+        nargs="?",
+        const="always",
+        default="none",
+        choices=list(FREE_TIER_MODES),
+        help="take the account free tier off the total once (default without a value: always-free offers)",
+    )
+    parser.add_argument("--assumptions-table", action="store_true", help="print the assumptions table of docs/cost.md")
     args = parser.parse_args(argv)
+    if args.assumptions_table:
+        print(render_assumptions_table())  # noqa: T201
+        return 0
+    if not args.reports:
+        parser.error("give at least one report (or --assumptions-table)")
     try:
         assumptions = Assumptions.from_file(args.assumptions) if args.assumptions else Assumptions()
         rows: list[tuple[str, CostEstimate]] = []
         for spec in args.reports:
             stack, _, path = spec.rpartition("=") if args.table else ("", "", spec)
-            cost = estimate(resources_from_report(Path(path)), args.region, assumptions)
+            cost = estimate(resources_from_report(Path(path)), args.region, assumptions, free_tier=args.free_tier)
             rows.append((stack or Path(path).stem, cost))
     except CostError as error:
         print(f"error: {error}", file=sys.stderr)  # noqa: T201

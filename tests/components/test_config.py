@@ -153,7 +153,7 @@ def test_wrong_types_say_what_was_expected():
     assert any(p.startswith("service.cpu: 'lots' is not a whole number") for p in found)
     assert any(p.startswith("service.enableExecuteCommand: 'yes' is not true or false") for p in found)
     assert problems({"environment": "dev", "network": "big"}) == [
-        "network: 'big' is not an object; allowed: an object with keys cidrBlock, maxAzs, natGateways, flowLogRetentionDays"
+        "network: 'big' is not an object; allowed: an object with keys cidrBlock, maxAzs, natGateways, egress, natInstanceType, natInstanceSsm, flowLogRetentionDays"
     ]
 
 

@@ -132,6 +132,21 @@ def attributes(prefix: str, keys: Mapping[str, str]) -> Callable[[Mapping[str, A
     return lambda values: [{"Key": f"{prefix}.{keys[k]}", "Value": text(v)} for k, v in values.items() if k in keys]
 
 
+def flag(value: str | bool) -> bool:
+    """Launch template booleans are strings in the provider's schema ("true"), booleans in the API."""
+    return value if isinstance(value, bool) else value == "true"
+
+
+def attribute_value(value: Any) -> dict[str, Any]:
+    """A Modify*Attribute request's `{"Value": ...}` wrapper (ENI source/destination check)."""
+    return {"Value": value}
+
+
+def comma_joined(values: list[str]) -> str:
+    """Auto Scaling takes the group's subnets as one comma-separated string."""
+    return ",".join(values)
+
+
 def listener_conditions(conditions: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each rule condition with the `Field` the provider adds for its kind."""
     fields = {
@@ -574,6 +589,59 @@ MAPPINGS: dict[str, ApiMapping] = {
             "description": To("IpPermissions[].IpRanges[].Description"),
             "tags": _TAGS_ON_CREATE_SPEC,
         },
+    ),
+    "aws:ec2/networkInterface:NetworkInterface": ApiMapping(
+        "ec2",
+        "CreateNetworkInterface",
+        {
+            "securityGroups": To("Groups"),
+            "sourceDestCheck": To("ModifyNetworkInterfaceAttribute:SourceDestCheck", attribute_value),
+            "tags": _TAGS_ON_CREATE_SPEC,
+        },
+        {"ModifyNetworkInterfaceAttribute:NetworkInterfaceId": fixed("eni-0123456789abcdef0")},
+    ),
+    "aws:ec2/route:Route": ApiMapping("ec2", "CreateRoute"),
+    "aws:iam/instanceProfile:InstanceProfile": ApiMapping(
+        "iam",
+        "CreateInstanceProfile",
+        {"role": To("AddRoleToInstanceProfile:RoleName")},
+        {"InstanceProfileName": auto_name, "AddRoleToInstanceProfile:InstanceProfileName": auto_name},
+    ),
+    "aws:ec2/launchTemplate:LaunchTemplate": ApiMapping(
+        "ec2",
+        "CreateLaunchTemplate",
+        {
+            "description": To("VersionDescription"),
+            "updateDefaultVersion": ProviderOnly(
+                "the provider sets the default version after CreateLaunchTemplateVersion"
+            ),
+            "tags": _TAGS_ON_CREATE_SPEC,
+            "imageId": To("LaunchTemplateData.ImageId"),
+            "instanceType": To("LaunchTemplateData.InstanceType"),
+            "iamInstanceProfile": To("LaunchTemplateData.IamInstanceProfile"),
+            "networkInterfaces": To("LaunchTemplateData.NetworkInterfaces"),
+            "networkInterfaces.associatePublicIpAddress": To("AssociatePublicIpAddress", flag),
+            "networkInterfaces.deleteOnTermination": To("DeleteOnTermination", flag),
+            "networkInterfaces.securityGroups": To("Groups"),
+            "blockDeviceMappings": To("LaunchTemplateData.BlockDeviceMappings"),
+            "blockDeviceMappings.ebs.encrypted": To("Encrypted", flag),
+            "blockDeviceMappings.ebs.deleteOnTermination": To("DeleteOnTermination", flag),
+            "metadataOptions": To("LaunchTemplateData.MetadataOptions"),
+            "creditSpecification": To("LaunchTemplateData.CreditSpecification"),
+            "userData": To("LaunchTemplateData.UserData"),
+            "tagSpecifications": To("LaunchTemplateData.TagSpecifications"),
+        },
+        {"LaunchTemplateName": auto_name},
+    ),
+    "aws:autoscaling/group:Group": ApiMapping(
+        "autoscaling",
+        "CreateAutoScalingGroup",
+        {
+            "vpcZoneIdentifiers": To("VPCZoneIdentifier", comma_joined),
+            "launchTemplate.id": To("LaunchTemplateId"),
+            "instanceRefresh": ProviderOnly("StartInstanceRefresh is sent only when the launch template changes"),
+        },
+        {"AutoScalingGroupName": auto_name},
     ),
     "aws:ec2/flowLog:FlowLog": ApiMapping(
         "ec2",
