@@ -17,13 +17,14 @@ from components.alerts import Alerts, AlertsArgs
 from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
 from components.config import (
-    StackConfig,
     OFFLINE_DIGEST,
+    StackConfig,
     load_stack_config,
     min_count,
     missing_digests,
     refuse_ci_without_boundary,
     refuse_placeholders,
+    refuse_untagged_deployment,
 )
 from components.database import Database, DatabaseArgs
 from components.ecs_task import DeploymentWait, ServiceAttachment
@@ -64,6 +65,7 @@ def main() -> None:
     config = load_stack_config()
     placeholders = refuse_placeholders(config)
     refuse_ci_without_boundary(config, os.environ)
+    refuse_untagged_deployment(config, pulumi.Config("aws").get_object("defaultTags"))
     prefix = config.name_prefix
     account_id = aws.get_caller_identity_output().account_id
     # Every role of every component gets the platform's IAM path and permissions boundary.
@@ -82,6 +84,9 @@ def main() -> None:
             cidr_block=config.network.cidrBlock,
             max_azs=config.network.maxAzs,
             nat_gateways=config.network.natGateways,
+            egress=config.network.egress,
+            nat_instance_type=config.network.natInstanceType,
+            nat_instance_ssm=config.network.natInstanceSsm,
             flow_log_retention_days=config.network.flowLogRetentionDays,
         ),
         guarded,

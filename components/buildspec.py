@@ -1,13 +1,25 @@
-"""The image pipeline's CodeBuild buildspec, as data: lint, build, scan, and push only when every gate passed.
+"""The image pipeline's CodeBuild buildspecs, as data: lint, build, scan, and push only when every gate passed.
 
 The seed ran `hadolint ... || echo` and `trivy ... || echo`, so findings never failed its build. Here every gate
 is a plain command: CodeBuild stops a phase at the first command that exits non-zero, and the pushes are the
-last commands of the `build` phase, so an image is pushed only when every lint and scan before it passed. The
-reports upload sits in the phase's `finally` block, which runs whether the gates passed or not.
+last commands of the `build` phase, so an image is pushed only when every lint and scan before it passed. No
+command that must succeed sits in an `if` condition or an `&&`/`||` list, where bash's `set -e` does not reach.
+The reports upload sits in the phase's `finally` block, which runs whether the gates passed or not.
+
+Two kinds of buildspec: `push=True` for the project that builds `source_branch` (or the S3 source) and pushes,
+`push=False` for the gates-only project pull requests build in, which has no registry, no reports bucket and no
+push at all.
+
+The gates read only pipeline-owned configuration: hadolint and Trivy otherwise read `.hadolint.yaml`,
+`trivy.yaml`, `.trivyignore` and `trivy-secret.yaml` from the working directory, i.e. from the source they are
+judging, which could switch them off. `pre_build` writes their configuration into a fresh directory outside the
+source (`$GATE_CONFIG`); each tool is pointed at it explicitly, hadolint ignores inline `# hadolint ignore=`
+pragmas, and Trivy runs with that directory as its working directory.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +54,26 @@ TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 STRICT = "set -euo pipefail; "
 # Computed by the first pre_build commands and exported to every later command (and the build's details).
 EXPORTED = ("SOURCE_REVISION", "IMAGE_TAG")
-WEBHOOK_EVENT = "${CODEBUILD_WEBHOOK_EVENT:-}"
+# Pipeline-owned gate configuration: a fresh directory outside the source, made by pre_build.
+GATE_CONFIG = "$GATE_CONFIG"
+HADOLINT_CONFIG: dict[str, Any] = {
+    "failure-threshold": "error",
+    # A Dockerfile cannot wave its own findings through with `# hadolint ignore=...`.
+    "disable-ignore-pragma": True,
+    # DL3002 ("Last USER should not be root") is only a warning upstream; here it fails the build.
+    "override": {"error": ["DL3002"]},
+}
+# Empty on purpose: every setting of the audit and the gate is on their command lines. What matters is that Trivy
+# reads this file instead of a `trivy.yaml` from the source (which could skip directories or files).
+TRIVY_CONFIG: dict[str, Any] = {}
+TRIVY_FILES = (
+    f'--config "{GATE_CONFIG}/trivy.yaml" --ignorefile "{GATE_CONFIG}/trivyignore" '
+    # Never written: Trivy then uses its built-in secret rules ("If the specified file doesn't exist, it just uses
+    # built-in rules and allow rules", pkg/fanal/secret), instead of a trivy-secret.yaml from the source.
+    f'--secret-config "{GATE_CONFIG}/trivy-secret.yaml"'
+)
+# The image's configured user, as `docker run` would use it; empty means root.
+_ROOT_USER = r"^[[:space:]]*(root|[+]?0+)?[[:space:]]*$"
 
 
 @dataclass(frozen=True)
@@ -66,9 +97,18 @@ def severities_at_or_above(threshold: str) -> list[str]:
 
 
 def buildspec(
-    targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str, source_type: str = "S3"
+    targets: Sequence[BuildTarget],
+    *,
+    platform: str,
+    severity_threshold: str,
+    source_type: str = "S3",
+    push: bool = True,
 ) -> dict[str, Any]:
-    """The buildspec as a dict (what `render` dumps); the `REGISTRY` and `REPORTS_BUCKET` variables come from the project."""
+    """The buildspec as a dict (what `render` dumps).
+
+    With `push`, the project sets `REGISTRY` and `REPORTS_BUCKET`; without it (pull requests), it sets nothing and
+    the buildspec never logs in to a registry, pushes or uploads.
+    """
     if not targets:
         raise ValueError("the pipeline needs at least one image to build")
     if platform not in PLATFORMS:
@@ -77,37 +117,43 @@ def buildspec(
         raise ValueError(f"source type {source_type!r} is not one of {', '.join(SOURCE_TYPES)}")
     severities = ",".join(severities_at_or_above(severity_threshold))
     # Cheapest gate first: every Dockerfile is linted before any image is built.
-    build = [f"hadolint --failure-threshold error {target.dockerfile}" for target in targets]
+    build = [_lint(target) for target in targets]
     for target in targets:
-        build += _build_and_scan(target, platform, severities)
-    # Last, so that it runs only when every lint and scan above succeeded.
-    build += [_push(target) for target in targets]
-    return {
-        "version": 0.2,
-        "env": {"shell": "bash", "exported-variables": list(EXPORTED)},
-        "phases": {
-            "install": {"commands": _strict(_install_tools(platform))},
-            "pre_build": {
-                "commands": _strict(
-                    [
-                        _REQUIRE_VARIABLES,
-                        # Before anything writes into the source directory: the S3 revision hashes it.
-                        _SOURCE_REVISION[source_type],
-                        _IMAGE_TAG,
-                        f"mkdir -p {REPORTS_PREFIX}",
-                        'aws ecr get-login-password --region "$AWS_REGION" '
-                        '| docker login --username AWS --password-stdin "$REGISTRY"',
-                    ]
-                )
-            },
-            "build": {"commands": _strict(build), "finally": _strict([_upload_reports()])},
-        },
-    }
+        build += _build_and_scan(target, platform, severities, audit_report=push)
+    pre_build = [_require_variables(push)]
+    if push:
+        pre_build.append(_REFUSE_PULL_REQUESTS)
+    # Before anything writes into the source directory: the S3 revision hashes it.
+    pre_build += [_SOURCE_REVISION[source_type], _IMAGE_TAG, *_write_gate_config()]
+    phases: dict[str, Any] = {"install": {"commands": _strict(_install_tools(platform))}}
+    if push:
+        pre_build += [
+            f"mkdir -p {REPORTS_PREFIX}",
+            'aws ecr get-login-password --region "$AWS_REGION" '
+            '| docker login --username AWS --password-stdin "$REGISTRY"',
+        ]
+        # Last, so that they run only when every lint and scan above succeeded.
+        for target in targets:
+            build += _push(target)
+    phases["pre_build"] = {"commands": _strict(pre_build)}
+    phases["build"] = {"commands": _strict(build)}
+    if push:
+        phases["build"]["finally"] = _strict([_upload_reports()])
+    return {"version": 0.2, "env": {"shell": "bash", "exported-variables": list(EXPORTED)}, "phases": phases}
 
 
-def render(targets: Sequence[BuildTarget], *, platform: str, severity_threshold: str, source_type: str = "S3") -> str:
+def render(
+    targets: Sequence[BuildTarget],
+    *,
+    platform: str,
+    severity_threshold: str,
+    source_type: str = "S3",
+    push: bool = True,
+) -> str:
     """The buildspec YAML CodeBuild runs."""
-    spec = buildspec(targets, platform=platform, severity_threshold=severity_threshold, source_type=source_type)
+    spec = buildspec(
+        targets, platform=platform, severity_threshold=severity_threshold, source_type=source_type, push=push
+    )
     return yaml.safe_dump(spec, sort_keys=False, width=1000)
 
 
@@ -115,22 +161,32 @@ def _strict(commands: Sequence[str]) -> list[str]:
     return [STRICT + command for command in commands]
 
 
-def _fail_unless(condition: str, message: str) -> str:
-    return f'if ! {condition}; then echo "{message}" >&2; exit 1; fi'
+def _fail_if(condition: str, message: str) -> str:
+    """Exit 1 when a `[[ ... ]]` test holds: the test is the only thing in the condition, never a tool."""
+    return f'if {condition}; then echo "{message}" >&2; exit 1; fi'
 
 
-# Fail before building anything, rather than push and then fail to upload the reports.
-_REQUIRE_VARIABLES = ": " + " ".join(
-    f'"${{{name}:?{name} is not set}}"'
-    for name in ("REGISTRY", "REPORTS_BUCKET", "AWS_REGION", "CODEBUILD_BUILD_NUMBER")
+def _require_variables(push: bool) -> str:
+    """Fail before building anything, rather than push and then fail to upload the reports."""
+    names = (
+        ("REGISTRY", "REPORTS_BUCKET", "AWS_REGION", "CODEBUILD_BUILD_NUMBER") if push else ("CODEBUILD_BUILD_NUMBER",)
+    )
+    return ": " + " ".join(f'"${{{name}:?{name} is not set}}"' for name in names)
+
+
+# The push project's webhook takes pushes only; should anyone add pull requests to it, the build fails rather
+# than run a pull request's Dockerfile with push rights.
+_REFUSE_PULL_REQUESTS = _fail_if(
+    '[[ "${CODEBUILD_WEBHOOK_EVENT:-}" == PULL_REQUEST_* ]]',
+    "pull requests build in the gates-only project, never in the one that pushes",
 )
 # What the images are built from. CodeBuild sets CODEBUILD_RESOLVED_SOURCE_VERSION to the commit for GitHub, and
 # not at all for S3 ("For Amazon S3, this does not apply"): an S3 build names its source by the content it
 # extracted, so two uploads of different code never share a revision.
 _SOURCE_REVISION = {
     "GITHUB": 'SOURCE_REVISION="${CODEBUILD_RESOLVED_SOURCE_VERSION:?CodeBuild did not resolve the commit}"; '
-    + _fail_unless('[[ "$SOURCE_REVISION" =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]',
-                   "resolved source version $SOURCE_REVISION is not a commit id")
+    + _fail_if('! [[ "$SOURCE_REVISION" =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]',
+               "resolved source version $SOURCE_REVISION is not a commit id")
     + "; export SOURCE_REVISION",
     "S3": 'SOURCE_REVISION="s3-$(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 --no-run-if-empty sha256sum '
     '| sha256sum | cut -c1-20)"; export SOURCE_REVISION',
@@ -139,9 +195,16 @@ _SOURCE_REVISION = {
 # retry after a failed push) from colliding with the first one in the IMMUTABLE repositories.
 _IMAGE_TAG = (
     'IMAGE_TAG="ci-${SOURCE_REVISION:?}-${CODEBUILD_BUILD_NUMBER:?CodeBuild did not set the build number}"; '
-    + _fail_unless(f'[[ "$IMAGE_TAG" =~ {TAG_PATTERN} ]]', "image tag $IMAGE_TAG is not a valid Docker tag")
+    + _fail_if(f'! [[ "$IMAGE_TAG" =~ {TAG_PATTERN} ]]', "image tag $IMAGE_TAG is not a valid Docker tag")
     + "; export IMAGE_TAG"
 )
+
+
+def _write_gate_config() -> list[str]:
+    """Make `$GATE_CONFIG` (outside the source) and write the gates' configuration into it."""
+    return ['GATE_CONFIG="$(mktemp -d)"; export GATE_CONFIG'] + [
+        f'printf "%s" {shlex.quote(content)} > "{GATE_CONFIG}/{file}"' for file, content in gate_config_files().items()
+    ]
 
 
 def _install_tools(platform: str) -> list[str]:
@@ -168,30 +231,62 @@ def _image(target: BuildTarget) -> str:
     return f'"$REGISTRY/{target.repository_name}:$IMAGE_TAG"'
 
 
-def _build_and_scan(target: BuildTarget, platform: str, severities: str) -> list[str]:
-    image = _image(target)
-    report = f"{REPORTS_PREFIX}/{target.name}-trivy.json"
-    return [
+def _local_image(target: BuildTarget) -> str:
+    """The name a gates-only build gives its image: no registry, nothing it could be pushed to."""
+    return f'"gates.local/{target.repository_name}:$IMAGE_TAG"'
+
+
+def _lint(target: BuildTarget) -> str:
+    return f'hadolint --config "{GATE_CONFIG}/hadolint.yaml" --disable-ignore-pragma --no-color {target.dockerfile}'
+
+
+def _trivy(arguments: str, image: str) -> str:
+    """Trivy with only the pipeline's files, started outside the source so nothing there is read by default."""
+    return f'env --chdir="{GATE_CONFIG}" trivy image {TRIVY_FILES} {arguments} {image}'
+
+
+def _build_and_scan(target: BuildTarget, platform: str, severities: str, *, audit_report: bool) -> list[str]:
+    image = _image(target) if audit_report else _local_image(target)
+    commands = [
         f"docker build --pull --platform {platform} --file {target.dockerfile} --tag {image} "
         f'--label "org.opencontainers.image.revision=$SOURCE_REVISION" {target.context}',
+        # hadolint sees only a final `USER root`; the image's configured user also catches no USER at all (root by
+        # default) and a root user inherited from the base image.
+        f"IMAGE_USER=\"$(docker image inspect --format '{{{{.Config.User}}}}' {image})\"; "
+        + _fail_if(f'[[ "${{IMAGE_USER%%:*}}" =~ {_ROOT_USER} ]]',
+                   f"{target.name}: the image runs as root (USER '$IMAGE_USER'); set a non-root USER in the final stage"),
+    ]  # fmt: skip
+    if audit_report:
         # Audit report: every finding, fixed or not, any severity. The gate is the next command.
-        f"trivy image --scanners vuln,secret --format json --output {report} {image}",
-        # Gate: fixable vulnerabilities and secrets at or above the threshold fail the build. Unfixed ones would
-        # block every build with nothing to upgrade to; they stay in the report and in ECR's registry scan.
-        f"trivy image --skip-db-update --scanners vuln,secret --severity {severities} --ignore-unfixed "
-        f"--exit-code 1 {image}",
-    ]
-
-
-def _push(target: BuildTarget) -> str:
-    image = _image(target)
-    return (
-        f'if [[ "{WEBHOOK_EVENT}" == PULL_REQUEST_* ]]; then echo "pull request: gates passed, {target.name} not pushed"; '
-        f"else docker push {image}; docker image inspect --format '{{{{index .RepoDigests 0}}}}' {image} "
-        f">> {REPORTS_PREFIX}/pushed-digests.txt; fi"
+        report = f'"$PWD/{REPORTS_PREFIX}/{target.name}-trivy.json"'
+        commands.append(_trivy(f"--scanners vuln,secret --format json --output {report}", image))
+    # Gate: fixable vulnerabilities and secrets at or above the threshold fail the build. Unfixed ones would block
+    # every build with nothing to upgrade to; they stay in the report and in ECR's registry scan.
+    skip_update = "--skip-db-update " if audit_report else ""
+    commands.append(
+        _trivy(f"{skip_update}--scanners vuln,secret --severity {severities} --ignore-unfixed --exit-code 1", image)
     )
+    return commands
+
+
+def _push(target: BuildTarget) -> list[str]:
+    image = _image(target)
+    return [
+        f"docker push {image}",
+        f"docker image inspect --format '{{{{index .RepoDigests 0}}}}' {image} >> {REPORTS_PREFIX}/pushed-digests.txt",
+    ]
 
 
 def _upload_reports() -> str:
     destination = f"s3://$REPORTS_BUCKET/{REPORTS_PREFIX}/$SOURCE_REVISION/$CODEBUILD_BUILD_NUMBER/"
     return f'aws s3 cp --recursive --only-show-errors {REPORTS_PREFIX}/ "{destination}"'
+
+
+def gate_config_files() -> dict[str, str]:
+    """File name -> content of what pre_build writes into `$GATE_CONFIG`."""
+    return {
+        "hadolint.yaml": yaml.safe_dump(HADOLINT_CONFIG, sort_keys=False),
+        "trivy.yaml": yaml.safe_dump(TRIVY_CONFIG, sort_keys=False),
+        # Nothing is ignored: a finding to accept is fixed, or the gate is changed here, where review sees it.
+        "trivyignore": "",
+    }

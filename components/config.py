@@ -30,6 +30,7 @@ from components.aws_limits import (
 ENVIRONMENTS = ("dev", "staging", "prod")
 Environment = Literal["dev", "staging", "prod"]
 NatStrategy = Literal["single", "onePerAz"]
+Egress = Literal["natGateway", "natInstance"]
 ContainerInsights = Literal["enhanced", "enabled", "disabled"]
 CpuArchitecture = Literal["X86_64", "ARM64"]
 
@@ -41,6 +42,8 @@ ECR_DIGEST_PATTERN = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/
 PINNED_IMAGE = "an ECR image pinned by digest, <account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<64 hex>"
 # `<app>-<env>` prefixes names with AWS length limits (ALB 32, S3 bucket prefix 37 with its suffixes): 15 max.
 NAME_PATTERN = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,13}[a-z0-9]$")
+# The fck-nat image the NAT instance runs is arm64: Graviton types only (t4g, c6gn, c7gn, m7g, ...).
+GRAVITON_INSTANCE_TYPE = re.compile(r"^[a-z]+\d+g[a-z]*\.(nano|micro|small|medium|large|\d*xlarge)$")
 
 
 class ConfigError(ValueError):
@@ -81,7 +84,19 @@ class NetworkConfig:
     maxAzs: int = field(default=3, metadata=_check(lambda v: 2 <= v <= 3, "2 or 3"))
     """Availability zones to spread subnets over. Default: 3 (the seed's maxAzs)."""
     natGateways: NatStrategy = "single"
-    """NAT gateways: `single` (one, cheap) or `onePerAz` (HA). Default: per environment."""
+    """NAT gateways with `egress: natGateway`: `single` (one, cheap) or `onePerAz` (HA). Default: per environment."""
+    egress: Egress = "natGateway"
+    """How private subnets reach the internet: `natGateway` (managed NAT gateways) or `natInstance` (one fck-nat instance in an auto scaling group of 1, about a tenth of the cost, single AZ; not allowed in prod). Default: natGateway."""
+    natInstanceType: str = field(
+        default="t4g.nano",
+        metadata=_check(
+            lambda v: bool(GRAVITON_INSTANCE_TYPE.match(v)),
+            "an ARM64 (Graviton) instance type such as t4g.nano, t4g.micro or c7gn.medium",
+        ),
+    )
+    """Instance type of the NAT instance with `egress: natInstance` (ARM64: the fck-nat image is arm64). Default: t4g.nano."""
+    natInstanceSsm: bool = False
+    """Give the NAT instance the SSM managed-instance policy (Session Manager, Patch Manager) with `egress: natInstance`. Default: false (no shell access at all)."""
     flowLogRetentionDays: int = field(
         default=30, metadata=_check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value")
     )
@@ -304,7 +319,7 @@ class IamConfig:
             lambda v: bool(IAM_PATH_PATTERN.match(v)), "a path like /container-platform/ (starts and ends with /)"
         ),
     )
-    """IAM path of every role the platform creates (the CI deploy role may only create roles here). Default: /container-platform/."""
+    """IAM path of every role the platform creates (each environment's CI deploy role may only create roles under its own, `<bootstrap iamPath><env>/`). Default: /container-platform/<environment>/."""
     permissionsBoundaryArn: str | None = field(
         default=None,
         metadata=_check(
@@ -312,7 +327,7 @@ class IamConfig:
             "an IAM managed policy ARN, arn:aws:iam::<account>:policy/...",
         ),
     )
-    """Permissions boundary set on every role (the bootstrap program's `permissionsBoundaryArn` output). Default: none."""
+    """Permissions boundary set on every role (the bootstrap program's `permissionsBoundaryArns.<environment>` output; required for a CI deployment). Default: none."""
 
 
 @dataclass(frozen=True)
@@ -387,6 +402,7 @@ class StackConfig:
 # EFS: the seed's bursting (dev) and maxIO + provisioned (prod) cannot use its own archive tier; elastic can.
 PROFILES: dict[str, dict[str, Any]] = {
     "dev": {
+        "iam": {"path": "/container-platform/dev/"},
         "network": {"natGateways": "single", "flowLogRetentionDays": 30},
         "service": {"cpu": 512, "memory": 1024, "desiredCount": 1, "maxCount": 3, "spotWeight": 1},
         "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
@@ -400,6 +416,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "deletionProtection": False,
     },
     "staging": {
+        "iam": {"path": "/container-platform/staging/"},
         "network": {"natGateways": "single", "flowLogRetentionDays": 30},
         "service": {"cpu": 1024, "memory": 2048, "desiredCount": 2, "maxCount": 5, "spotWeight": 1},
         "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
@@ -413,6 +430,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "deletionProtection": False,
     },
     "prod": {
+        "iam": {"path": "/container-platform/prod/"},
         "network": {"natGateways": "onePerAz", "flowLogRetentionDays": 90},
         "service": {"cpu": 2048, "memory": 4096, "desiredCount": 3, "maxCount": 10, "spotWeight": 0},
         "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
@@ -598,6 +616,11 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
         )
+    if config.is_prod and config.network.egress != "natGateway":
+        problems.append(
+            f"network.egress: {config.network.egress!r} in prod; allowed in prod: natGateway "
+            "(prod needs onePerAz NAT gateways; a NAT instance is one instance in one AZ)"
+        )
     if config.is_prod and config.network.natGateways != "onePerAz":
         problems.append(
             f"network.natGateways: {config.network.natGateways!r} in prod; allowed in prod: onePerAz "
@@ -782,6 +805,31 @@ def refuse_ci_without_boundary(config: StackConfig, environ: Mapping[str, str]) 
                 "see docs/bootstrap.md)"
             ]
         )
+
+
+ENVIRONMENT_TAG = "environment"
+
+
+def environment_tag_problems(config: StackConfig, default_tags: Mapping[str, Any] | None) -> list[str]:
+    """The provider's default tags must name the environment: the bootstrap's deploy roles manage only resources
+    tagged with their own environment (VPC, security groups, KMS keys, file systems, target groups, ...)."""
+    tags = (default_tags or {}).get("tags") or {}
+    value = tags.get(ENVIRONMENT_TAG) if isinstance(tags, Mapping) else None
+    if value == config.environment:
+        return []
+    found = "missing" if value is None else f"{value!r}"
+    return [
+        f"aws:defaultTags.tags.{ENVIRONMENT_TAG}: {found}; allowed: {config.environment!r}, this stack's environment "
+        f"(set it in the stack file: `pulumi config set --path 'aws:defaultTags.tags.{ENVIRONMENT_TAG}' "
+        f"{config.environment}`)"
+    ]
+
+
+def refuse_untagged_deployment(config: StackConfig, default_tags: Mapping[str, Any] | None) -> None:
+    """Stop a real deployment before anything is registered when resources would not carry the environment tag."""
+    problems = environment_tag_problems(config, default_tags)
+    if problems and not running_offline():
+        raise ConfigError(problems)
 
 
 def min_count(service: ServiceConfig) -> int:

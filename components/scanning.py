@@ -2,9 +2,11 @@
 
 - One ECR repository per image: scan on push, immutable tags, its own rotating KMS key, lifecycle policy.
 - A CodeBuild pipeline that lints each Dockerfile (hadolint), builds, scans (Trivy: vulnerabilities and secrets)
-  and pushes only when every gate passed; reports go to a KMS-encrypted, TLS-only, expiring S3 bucket.
-- An EventBridge rule on completed registry scans, and a Lambda (`lambdas/scan_alerts`) that alerts the alert
-  topic when findings exceed the allowances.
+  and pushes only when every gate passed; reports go to a KMS-encrypted, TLS-only, expiring S3 bucket. With a
+  GitHub source, pull requests build in a second, gates-only project whose role cannot push.
+- Lifecycle rules that never expire an image tagged with the release prefix (what stacks run), so rollbacks work.
+- EventBridge rules on completed registry scans and on new Inspector findings (continuous scanning), and a
+  Lambda (`lambdas/scan_alerts`) that alerts the alert topic.
 - Optionally, the program's own image builds (pulumi-docker), deployed by digest and tagged with a hash of what
   goes into each image (`components/build_context.py`), so only images whose inputs changed are rebuilt.
 - Optionally (one stack per account and region), the registry-wide scanning configuration.
@@ -39,6 +41,11 @@ PINNED_REFERENCE = re.compile(
     r"/[a-z0-9]+(?:[._/-][a-z0-9]+)*)@sha256:[0-9a-f]{64}$"
 )
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Tag prefix of images a stack runs or may roll back to: the lifecycle policy never expires them. CI tags every
+# digest it deploys with it (`release-<...>`) in the repository the stack pulls from.
+RELEASE_TAG_PREFIX = "release-"
+# ECR's default "Images per repository" quota: a keep-this-many rule that can never pick an image to expire.
+RELEASE_IMAGES_KEPT = 10000
 ALERT_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "scan_alerts"
 LAMBDA_RUNTIME = "python3.13"
@@ -87,7 +94,8 @@ class ImageScanningArgs:
     platform: str = "linux/amd64"
     """Image platform, `linux/amd64` or `linux/arm64`; the CodeBuild fleet matches it. Default: linux/amd64."""
     keep_tagged_images: int = 10
-    """Tagged images kept per repository; older ones expire. Default: 10."""
+    """Tagged images kept per repository, release images included in the count; older ones expire unless they
+    carry a `release-` tag (those never expire). Default: 10."""
     untagged_expiry_days: int = 1
     """Days before an untagged image expires. Default: 1."""
     manage_registry_scanning: bool = False
@@ -111,8 +119,8 @@ class ImageScanningArgs:
     build, or copied there by digest from the previous environment); deployed as `<repository url>@<digest>` and
     not built. Default: none."""
     source_repository_url: str | None = None
-    """GitHub HTTPS clone URL the pipeline builds, with a webhook on pushes to `source_branch` and on pull
-    requests. Default: none (an S3 source: upload `git archive` output to `source_object_key` in the reports bucket
+    """GitHub HTTPS clone URL the pipeline builds: pushes to `source_branch` in the project that pushes, pull
+    requests in a gates-only project that cannot push. Default: none (an S3 source: upload `git archive` output to `source_object_key` in the reports bucket
     and start the build)."""
     source_branch: str = "main"
     """Branch whose pushes build and push images; pull requests only run the gates. Default: main."""
@@ -211,10 +219,25 @@ def _validate(args: ImageScanningArgs) -> None:
 
 
 def lifecycle_policy(untagged_expiry_days: int, keep_tagged_images: int) -> str:
-    """Expire untagged images after N days; keep the newest N tagged images."""
+    """Never expire release images; expire untagged images after N days; keep the newest N tagged images.
+
+    ECR: "An image that matches the tagging requirements of a rule cannot be expired by a rule with a lower
+    priority", so the release rule, first, shields every `release-` image from the keep-N rule after it.
+    """
     rules = [
         {
             "rulePriority": 1,
+            "description": f"Never expire images a stack runs or may roll back to ({RELEASE_TAG_PREFIX}*)",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPrefixList": [RELEASE_TAG_PREFIX],
+                "countType": "imageCountMoreThan",
+                "countNumber": RELEASE_IMAGES_KEPT,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
             "description": f"Expire untagged images after {untagged_expiry_days} day(s)",
             "selection": {
                 "tagStatus": "untagged",
@@ -225,7 +248,7 @@ def lifecycle_policy(untagged_expiry_days: int, keep_tagged_images: int) -> str:
             "action": {"type": "expire"},
         },
         {
-            "rulePriority": 2,
+            "rulePriority": 3,
             "description": f"Keep the newest {keep_tagged_images} tagged images",
             "selection": {
                 "tagStatus": "tagged",
@@ -258,6 +281,30 @@ def scan_event_pattern(repository_names: Sequence[str], repository_arns: Sequenc
     )
 
 
+def finding_event_pattern(repository_names: Sequence[str], registry_id: str, severities: Sequence[str]) -> str:
+    """Active Inspector findings at or above the threshold in our repositories: what continuous scanning reports
+    when a new CVE affects an image already pushed (or running). Scan events cover the initial scan."""
+    return json.dumps(
+        {
+            "source": ["aws.inspector2"],
+            "detail-type": ["Inspector2 Finding"],
+            "detail": {
+                "status": ["ACTIVE"],
+                "severity": list(severities),
+                "resources": {
+                    "type": ["AWS_ECR_CONTAINER_IMAGE"],
+                    "details": {
+                        "awsEcrContainerImage": {
+                            "registry": [registry_id],
+                            "repositoryName": sorted(repository_names),
+                        }
+                    },
+                },
+            },
+        }
+    )
+
+
 class ImageScanning(pulumi.ComponentResource):
     repository_urls: dict[str, pulumi.Output[str]]
     """Image key -> ECR repository URL."""
@@ -269,6 +316,10 @@ class ImageScanning(pulumi.ComponentResource):
     """Bucket of the scan reports (and the S3 pipeline source)."""
     build_project_name: pulumi.Output[str]
     """CodeBuild project that lints, builds, scans and pushes."""
+    pull_request_project_name: pulumi.Output[str] | None
+    """Gates-only CodeBuild project pull requests build in (GitHub sources only); its role cannot push."""
+    release_tag_prefix: str
+    """Tag prefix the lifecycle policy never expires: CI tags every digest a stack deploys with it."""
     alert_function_name: pulumi.Output[str]
     """Lambda that turns completed scans into alerts."""
     image_tags: dict[str, str]
@@ -285,6 +336,7 @@ class ImageScanning(pulumi.ComponentResource):
         self.image_refs = self._images(name, args)
         self.reports_bucket_name = self.reports_bucket.bucket
         self.build_project_name = self.project.name
+        self.release_tag_prefix = RELEASE_TAG_PREFIX
         self.alert_function_name = self.alert_function.name
         self.register_outputs(
             {
@@ -292,6 +344,8 @@ class ImageScanning(pulumi.ComponentResource):
                 "image_refs": self.image_refs,
                 "reports_bucket_name": self.reports_bucket_name,
                 "build_project_name": self.build_project_name,
+                "pull_request_project_name": self.pull_request_project_name,
+                "release_tag_prefix": self.release_tag_prefix,
                 "alert_function_name": self.alert_function_name,
             }
         )
@@ -377,13 +431,7 @@ class ImageScanning(pulumi.ComponentResource):
 
     def _pipeline(self, name: str, args: ImageScanningArgs) -> None:
         project_name = f"{args.name_prefix}-images"
-        self.build_logs = aws.cloudwatch.LogGroup(
-            f"{name}-build-logs",
-            name=f"/aws/codebuild/{project_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.log_kms_key_arn,
-            opts=self._child,
-        )
+        self.build_logs = self._build_log_group(f"{name}-build-logs", project_name, args)
         role = aws.iam.Role(
             f"{name}-build-role",
             assume_role_policy=assume_role_policy("codebuild.amazonaws.com", args.account_id),
@@ -396,17 +444,12 @@ class ImageScanning(pulumi.ComponentResource):
             policy=policy_document(self._build_statements(args)),
             opts=self._child,
         )
-        targets = [
-            buildspec.BuildTarget(key, f"{args.name_prefix}-{key}", source.context, source.dockerfile)
-            for key, source in args.images.items()
-        ]
         spec = buildspec.render(
-            targets,
+            self._targets(args),
             platform=args.platform,
             severity_threshold=args.severity_threshold,
             source_type="S3" if args.source_repository_url is None else "GITHUB",
         )
-        environment_type, build_image = CODEBUILD_ENVIRONMENTS[args.platform]
         variable = aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs
         registry = pulumi.Output.concat(args.account_id, ".dkr.ecr.", args.region, ".amazonaws.com")
         self.project = aws.codebuild.Project(
@@ -419,29 +462,60 @@ class ImageScanning(pulumi.ComponentResource):
             concurrent_build_limit=1,
             artifacts=aws.codebuild.ProjectArtifactsArgs(type="NO_ARTIFACTS"),
             cache=aws.codebuild.ProjectCacheArgs(type="LOCAL", modes=["LOCAL_DOCKER_LAYER_CACHE"]),
-            environment=aws.codebuild.ProjectEnvironmentArgs(
-                type=environment_type,
-                image=build_image,
-                compute_type="BUILD_GENERAL1_MEDIUM",
-                image_pull_credentials_type="CODEBUILD",
-                # Privileged only because the build runs the Docker daemon to build images.
-                privileged_mode=True,
-                environment_variables=[
+            environment=self._build_environment(
+                args,
+                [
                     variable(name="REGISTRY", value=registry),
                     variable(name="REPORTS_BUCKET", value=self.reports_bucket.bucket),
                 ],
             ),
             source=self._source(args, spec),
-            logs_config=aws.codebuild.ProjectLogsConfigArgs(
-                cloudwatch_logs=aws.codebuild.ProjectLogsConfigCloudwatchLogsArgs(
-                    status="ENABLED", group_name=self.build_logs.name
-                ),
-                s3_logs=aws.codebuild.ProjectLogsConfigS3LogsArgs(status="DISABLED"),
-            ),
+            logs_config=self._logs_config(self.build_logs),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
         )
+        self.pull_request_project_name = None
         if args.source_repository_url is not None:
-            self._webhook(name, args)
+            self._push_webhook(name, args)
+            self._pull_request_pipeline(name, args)
+
+    def _targets(self, args: ImageScanningArgs) -> list[buildspec.BuildTarget]:
+        return [
+            buildspec.BuildTarget(key, f"{args.name_prefix}-{key}", source.context, source.dockerfile)
+            for key, source in args.images.items()
+        ]
+
+    def _build_log_group(self, name: str, project_name: str, args: ImageScanningArgs) -> aws.cloudwatch.LogGroup:
+        return aws.cloudwatch.LogGroup(
+            name,
+            name=f"/aws/codebuild/{project_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            opts=self._child,
+        )
+
+    @staticmethod
+    def _build_environment(
+        args: ImageScanningArgs, variables: Sequence[aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs]
+    ) -> aws.codebuild.ProjectEnvironmentArgs:
+        environment_type, build_image = CODEBUILD_ENVIRONMENTS[args.platform]
+        return aws.codebuild.ProjectEnvironmentArgs(
+            type=environment_type,
+            image=build_image,
+            compute_type="BUILD_GENERAL1_MEDIUM",
+            image_pull_credentials_type="CODEBUILD",
+            # Privileged only because the build runs the Docker daemon to build images.
+            privileged_mode=True,
+            environment_variables=list(variables) or None,
+        )
+
+    @staticmethod
+    def _logs_config(log_group: aws.cloudwatch.LogGroup) -> aws.codebuild.ProjectLogsConfigArgs:
+        return aws.codebuild.ProjectLogsConfigArgs(
+            cloudwatch_logs=aws.codebuild.ProjectLogsConfigCloudwatchLogsArgs(
+                status="ENABLED", group_name=log_group.name
+            ),
+            s3_logs=aws.codebuild.ProjectLogsConfigS3LogsArgs(status="DISABLED"),
+        )
 
     def _source(self, args: ImageScanningArgs, spec: str) -> aws.codebuild.ProjectSourceArgs:
         if args.source_repository_url is None:
@@ -464,7 +538,8 @@ class ImageScanning(pulumi.ComponentResource):
             auth=auth,
         )
 
-    def _webhook(self, name: str, args: ImageScanningArgs) -> None:
+    def _push_webhook(self, name: str, args: ImageScanningArgs) -> None:
+        """The pushing project builds pushes to `source_branch`, and nothing else: no pull request, no other ref."""
         event = aws.codebuild.WebhookFilterGroupFilterArgs
         aws.codebuild.Webhook(
             f"{name}-webhook",
@@ -477,19 +552,69 @@ class ImageScanning(pulumi.ComponentResource):
                         event(type="HEAD_REF", pattern=f"^refs/heads/{re.escape(args.source_branch)}$"),
                     ]
                 ),
+            ],
+            opts=self._child,
+        )
+
+    def _pull_request_pipeline(self, name: str, args: ImageScanningArgs) -> None:
+        """Pull requests (forks included) run the same gates in a project whose role can only write its own logs:
+        no registry login, no push, no reports bucket. A fork's Dockerfile runs with Docker privileges, so a
+        maintainer also approves fork builds first."""
+        project_name = f"{args.name_prefix}-images-pr"
+        log_group = self._build_log_group(f"{name}-pr-build-logs", project_name, args)
+        role = aws.iam.Role(
+            f"{name}-pr-build-role",
+            assume_role_policy=assume_role_policy("codebuild.amazonaws.com", args.account_id),
+            description=f"{project_name}: gates only; writes its logs, cannot push images",
+            opts=self._child,
+        )
+        statements: list[pulumi.Input[Mapping[str, Any]]] = [
+            allow(["logs:CreateLogStream", "logs:PutLogEvents"],
+                  [log_group.arn, pulumi.Output.concat(log_group.arn, ":*")], sid="WriteBuildLogs"),
+        ]  # fmt: skip
+        statements += self._source_connection_statements(args)
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-pr-build-policy", role=role.id, policy=policy_document(statements), opts=self._child
+        )
+        spec = buildspec.render(
+            self._targets(args),
+            platform=args.platform,
+            severity_threshold=args.severity_threshold,
+            source_type="GITHUB",
+            push=False,
+        )
+        project = aws.codebuild.Project(
+            f"{name}-pr-build",
+            name=project_name,
+            description=f"{args.name_prefix}: pull requests: lint, build and scan the service images; never pushes",
+            service_role=role.arn,
+            build_timeout=args.build_timeout_minutes,
+            concurrent_build_limit=2,
+            artifacts=aws.codebuild.ProjectArtifactsArgs(type="NO_ARTIFACTS"),
+            environment=self._build_environment(args, []),
+            source=self._source(args, spec),
+            logs_config=self._logs_config(log_group),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+        event = aws.codebuild.WebhookFilterGroupFilterArgs
+        aws.codebuild.Webhook(
+            f"{name}-pr-webhook",
+            project_name=project.name,
+            build_type="BUILD",
+            filter_groups=[
                 aws.codebuild.WebhookFilterGroupArgs(
                     filters=[
                         event(type="EVENT", pattern="PULL_REQUEST_CREATED,PULL_REQUEST_UPDATED,PULL_REQUEST_REOPENED")
                     ]
-                ),
+                )
             ],
-            # A fork's Dockerfile runs inside our privileged build: a maintainer approves it first.
             pull_request_build_policy=aws.codebuild.WebhookPullRequestBuildPolicyArgs(
                 requires_comment_approval="FORK_PULL_REQUESTS",
                 approver_roles=["GITHUB_MAINTAIN", "GITHUB_ADMIN"],
             ),
             opts=self._child,
         )
+        self.pull_request_project_name = project.name
 
     def _build_statements(self, args: ImageScanningArgs) -> list[pulumi.Input[Mapping[str, Any]]]:
         repositories = list(self.repository_arns.values())
@@ -508,15 +633,19 @@ class ImageScanning(pulumi.ComponentResource):
         if args.source_repository_url is None:
             source = pulumi.Output.concat(bucket_arn, "/", args.source_object_key)
             statements.append(allow(["s3:GetObject", "s3:GetObjectVersion"], [source], sid="ReadSource"))
-        elif args.source_connection_arn:
-            statements.append(
-                allow(
-                    ["codeconnections:GetConnection", "codeconnections:GetConnectionToken"],
-                    [args.source_connection_arn],
-                    sid="UseSourceConnection",
-                )
+        return statements + self._source_connection_statements(args)
+
+    @staticmethod
+    def _source_connection_statements(args: ImageScanningArgs) -> list[pulumi.Input[Mapping[str, Any]]]:
+        if not args.source_connection_arn:
+            return []
+        return [
+            allow(
+                ["codeconnections:GetConnection", "codeconnections:GetConnectionToken"],
+                [args.source_connection_arn],
+                sid="UseSourceConnection",
             )
-        return statements
+        ]
 
     # --- Scan alerts ---
 
@@ -552,7 +681,7 @@ class ImageScanning(pulumi.ComponentResource):
         self.alert_function = aws.lambda_.Function(
             f"{name}-alerts",
             name=function_name,
-            description="Publishes completed image scans with findings above the allowances to the alert topic",
+            description="Publishes image scans above the allowances and new findings to the alert topic",
             runtime=LAMBDA_RUNTIME,
             architectures=["arm64"],
             handler="handler.handler",
@@ -577,7 +706,7 @@ class ImageScanning(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         names = [f"{args.name_prefix}-{key}" for key in args.images]
-        rule = aws.cloudwatch.EventRule(
+        scans = aws.cloudwatch.EventRule(
             f"{name}-scan-complete",
             name=f"{args.name_prefix}-image-scan-complete",
             description="Completed image scans of the platform's repositories",
@@ -586,8 +715,23 @@ class ImageScanning(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
+        self._invoke_alerts_on(f"{name}-scan-complete", scans)
+        # Continuous scanning reports a new CVE in an image already scanned as a finding, not as a scan.
+        severities = [s for s in ALERT_SEVERITIES if s in buildspec.severities_at_or_above(args.severity_threshold)]
+        findings = aws.cloudwatch.EventRule(
+            f"{name}-findings",
+            name=f"{args.name_prefix}-image-findings",
+            description="New Inspector findings at or above the threshold in the platform's repositories",
+            event_pattern=pulumi.Output.from_input(args.account_id).apply(
+                lambda account: finding_event_pattern(names, account, severities)
+            ),
+            opts=self._child,
+        )
+        self._invoke_alerts_on(f"{name}-findings", findings)
+
+    def _invoke_alerts_on(self, name: str, rule: aws.cloudwatch.EventRule) -> None:
         aws.cloudwatch.EventTarget(
-            f"{name}-scan-complete-target",
+            f"{name}-target",
             rule=rule.name,
             arn=self.alert_function.arn,
             retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
@@ -596,7 +740,7 @@ class ImageScanning(pulumi.ComponentResource):
             opts=self._child,
         )
         aws.lambda_.Permission(
-            f"{name}-scan-complete-invoke",
+            f"{name}-invoke",
             action="lambda:InvokeFunction",
             function=self.alert_function.name,
             principal="events.amazonaws.com",

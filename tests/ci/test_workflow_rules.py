@@ -120,8 +120,78 @@ def test_id_token_without_oidc_and_oidc_without_id_token_are_rejected():
                   role-to-assume: arn:aws:iam::123456789012:role/x
         """)
     assert rules.check_id_token_only_for_oidc(workflow) == [
-        "idle: id-token: write but no AWS role is assumed",
+        "idle: id-token: write but no AWS role is assumed and no Pulumi token exchanged",
         "assume: assumes an AWS role without id-token: write",
+    ]
+
+
+def test_pulumi_oidc_exchange_needs_id_token_and_justifies_it():
+    workflow = _parse(f"""
+        on: push
+        jobs:
+          exchange:
+            permissions:
+              contents: read
+            steps:
+              - uses: pulumi/auth-actions@{SHA}
+          preview:
+            permissions:
+              id-token: write
+            steps:
+              - uses: pulumi/auth-actions@{SHA}
+        """)
+    assert rules.check_id_token_only_for_oidc(workflow) == [
+        "exchange: exchanges a Pulumi token without id-token: write"
+    ]
+
+
+def test_stored_pulumi_token_on_pull_request_is_rejected():
+    workflow = _parse("""
+        on: pull_request
+        jobs:
+          preview:
+            steps:
+              - uses: pulumi/actions@x
+                env:
+                  PULUMI_ACCESS_TOKEN: ${{ secrets.PULUMI_ACCESS_TOKEN }}
+          indexed:
+            steps:
+              - run: echo "${{ secrets['PULUMI_ACCESS_TOKEN'] }}"
+          exchanged:
+            steps:
+              - uses: pulumi/auth-actions@x
+        """)
+    assert rules.check_no_stored_pulumi_token_on_pull_request(workflow) == [
+        "preview: reads secrets.PULUMI_ACCESS_TOKEN on pull_request",
+        "indexed: reads secrets.PULUMI_ACCESS_TOKEN on pull_request",
+    ]
+    push = _parse("on: push\njobs:\n  up:\n    steps:\n      - run: echo ${{ secrets.PULUMI_ACCESS_TOKEN }}")
+    assert rules.check_no_stored_pulumi_token_on_pull_request(push) == []
+
+
+def test_pulumi_cli_without_an_exact_version_is_rejected():
+    workflow = _parse(f"""
+        on: push
+        jobs:
+          latest:
+            steps:
+              - uses: pulumi/actions@{SHA}
+                with:
+                  command: up
+          ranged:
+            steps:
+              - uses: pulumi/actions@{SHA}
+                with:
+                  pulumi-version: ^3
+          pinned:
+            steps:
+              - uses: pulumi/actions@{SHA}
+                with:
+                  pulumi-version: 3.272.0
+        """)
+    assert rules.check_pulumi_cli_pinned(workflow) == [
+        "latest: pulumi/actions without an exact pulumi-version (got '')",
+        "ranged: pulumi/actions without an exact pulumi-version (got '^3')",
     ]
 
 

@@ -16,6 +16,8 @@ import yaml
 Document = Mapping[Any, Any]  # `on:` parses as the key True
 
 AWS_CREDENTIALS_ACTION = "aws-actions/configure-aws-credentials"
+PULUMI_AUTH_ACTION = "pulumi/auth-actions"
+OIDC_ACTIONS = frozenset({AWS_CREDENTIALS_ACTION, PULUMI_AUTH_ACTION})
 UPLOAD_SARIF_ACTION = "github/codeql-action/upload-sarif"
 CHECKOUT_ACTION = "actions/checkout"
 PULUMI_ACTION = "pulumi/actions"
@@ -35,6 +37,8 @@ _PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[0-9a-f]{40}$")
 _PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _PR_HEAD_REF = re.compile(r"pull_request\.head|head_ref|refs/pull/|merge_commit_sha", re.IGNORECASE)
 _PR_CHECKOUT_COMMAND = re.compile(r"gh pr checkout|git fetch[^\n]*pull/", re.IGNORECASE)
+_STORED_PULUMI_TOKEN = re.compile(r"secrets\.PULUMI_ACCESS_TOKEN|secrets\[['\"]PULUMI_ACCESS_TOKEN", re.IGNORECASE)
+_EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _FORK_GUARD = re.compile(r"github\.event\.pull_request\.head\.repo\.full_name\s*==\s*github\.repository")
 
 
@@ -140,15 +144,39 @@ def check_permissions(workflow: Document) -> list[str]:
 
 
 def check_id_token_only_for_oidc(workflow: Document) -> list[str]:
-    """`id-token: write` exactly on the jobs that assume an AWS role."""
+    """`id-token: write` exactly on the jobs that exchange the OIDC token (an AWS role, a Pulumi token)."""
     findings = []
     for job_id, job in jobs(workflow).items():
         wants_token = _permission(job, "id-token") == "write"
-        assumes_role = bool(steps_using(job, AWS_CREDENTIALS_ACTION))
-        if wants_token and not assumes_role:
-            findings.append(f"{job_id}: id-token: write but no AWS role is assumed")
-        if assumes_role and not wants_token:
+        exchanges = any(steps_using(job, action) for action in OIDC_ACTIONS)
+        if wants_token and not exchanges:
+            findings.append(f"{job_id}: id-token: write but no AWS role is assumed and no Pulumi token exchanged")
+        if steps_using(job, AWS_CREDENTIALS_ACTION) and not wants_token:
             findings.append(f"{job_id}: assumes an AWS role without id-token: write")
+        if steps_using(job, PULUMI_AUTH_ACTION) and not wants_token:
+            findings.append(f"{job_id}: exchanges a Pulumi token without id-token: write")
+    return findings
+
+
+def check_no_stored_pulumi_token_on_pull_request(workflow: Document) -> list[str]:
+    """No job a pull request runs reads a stored Pulumi token: previews exchange OIDC for a read-only one."""
+    if "pull_request" not in triggers(workflow):
+        return []
+    return [
+        f"{job_id}: reads secrets.PULUMI_ACCESS_TOKEN on pull_request"
+        for job_id, job in jobs(workflow).items()
+        if any(_STORED_PULUMI_TOKEN.search(text) for text in _strings(job))
+    ]
+
+
+def check_pulumi_cli_pinned(document: Document) -> list[str]:
+    """Every pulumi/actions step installs one exact Pulumi CLI version (never the latest release)."""
+    findings = []
+    for job_id, job in _jobs_and_composite(document):
+        for step in steps_using(job, PULUMI_ACTION):
+            version = str((step.get("with") or {}).get("pulumi-version", ""))
+            if not _EXACT_VERSION.match(version):
+                findings.append(f"{job_id}: pulumi/actions without an exact pulumi-version (got {version!r})")
     return findings
 
 
@@ -246,6 +274,19 @@ def _permission_problems(permissions: Any, writable: frozenset[str] | set[str]) 
         for scope, level in permissions.items()
         if level == "write" and scope not in writable
     ]
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every key and scalar in a parsed YAML node, as text."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    else:
+        yield str(node)
 
 
 def _jobs_and_composite(document: Document) -> Iterator[tuple[str, Document]]:

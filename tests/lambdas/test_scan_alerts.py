@@ -213,3 +213,99 @@ def test_misconfiguration_is_a_deployment_error(
     monkeypatch.setenv(variable, value)
     with pytest.raises(RuntimeError, match=message):
         handler.handler(event("ecr-scan-critical"), None)
+
+
+# --- Documented sample events ---
+# Each is AWS's published sample, unchanged except for the repository name (ours instead of `my-repository-name` /
+# `amazon/amazon-ecs-sample`), from github.com/awsdocs/amazon-ecr-user-guide:
+# - ecr-scan-documented.json: doc_source/ecr-eventbridge.md @ 1e8d7c3f, "Event for an image scan completed
+#   (basic scanning)";
+# - inspector-scan-documented.json and inspector-finding-documented.json: doc_source/image-scanning-enhanced.md
+#   @ 002ce73d, "Event for an initial image scan (enhanced scanning)" and "Event for an image scan finding update
+#   (enhanced scanning)". The same finding sample is in the Inspector user guide (eventbridge-integration).
+# The sample digests end in `EXAMPLE` and are shorter than real ones; the handler only requires `sha256:`.
+
+
+def test_the_documented_basic_scan_event_alerts_on_its_criticals(aws: dict[str, Any]) -> None:
+    result = handler.handler(event("ecr-scan-documented"), None)
+    assert result["status"] == "alerted"
+    assert result["exceeded"] == {"CRITICAL": 10}
+    assert published(aws)[0]["Subject"] == "Image scan: 10 CRITICAL in app-dev-api"
+
+
+def test_the_documented_inspector_initial_scan_event_alerts_on_its_totals(aws: dict[str, Any]) -> None:
+    result = handler.handler(event("inspector-scan-documented"), None)
+    assert result["status"] == "alerted"
+    assert result["repository"] == "app-dev-worker"
+    assert result["exceeded"] == {"HIGH": 61, "CRITICAL": 7}
+
+
+def finding(pushed_at: str = "Aug 1, 2021, 9:00:00 AM", **detail: Any) -> dict[str, Any]:
+    """The documented finding, as continuous scanning reports a new CVE in an image pushed months before."""
+    sample = event("inspector-finding-documented")
+    sample["detail"] |= {"severity": "HIGH", **detail}
+    sample["detail"]["resources"][0]["details"]["awsEcrContainerImage"]["pushedAt"] = pushed_at
+    return sample
+
+
+def test_a_new_finding_on_an_image_scanned_long_ago_publishes_one_alert_naming_the_cve(aws: dict[str, Any]) -> None:
+    result = handler.handler(finding(fixAvailable="YES"), None)
+    assert result["status"] == "alerted"
+    assert result["severity"] == "HIGH"
+    (notification,) = published(aws)
+    assert notification["Subject"] == "New HIGH finding CVE-2019-17498 in app-dev-api"
+    message = json.loads(notification["Message"])
+    assert message == {
+        "repository": "app-dev-api",
+        "image_digest": "sha256:36c7b282abd0186e01419f2e58743e1bf635808231049bbc9d77e5EXAMPLE",
+        "image_tags": ["latest"],
+        "severity": "HIGH",
+        "title": "CVE-2019-17498 - libssh2",
+        "vulnerability_id": "CVE-2019-17498",
+        "vulnerable_packages": ["libssh2 1.4.3"],
+        "fix_available": "YES",
+        "finding_arn": "arn:aws:inspector2:us-east-2:123456789012:finding/be674aaddd0f75ac632055EXAMPLE",
+        "first_observed_at": "2021-12-03T18:02:30+00:00",
+        "findings_url": "https://us-east-2.console.aws.amazon.com/ecr/repositories/private/123456789012/app-dev-api/_/"
+        "image/sha256:36c7b282abd0186e01419f2e58743e1bf635808231049bbc9d77e5EXAMPLE/scan-results?region=us-east-2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("sample", "reason"),
+    [
+        # The sample as published: a MEDIUM finding 17 s after the push (the rule filters severity too).
+        (lambda: event("inspector-finding-documented"), "severity 'MEDIUM' is below the threshold HIGH"),
+        (lambda: finding(pushed_at="Dec 3, 2021, 6:02:13 PM"), "found by the image's initial scan"),
+        (lambda: finding(status="CLOSED"), "finding status is 'CLOSED'"),
+        (lambda: {**finding(), "time": "2021-12-10T09:00:00Z"}, "an update of a finding first observed at"),
+        (lambda: {**finding(), "detail": {**finding()["detail"], "resources": []}}, "no AWS_ECR_CONTAINER_IMAGE"),
+    ],
+    ids=["documented-medium", "initial-scan", "closed", "later-update", "no-image"],
+)
+def test_findings_that_need_no_alert_are_ignored_with_the_reason(aws: dict[str, Any], sample: Any, reason: str) -> None:
+    result = handler.handler(sample(), None)
+    assert result["status"] == "ignored"
+    assert reason in result["reason"]
+    assert published(aws) == []
+
+
+def test_a_finding_in_another_repository_is_ignored(aws: dict[str, Any]) -> None:
+    other = finding()
+    other["detail"]["resources"][0]["details"]["awsEcrContainerImage"]["repositoryName"] = "team-b-api"
+    assert "repository 'team-b-api' is not one of" in handler.handler(other, None)["reason"]
+
+
+def test_unreadable_times_never_suppress_an_alert(aws: dict[str, Any]) -> None:
+    result = handler.handler(finding(pushed_at="yesterday", firstObservedAt=None), None)
+    assert result["status"] == "alerted"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Dec 3, 2021, 6:02:30 PM", "2021-12-03T18:02:30+00:00"), ("2023-01-19T22:46:15Z", "2023-01-19T22:46:15+00:00"),
+     ("2023-01-19T22:46:15.123+01:00", "2023-01-19T21:46:15.123000+00:00"), ("soon", None), (None, None)],
+)  # fmt: skip
+def test_inspector_and_iso_times_are_read_as_utc(text: Any, expected: str | None) -> None:
+    parsed = handler.parse_time(text)
+    assert (parsed.isoformat() if parsed else None) == expected

@@ -3,14 +3,19 @@ for both source kinds and the variables CodeBuild sets for each.
 
 Guards against: a build that pushes after a finding, a failed push or a missing variable; a tag that is empty,
 invalid, or the same for two builds (the repositories are IMMUTABLE, so a reused tag fails the second push, and an
-S3 source has no CODEBUILD_RESOLVED_SOURCE_VERSION at all); reports that are not uploaded when a gate fails.
+S3 source has no CODEBUILD_RESOLVED_SOURCE_VERSION at all); reports that are not uploaded when a gate fails; any
+tool call whose failure does not fail the build (bash's `set -e` does not reach into `if` conditions or `&&`/`||`
+lists); a scanned source that switches a gate off with its own `.hadolint.yaml`, inline pragma, `trivy.yaml`,
+`.trivyignore` or `trivy-secret.yaml`; an image that runs as root; a pull request build that can push.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +27,7 @@ import yaml
 from components.buildspec import TAG_PATTERN
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
 from tests.pipeline.codebuild import BuildResult, base_environment, run_build
-from tests.pipeline.stubs import install_stubs
+from tests.pipeline.stubs import FINDING_ID, install_stubs
 from tests.support import build, inputs
 
 ACCOUNT = "123456789012"
@@ -35,9 +40,14 @@ S3_VERSION_ID = "3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLU
 SOURCE_TYPES = ("S3", "GITHUB")
 
 
+PUSH_PROJECT = "app-dev-images"
+PULL_REQUEST_PROJECT = "app-dev-images-pr"
+NON_ROOT_DOCKERFILE = "FROM scratch\nUSER 1001:1001\n"
+
+
 @functools.cache
-def project_buildspec(source_type: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The buildspec and environment variables the ImageScanning component gives its CodeBuild project."""
+def project_buildspec(source_type: str, project_name: str = PUSH_PROJECT) -> tuple[dict[str, Any], dict[str, str]]:
+    """The buildspec and environment variables the ImageScanning component gives one of its CodeBuild projects."""
     github = "https://github.com/acme/platform.git" if source_type == "GITHUB" else None
     args = ImageScanningArgs(
         name_prefix="app-dev",
@@ -54,8 +64,10 @@ def project_buildspec(source_type: str) -> tuple[dict[str, Any], dict[str, str]]
         source_repository_url=github,
     )
     recorded = build(lambda: ImageScanning("images", args), config={"aws:region": REGION})
-    project = inputs(recorded.one("aws:codebuild/project:Project"))
-    variables = {v["name"]: v["value"] for v in project["environment"]["environmentVariables"]}
+    (project,) = [
+        p for p in map(inputs, recorded.of_type("aws:codebuild/project:Project")) if p["name"] == project_name
+    ]
+    variables = {v["name"]: v["value"] for v in project["environment"].get("environmentVariables", [])}
     return yaml.safe_load(project["source"]["buildspec"]), variables
 
 
@@ -90,11 +102,21 @@ def codebuild_environment(source_type: str, number: int, source_dir: Path, event
     }
 
 
+def normalized(calls: list[str]) -> list[str]:
+    gate_config = [re.sub(r"/\S*/tmp/tmp\.\w+", "$GATE_CONFIG", call) for call in calls]
+    return [re.sub(r"/\S*/build-\d+/src/", "$SOURCE/", call) for call in gate_config]
+
+
 @dataclass
 class Build:
     result: BuildResult
     calls: list[str]
     source_dir: Path
+
+    @property
+    def shapes(self) -> list[str]:
+        """The calls with this build's temporary paths replaced, comparable across builds."""
+        return normalized(self.calls)
 
     def tool_calls(self, prefix: str) -> list[str]:
         return [call for call in self.calls if call.startswith(prefix)]
@@ -129,14 +151,18 @@ class Pipeline:
         build_dir = self.root / f"build-{number}"
         source_dir = build_dir / "src"
         shutil.copytree(source, source_dir)  # every build gets a fresh checkout (or S3 extract)
-        spec, project_variables = project_buildspec(self.source_type)
+        project = PULL_REQUEST_PROJECT if event.startswith("PULL_REQUEST") else PUSH_PROJECT
+        spec, project_variables = project_buildspec(self.source_type, project)
         environment = {
             **base_environment(self.root / "tools" / "bin"),
             **project_variables,
             **codebuild_environment(self.source_type, number, source_dir, event),
             "STUB_BUILD": str(build_dir),
             "STUB_REGISTRY": str(self.root / "registry"),
+            # mktemp's directory: the build's own, so that nothing outlives the test.
+            "TMPDIR": str(build_dir / "tmp"),
         }
+        (build_dir / "tmp").mkdir()
         environment |= knobs or {}
         for name, value in (overrides or {}).items():
             if value is None:
@@ -156,7 +182,7 @@ def source(tmp_path: Path) -> Path:
     root = tmp_path / "checkout"
     for service in ("api", "worker"):
         (root / "services" / service).mkdir(parents=True)
-        (root / "services" / service / "Dockerfile").write_text("FROM scratch\n")
+        (root / "services" / service / "Dockerfile").write_text(NON_ROOT_DOCKERFILE)
         (root / "services" / service / "app.py").write_text(f"SERVICE = {service!r}\n")
     return root
 
@@ -259,9 +285,116 @@ def test_a_failed_registry_login_fails_the_build(pipeline: Pipeline, source: Pat
     assert built.tool_calls("docker build") == []
 
 
-def test_a_pull_request_build_runs_every_gate_and_pushes_nothing(tmp_path: Path, source: Path) -> None:
+def test_a_pull_request_build_runs_every_gate_in_its_own_project_and_never_touches_the_registry(
+    tmp_path: Path, source: Path
+) -> None:
     built = make_pipeline(tmp_path, "GITHUB").run(source, event="PULL_REQUEST_UPDATED")
     assert built.result.succeeded, built.result.log
     assert len([c for c in built.tool_calls("trivy image") if "--exit-code 1" in c]) == 2
     assert len(built.tool_calls("hadolint")) == 2
     assert built.pushed == []
+    assert built.tool_calls("docker login") == [] and built.tool_calls("aws") == []
+    assert all("gates.local/" in c for c in built.tool_calls("docker build")), "a PR image is named for no registry"
+    assert project_buildspec("GITHUB", PULL_REQUEST_PROJECT)[1] == {}, "the PR project gets no registry or bucket"
+
+
+def test_the_push_project_refuses_a_pull_request_event(tmp_path: Path, source: Path) -> None:
+    pipeline = make_pipeline(tmp_path, "GITHUB")
+    spec, variables = project_buildspec("GITHUB", PUSH_PROJECT)
+    environment = {
+        **base_environment(pipeline.root / "tools" / "bin"),
+        **variables,
+        **codebuild_environment("GITHUB", 1, source, "PULL_REQUEST_CREATED"),
+        "STUB_BUILD": str(tmp_path),
+        "STUB_REGISTRY": str(tmp_path / "registry"),
+    }
+    result = run_build(spec, source, environment, skip=("install",))
+    assert result.phases["pre_build"] == "FAILED"
+    assert "never in the one that pushes" in result.log
+
+
+def clean_calls(tmp_path: Path, source: Path) -> list[str]:
+    built = make_pipeline(tmp_path / "clean", "S3").run(source)
+    assert built.result.succeeded, built.result.log
+    assert all("$GATE_CONFIG" in c for c in built.shapes if c.startswith(("hadolint", "trivy image")))
+    return built.shapes
+
+
+def test_every_tool_call_that_fails_fails_the_build_and_nothing_is_pushed_after_it(
+    tmp_path: Path, source: Path
+) -> None:
+    """No call is exempt from `set -e` (inside an `if` condition or an `&&`/`||` list) or otherwise ignored."""
+    calls = clean_calls(tmp_path, source)
+    assert len(calls) >= 15, calls
+    failed: set[str] = set()
+    for number in range(1, len(calls) + 1):
+        built = make_pipeline(tmp_path / f"fail-{number}", "S3").run(source, knobs={"FAIL_CALL": str(number)})
+        (call,) = normalized((built.source_dir.parent / "failed-on-purpose").read_text().splitlines())
+        failed.add(call)
+        assert not built.result.succeeded, f"call {number} ({call}) failed, but the build succeeded"
+        after = built.shapes[built.shapes.index(call) + 1 :]
+        assert [c for c in after if c.startswith("docker push")] == [], f"pushed after {call} failed"
+    # The two sides of `aws ecr get-login-password | docker login` log in either order, so which of them is the
+    # N-th call varies; the login failure has its own test above.
+    login = {c for c in calls if c.startswith(("aws ecr get-login-password", "docker login"))}
+    assert len(login) == 2 and failed & login
+    assert set(calls) - login <= failed, f"never made to fail: {sorted(set(calls) - login - failed)}"
+
+
+# What a scanned source could add to switch the gates off, were they read from it.
+SOURCE_GATE_OVERRIDES = {
+    ".trivyignore": f"{FINDING_ID}\n",
+    ".trivyignore.yaml": f"vulnerabilities:\n  - id: {FINDING_ID}\n",
+    "trivy.yaml": "scan:\n  skip-dirs:\n    - /usr\n",
+    "trivy-secret.yaml": "disable-rules:\n  - aws-access-key-id\n",
+    ".hadolint.yaml": "ignored:\n  - DL3002\nfailure-threshold: none\n",
+}
+
+
+@pytest.mark.parametrize("overrides", [".trivyignore", "trivy.yaml", "trivy-secret.yaml"])
+def test_the_source_s_own_trivy_files_do_not_pass_the_scan_gate(tmp_path: Path, source: Path, overrides: str) -> None:
+    (source / overrides).write_text(SOURCE_GATE_OVERRIDES[overrides])
+    # The threat is real: Trivy run in the source with its defaults reads the file and passes.
+    install_stubs(tmp_path / "probe" / "bin")
+    (tmp_path / "probe" / "images").write_text("registry.local/app:1\n")
+    probe = subprocess.run(
+        [str(tmp_path / "probe" / "bin" / "trivy"), "image", "--exit-code", "1", "registry.local/app:1"],
+        cwd=source, env={"STUB_BUILD": str(tmp_path / "probe"), "FAIL_SCAN": "app", "PATH": os.defpath},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    built = make_pipeline(tmp_path, "S3").run(source, knobs={"FAIL_SCAN": "app-dev-worker"})
+    assert built.result.phases["build"] == "FAILED"
+    assert built.pushed == []
+    assert f"Total: 1 (HIGH: 1, CRITICAL: 0) {FINDING_ID}" in built.result.log
+
+
+ROOT_DOCKERFILES = {
+    "user-root": "FROM scratch\nUSER root\n",
+    "user-0": "FROM scratch\nUSER 0\n",
+    "user-0-0": "FROM scratch\nUSER 0:0\n",
+    "no-user": "FROM scratch\nCOPY app.py /app.py\n",
+    "root-group-only": "FROM scratch\nUSER :1001\n",
+    "root-in-final-stage-only": "FROM scratch AS build\nUSER 1001\nFROM scratch\nCOPY --from=build /app.py /app.py\n",
+}
+
+
+@pytest.mark.parametrize("dockerfile", list(ROOT_DOCKERFILES), ids=list(ROOT_DOCKERFILES))
+def test_an_image_that_runs_as_root_fails_the_build_whatever_the_source_says(
+    tmp_path: Path, source: Path, dockerfile: str
+) -> None:
+    (source / "services" / "api" / "Dockerfile").write_text("# hadolint ignore=DL3002\n" + ROOT_DOCKERFILES[dockerfile])
+    (source / ".hadolint.yaml").write_text(SOURCE_GATE_OVERRIDES[".hadolint.yaml"])
+    built = make_pipeline(tmp_path, "S3").run(source)
+    assert built.result.phases["build"] == "FAILED"
+    assert built.pushed == []
+    assert "DL3002" in built.result.log or "the image runs as root" in built.result.log
+
+
+def test_a_final_user_root_is_a_lint_error_before_anything_is_built(tmp_path: Path, source: Path) -> None:
+    (source / "services" / "api" / "Dockerfile").write_text("FROM scratch\n# hadolint ignore=DL3002\nUSER root\n")
+    (source / ".hadolint.yaml").write_text(SOURCE_GATE_OVERRIDES[".hadolint.yaml"])
+    built = make_pipeline(tmp_path, "S3").run(source)
+    assert built.result.phases["build"] == "FAILED"
+    assert "DL3002 error: Last USER should not be root" in built.result.log
+    assert built.tool_calls("docker build") == []

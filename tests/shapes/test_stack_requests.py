@@ -66,7 +66,12 @@ def test_the_scan_rule_matches_the_events_the_registry_emits(stack: str, plans: 
     """The rule's pattern, evaluated by moto's EventBridge matcher, fires for the scan events of this stack's
     registry: `ECR Image Scan` (basic scanning) or Inspector's `Inspector2 Scan` (enhanced)."""
     resources = aws_resources(plans[stack])
-    rules = [r for r in resources if r.type == "aws:cloudwatch/eventRule:EventRule"]
+    # The scan-complete rule; the findings rule (continuous scanning) is checked in tests/components/test_scanning.py.
+    rules = [
+        r
+        for r in resources
+        if r.type == "aws:cloudwatch/eventRule:EventRule" and r.inputs["name"].endswith("-image-scan-complete")
+    ]
     repositories = [r.inputs["name"] for r in resources if r.type == "aws:ecr/repository:Repository"]
     enhanced = any(
         r.inputs.get("scanType") == "ENHANCED"
