@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .policies import (
+    DEPLOY_POLICY_GROUPS,
     AwsAccount,
     PolicyDocument,
     deploy_permissions,
@@ -25,8 +26,9 @@ class GitHubOidcBootstrap(pulumi.ComponentResource):
 
     provider_arn: pulumi.Output[str]
     """ARN of the token.actions.githubusercontent.com OIDC provider (created or existing)."""
-    permissions_boundary_arn: pulumi.Output[str]
-    """Boundary every role the platform creates must carry (the deploy roles enforce it)."""
+    permissions_boundary_arns: dict[str, pulumi.Output[str]]
+    """Per environment, the boundary every role its stack creates must carry (its deploy role enforces it): the
+    stack's `iam.permissionsBoundaryArn`."""
     preview_role_arn: pulumi.Output[str]
     """Read-only role for `pulumi preview` in pull requests: repository variable AWS_PREVIEW_ROLE_ARN."""
     deploy_role_arns: dict[str, pulumi.Output[str]]
@@ -45,10 +47,6 @@ class GitHubOidcBootstrap(pulumi.ComponentResource):
         # --- OIDC provider ---
         self.provider_arn = self._oidc_provider_arn(child)
 
-        # --- Permissions boundary ---
-        boundary = self._policy("boundary", account.apply(lambda acct: permissions_boundary(settings, acct)), child)
-        self.permissions_boundary_arn = boundary.arn
-
         # --- Preview role ---
         preview_role = self._role("preview", preview_subjects(settings), child)
         preview_read = self._policy(
@@ -57,29 +55,42 @@ class GitHubOidcBootstrap(pulumi.ComponentResource):
         self._attach(preview_role, "preview-read", preview_read, child)
         self.preview_role_arn = preview_role.arn
 
-        # --- Deploy roles ---
-        deploy_documents = pulumi.Output.all(account, boundary.arn).apply(
-            lambda values: deploy_permissions(settings, values[0], values[1])
-        )
-        deploy_policies = {
-            group: self._policy(f"deploy-{group}", deploy_documents.apply(lambda docs, g=group: docs[g]), child)
-            for group in ("compute", "data", "operations", "iam")
-        }
+        # --- Per environment: permissions boundary and deploy role ---
+        self.permissions_boundary_arns = {}
         self.deploy_role_arns = {}
         for environment in settings.environments:
-            role = self._role(f"deploy-{environment}", deploy_subjects(settings, environment), child)
-            for group, policy in deploy_policies.items():
-                self._attach(role, f"deploy-{environment}-{group}", policy, child)
-            self.deploy_role_arns[environment] = role.arn
+            boundary = self._policy(
+                f"boundary-{environment}",
+                account.apply(lambda acct, env=environment: permissions_boundary(settings, acct, env)),
+                child,
+            )
+            self.permissions_boundary_arns[environment] = boundary.arn
+            self.deploy_role_arns[environment] = self._deploy_role(environment, account, boundary.arn, child)
 
         self.register_outputs(
             {
                 "providerArn": self.provider_arn,
-                "permissionsBoundaryArn": self.permissions_boundary_arn,
+                "permissionsBoundaryArns": self.permissions_boundary_arns,
                 "previewRoleArn": self.preview_role_arn,
                 "deployRoleArns": self.deploy_role_arns,
             }
         )
+
+    def _deploy_role(
+        self,
+        environment: str,
+        account: pulumi.Output[AwsAccount],
+        boundary_arn: pulumi.Output[str],
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str]:
+        documents = pulumi.Output.all(account, boundary_arn).apply(
+            lambda values: deploy_permissions(self._settings, values[0], environment, values[1])
+        )
+        role = self._role(f"deploy-{environment}", deploy_subjects(self._settings, environment), opts)
+        for group in DEPLOY_POLICY_GROUPS:
+            policy = self._policy(f"deploy-{environment}-{group}", documents.apply(lambda docs, g=group: docs[g]), opts)
+            self._attach(role, f"deploy-{environment}-{group}", policy, opts)
+        return role.arn
 
     def _oidc_provider_arn(self, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
         if self._settings.existing_oidc_provider_arn:

@@ -17,7 +17,11 @@ _GITHUB_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-gov)?-[a-z]+-\d$")
 _IAM_PATH = re.compile(r"^/(?:[A-Za-z0-9+=,.@_-]+/)+$")
-_BUCKET_PREFIX = re.compile(r"^[a-z0-9][a-z0-9.-]{2,40}$")
+# `<applicationName>-`, the platform's applicationName rule (components/config.py NAME_PATTERN) plus the dash.
+_NAME_PREFIX = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,13}[a-z0-9]-$")
+_WORKFLOW_PATH = re.compile(r"^\.github/workflows/[A-Za-z0-9._-]+\.ya?ml$")
+_GIT_REF = re.compile(r"^refs/(?:heads|tags)/[A-Za-z0-9._/-]{1,200}$")
+_TAG_KEY = re.compile(r"^(?!aws:)[A-Za-z0-9_.:/=+@-]{1,128}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _OIDC_PROVIDER_ARN = re.compile(rf"^arn:aws[a-z-]*:iam::\d{{12}}:oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$")
@@ -34,8 +38,9 @@ class BootstrapSettings:
     allowed_regions: tuple[str, ...]
     """Regions the deploy roles may act in. Config `allowedRegions`. Default: `[aws:region]`."""
     bucket_prefix: str
-    """Name prefix of every S3 bucket the platform creates: `<applicationName>-` of the platform's stacks
-    (e.g. `jobs-`). Config `bucketPrefix`, required."""
+    """`<applicationName>-` of the platform's stacks (e.g. `jobs-`): with the environment it makes the name prefix
+    `<applicationName>-<env>` of everything a stack creates (buckets, queues, clusters, ...), which is what each
+    deploy role is scoped to. Config `bucketPrefix`, required."""
     environments: tuple[str, ...] = ("dev", "staging", "prod")
     """GitHub environments that get a deploy role each (same names as the stacks).
     Config `environments`. Default: `["dev", "staging", "prod"]`."""
@@ -59,6 +64,22 @@ class BootstrapSettings:
     Config `existingOidcProviderArn`. Default: None (the bootstrap creates it)."""
     max_session_seconds: int = 3600
     """Longest session a CI job gets from a role. Config `maxSessionSeconds`. Default: 3600."""
+    deploy_workflow: str = ".github/workflows/deploy.yml"
+    """Workflow file whose jobs may assume the deploy roles (the `job_workflow_ref` in the token's `sub`).
+    Config `deployWorkflow`. Default: `.github/workflows/deploy.yml`."""
+    deploy_ref: str = "refs/heads/main"
+    """Git ref that workflow must run from. Config `deployRef`. Default: `refs/heads/main`."""
+    preview_workflow: str = ".github/workflows/pull-request.yml"
+    """Workflow file whose jobs may assume the preview role. Config `previewWorkflow`.
+    Default: `.github/workflows/pull-request.yml`."""
+    environment_tag_key: str = "environment"
+    """Tag every platform resource carries with its environment (the stack's `aws:defaultTags`): deploy roles
+    manage only resources tagged with their own environment where an ARN has no name to scope by.
+    Config `environmentTagKey`. Default: `environment`."""
+    registry_scanning_environment: str | None = None
+    """The environment whose stack owns the account-wide ECR registry scanning configuration
+    (`images.manageRegistryScanning`): only its deploy role may change it. Config `registryScanningEnvironment`.
+    Default: the last of `environments` (prod)."""
     tags: dict[str, str] = field(default_factory=lambda: {"project": "container-platform", "managed-by": "pulumi"})
     """Tags on every bootstrap resource. Default: project and managed-by tags."""
 
@@ -76,11 +97,23 @@ class BootstrapSettings:
                 "deploy roles manage everything under iamPath"
             )
         _require(
-            _BUCKET_PREFIX,
+            _NAME_PREFIX,
             self.bucket_prefix,
             "bucketPrefix",
-            "3-41 lowercase letters, digits, '.', '-' (e.g. 'jobs-')",
+            "the platform's applicationName followed by '-' (3-15 lowercase letters, digits, single hyphens, "
+            "starting with a letter; e.g. 'jobs-')",
         )
+        _require(_WORKFLOW_PATH, self.deploy_workflow, "deployWorkflow", "a path like .github/workflows/deploy.yml")
+        _require(_GIT_REF, self.deploy_ref, "deployRef", "a full git ref like refs/heads/main")
+        _require(
+            _WORKFLOW_PATH, self.preview_workflow, "previewWorkflow", "a path like .github/workflows/pull-request.yml"
+        )
+        _require(_TAG_KEY, self.environment_tag_key, "environmentTagKey", "a tag key not starting with 'aws:'")
+        if self.registry_scanning_environment not in (None, *self.environments):
+            raise ValueError(
+                f"registryScanningEnvironment must be one of environments ({', '.join(self.environments)}), "
+                f"got {self.registry_scanning_environment!r}"
+            )
         if self.state_bucket is not None:
             _require(_BUCKET_NAME, self.state_bucket, "stateBucket", "an S3 bucket name")
         if self.secrets_kms_key_arn is not None:
@@ -100,6 +133,24 @@ class BootstrapSettings:
         """`owner/name`, as GitHub writes it in the token's `sub` claim."""
         return f"{self.github_org}/{self.github_repo}"
 
+    @property
+    def registry_owner(self) -> str:
+        """The environment whose deploy role may change the account-wide registry scanning configuration."""
+        return self.registry_scanning_environment or self.environments[-1]
+
+    def name_prefix(self, environment: str) -> str:
+        """`<applicationName>-<env>`, as the platform's stacks name their resources (StackConfig.name_prefix)."""
+        return f"{self.bucket_prefix}{environment}"
+
+    def role_path(self, environment: str) -> str:
+        """IAM path of one environment's platform roles (the stack's `iam.path`): `<iamPath><env>/`."""
+        return f"{self.iam_path}{environment}/"
+
+    def promotion_source(self, environment: str) -> str | None:
+        """The environment whose images this one's deploy copies by digest: the one before it in `environments`."""
+        position = self.environments.index(environment)
+        return self.environments[position - 1] if position > 0 else None
+
 
 def load_settings(config: pulumi.Config, aws_config: pulumi.Config) -> BootstrapSettings:
     """Read and validate the stack config (`container-platform-bootstrap:*`, `aws:region`)."""
@@ -113,6 +164,11 @@ def load_settings(config: pulumi.Config, aws_config: pulumi.Config) -> Bootstrap
         "iam_path": config.get("iamPath"),
         "ci_iam_path": config.get("ciIamPath"),
         "max_session_seconds": config.get_int("maxSessionSeconds"),
+        "deploy_workflow": config.get("deployWorkflow"),
+        "deploy_ref": config.get("deployRef"),
+        "preview_workflow": config.get("previewWorkflow"),
+        "environment_tag_key": config.get("environmentTagKey"),
+        "registry_scanning_environment": config.get("registryScanningEnvironment"),
     }
     return BootstrapSettings(
         github_org=config.require("githubOrg"),

@@ -1,17 +1,25 @@
-"""A small evaluator of role trust policies for GitHub OIDC tokens (test helper).
+"""IAM evaluation for the bootstrap tests.
 
-Supports what trust policies for web identity use: Allow/Deny statements, a Federated principal,
+`allows`: a small evaluator of role trust policies for GitHub OIDC tokens. It supports what trust policies for web identity use: Allow/Deny statements, a Federated principal,
 StringEquals / StringLike conditions on token claims. Any other operator raises, so a policy that
 relies on one cannot pass a test by accident.
+
+`decisions`: identity policies and a permissions boundary evaluated by iam-simulate (the AWS evaluation logic),
+with request context such as resource and request tags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 WEB_IDENTITY_ACTION = "sts:AssumeRoleWithWebIdentity"
+SIMULATE_SCRIPT = Path(__file__).resolve().parents[1] / "iam" / "simulate.mjs"
 
 
 def allows(trust_policy: Mapping[str, Any], provider_arn: str, claims: Mapping[str, str]) -> bool:
@@ -42,3 +50,62 @@ def _condition_holds(operator: str, key: str, expected: str | list[str], claims:
     if operator == "StringLike":
         return any(fnmatchcase(claims[key], pattern) for pattern in values)
     raise ValueError(f"unsupported condition operator {operator}")
+
+
+# --- Identity policies, through the real evaluator -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call to evaluate: `context` holds request keys such as `aws:ResourceTag/environment`;
+    `resource_policy` is the resource's own policy (a KMS key policy must delegate to IAM, as AWS requires)."""
+
+    action: str
+    resource: str
+    context: Mapping[str, str | list[str]] = field(default_factory=dict)
+    resource_policy: Mapping[str, Any] | None = None
+
+
+def decisions(
+    principal: str,
+    identity_policies: Mapping[str, Mapping[str, Any]],
+    requests: Sequence[Request],
+    boundary: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """`Allowed`, `ExplicitlyDenied`, `ImplicitlyDenied` or `Error` per request, from iam-simulate through
+    tests/iam/simulate.mjs (the same evaluator the IAM contract uses)."""
+    from tests.iam.contract import ensure_simulator, node_executable
+
+    ensure_simulator()
+    account = principal.split(":")[4]
+    payload = {
+        "requests": [
+            {
+                "id": index,
+                "principal": principal,
+                "action": request.action,
+                "resource": request.resource,
+                "accountId": account,
+                "identityPolicies": [{"name": name, "policy": policy} for name, policy in identity_policies.items()],
+                "permissionBoundaryPolicies": [{"name": "boundary", "policy": boundary}] if boundary else [],
+                "resourcePolicy": request.resource_policy,
+                "context": {"aws:SecureTransport": "true", **request.context},
+            }
+            for index, request in enumerate(requests)
+        ]
+    }
+    completed = subprocess.run(
+        [str(node_executable()), str(SIMULATE_SCRIPT)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"iam-simulate failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
+    results = sorted(json.loads(completed.stdout)["results"], key=lambda result: result["id"])
+    return [
+        result["result"] if result["result"] != "Error" else f"Error: {json.dumps(result['errors'])[:400]}"
+        for result in results
+    ]

@@ -52,40 +52,78 @@ def _actions(document: dict) -> set[str]:
     }
 
 
-def test_preview_trust_admits_pull_requests_and_main_only():
+DEPLOY_REF = "acme/platform/.github/workflows/deploy.yml@refs/heads/main"
+PREVIEW_WORKFLOW = "acme/platform/.github/workflows/pull-request.yml"
+
+
+def _deploy_sub(environment: str, workflow_ref: str = DEPLOY_REF, repo: str = "acme/platform") -> str:
+    return f"repo:{repo}:environment:{environment}:job_workflow_ref:{workflow_ref}"
+
+
+def test_preview_trust_admits_the_preview_workflow_on_pull_requests_and_main_only():
     trust = github_trust_policy(PROVIDER, preview_subjects(_settings()))
-    assert allows(trust, PROVIDER, _token("repo:acme/platform:pull_request"))
-    assert allows(trust, PROVIDER, _token("repo:acme/platform:ref:refs/heads/main"))
-    assert not allows(trust, PROVIDER, _token("repo:acme/platform:ref:refs/heads/feature"))
-    assert not allows(trust, PROVIDER, _token("repo:acme/platform:environment:prod"))
-    assert not allows(trust, PROVIDER, _token("repo:evil/platform:pull_request"))
-    assert not allows(trust, PROVIDER, _token("repo:acme/platform:pull_request", aud="https://github.com/acme"))
-
-
-@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
-def test_deploy_trust_admits_only_its_own_environment(environment: str):
-    trust = github_trust_policy(PROVIDER, deploy_subjects(_settings(), environment))
-    assert allows(trust, PROVIDER, _token(f"repo:acme/platform:environment:{environment}"))
-    for other in {"dev", "staging", "prod"} - {environment}:
-        assert not allows(trust, PROVIDER, _token(f"repo:acme/platform:environment:{other}"))
-    for sub in ("repo:acme/platform:pull_request", "repo:acme/platform:ref:refs/heads/main", "repo:acme/*"):
-        assert not allows(trust, PROVIDER, _token(sub))
-    assert not allows(trust, PROVIDER, _token(f"repo:acme/platform:environment:{environment}", aud="sts"))
+    pr = "repo:acme/platform:pull_request:job_workflow_ref:"
+    assert allows(trust, PROVIDER, _token(f"{pr}{PREVIEW_WORKFLOW}@refs/pull/42/merge"))
+    main = "repo:acme/platform:ref:refs/heads/main:job_workflow_ref:"
+    assert allows(trust, PROVIDER, _token(f"{main}{PREVIEW_WORKFLOW}@refs/heads/main"))
+    refused = [
+        f"{pr}acme/platform/.github/workflows/other.yml@refs/pull/42/merge",  # another workflow
+        f"repo:acme/platform:ref:refs/heads/feature:job_workflow_ref:{PREVIEW_WORKFLOW}@refs/heads/feature",
+        _deploy_sub("prod"),
+        f"repo:evil/platform:pull_request:job_workflow_ref:{PREVIEW_WORKFLOW}@refs/pull/42/merge",
+        "repo:acme/platform:pull_request",  # the default subject: the template is not applied
+    ]
+    for sub in refused:
+        assert not allows(trust, PROVIDER, _token(sub)), sub
     assert not allows(
-        trust,
-        "arn:aws:iam::999999999999:oidc-provider/other",
-        _token(f"repo:acme/platform:environment:{environment}"),
+        trust, PROVIDER, _token(f"{pr}{PREVIEW_WORKFLOW}@refs/pull/42/merge", aud="https://github.com/acme")
     )
 
 
-def test_trust_uses_exact_matching_on_audience_and_subject():
-    [statement] = github_trust_policy(PROVIDER, ["repo:acme/platform:environment:prod"])["Statement"]
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_deploy_trust_admits_only_its_environment_in_the_deploy_workflow_on_main(environment: str):
+    trust = github_trust_policy(PROVIDER, deploy_subjects(_settings(), environment))
+    assert allows(trust, PROVIDER, _token(_deploy_sub(environment)))
+    refused = [
+        *(_deploy_sub(other) for other in {"dev", "staging", "prod"} - {environment}),
+        _deploy_sub(environment, "acme/platform/.github/workflows/other.yml@refs/heads/main"),  # another workflow
+        _deploy_sub(environment, "acme/platform/.github/workflows/deploy.yml@refs/heads/feature"),  # another branch
+        _deploy_sub(environment, "acme/platform/.github/workflows/deploy.yml@refs/tags/v1"),
+        _deploy_sub(environment, "evil/platform/.github/workflows/deploy.yml@refs/heads/main"),  # a reusable copy
+        _deploy_sub(environment, repo="evil/platform"),
+        f"repo:acme/platform:environment:{environment}",  # the default subject: any workflow in the environment
+        "repo:acme/platform:pull_request",
+        "repo:acme/platform:ref:refs/heads/main",
+    ]
+    for sub in refused:
+        assert not allows(trust, PROVIDER, _token(sub)), sub
+    assert not allows(trust, PROVIDER, _token(_deploy_sub(environment), aud="sts"))
+    assert not allows(trust, "arn:aws:iam::999999999999:oidc-provider/other", _token(_deploy_sub(environment)))
+
+
+def test_deploy_workflow_and_ref_are_configurable():
+    settings = _settings(deploy_workflow=".github/workflows/release.yaml", deploy_ref="refs/tags/release")
+    trust = github_trust_policy(PROVIDER, deploy_subjects(settings, "prod"))
+    assert allows(
+        trust, PROVIDER, _token(_deploy_sub("prod", "acme/platform/.github/workflows/release.yaml@refs/tags/release"))
+    )
+    assert not allows(trust, PROVIDER, _token(_deploy_sub("prod")))
+
+
+def test_deploy_trust_uses_exact_matching_on_audience_and_subject():
+    [statement] = github_trust_policy(PROVIDER, deploy_subjects(_settings(), "prod"))["Statement"]
     assert statement["Condition"] == {
-        "StringEquals": {
-            f"{HOST}:aud": "sts.amazonaws.com",
-            f"{HOST}:sub": ["repo:acme/platform:environment:prod"],
-        }
+        "StringEquals": {f"{HOST}:aud": "sts.amazonaws.com", f"{HOST}:sub": [_deploy_sub("prod")]}
     }
+
+
+def test_preview_trust_uses_a_wildcard_only_for_the_pull_request_number():
+    statements = github_trust_policy(PROVIDER, preview_subjects(_settings()))["Statement"]
+    [like] = [s for s in statements if "StringLike" in s["Condition"]]
+    assert like["Condition"]["StringLike"][f"{HOST}:sub"] == [
+        f"repo:acme/platform:pull_request:job_workflow_ref:{PREVIEW_WORKFLOW}@refs/pull/*/merge"
+    ]
+    assert all(s["Condition"]["StringEquals"][f"{HOST}:aud"] == "sts.amazonaws.com" for s in statements)
 
 
 def test_preview_role_reads_no_data():
@@ -113,8 +151,14 @@ def test_preview_role_reaches_self_managed_state_only_when_configured():
     assert [s["Sid"] for s in preview_permissions(_settings(), ACCOUNT)["Statement"]] == ["ReadPlatformConfiguration"]
 
 
+GLOBAL_STATEMENTS = (
+    "CloudMapZones", "CloudMapRecords", "PlatformBuckets", "ListBuckets", "WhoAmI", "CreateRolesWithBoundary",
+    "ManageRoles", "PassRoles", "ManagePolicies", "ReadAwsManagedPolicies", "ServiceLinkedRoles",
+)  # fmt: skip
+
+
 def test_deploy_roles_cover_the_platform_services_in_allowed_regions():
-    documents = deploy_permissions(_settings(allowed_regions=("eu-west-1", "eu-central-1")), ACCOUNT, BOUNDARY)
+    documents = deploy_permissions(_settings(allowed_regions=("eu-west-1", "eu-central-1")), ACCOUNT, "dev", BOUNDARY)
     services = {action.split(":")[0] for document in documents.values() for action in _actions(document)}
     assert {
         "application-autoscaling", "cloudwatch", "codebuild", "ec2", "ecr", "ecs", "elasticache",
@@ -123,9 +167,7 @@ def test_deploy_roles_cover_the_platform_services_in_allowed_regions():
     } <= services  # fmt: skip
     for document in documents.values():
         for statement in document["Statement"]:
-            if statement["Resource"] == "*" and not statement["Sid"].startswith(
-                ("CloudMapPrivateDns", "ListBuckets", "WhoAmI", "KeepBoundaries")
-            ):
+            if statement["Effect"] == "Allow" and statement["Sid"] not in GLOBAL_STATEMENTS:
                 assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == [
                     "eu-west-1",
                     "eu-central-1",
@@ -133,29 +175,29 @@ def test_deploy_roles_cover_the_platform_services_in_allowed_regions():
 
 
 def test_deploy_roles_cannot_launch_instances_or_use_other_buckets():
-    documents = deploy_permissions(_settings(), ACCOUNT, BOUNDARY)
+    documents = deploy_permissions(_settings(), ACCOUNT, "dev", BOUNDARY)
     actions = {action for document in documents.values() for action in _actions(document)}
     assert not actions & {"ec2:*", "iam:*", "*"}
     assert not {a for a in actions if a.startswith("ec2:") and "Instance" in a and "*" not in a}
     [buckets] = [s for s in documents["data"]["Statement"] if s["Sid"] == "PlatformBuckets"]
-    assert buckets["Resource"] == ["arn:aws:s3:::jobs-*", "arn:aws:s3:::jobs-*/*"]
+    assert buckets["Resource"] == ["arn:aws:s3:::jobs-dev-*", "arn:aws:s3:::jobs-dev-*/*"]
 
 
-def test_deploy_roles_create_only_bounded_roles_under_the_platform_path():
-    statements = {s["Sid"]: s for s in deploy_permissions(_settings(), ACCOUNT, BOUNDARY)["iam"]["Statement"]}
-    create = statements["CreatePlatformRolesWithBoundary"]
+def test_deploy_roles_create_only_bounded_roles_under_their_environments_path():
+    statements = {s["Sid"]: s for s in deploy_permissions(_settings(), ACCOUNT, "dev", BOUNDARY)["iam"]["Statement"]}
+    create = statements["CreateRolesWithBoundary"]
     assert {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"} <= set(create["Action"])
-    assert create["Resource"] == "arn:aws:iam::123456789012:role/container-platform/*"
+    assert create["Resource"] == "arn:aws:iam::123456789012:role/container-platform/dev/*"
     assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": BOUNDARY}}
-    assert "iam:CreateRole" not in statements["ManagePlatformRoles"]["Action"]
-    assert statements["PassPlatformRoles"]["Condition"]["StringEquals"]["iam:PassedToService"]
+    assert "iam:CreateRole" not in statements["ManageRoles"]["Action"]
+    assert statements["PassRoles"]["Condition"]["StringEquals"]["iam:PassedToService"]
     protect = statements["ProtectBootstrap"]
     assert (protect["Effect"], protect["Action"]) == ("Deny", "iam:*")
     assert "arn:aws:iam::123456789012:role/container-platform-ci/*" in protect["Resource"]
 
 
 def test_boundary_allows_no_iam_changes():
-    actions = _actions(permissions_boundary(_settings(), ACCOUNT))
+    actions = _actions(permissions_boundary(_settings(), ACCOUNT, "dev"))
     assert {a for a in actions if a.startswith("iam:")} == {"iam:PassRole"}
     assert not {a for a in actions if a.endswith(":*") and not a.startswith(("s3:",))}
 
@@ -165,9 +207,13 @@ def test_every_managed_policy_fits_iams_size_limit():
         state_bucket="acme-pulumi-state", secrets_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/abc"
     )
     documents = {
-        **deploy_permissions(settings, ACCOUNT, BOUNDARY),
+        **{
+            f"{environment}-{group}": document
+            for environment in settings.environments
+            for group, document in deploy_permissions(settings, ACCOUNT, environment, BOUNDARY).items()
+        },
+        **{f"boundary-{env}": permissions_boundary(settings, ACCOUNT, env) for env in settings.environments},
         "preview": preview_permissions(settings, ACCOUNT),
-        "boundary": permissions_boundary(settings, ACCOUNT),
     }
     sizes = {name: len(json.dumps(doc, separators=(",", ":"))) for name, doc in documents.items()}
     assert all(size < MANAGED_POLICY_LIMIT for size in sizes.values()), sizes
@@ -188,10 +234,13 @@ def test_every_managed_policy_fits_iams_size_limit():
         ({"allowed_regions": ("europe",)}, "allowedRegions must be a list of AWS region names"),
         ({"iam_path": "container-platform"}, "iamPath must be an IAM path"),
         ({"ci_iam_path": "/container-platform/ci/"}, "ciIamPath (/container-platform/ci/) and iamPath"),
-        (
-            {"bucket_prefix": "Jobs_"},
-            "bucketPrefix must be 3-41 lowercase letters, digits, '.', '-' (e.g. 'jobs-'), got 'Jobs_'",
-        ),
+        ({"bucket_prefix": "Jobs_"}, "bucketPrefix must be the platform's applicationName followed by '-'"),
+        ({"bucket_prefix": "jobs"}, "bucketPrefix must be the platform's applicationName followed by '-'"),
+        ({"deploy_workflow": "deploy.yml"}, "deployWorkflow must be a path like .github/workflows/deploy.yml"),
+        ({"deploy_ref": "main"}, "deployRef must be a full git ref like refs/heads/main, got 'main'"),
+        ({"preview_workflow": ".github/workflows/*.yml"}, "previewWorkflow must be a path like"),
+        ({"environment_tag_key": "aws:env"}, "environmentTagKey must be a tag key not starting with 'aws:'"),
+        ({"registry_scanning_environment": "qa"}, "registryScanningEnvironment must be one of environments"),
         ({"state_bucket": "Bad_Bucket"}, "stateBucket must be an S3 bucket name"),
         ({"secrets_kms_key_arn": "alias/x"}, "secretsKmsKeyArn must be a KMS key ARN"),
         ({"existing_oidc_provider_arn": "arn:aws:iam::1:oidc-provider/x"}, "existingOidcProviderArn must be"),

@@ -69,12 +69,17 @@ class _RecordingMonitor(MockMonitor):
     def __init__(self) -> None:
         super().__init__(_AwsMocks())
         self.registered: list[Registered] = []
+        self.outputs: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         inputs = rpc.deserialize_properties(request.object)
         self.registered.append(Registered(request.type, request.name, request.parent, dict(inputs)))
         return response
+
+    def RegisterResourceOutputs(self, request):
+        self.outputs[request.urn] = dict(rpc.deserialize_properties(request.outputs))
+        return super().RegisterResourceOutputs(request)
 
 
 @pytest.fixture
@@ -116,6 +121,11 @@ def _token(sub: str) -> dict[str, str]:
     return {f"{HOST}:sub": sub, f"{HOST}:aud": "sts.amazonaws.com"}
 
 
+def _deploy_sub(environment: str) -> str:
+    workflow = "acme/platform/.github/workflows/deploy.yml@refs/heads/main"
+    return f"repo:acme/platform:environment:{environment}:job_workflow_ref:{workflow}"
+
+
 def test_creates_provider_boundary_preview_and_one_deploy_role_per_environment(monitor: _RecordingMonitor):
     _config()
     _run_program()
@@ -145,32 +155,53 @@ def test_deploy_roles_refuse_pull_request_subjects(monitor: _RecordingMonitor):
     roles = _of_type(monitor, "aws:iam/role:Role")
     for environment in ("dev", "staging", "prod"):
         trust = _trust(roles[f"github-oidc-deploy-{environment}"])
-        assert allows(trust, EXISTING_PROVIDER, _token(f"repo:acme/platform:environment:{environment}"))
+        assert allows(trust, EXISTING_PROVIDER, _token(_deploy_sub(environment)))
+        assert not allows(trust, EXISTING_PROVIDER, _token(f"repo:acme/platform:environment:{environment}"))
         assert not allows(trust, EXISTING_PROVIDER, _token("repo:acme/platform:pull_request"))
         assert not allows(trust, EXISTING_PROVIDER, _token("repo:acme/platform:ref:refs/heads/main"))
     preview = _trust(roles["github-oidc-preview"])
-    assert allows(preview, EXISTING_PROVIDER, _token("repo:acme/platform:pull_request"))
-    assert not allows(preview, EXISTING_PROVIDER, _token("repo:acme/platform:environment:prod"))
+    workflow = "acme/platform/.github/workflows/pull-request.yml@refs/pull/7/merge"
+    assert allows(preview, EXISTING_PROVIDER, _token(f"repo:acme/platform:pull_request:job_workflow_ref:{workflow}"))
+    assert not allows(preview, EXISTING_PROVIDER, _token(_deploy_sub("prod")))
 
 
-def test_each_deploy_role_gets_the_four_deploy_policies_and_preview_only_its_read_policy(
+def test_each_deploy_role_gets_its_own_environments_policies_and_preview_only_its_read_policy(
     monitor: _RecordingMonitor,
 ):
-    _config(environments=["prod"])
+    _config(environments=["staging", "prod"])
     _run_program()
     attachments = _of_type(monitor, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    groups = ("compute", "network", "data", "operations", "iam")
     assert {(a.inputs["role"], a.inputs["policyArn"].rsplit("/", 1)[-1]) for a in attachments.values()} == {
         ("github-oidc-preview", "github-oidc-preview-read"),
         *(
-            ("github-oidc-deploy-prod", f"github-oidc-deploy-{group}")
-            for group in ("compute", "data", "operations", "iam")
+            (f"github-oidc-deploy-{env}", f"github-oidc-deploy-{env}-{group}")
+            for env in ("staging", "prod")
+            for group in groups
         ),
     }
     policies = _of_type(monitor, "aws:iam/policy:Policy")
-    iam = json.loads(policies["github-oidc-deploy-iam"].inputs["policy"])
-    [create] = [s for s in iam["Statement"] if s["Sid"] == "CreatePlatformRolesWithBoundary"]
-    boundary_arn = f"arn:aws:iam::{ACCOUNT_ID}:policy/container-platform-ci/github-oidc-boundary"
-    assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary_arn}}
+    for env in ("staging", "prod"):
+        iam = json.loads(policies[f"github-oidc-deploy-{env}-iam"].inputs["policy"])
+        [create] = [s for s in iam["Statement"] if s["Sid"] == "CreateRolesWithBoundary"]
+        boundary_arn = f"arn:aws:iam::{ACCOUNT_ID}:policy/container-platform-ci/github-oidc-boundary-{env}"
+        assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary_arn}}
+        assert create["Resource"] == f"arn:aws:iam::{ACCOUNT_ID}:role/container-platform/{env}/*"
+        boundary = json.loads(policies[f"github-oidc-boundary-{env}"].inputs["policy"])
+        [queues] = [s for s in boundary["Statement"] if s["Sid"] == "Queues"]
+        assert queues["Resource"] == [f"arn:aws:sqs:*:{ACCOUNT_ID}:jobs-{env}-*"]
+
+
+def test_outputs_one_permissions_boundary_per_environment(monitor: _RecordingMonitor):
+    _config(environments=["dev", "prod"])
+    _run_program()
+    # Under mocks the stack's own exports are registered only at shutdown; the component's outputs are the same.
+    [outputs] = [values for urn, values in monitor.outputs.items() if urn.endswith("GitHubOidc::github-oidc")]
+    boundary = f"arn:aws:iam::{ACCOUNT_ID}:policy/container-platform-ci/github-oidc-boundary"
+    assert outputs["permissionsBoundaryArns"] == {"dev": f"{boundary}-dev", "prod": f"{boundary}-prod"}
+    assert set(outputs["deployRoleArns"]) == {"dev", "prod"}
+    main = (BOOTSTRAP_DIR / "__main__.py").read_text(encoding="utf-8")
+    assert 'pulumi.export("permissionsBoundaryArns", bootstrap.permissions_boundary_arns)' in main
 
 
 def test_reuses_an_existing_oidc_provider(monitor: _RecordingMonitor):
