@@ -65,7 +65,8 @@ def main() -> None:
     config = load_stack_config()
     placeholders = refuse_placeholders(config)
     refuse_ci_without_boundary(config, os.environ)
-    refuse_untagged_deployment(config, pulumi.Config("aws").get_object("defaultTags"))
+    default_tags = pulumi.Config("aws").get_object("defaultTags") or {}
+    refuse_untagged_deployment(config, default_tags)
     prefix = config.name_prefix
     account_id = aws.get_caller_identity_output().account_id
     # Every role of every component gets the platform's IAM path and permissions boundary.
@@ -88,6 +89,7 @@ def main() -> None:
             nat_instance_type=config.network.natInstanceType,
             nat_instance_ssm=config.network.natInstanceSsm,
             flow_log_retention_days=config.network.flowLogRetentionDays,
+            launch_tags=dict(default_tags.get("tags") or {}),
         ),
         guarded,
     )

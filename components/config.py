@@ -1,22 +1,25 @@
-"""Typed, validated stack configuration.
+"""Typed, validated stack configuration, on pydantic models.
 
 The only module besides `__main__.py` that knows about Pulumi config. `load_stack_config` reads every key of the
 project namespace, applies the environment's profile from `PROFILES` (the one sizing table), lets the stack file
 override it, and returns a frozen `StackConfig`, or raises `ConfigError` listing one problem per line, each
-naming the key, the value and what is allowed. Nothing is registered before this succeeds.
+naming the key, the value and what is allowed. Nothing is registered before this succeeds. Each section is a
+strict, frozen pydantic model (no "5" for 5, unknown keys refused) whose attribute docstrings become the README
+table and the editors' JSON Schema (`python -m components.docgen`); `_describe` turns pydantic's errors into the
+platform's one-line messages, and rules across keys stay plain functions (`_cross_field_problems`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import re
-import types
-import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
+from pydantic_core import PydanticCustomError, core_schema
 
 from components.aws_limits import (
     CACHE_NODE_FAMILIES,
@@ -54,9 +57,26 @@ class ConfigError(ValueError):
         super().__init__("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _check(predicate: Callable[[Any], bool], allowed: str) -> dict[str, Any]:
-    """Field metadata: a validator and the sentence that says what is allowed."""
-    return {"check": predicate, "allowed": allowed}
+@dataclass(frozen=True)
+class Check:
+    """A field's rule beyond its type, and the sentence that says what is allowed (`Annotated[int, Check(...)]`)."""
+
+    predicate: Callable[[Any], bool]
+    allowed: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def validate(value: Any) -> Any:
+            if not self.predicate(value):
+                raise PydanticCustomError("check", "{allowed}", {"allowed": self.allowed})
+            return value
+
+        return core_schema.no_info_after_validator_function(validate, handler(source))
+
+
+class ConfigModel(BaseModel):
+    """A config section: frozen, strict types (no "5" for 5), unknown keys refused, docstrings as descriptions."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid", use_attribute_docstrings=True)
 
 
 def _positive(value: int) -> bool:
@@ -74,162 +94,137 @@ def _is_pinned_image(value: str) -> bool:
 # --- Sections ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    cidrBlock: str = field(
-        default="10.0.0.0/16",
-        metadata=_check(lambda v: _is_vpc_cidr(v), "an IPv4 CIDR /16 to /22 (/21 or larger with 3 AZs)"),
-    )
+class NetworkConfig(ConfigModel):
+    cidrBlock: Annotated[
+        str, Check(lambda v: _is_vpc_cidr(v), "an IPv4 CIDR /16 to /22 (/21 or larger with 3 AZs)")
+    ] = "10.0.0.0/16"
     """VPC CIDR block. Default: 10.0.0.0/16."""
-    maxAzs: int = field(default=3, metadata=_check(lambda v: 2 <= v <= 3, "2 or 3"))
+    maxAzs: Annotated[int, Check(lambda v: 2 <= v <= 3, "2 or 3")] = 3
     """Availability zones to spread subnets over. Default: 3 (the seed's maxAzs)."""
     natGateways: NatStrategy = "single"
     """NAT gateways with `egress: natGateway`: `single` (one, cheap) or `onePerAz` (HA). Default: per environment."""
     egress: Egress = "natGateway"
     """How private subnets reach the internet: `natGateway` (managed NAT gateways) or `natInstance` (one fck-nat instance in an auto scaling group of 1, about a tenth of the cost, single AZ; not allowed in prod). Default: natGateway."""
-    natInstanceType: str = field(
-        default="t4g.nano",
-        metadata=_check(
+    natInstanceType: Annotated[
+        str,
+        Check(
             lambda v: bool(GRAVITON_INSTANCE_TYPE.match(v)),
             "an ARM64 (Graviton) instance type such as t4g.nano, t4g.micro or c7gn.medium",
         ),
-    )
+    ] = "t4g.nano"
     """Instance type of the NAT instance with `egress: natInstance` (ARM64: the fck-nat image is arm64). Default: t4g.nano."""
     natInstanceSsm: bool = False
     """Give the NAT instance the SSM managed-instance policy (Session Manager, Patch Manager) with `egress: natInstance`. Default: false (no shell access at all)."""
-    flowLogRetentionDays: int = field(
-        default=30, metadata=_check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value")
-    )
+    flowLogRetentionDays: Annotated[int, Check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value")] = 30
     """VPC flow log retention in days. Default: per environment."""
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
-    cpu: int = field(
-        default=512, metadata=_check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")
-    )
+class ServiceConfig(ConfigModel):
+    cpu: Annotated[int, Check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")] = 512
     """Task CPU units. Default: per environment (512/1024/2048)."""
-    memory: int = field(default=1024, metadata=_check(_positive, "a positive number of MiB"))
+    memory: Annotated[int, Check(_positive, "a positive number of MiB")] = 1024
     """Task memory MiB; must be a valid Fargate size for `cpu`. Default: per environment (1024/2048/4096)."""
-    desiredCount: int = field(default=1, metadata=_check(_non_negative, "0 or more"))
+    desiredCount: Annotated[int, Check(_non_negative, "0 or more")] = 1
     """Tasks to run. Default: per environment (1/2/3)."""
-    minCount: int | None = field(default=None, metadata=_check(_non_negative, "0 or more"))
+    minCount: Annotated[int, Check(_non_negative, "0 or more")] | None = None
     """Autoscaling minimum. Default: max(1, desiredCount - 1) (the seed's rule)."""
-    maxCount: int = field(default=3, metadata=_check(_positive, "1 or more"))
+    maxCount: Annotated[int, Check(_positive, "1 or more")] = 3
     """Autoscaling maximum. Default: per environment (3/5/10)."""
-    containerPort: int = field(default=8080, metadata=_check(lambda v: 1024 <= v <= 65535, "1024-65535 (non-root)"))
+    containerPort: Annotated[int, Check(lambda v: 1024 <= v <= 65535, "1024-65535 (non-root)")] = 8080
     """Container port (unprivileged, since the container runs as non-root). Default: 8080."""
-    healthCheckPath: str = field(
-        default="/health", metadata=_check(lambda v: v.startswith("/"), "a path starting with /")
-    )
+    healthCheckPath: Annotated[str, Check(lambda v: v.startswith("/"), "a path starting with /")] = "/health"
     """Target group and container health check path. Default: /health."""
-    image: str | None = field(
-        default=None,
-        metadata=_check(_is_pinned_image, PINNED_IMAGE),
-    )
+    image: Annotated[str, Check(_is_pinned_image, PINNED_IMAGE)] | None = None
     """Image promoted into this stack's `<app>-<env>-api` repository, run instead of building services/api. Default: built and pushed by the program."""
     cpuArchitecture: CpuArchitecture = "X86_64"
     """Fargate CPU architecture (ARM64 is ~20% cheaper). Default: X86_64."""
-    spotWeight: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
+    spotWeight: Annotated[int, Check(_non_negative, "0 or more")] = 0
     """Relative weight of FARGATE_SPOT in the capacity provider strategy. Default: per environment."""
-    onDemandBase: int = field(default=1, metadata=_check(_non_negative, "0 or more"))
+    onDemandBase: Annotated[int, Check(_non_negative, "0 or more")] = 1
     """Tasks always placed on on-demand FARGATE before weights apply. Default: 1."""
     enableExecuteCommand: bool = False
     """Allow ECS Exec into running API tasks (audited to the cluster's exec log group; makes the root filesystem
     writable, which ECS Exec needs). Default: false."""
 
 
-@dataclass(frozen=True)
-class StorageConfig:
+class StorageConfig(ConfigModel):
     enabled: bool = True
     """Create the shared EFS file system and mount it into the API and worker. Default: true."""
     performanceMode: Literal["generalPurpose", "maxIO"] = "generalPurpose"
     """EFS performance mode (AWS advises against maxIO; archive needs generalPurpose). Default: generalPurpose."""
     throughputMode: Literal["bursting", "provisioned", "elastic"] = "elastic"
     """EFS throughput mode; the archive tier needs elastic. Default: elastic."""
-    provisionedThroughputMibps: float | None = field(
-        default=None, metadata=_check(lambda v: 1 <= v <= 3414, "1-3414 MiB/s")
-    )
+    provisionedThroughputMibps: Annotated[float, Check(lambda v: 1 <= v <= 3414, "1-3414 MiB/s")] | None = None
     """Provisioned throughput; required with `provisioned`, refused otherwise (the seed's prod: 100). Default: none."""
-    mountPath: str = field(
-        default="/mnt/shared", metadata=_check(lambda v: v.startswith("/mnt/"), "a path under /mnt/")
-    )
+    mountPath: Annotated[str, Check(lambda v: v.startswith("/mnt/"), "a path under /mnt/")] = "/mnt/shared"
     """Where services see the shared file system (`STORAGE_PATH`). Default: /mnt/shared."""
 
 
-@dataclass(frozen=True)
-class DatabaseConfig:
+class DatabaseConfig(ConfigModel):
     enabled: bool = True
     """Create the RDS PostgreSQL instance and attach it to the API and worker. Default: true."""
-    instanceClass: str = field(
-        default="db.t4g.micro",
-        metadata=_check(is_db_instance_class, f"db.<family>.<size>, family one of {', '.join(DB_INSTANCE_FAMILIES)}"),
-    )
+    instanceClass: Annotated[
+        str, Check(is_db_instance_class, f"db.<family>.<size>, family one of {', '.join(DB_INSTANCE_FAMILIES)}")
+    ] = "db.t4g.micro"
     """RDS instance class. Default: per environment (db.t4g.micro / db.t4g.small / db.m7g.large)."""
-    allocatedStorageGb: int = field(default=20, metadata=_check(lambda v: 20 <= v <= 65536, "20-65536"))
+    allocatedStorageGb: Annotated[int, Check(lambda v: 20 <= v <= 65536, "20-65536")] = 20
     """Initial gp3 storage. Default: 20."""
-    maxAllocatedStorageGb: int = field(default=100, metadata=_check(lambda v: 20 <= v <= 65536, "20-65536"))
+    maxAllocatedStorageGb: Annotated[int, Check(lambda v: 20 <= v <= 65536, "20-65536")] = 100
     """Storage autoscaling ceiling. Default: 100."""
     multiAz: bool = False
     """Standby in a second AZ. Default: per environment (prod true)."""
-    backupRetentionDays: int = field(default=7, metadata=_check(lambda v: 1 <= v <= 35, "1-35"))
+    backupRetentionDays: Annotated[int, Check(lambda v: 1 <= v <= 35, "1-35")] = 7
     """Automated backup retention. Default: per environment (7 / 7 / 30)."""
-    maxConnections: int = field(default=200, metadata=_check(lambda v: 10 <= v <= 5000, "10-5000"))
+    maxConnections: Annotated[int, Check(lambda v: 10 <= v <= 5000, "10-5000")] = 200
     """PostgreSQL max_connections (the seed's 200). Default: 200."""
 
 
-@dataclass(frozen=True)
-class CacheConfig:
+class CacheConfig(ConfigModel):
     enabled: bool = True
     """Create the Redis-compatible replication group and attach it to the API and worker. Default: true."""
-    nodeType: str = field(
-        default="cache.t4g.micro",
-        metadata=_check(is_cache_node_type, f"cache.<family>.<size>, family one of {', '.join(CACHE_NODE_FAMILIES)}"),
-    )
+    nodeType: Annotated[
+        str, Check(is_cache_node_type, f"cache.<family>.<size>, family one of {', '.join(CACHE_NODE_FAMILIES)}")
+    ] = "cache.t4g.micro"
     """Node type. Default: per environment (cache.t4g.micro / cache.t4g.small / cache.r7g.large)."""
-    numCacheClusters: int = field(default=1, metadata=_check(lambda v: 1 <= v <= 6, "1-6"))
+    numCacheClusters: Annotated[int, Check(lambda v: 1 <= v <= 6, "1-6")] = 1
     """Nodes (primary + replicas). Default: per environment (1 / 2 / 2)."""
     automaticFailover: bool = False
     """Automatic failover and multi-AZ; needs 2 or more nodes. Default: per environment (prod true)."""
-    snapshotRetentionDays: int = field(default=1, metadata=_check(lambda v: 1 <= v <= 35, "1-35"))
+    snapshotRetentionDays: Annotated[int, Check(lambda v: 1 <= v <= 35, "1-35")] = 1
     """Daily snapshot retention (seed: 7 prod / 1 dev). Default: per environment."""
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    cpu: int = field(
-        default=1024, metadata=_check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")
-    )
+class WorkerConfig(ConfigModel):
+    cpu: Annotated[int, Check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")] = 1024
     """Worker task CPU units. Default: 1024."""
-    memory: int = field(default=2048, metadata=_check(_positive, "a positive number of MiB"))
+    memory: Annotated[int, Check(_positive, "a positive number of MiB")] = 2048
     """Worker task memory MiB (valid Fargate size for cpu). Default: 2048."""
-    minCount: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
+    minCount: Annotated[int, Check(_non_negative, "0 or more")] = 0
     """Fewest worker tasks (0: idle costs nothing). Default: per environment (0 / 0 / 1)."""
-    maxCount: int = field(default=3, metadata=_check(_positive, "1 or more"))
+    maxCount: Annotated[int, Check(_positive, "1 or more")] = 3
     """Most worker tasks. Default: per environment (3 / 5 / 20)."""
-    spotWeight: int = field(default=3, metadata=_check(_non_negative, "0 or more"))
+    spotWeight: Annotated[int, Check(_non_negative, "0 or more")] = 3
     """FARGATE_SPOT weight next to FARGATE's 1 (jobs are retried, so Spot is safe). Default: 3."""
-    onDemandBase: int = field(default=0, metadata=_check(_non_negative, "0 or more"))
+    onDemandBase: Annotated[int, Check(_non_negative, "0 or more")] = 0
     """Worker tasks always on on-demand FARGATE. Default: per environment (0 / 0 / 1)."""
-    image: str | None = field(default=None, metadata=_check(_is_pinned_image, PINNED_IMAGE))
+    image: Annotated[str, Check(_is_pinned_image, PINNED_IMAGE)] | None = None
     """Image promoted into this stack's `<app>-<env>-worker` repository, run instead of building services/worker. Default: built by the program."""
 
 
-@dataclass(frozen=True)
-class JobPlatformConfig:
+class JobPlatformConfig(ConfigModel):
     enabled: bool = True
     """Deploy the job platform: the API (services/api) as the web service plus queues and the worker. Default: true."""
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
     """Worker sizing (object)."""
-    acceptableLatencySeconds: int = field(default=60, metadata=_check(_positive, "1 or more"))
+    acceptableLatencySeconds: Annotated[int, Check(_positive, "1 or more")] = 60
     """How long a job may wait; with averageProcessingSeconds it sets the backlog-per-task target. Default: 60."""
-    averageProcessingSeconds: float = field(default=2.0, metadata=_check(lambda v: v > 0, "more than 0"))
+    averageProcessingSeconds: Annotated[float, Check(lambda v: v > 0, "more than 0")] = 2.0
     """Average seconds one worker task spends per job. Default: 2."""
-    maxReceives: int = field(default=5, metadata=_check(lambda v: 1 <= v <= 1000, "1-1000"))
+    maxReceives: Annotated[int, Check(lambda v: 1 <= v <= 1000, "1-1000")] = 5
     """Receives before a job's message moves to the dead-letter queue. Default: 5."""
-    visibilityTimeoutSeconds: int = field(default=120, metadata=_check(lambda v: 30 <= v <= 43200, "30-43200"))
+    visibilityTimeoutSeconds: Annotated[int, Check(lambda v: 30 <= v <= 43200, "30-43200")] = 120
     """Queue visibility timeout (extended while a job runs). Default: 120."""
-    oldestMessageAlarmSeconds: int = field(default=600, metadata=_check(_positive, "1 or more"))
+    oldestMessageAlarmSeconds: Annotated[int, Check(_positive, "1 or more")] = 600
     """Alarm when a queue's oldest job waits longer. Default: 600."""
 
 
@@ -239,26 +234,24 @@ DIGEST = "sha256:<64 lowercase hex>, the digest CI's build job pushed (promoted 
 OFFLINE_DIGEST = "sha256:" + "0" * 64
 
 
-@dataclass(frozen=True)
-class ImageDigests:
-    api: str | None = field(default=None, metadata=_check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST))
+class ImageDigests(ConfigModel):
+    api: Annotated[str, Check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST)] | None = None
     """Digest of the API image in this stack's `<app>-<env>-api` repository. Default: none."""
-    worker: str | None = field(default=None, metadata=_check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST))
+    worker: Annotated[str, Check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST)] | None = None
     """Digest of the worker image in this stack's `<app>-<env>-worker` repository. Default: none."""
 
     def given(self) -> dict[str, str]:
         return {key: digest for key, digest in (("api", self.api), ("worker", self.worker)) if digest is not None}
 
 
-@dataclass(frozen=True)
-class ImagesConfig:
+class ImagesConfig(ConfigModel):
     platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
     """Image platform; must match service.cpuArchitecture. Default: linux/amd64."""
     build: bool = True
     """Build and push the service images with pulumi-docker on `pulumi up`. Staging and prod never build: they deploy the digests CI built, gated and ran in dev (`digests`). Default: per environment (dev true, staging and prod false)."""
-    digests: ImageDigests = field(default_factory=ImageDigests)
+    digests: ImageDigests = Field(default_factory=ImageDigests)
     """Images already in this stack's repositories, deployed as `<repository url>@<digest>` and not built (object: api, worker). Default: none."""
-    keepTaggedImages: int = field(default=10, metadata=_check(lambda v: 1 <= v <= 1000, "1-1000"))
+    keepTaggedImages: Annotated[int, Check(lambda v: 1 <= v <= 1000, "1-1000")] = 10
     """Tagged images kept per repository (the seed's 10). Default: 10."""
     manageRegistryScanning: bool = False
     """This stack owns the ECR registry's scanning configuration. That configuration is one per AWS account and region and covers every repository in it (other stacks' and teams' too), so set this in exactly one stack per account and region; the owner keeps every repository scanned on push. Default: false (the registry's configuration is left alone)."""
@@ -266,12 +259,16 @@ class ImagesConfig:
     """Enhanced (Amazon Inspector) continuous scanning of this stack's repositories; needs manageRegistryScanning. Default: false."""
     severityThreshold: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"] = "HIGH"
     """Lowest severity that fails the build's Trivy gate and raises scan alerts. Default: HIGH."""
-    sourceRepositoryUrl: str | None = field(
-        default=None,
-        metadata=_check(
-            lambda v: v.startswith("https://github.com/") and v.endswith(".git"), "https://github.com/<org>/<repo>.git"
-        ),
-    )
+    sourceRepositoryUrl: (
+        Annotated[
+            str,
+            Check(
+                lambda v: v.startswith("https://github.com/") and v.endswith(".git"),
+                "https://github.com/<org>/<repo>.git",
+            ),
+        ]
+        | None
+    ) = None
     """GitHub repository the CodeBuild scan pipeline builds (webhook on main and pull requests). Default: none (S3 source)."""
 
 
@@ -303,83 +300,81 @@ def _images_problems(config: StackConfig) -> list[str]:
     return problems
 
 
-@dataclass(frozen=True)
-class DeploymentConfig:
+class DeploymentConfig(ConfigModel):
     waitForSteadyState: bool = True
     """`pulumi up` waits until each service's new tasks run healthy, and fails if the circuit breaker rolled the deployment back. Default: per environment (dev false, staging and prod true)."""
-    timeoutMinutes: int = field(default=30, metadata=_check(lambda v: 5 <= v <= 180, "5-180"))
+    timeoutMinutes: Annotated[int, Check(lambda v: 5 <= v <= 180, "5-180")] = 30
     """How long `pulumi up` waits for one service's deployment before it fails. Default: per environment (20 / 20 / 30)."""
 
 
-@dataclass(frozen=True)
-class IamConfig:
-    path: str = field(
-        default="/container-platform/",
-        metadata=_check(
-            lambda v: bool(IAM_PATH_PATTERN.match(v)), "a path like /container-platform/ (starts and ends with /)"
-        ),
-    )
+class IamConfig(ConfigModel):
+    path: Annotated[
+        str,
+        Check(lambda v: bool(IAM_PATH_PATTERN.match(v)), "a path like /container-platform/ (starts and ends with /)"),
+    ] = "/container-platform/"
     """IAM path of every role the platform creates (each environment's CI deploy role may only create roles under its own, `<bootstrap iamPath><env>/`). Default: /container-platform/<environment>/."""
-    permissionsBoundaryArn: str | None = field(
-        default=None,
-        metadata=_check(
-            lambda v: bool(IAM_POLICY_ARN_PATTERN.match(v)),
-            "an IAM managed policy ARN, arn:aws:iam::<account>:policy/...",
-        ),
-    )
+    permissionsBoundaryArn: (
+        Annotated[
+            str,
+            Check(
+                lambda v: bool(IAM_POLICY_ARN_PATTERN.match(v)),
+                "an IAM managed policy ARN, arn:aws:iam::<account>:policy/...",
+            ),
+        ]
+        | None
+    ) = None
     """Permissions boundary set on every role (the bootstrap program's `permissionsBoundaryArns.<environment>` output; required for a CI deployment). Default: none."""
 
 
-@dataclass(frozen=True)
-class StackConfig:
+class StackConfig(ConfigModel):
     environment: Environment
     """Which profile from the sizing table applies: dev, staging or prod. Required."""
-    applicationName: str = field(
-        default="jobs",
-        metadata=_check(
+    applicationName: Annotated[
+        str,
+        Check(
             lambda v: bool(NAME_PATTERN.match(v)),
             "3-15 chars: lowercase letters, digits, single hyphens; starts with a letter",
         ),
-    )
+    ] = "jobs"
     """Prefix of every resource name. Default: jobs."""
     region: str = "us-east-1"
     """AWS region: set it as `aws:region`, not in this namespace. Default: us-east-1."""
-    network: NetworkConfig = field(default_factory=NetworkConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     """VPC settings (object)."""
-    service: ServiceConfig = field(default_factory=ServiceConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
     """Web service sizing and scaling (object)."""
-    storage: StorageConfig = field(default_factory=StorageConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     """Shared EFS storage (object)."""
-    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     """RDS PostgreSQL (object)."""
-    cache: CacheConfig = field(default_factory=CacheConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     """Redis-compatible cache (object)."""
-    jobPlatform: JobPlatformConfig = field(default_factory=JobPlatformConfig)
+    jobPlatform: JobPlatformConfig = Field(default_factory=JobPlatformConfig)
     """Job queues and worker (object)."""
-    images: ImagesConfig = field(default_factory=ImagesConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     """Image repositories, builds and the scan pipeline (object)."""
-    iam: IamConfig = field(default_factory=IamConfig)
+    iam: IamConfig = Field(default_factory=IamConfig)
     """IAM path and permissions boundary for the platform's roles (object)."""
-    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     """How `pulumi up` follows service deployments (object)."""
-    alertEmail: str | None = field(
-        default=None, metadata=_check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com")
-    )
+    alertEmail: (
+        Annotated[str, Check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com")] | None
+    ) = None
     """Email subscribed to the alert topic. Default: none."""
-    certificateArn: str | None = field(
-        default=None,
-        metadata=_check(
-            lambda v: bool(ACM_ARN_PATTERN.match(v)),
-            "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
-        ),
-    )
+    certificateArn: (
+        Annotated[
+            str,
+            Check(
+                lambda v: bool(ACM_ARN_PATTERN.match(v)),
+                "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
+            ),
+        ]
+        | None
+    ) = None
     """ACM certificate for the HTTPS listener; HTTP then redirects to HTTPS. Default: none (HTTP only)."""
-    logRetentionDays: int = field(
-        default=30,
-        metadata=_check(
-            lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value (1, 3, 5, 7, 14, 30, 60, 90, ...)"
-        ),
-    )
+    logRetentionDays: Annotated[
+        int, Check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value (1, 3, 5, 7, 14, 30, 60, 90, ...)")
+    ] = 30
     """Retention of service and platform log groups. Default: per environment."""
     containerInsights: ContainerInsights = "enabled"
     """ECS Container Insights mode. Default: per environment."""
@@ -448,8 +443,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 # --- Loading ----------------------------------------------------------------------------------------------
 
-T = TypeVar("T")
-
 
 def parse_stack_config(raw: Mapping[str, Any], region: str | None = None) -> StackConfig:
     """Validate raw project config (values already JSON-decoded) into a StackConfig."""
@@ -463,7 +456,7 @@ def parse_stack_config(raw: Mapping[str, Any], region: str | None = None) -> Sta
     merged = _deep_merge(PROFILES[environment], dict(raw))
     if region is not None:
         merged["region"] = region
-    config = _parse_dataclass(StackConfig, merged, "", problems)
+    config = _validate(merged, problems)
     if config is not None:
         problems.extend(_cross_field_problems(config))
     if problems or config is None:
@@ -521,72 +514,117 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _parse_dataclass(cls: type[T], raw: Any, path: str, problems: list[str]) -> T | None:
+def _validate(raw: dict[str, Any], problems: list[str]) -> StackConfig | None:
+    """The StackConfig of `raw`, or None with one line per problem in `problems`.
+
+    Unknown keys are reported but do not stop the rest from being checked, cross-field rules included.
+    """
+    unknown = _unknown_keys(StackConfig, raw, "")
+    config: StackConfig | None = None
+    try:
+        config = StackConfig.model_validate(_without(raw, [path for _, path in unknown]))
+    except ValidationError as error:
+        problems.extend(_describe(StackConfig, e) for e in error.errors(include_url=False))
+    problems.extend(message for message, _ in unknown)
+    return config
+
+
+def _unknown_keys(model: type[BaseModel], raw: Any, path: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(message, key path) for every key no section defines, however deep."""
     if not isinstance(raw, Mapping):
-        problems.append(
-            f"{path.rstrip('.')}: {raw!r} is not an object; allowed: an object with keys {_field_names(cls)}"
-        )
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
-    before = len(problems)
-    # Unknown keys are reported but do not stop the rest from being checked, cross-field rules included.
-    unknown_problems = [
-        f"{path}{unknown}: unknown key; allowed keys here: {_field_names(cls)}"
-        for unknown in sorted(set(raw) - set(fields))
-    ]
-    for name, spec in fields.items():
-        if name not in raw:
-            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                problems.append(f"{path}{name}: missing; it is required")
+        return []
+    fields = model.model_fields
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for key in raw:
+        if key not in fields:
+            found.append((f"{path}{key}: unknown key; allowed keys here: {_field_names(model)}", (key,)))
             continue
-        values[name] = _parse_value(hints[name], raw[name], f"{path}{name}", spec.metadata, problems)
-    failed = len(problems) > before
-    problems.extend(unknown_problems)
-    return None if failed else cls(**values)
+        nested = _section(fields[key].annotation)
+        if nested is not None:
+            found += [(message, (key, *rest)) for message, rest in _unknown_keys(nested, raw[key], f"{path}{key}.")]
+    return found
 
 
-def _field_names(cls: type) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))
+def _without(raw: Mapping[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    pruned = dict(raw)
+    for path in paths:
+        node: Any = pruned
+        for key in path[:-1]:
+            node[key] = dict(node[key])
+            node = node[key]
+        node.pop(path[-1], None)
+    return pruned
 
 
-def _parse_value(hint: Any, value: Any, key: str, metadata: Mapping[str, Any], problems: list[str]) -> Any:
-    origin = get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        hint = options[0]
-        origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return _parse_dataclass(hint, value, f"{key}.", problems)  # type: ignore[arg-type]
-    if origin is Literal:
-        allowed = get_args(hint)
-        if value not in allowed:
-            problems.append(f"{key}: {value!r}; allowed: {', '.join(map(str, allowed))}")
-        return value
-    if not _is_instance(value, hint):
-        problems.append(
-            f"{key}: {value!r} is not {_type_name(hint)}; allowed: {metadata.get('allowed', _type_name(hint))}"
-        )
-        return value
-    check = metadata.get("check")
-    if check is not None and not check(value):
-        problems.append(f"{key}: {value!r}; allowed: {metadata['allowed']}")
-    return value
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The section model an annotation holds (`X` or `X | None`), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
-def _is_instance(value: Any, hint: Any) -> bool:
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, hint)
+def _field_names(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields)
 
 
-def _type_name(hint: Any) -> str:
-    return {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+def _describe(model: type[BaseModel], error: Any) -> str:
+    """One problem line, as before pydantic: the key, the value, and what is allowed."""
+    location = [str(part) for part in error["loc"]]
+    key, value, kind = ".".join(location), error["input"], error["type"]
+    owner, annotation = _field_at(model, location)
+    if kind == "missing":
+        return f"{key}: missing; it is required"
+    if kind == "check":
+        return f"{key}: {value!r}; allowed: {error['ctx']['allowed']}"
+    if kind == "literal_error":
+        return f"{key}: {value!r}; allowed: {', '.join(map(str, _literal_values(annotation)))}"
+    nested = _section(annotation)
+    if nested is not None:
+        return f"{key}: {value!r} is not an object; allowed: an object with keys {_field_names(nested)}"
+    type_name = _type_name(annotation)
+    check = _check_of(owner, location[-1]) if owner else None
+    return f"{key}: {value!r} is not {type_name}; allowed: {check.allowed if check else type_name}"
+
+
+def _field_at(model: type[BaseModel], location: list[str]) -> tuple[type[BaseModel] | None, Any]:
+    owner: type[BaseModel] | None = model
+    annotation: Any = model
+    for part in location:
+        if owner is None or part not in owner.model_fields:
+            return None, None
+        annotation = owner.model_fields[part].annotation
+        parent, owner = owner, _section(annotation)
+        if owner is None:
+            return parent, annotation
+    return owner, annotation
+
+
+def _check_of(model: type[BaseModel], name: str) -> Check | None:
+    """The field's Check: in its metadata, or inside `Annotated[..., Check] | None`."""
+    info = model.model_fields[name]
+    found = [m for m in info.metadata if isinstance(m, Check)]
+    for argument in get_args(info.annotation):
+        if get_origin(argument) is Annotated:
+            found += [m for m in get_args(argument)[1:] if isinstance(m, Check)]
+    return found[0] if found else None
+
+
+def _literal_values(annotation: Any) -> tuple[Any, ...]:
+    for candidate in (annotation, *get_args(annotation)):
+        if get_origin(candidate) is Literal:
+            return get_args(candidate)
+    return ()
+
+
+def _type_name(annotation: Any) -> str:
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+    candidates = [annotation, *get_args(annotation)]
+    plain = [get_args(c)[0] if get_origin(c) is Annotated else c for c in candidates]
+    for candidate in plain:
+        if candidate in names:
+            return names[candidate]
+    return str(annotation)
 
 
 def _cross_field_problems(config: StackConfig) -> list[str]:
@@ -648,7 +686,7 @@ def _data_problems(config: StackConfig) -> list[str]:
         )
     if storage.throughputMode != "provisioned" and storage.provisionedThroughputMibps is not None:
         problems.append(
-            f"storage.provisionedThroughputMibps: {storage.provisionedThroughputMibps} with throughputMode "
+            f"storage.provisionedThroughputMibps: {storage.provisionedThroughputMibps:g} with throughputMode "
             f"{storage.throughputMode!r}; allowed: only with throughputMode provisioned"
         )
     if storage.performanceMode == "maxIO" and storage.throughputMode == "elastic":
@@ -754,9 +792,9 @@ def _placeholder(key: str, value: str) -> str | None:
 def _string_values(node: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(node, str):
         return [(path.rstrip("."), node)]
-    if dataclasses.is_dataclass(node):
+    if isinstance(node, BaseModel):
         return [
-            pair for f in dataclasses.fields(node) for pair in _string_values(getattr(node, f.name), f"{path}{f.name}.")
+            pair for name in type(node).model_fields for pair in _string_values(getattr(node, name), f"{path}{name}.")
         ]
     return []
 

@@ -1,36 +1,38 @@
-"""Docs generated from the code: the stack config reference in README.md, from config.py's docstrings.
+"""Docs generated from the config models: the stack config reference in README.md and a JSON Schema for editors.
 
-`python -m components.docgen` rewrites the block between the markers; a test fails when the README drifts.
-Attribute docstrings (a string right after a field) are read from the source with `ast`.
+`python -m components.docgen` rewrites the README block between the markers and `schema/stack-config.schema.json`;
+tests fail when either drifts. Descriptions are the fields' docstrings (pydantic's `use_attribute_docstrings`).
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import itertools
+import json
 import sys
-import typing
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from components import config as config_module
+from pydantic import BaseModel
+
 from components.config import ENVIRONMENTS, StackConfig, parse_stack_config
 
 EXAMPLE_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 BEGIN, END = "<!-- BEGIN STACK CONFIG (python -m components.docgen) -->", "<!-- END STACK CONFIG -->"
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SCHEMA = ROOT / "schema" / "stack-config.schema.json"
+PROJECT = "container-platform"
 
 
 def field_docstrings(source: str) -> dict[str, dict[str, str]]:
-    """{class name: {field name: docstring}} for every class in a module's source."""
+    """{class name: {field name: docstring}} for every class in a module's source (components' Args dataclasses)."""
     found: dict[str, dict[str, str]] = {}
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.ClassDef):
             continue
         docs: dict[str, str] = {}
-        body = node.body
-        for current, following in itertools.pairwise(body):
+        for current, following in itertools.pairwise(node.body):
             if (
                 isinstance(current, ast.AnnAssign)
                 and isinstance(current.target, ast.Name)
@@ -45,26 +47,27 @@ def field_docstrings(source: str) -> dict[str, dict[str, str]]:
 
 def config_rows() -> list[tuple[str, str, list[str], str]]:
     """(key, type, default per environment, description) for every stack config key."""
-    docs = field_docstrings(Path(config_module.__file__).read_text())
     defaults = {env: parse_stack_config({"environment": env, "certificateArn": EXAMPLE_CERT}) for env in ENVIRONMENTS}
     rows: list[tuple[str, str, list[str], str]] = []
 
-    def walk(cls: type, path: str, values: dict[str, Any]) -> None:
-        hints = typing.get_type_hints(cls)
-        for spec in dataclasses.fields(cls):
-            hint = hints[spec.name]
-            key = f"{path}{spec.name}"
-            nested = [v for v in (hint, *get_args(hint)) if dataclasses.is_dataclass(v)]
-            if nested:
-                walk(typing.cast(type, nested[0]), f"{key}.", {env: getattr(v, spec.name) for env, v in values.items()})
+    def walk(model: type[BaseModel], path: str, values: dict[str, Any]) -> None:
+        for name, info in model.model_fields.items():
+            key = f"{path}{name}"
+            nested = _section(info.annotation)
+            if nested is not None:
+                walk(nested, f"{key}.", {env: getattr(v, name) for env, v in values.items()})
                 continue
-            shown = [_show(getattr(values[env], spec.name)) for env in ENVIRONMENTS]
+            shown = [_show(getattr(values[env], name)) for env in ENVIRONMENTS]
             if key == "certificateArn":
                 shown = ["—", "—", "required"]
-            rows.append((key, _type_name(hint), shown, docs.get(cls.__name__, {}).get(spec.name, "")))
+            rows.append((key, _type_name(info.annotation), shown, " ".join((info.description or "").split())))
 
     walk(StackConfig, "", dict(defaults))
     return rows
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def _show(value: Any) -> str:
@@ -76,11 +79,15 @@ def _show(value: Any) -> str:
 
 
 def _type_name(hint: Any) -> str:
-    if get_origin(hint) is typing.Literal:
+    if get_origin(hint) is Annotated:
+        return _type_name(get_args(hint)[0])
+    if get_origin(hint) is Literal:
         return " \\| ".join(f"`{a}`" for a in get_args(hint))
     options = [a for a in get_args(hint) if a is not type(None)]
-    if options:
+    if type(None) in get_args(hint) and options:
         return _type_name(options[0]) + " (optional)"
+    if options:  # float | int
+        return "number"
     return {int: "integer", str: "string", bool: "boolean", float: "number"}.get(hint, str(hint))
 
 
@@ -102,9 +109,43 @@ def render(readme: str) -> str:
     return f"{head}{BEGIN}\n{config_table()}\n{END}{tail}"
 
 
+def stack_file_schema() -> dict[str, Any]:
+    """JSON Schema of a `Pulumi.<stack>.yaml`: each section under `container-platform:<key>`, as stack files
+    write it. Rules across keys (Fargate sizes, prod's requirements) are the program's, not the schema's."""
+    sections = StackConfig.model_json_schema(ref_template="#/$defs/{model}")
+    definitions = sections.pop("$defs", {})
+    properties = {f"{PROJECT}:{key}": value for key, value in sections["properties"].items() if key != "region"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "container-platform stack file (Pulumi.<stack>.yaml)",
+        "description": "Generated by `python -m components.docgen` from components/config.py; do not edit.",
+        "type": "object",
+        "required": ["config"],
+        "properties": {
+            "config": {
+                "type": "object",
+                "required": [f"{PROJECT}:environment"],
+                "properties": {**properties, "aws:region": {"type": "string"}},
+                "patternProperties": {"^(?!container-platform:).+:.+$": {}},
+                "additionalProperties": False,
+            },
+            "secretsprovider": {"type": "string"},
+            "encryptedkey": {"type": "string"},
+            "encryptionsalt": {"type": "string"},
+        },
+        "$defs": definitions,
+    }
+
+
+def render_schema() -> str:
+    return json.dumps(stack_file_schema(), indent=2) + "\n"
+
+
 def main() -> int:
     README.write_text(render(README.read_text()))
-    print(f"updated {README}", file=sys.stderr)
+    SCHEMA.parent.mkdir(exist_ok=True)
+    SCHEMA.write_text(render_schema())
+    print(f"updated {README} and {SCHEMA}", file=sys.stderr)
     return 0
 
 

@@ -8,8 +8,8 @@ private subnets' default routes survive an instance replacement (fck-nat's high-
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pulumi
@@ -55,6 +55,9 @@ class NetworkArgs:
     """Attach the SSM managed-instance policy to the NAT instance's role. Default: False (no shell access)."""
     flow_log_retention_days: int = 90
     """Flow log retention. Default: 90."""
+    launch_tags: Mapping[str, str] = field(default_factory=dict)
+    """The stack's default tags (`aws:defaultTags`), set explicitly where the provider's default tags do not reach: an
+    auto scaling group and the instances, volumes and interfaces it launches. Default: none."""
 
 
 class Network(pulumi.ComponentResource):
@@ -183,7 +186,10 @@ class NatInstance:
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(min_healthy_percentage=0),
             ),
-            tags=[aws.autoscaling.GroupTagArgs(key="Name", value=self.tag, propagate_at_launch=True)],
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+                for key, value in {**args.launch_tags, "Name": self.tag}.items()
+            ],
             opts=child,
         )
         self.routes = [
@@ -273,7 +279,7 @@ class NatInstance:
                 aws.ec2.GetAmiFilterArgs(name="architecture", values=["arm64"]),
             ],
         )
-        tags = {"Name": self.tag}
+        tags = {**args.launch_tags, "Name": self.tag}
         return aws.ec2.LaunchTemplate(
             f"{name}-nat-template",
             description=f"{args.name_prefix}: fck-nat NAT instance",

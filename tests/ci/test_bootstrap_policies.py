@@ -153,7 +153,8 @@ def test_preview_role_reaches_self_managed_state_only_when_configured():
 
 GLOBAL_STATEMENTS = (
     "CloudMapZones", "CloudMapRecords", "PlatformBuckets", "ListBuckets", "WhoAmI", "CreateRolesWithBoundary",
-    "ManageRoles", "PassRoles", "ManagePolicies", "ReadAwsManagedPolicies", "ServiceLinkedRoles",
+    "ManageRoles", "PassRoles", "ManagePolicies", "ManageInstanceProfiles", "ReadAwsManagedPolicies",
+    "ServiceLinkedRoles",
 )  # fmt: skip
 
 
@@ -174,11 +175,20 @@ def test_deploy_roles_cover_the_platform_services_in_allowed_regions():
                 ]
 
 
-def test_deploy_roles_cannot_launch_instances_or_use_other_buckets():
+def test_deploy_roles_launch_instances_only_from_their_tagged_templates_and_use_no_other_buckets():
     documents = deploy_permissions(_settings(), ACCOUNT, "dev", BOUNDARY)
     actions = {action for document in documents.values() for action in _actions(document)}
     assert not actions & {"ec2:*", "iam:*", "*"}
-    assert not {a for a in actions if a.startswith("ec2:") and "Instance" in a and "*" not in a}
+    instance_actions = {a for a in actions if a.startswith("ec2:") and "Instance" in a and "*" not in a}
+    assert instance_actions == {"ec2:RunInstances"}
+    launching = {
+        s["Sid"]: s for s in documents["network"]["Statement"] if "ec2:RunInstances" in _actions({"Statement": [s]})
+    }
+    assert set(launching) == {"VpcNetworking", "LaunchFromOwnTemplates"}
+    assert launching["VpcNetworking"]["Condition"]["StringEquals"]["aws:ResourceTag/environment"] == "dev"
+    assert launching["LaunchFromOwnTemplates"]["Condition"]["ArnLike"] == {
+        "ec2:LaunchTemplate": "arn:aws:ec2:*:123456789012:launch-template/*"
+    }
     [buckets] = [s for s in documents["data"]["Statement"] if s["Sid"] == "PlatformBuckets"]
     assert buckets["Resource"] == ["arn:aws:s3:::jobs-dev-*", "arn:aws:s3:::jobs-dev-*/*"]
 

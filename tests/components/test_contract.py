@@ -56,3 +56,33 @@ def test_readme_config_table_is_current():
     assert docgen.render(readme) == readme, (
         "README stack config table is stale: run `uv run python -m components.docgen`"
     )
+
+
+def test_the_stack_file_schema_is_current():
+    assert docgen.SCHEMA.read_text() == docgen.render_schema(), (
+        "schema/stack-config.schema.json is stale: run `uv run python -m components.docgen`"
+    )
+
+
+@pytest.mark.parametrize("stack_file", sorted(docgen.ROOT.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
+def test_every_stack_file_matches_the_editor_schema(stack_file):
+    import jsonschema
+    import yaml
+
+    jsonschema.validate(yaml.safe_load(stack_file.read_text()), docgen.stack_file_schema())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"container-platform:environment": "qa"},
+        {"container-platform:environment": "dev", "container-platform:service": {"cpus": 1}},
+        {"container-platform:environment": "dev", "container-platform:colour": "blue"},
+        {"container-platform:environment": "dev", "container-platform:service": {"cpu": "lots"}},
+    ],
+)
+def test_the_editor_schema_flags_what_the_program_refuses(config):
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"config": config}, docgen.stack_file_schema())

@@ -32,3 +32,12 @@ def test_no_boundary_configured_sets_only_the_path():
     role = inputs(build(lambda: Holder("holder", opts)).one("aws:iam/role:Role"))
     assert role["path"] == "/platform/"
     assert "permissionsBoundary" not in role
+
+
+def test_instance_profiles_go_under_the_path_too():
+    def program() -> None:
+        opts = pulumi.ResourceOptions(transformations=[iam_role_guardrails("/container-platform/dev/", BOUNDARY)])
+        aws.iam.InstanceProfile("profile", role="some-role", opts=opts)
+
+    (profile,) = build(program).of_type("aws:iam/instanceProfile:InstanceProfile")
+    assert inputs(profile)["path"] == "/container-platform/dev/"

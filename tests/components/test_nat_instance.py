@@ -237,3 +237,14 @@ def test_the_dev_lean_plan_uses_the_nat_instance_and_passes_the_pack():
     assert not [v for v in report.violations if v.urn in nat_resources], json.dumps(
         [v.message for v in report.violations]
     )
+
+
+def test_the_nat_group_and_what_it_launches_carry_the_stacks_default_tags():
+    """Provider default tags never reach an auto scaling group (nor, through it, the instance): set explicitly."""
+    plan = run_program(ROOT, "dev-lean")
+    (group,) = [r for r in plan.resources if r.type == "aws:autoscaling/group:Group"]
+    tags = {t["key"]: (t["value"], t["propagateAtLaunch"]) for t in group.inputs["tags"]}
+    assert tags["environment"] == ("dev", True)
+    (template,) = [r for r in plan.resources if r.type == "aws:ec2/launchTemplate:LaunchTemplate"]
+    for specification in template.inputs["tagSpecifications"]:
+        assert specification["tags"]["environment"] == "dev", specification["resourceType"]

@@ -65,6 +65,9 @@ class IamRequest:
     call: AwsCall
     reason: str = ""
     """Why AWS checks this action, when the code did not call it directly (e.g. KMS for an encrypted topic)."""
+    resource_tags: Mapping[str, str] = field(default_factory=dict)
+    """The tags the plan gives the resource (`aws:ResourceTag/...` in the request: the boundary denies other
+    environments' tagged resources)."""
 
 
 @dataclass(frozen=True)
@@ -165,25 +168,43 @@ class PlanIndex:
         return NamedPolicy(f"bootstrap boundary {arn}", self._bootstrap_boundary(arn))
 
     def _bootstrap_boundary(self, arn: str) -> Mapping[str, Any]:
-        # `iam.permissionsBoundaryArn` is the bootstrap program's output: its document is built there.
+        # `iam.permissionsBoundaryArn` is the bootstrap program's `permissionsBoundaryArns.<environment>` output:
+        # its document is built there, for this stack's environment only.
         from bootstrap.github_oidc.policies import AwsAccount, permissions_boundary
         from bootstrap.github_oidc.settings import BootstrapSettings
 
         partition, account = arn.split(":")[1], arn.split(":")[4]
         config = self.plan_config()
+        environment = self.environment
+        # The stack's roles live under `<bootstrap iamPath><env>/`; the bootstrap's `iamPath` is the part before.
+        path = (
+            json.loads(config.get("container-platform:iam", "{}")).get("path") or f"/container-platform/{environment}/"
+        )
+        base = path.removesuffix(f"{environment}/") if path.endswith(f"/{environment}/") else path
         settings = BootstrapSettings(
             github_org="offline",
             github_repo="offline",
             allowed_regions=(config.get("aws:region", "us-east-1"),),
             bucket_prefix=f"{config.get('container-platform:applicationName', 'jobs')}-",
-            iam_path=json.loads(config.get("container-platform:iam", "{}")).get("path", "/container-platform/"),
+            iam_path=base,
         )
-        return permissions_boundary(settings, AwsAccount(partition, account))
+        return permissions_boundary(settings, AwsAccount(partition, account), environment)
+
+    @property
+    def environment(self) -> str:
+        return self.plan_config()["container-platform:environment"]
+
+    def resource_tags(self, arn: str) -> dict[str, str]:
+        """The tags a planned resource carries (its own and the stack's `aws:defaultTags`); {} if not planned."""
+        record = next((r for r in self.plan.resources if r.outputs.get("arn") == arn), None)
+        if record is None:
+            return {}
+        defaults = (json.loads(self.plan_config().get("aws:defaultTags", "{}")) or {}).get("tags") or {}
+        own = record.inputs.get("tags")
+        return {**defaults, **(own if isinstance(own, Mapping) else {})}
 
     def plan_config(self) -> Mapping[str, str]:
-        from policy.plan import read_program, read_stack_config
-
-        return read_stack_config(read_program(ROOT), self.stack)[0]
+        return _stack_config(self.stack)
 
     def secret_key(self, arn: str) -> str | None:
         """For a secret in the plan (its own resource, or the master secret RDS manages for an instance): the
@@ -211,6 +232,13 @@ class PlanIndex:
         if key is not None and key.inputs.get("policy"):
             return json.loads(key.inputs["policy"])
         return None
+
+
+@cache
+def _stack_config(stack: str) -> Mapping[str, str]:
+    from policy.plan import read_program, read_stack_config
+
+    return read_stack_config(read_program(ROOT), stack)[0]
 
 
 def _lambda_directory(code: Any) -> str | None:
@@ -348,7 +376,15 @@ def requests_for(calls: Iterable[AwsCall], index: PlanIndex, names_for: NamesFor
                 f"container or Lambda; planned: {', '.join(sorted(index.principals))}"
             )
         resource = planned_resource(call.resource, principal, index, names_for)
-        request = IamRequest(index.stack, principal, call.action, resource, index.resource_policy(resource), call)
+        request = IamRequest(
+            index.stack,
+            principal,
+            call.action,
+            resource,
+            index.resource_policy(resource),
+            call,
+            resource_tags=index.resource_tags(resource),
+        )
         requests += [request, *_implied(request, index)]
     return requests
 
@@ -371,7 +407,16 @@ def _implied(request: IamRequest, index: PlanIndex) -> list[IamRequest]:
         return []
     reason = f"{service} uses {key} for {request.call.action} on {request.resource}"
     return [
-        IamRequest(request.stack, request.principal, action, key, index.resource_policy(key), request.call, reason)
+        IamRequest(
+            request.stack,
+            request.principal,
+            action,
+            key,
+            index.resource_policy(key),
+            request.call,
+            reason,
+            index.resource_tags(key),
+        )
         for action in actions
     ]
 
@@ -395,7 +440,7 @@ def evaluate(requests: Sequence[IamRequest]) -> list[Decision]:
                 if r.principal.boundary
                 else [],
                 "resourcePolicy": r.resource_policy,
-                "context": REQUEST_CONTEXT,
+                "context": {**REQUEST_CONTEXT, **{f"aws:ResourceTag/{k}": v for k, v in r.resource_tags.items()}},
             }
             for i, r in enumerate(requests)
         ]
