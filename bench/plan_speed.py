@@ -2,7 +2,7 @@
 
     uv run python bench/plan_speed.py [--runs 5] [--stacks dev,staging,prod,dev-lean]
 
-Each run starts `python -m policy.check --program . --stack <stack> --json` in a new process with
+Each run starts `python -m runner.check --program . --stack <stack> --json` in a new process with
 `PYTHONDONTWRITEBYTECODE=1` (as this environment and CI set it, so nothing the run compiles is kept), then
 `--all` once per run for every stack in one process. Prints one JSON document: per stack the median, min and
 max wall time over the runs, the report's own split (program, policy, cost) of the median run, the all-stacks
@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed_run(arguments: list[str]) -> tuple[float, dict[str, Any]]:
-    """Wall seconds of one fresh `python -m policy.check` process, and its JSON report."""
+    """Wall seconds of one fresh `python -m runner.check` process, and its JSON report."""
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "policy.check", "--program", ".", *arguments, "--json"],
+        [sys.executable, "-m", "runner.check", "--program", ".", *arguments, "--json"],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -40,7 +40,7 @@ def timed_run(arguments: list[str]) -> tuple[float, dict[str, Any]]:
     )
     seconds = time.perf_counter() - started
     if completed.returncode not in (0, 1):
-        raise SystemExit(f"policy.check {' '.join(arguments)} failed ({completed.returncode}):\n{completed.stderr}")
+        raise SystemExit(f"runner.check {' '.join(arguments)} failed ({completed.returncode}):\n{completed.stderr}")
     return seconds, json.loads(completed.stdout)
 
 

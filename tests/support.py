@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policy.plan import record
-from policy.records import ResourceRecord, unwrap_secrets
+from runner.plan import record
+from runner.records import ResourceRecord, unwrap_secrets
 
 
 @dataclass

@@ -11,7 +11,7 @@ mkdir -p "$out"
 for file in Pulumi.*.yaml; do
   stack="${file#Pulumi.}"
   stack="${stack%.yaml}"
-  uv run --frozen python -m policy.diff --program . --stack "$stack" --base "$base" --format markdown \
+  uv run --frozen python -m runner.diff --program . --stack "$stack" --base "$base" --format markdown \
     --json-out "$out/$stack.json" > "$out/$stack.md"
   cat "$out/$stack.md" >> "${GITHUB_STEP_SUMMARY:-/dev/null}"
   if [[ "$(jq -r '.empty' "$out/$stack.json")" == "false" ]]; then

@@ -9,7 +9,7 @@ priced (with its line items), free (with why), or unpriced (with why): never a s
 Lives inside the policy pack (the `cost-budget` policy uses it), so it imports only the standard library, the
 policy SDK and the pack itself.
 
-    python -m policy.rules.costing REPORT.json [--region R] [--assumptions FILE]   # report: `policy.check --json`
+    python -m policy.rules.costing REPORT.json [--region R] [--assumptions FILE]   # report: `runner.check --json`
     python -m policy.rules.costing --table dev=dev.json staging=staging.json ...   # markdown table per stack
 """
 
@@ -36,7 +36,7 @@ DAYS_PER_MONTH = 30.4
 PRICES_FILE = Path(__file__).with_name("prices.json")
 DEFAULT_REGION = "us-east-1"
 
-# Pulumi's wire markers (the same as policy/records.py; repeated because the pack imports nothing outside it).
+# Pulumi's wire markers (the same as runner/records.py; repeated because the pack imports nothing outside it).
 _SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -344,7 +344,7 @@ def prices_for(region: str) -> Prices:
 
 
 class ResourceLike(Protocol):
-    """A recorded resource (`policy.records.ResourceRecord`: .type, .inputs, .parent URN) or a policy resource
+    """A recorded resource (`runner.records.ResourceRecord`: .type, .inputs, .parent URN) or a policy resource
     (`pulumi_policy.PolicyResource`: .resource_type, .props, .parent resource); `node()` adapts both."""
 
     @property
@@ -1750,14 +1750,14 @@ class _JsonResource:
 
 
 def resources_from_report(path: Path) -> list[_JsonResource]:
-    """The resources of a `python -m policy.check --json` report (or a bare list of them)."""
+    """The resources of a `python -m runner.check --json` report (or a bare list of them)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise CostError(f"{path}: cannot be read as JSON ({error})") from error
     rows = data.get("resources") if isinstance(data, Mapping) else data
     if not isinstance(rows, list):
-        raise CostError(f"{path}: expected a report with a `resources` list (python -m policy.check --json)")
+        raise CostError(f"{path}: expected a report with a `resources` list (python -m runner.check --json)")
     try:
         return [
             _JsonResource(r["urn"], r["type"], r["name"], r.get("parent"), r.get("inputs") or {}, r.get("custom"))
@@ -1793,7 +1793,7 @@ def render_assumptions_table() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m policy.rules.costing", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("reports", nargs="*", help="policy.check --json reports; with --table, STACK=REPORT pairs")
+    parser.add_argument("reports", nargs="*", help="runner.check --json reports; with --table, STACK=REPORT pairs")
     parser.add_argument("--table", action="store_true", help="one markdown row per stack instead of the full estimate")
     parser.add_argument("--region", help="price table region (default: inferred from ARNs, else us-east-1)")
     parser.add_argument("--assumptions", type=Path, help="JSON file of usage assumptions (see docs/cost.md)")

@@ -17,7 +17,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
-from policy.plan import reset_runtime
+from runner.plan import reset_runtime
 from tests.ci.iam_trust import allows
 
 BOOTSTRAP_DIR = Path(__file__).resolve().parents[2] / "bootstrap"

@@ -36,7 +36,7 @@ import pytest
 
 from bootstrap.github_oidc.policies import AwsAccount, deploy_permissions
 from bootstrap.github_oidc.settings import BootstrapSettings
-from policy.plan import MOCK_ACCOUNT_ID, read_program, read_stack_config, run_program
+from runner.plan import MOCK_ACCOUNT_ID, read_program, read_stack_config, run_program
 from tests.ci.iam_trust import Request, decisions
 from tests.iam.deploy_calls import DeployCall, DeployPlan, deploy_calls
 

@@ -41,5 +41,5 @@ def test_the_comment_job_only_posts():
 
 def test_the_diff_script_lists_only_touched_stacks():
     script = (ROOT / ".github/scripts/plan-diff.sh").read_text()
-    assert "python -m policy.diff" in script and '--base "$base"' in script
+    assert "python -m runner.diff" in script and '--base "$base"' in script
     assert """if [[ "$(jq -r '.empty' "$out/$stack.json")" == "false" ]]""" in script

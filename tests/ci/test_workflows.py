@@ -145,10 +145,10 @@ def _run_step(job: dict, name_start: str, env: dict[str, str], tmp_path: Path) -
 @pytest.mark.parametrize(
     ("policy_config", "expected"),
     [
-        ("", "uv run python -m policy.check --program . --stack prod"),
+        ("", "uv run python -m runner.check --program . --stack prod"),
         (
             "policy/prod.json",
-            "uv run python -m policy.check --program . --stack prod --policy-config policy/prod.json",
+            "uv run python -m runner.check --program . --stack prod --policy-config policy/prod.json",
         ),
     ],
 )
@@ -173,12 +173,12 @@ def test_reusable_offline_step_checks_the_callers_program_or_export(tmp_path: Pa
     export = _run_step(offline, "Plan", export_env, tmp_path)
     strict = "--strict --source-root /ws --report sarif=/tmp/runner/policy-dev.sarif"
     assert program.stdout.strip() == (
-        "uv run python -m policy.check --program /ws/infra --stack dev --policy-config /ws/infra/policy.json "
+        "uv run python -m runner.check --program /ws/infra --stack dev --policy-config /ws/infra/policy.json "
         f"--stack-outputs acme/platform/prod=/ws/infra/platform.json {strict}"
     )
-    assert export.stdout.strip() == f"uv run python -m policy.check --export /ws/out/preview.json {strict}"
+    assert export.stdout.strip() == f"uv run python -m runner.check --export /ws/out/preview.json {strict}"
     # The produced command lines must be ones the runner's own parser accepts.
-    from policy.check import parse_args
+    from runner.check import parse_args
 
     for result in (program, export):
         parse_args(result.stdout.split()[5:])

@@ -9,7 +9,7 @@ import pytest
 
 from components.database import Database, DatabaseArgs
 from components.web_service import WebService
-from policy.plan import ARCHIVE_SIG
+from runner.plan import ARCHIVE_SIG
 from tests.components.test_storage import ACCOUNT, LOG_KEY, TOPIC, retained_names
 from tests.components.test_web_service import web_args
 from tests.support import Recorded, build, env_map, inputs, json_input

@@ -19,8 +19,8 @@ from components.config import (
     refuse_untagged_deployment,
 )
 from components.ecs_task import DeploymentRolledBack, require_revision_running
-from policy import plan as plan_module
-from policy.plan import PlanError, run_program
+from runner import plan as plan_module
+from runner.plan import PlanError, run_program
 from tests.support import Recorded, inputs
 
 ROOT = Path(__file__).resolve().parents[2]

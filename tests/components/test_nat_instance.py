@@ -12,9 +12,9 @@ import pytest
 
 from components.config import ConfigError, parse_stack_config
 from components.network import FCK_NAT_AMI_NAME, FCK_NAT_AMI_OWNER, Network, NetworkArgs
-from policy import plan as plan_module
-from policy.engine import PolicyPackProcess
-from policy.plan import run_program
+from runner import plan as plan_module
+from runner.engine import PolicyPackProcess
+from runner.plan import run_program
 from tests.support import Recorded, build, inputs, json_input
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from components.storage import SharedStorage, SharedStorageArgs, check_subnet_count
-from policy import plan
+from runner import plan
 from tests.support import Recorded, build, env_map, inputs, json_input
 
 ACCOUNT = "123456789012"

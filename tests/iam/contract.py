@@ -21,8 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from policy.plan import Plan, run_program
-from policy.records import ResourceRecord
+from runner.plan import Plan, run_program
+from runner.records import ResourceRecord
 from tests.iam.recorder import AwsCall
 from tests.iam.resources import UNMAPPED, ResourceRef
 
@@ -236,7 +236,7 @@ class PlanIndex:
 
 @cache
 def _stack_config(stack: str) -> Mapping[str, str]:
-    from policy.plan import read_program, read_stack_config
+    from runner.plan import read_program, read_stack_config
 
     return read_stack_config(read_program(ROOT), stack)[0]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlparse
 
-from policy.plan import MOCK_ACCOUNT_ID, Plan
-from policy.records import ResourceRecord, unwrap_secrets
+from runner.plan import MOCK_ACCOUNT_ID, Plan
+from runner.records import ResourceRecord, unwrap_secrets
 from tests.shapes.mappings import MAPPINGS, NOT_AWS_REQUESTS, auto_name, prefixed_unique_id
 from tests.shapes.translate import To
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from policy.engine import PolicyPackProcess
+from runner.engine import PolicyPackProcess
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,11 @@
-"""`python -m policy.check --export`: input formats, config overrides and exit codes, end to end."""
+"""`python -m runner.check --export`: input formats, config overrides and exit codes, end to end."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from policy import check
+from runner import check
 
 ROOT_TASK = {
     "type": "aws:ecs/taskDefinition:TaskDefinition",

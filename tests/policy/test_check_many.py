@@ -1,4 +1,4 @@
-"""`policy.check --stacks a,b` and `--all`: several stacks in one process, one pack, a report per stack."""
+"""`runner.check --stacks a,b` and `--all`: several stacks in one process, one pack, a report per stack."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policy import check
+from runner import check
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))

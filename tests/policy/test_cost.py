@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from pulumi_policy import EnforcementLevel, StackValidationArgs
 
-from policy.plan import run_program
-from policy.records import ResourceRecord
 from policy.rules.cost import cost_budget
 from policy.rules.costing import (
     FREE_TYPES,
@@ -27,6 +25,8 @@ from policy.rules.costing import (
     estimate,
     price_table,
 )
+from runner.plan import run_program
+from runner.records import ResourceRecord
 from tests.policy.helpers import stack_resources
 
 HOURS = 24 * 30.4  # hours a month at the default 24 hours a day

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from pulumi_policy import StackValidationArgs
 
-from policy.records import ResourceRecord
 from policy.rules.cost import cost_budget
 from policy.rules.costing import (
     Assumptions,
@@ -27,6 +26,7 @@ from policy.rules.costing import (
     main,
     render_assumptions_table,
 )
+from runner.records import ResourceRecord
 from tests.policy.helpers import stack_resources
 
 HOURS = 24 * 30.4

@@ -1,4 +1,4 @@
-"""`python -m policy.diff`: resources, policy results and cost of a change, between revisions or stacks."""
+"""`python -m runner.diff`: resources, policy results and cost of a change, between revisions or stacks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from policy import diff
-from policy.diff import compare, render_markdown, resource_key
+from runner import diff
+from runner.diff import compare, render_markdown, resource_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM_APP = ROOT / "tests" / "fixtures" / "secure_team_app"
@@ -22,7 +22,7 @@ def urn(stack: str, type_: str, name: str) -> str:
 
 
 def report(stack: str, resources: list[tuple[str, str, dict[str, Any], float]], violations=()) -> dict[str, Any]:
-    """A policy.check JSON report: (type, name, inputs, monthly cost) per resource."""
+    """A runner.check JSON report: (type, name, inputs, monthly cost) per resource."""
     return {
         "stack": stack,
         "resources": [{"urn": urn(stack, t, n), "type": t, "name": n, "inputs": i} for t, n, i, _ in resources],

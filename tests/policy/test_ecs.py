@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from policy.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, UNKNOWN_VALUE
 from policy.rules.images import parse_image
+from runner.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, UNKNOWN_VALUE
 from tests.policy.baselines import ACCOUNT, TASK_DEFINITION, container, task_definition, with_props
 from tests.policy.helpers import run_policy
 

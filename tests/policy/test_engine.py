@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from policy.engine import PACK_DIR, PolicyPackError, PolicyPackProcess, evaluate
-from policy.exports import PolicyInputError
-from policy.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, UNKNOWN_VALUE, ResourceRecord
+from runner.engine import PACK_DIR, PolicyPackError, PolicyPackProcess, evaluate
+from runner.exports import PolicyInputError
+from runner.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, UNKNOWN_VALUE, ResourceRecord
 from tests.policy import baselines as b
 from tests.policy.baselines import container, task_definition, with_props
 from tests.policy.helpers import urn

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from policy.exports import PolicyInputError, load_policy_config, load_resources
-from policy.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, UNKNOWN_VALUE, ResourceRecord
+from runner.exports import PolicyInputError, load_policy_config, load_resources
+from runner.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, UNKNOWN_VALUE, ResourceRecord
 
 STACK_URN = "urn:pulumi:prod::shop::pulumi:pulumi:Stack::shop-prod"
 QUEUE_URN = "urn:pulumi:prod::shop::aws:sqs/queue:Queue::jobs"

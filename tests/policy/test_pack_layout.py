@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -12,9 +14,9 @@ import pytest
 import yaml
 from pulumi_policy import EnforcementLevel, Policy
 
-from policy import docs
-from policy.engine import PACK_DIR, _schema_problem
 from policy.rules import ALL_POLICIES
+from runner import docs
+from runner.engine import PACK_DIR, _schema_problem
 
 NAME = re.compile(r"^aws-[a-z0-9]+-[a-z0-9]+-[a-z0-9]+(-[a-z0-9]+)*$")
 # Names users were promised verbatim (the cost issue names its policy `cost-budget`).
@@ -106,6 +108,34 @@ def test_pack_files() -> None:
     }
 
 
+PACK_FILES = {"PulumiPolicy.yaml", "__init__.py", "__main__.py", "requirements.txt", "requirements.lock", "check.py"}
+
+
+def test_the_pack_directory_holds_only_the_pack() -> None:
+    """What `pulumi preview --policy-pack policy` installs and teams publish: the pack, its requirements, and the
+    `policy.check` entry point other teams' CI calls (the runner itself lives in runner/)."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "policy"], cwd=PACK_DIR.parent, capture_output=True, text=True, check=True
+    ).stdout.split()
+    outside = [f for f in tracked if not f.startswith("policy/rules/") and f.removeprefix("policy/") not in PACK_FILES]
+    assert outside == [], "the runner's modules belong in runner/"
+    shim = ast.parse((PACK_DIR / "check.py").read_text())
+    top_level_imports = [n for n in shim.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert [ast.unparse(n) for n in top_level_imports] == ["import sys"], "the entry point imports runner lazily"
+
+
+def test_the_entry_point_teams_call_still_works() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "policy.check", "--program", ".", "--stack", "dev", "--no-cost", "--json"],
+        cwd=PACK_DIR.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["stack"] == "dev"
+
+
 def test_rules_import_nothing_outside_the_pack() -> None:
     # The pack runs alone in another team's repo: only the standard library, what requirements.txt installs
     # (the policy SDK and detect-secrets) and itself.
@@ -119,4 +149,4 @@ def test_rules_import_nothing_outside_the_pack() -> None:
 
 
 def test_committed_policy_doc_is_up_to_date() -> None:
-    assert Path(docs.DOC_PATH).read_text(encoding="utf-8") == docs.render(), "run `uv run python -m policy.docs`"
+    assert Path(docs.DOC_PATH).read_text(encoding="utf-8") == docs.render(), "run `uv run python -m runner.docs`"

@@ -11,7 +11,7 @@ import jsonschema
 import junitparser
 import pytest
 
-from policy import check
+from runner import check
 
 ROOT = Path(__file__).resolve().parents[2]
 INSECURE = ROOT / "tests" / "fixtures" / "insecure_program"

@@ -1,5 +1,5 @@
 """The offline runner never passes silently: components it cannot see inside, stack references, programs that
-exit or print, and transforms, each run end to end through `python -m policy.check` on a program in programs/."""
+exit or print, and transforms, each run end to end through `python -m runner.check` on a program in programs/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from policy import check
+from runner import check
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 PLATFORM_STACK = "acme/container-platform/prod"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from policy.engine import EvaluationReport, PolicyPackProcess
-from policy.plan import run_program
+from runner.engine import EvaluationReport, PolicyPackProcess
+from runner.plan import run_program
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "secure_team_app"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from policy.records import UNKNOWN_VALUE
+from runner.records import UNKNOWN_VALUE
 from tests.policy import baselines as b
 from tests.policy.baselines import container, task_definition, with_props
 from tests.policy.helpers import run_stack_policy, urn

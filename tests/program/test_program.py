@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from policy import check
-from policy.plan import Plan, PlanError, run_program
+from runner import check
+from runner.plan import Plan, PlanError, run_program
 from tests.support import Recorded, inputs, json_input
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +180,7 @@ ACCEPTED_ADVISORIES = {
 
 
 def test_our_stacks_pass_the_policy_pack(plans):
-    from policy.engine import PolicyPackProcess
+    from runner.engine import PolicyPackProcess
 
     readme = (ROOT / "README.md").read_text()
     with PolicyPackProcess() as pack:

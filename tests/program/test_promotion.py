@@ -20,7 +20,7 @@ from components.config import (
     refuse_ci_without_boundary,
     refuse_placeholders,
 )
-from policy.plan import run_program
+from runner.plan import run_program
 from tests.program.test_program import ROOT, copy_program, recorded
 from tests.support import json_input
 

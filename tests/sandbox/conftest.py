@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from policy.plan import run_program
+from runner.plan import run_program
 from services.common.settings import Settings
 from services.fauxqs import Fauxqs
 from tests.sandbox.sandbox import Endpoint, HostBridges, ensure_tools

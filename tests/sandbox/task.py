@@ -1,6 +1,6 @@
 """The planned container definitions: what ECS would be told to run for each service of a stack.
 
-Read from the offline plan (`policy.plan.run_program`): user, read-only root filesystem, volumes and mount points
+Read from the offline plan (`runner.plan.run_program`): user, read-only root filesystem, volumes and mount points
 (with the EFS access point each EFS volume names), environment, secret names, command and health check.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from policy.plan import Plan
-from policy.records import ResourceRecord, unwrap_secrets
+from runner.plan import Plan
+from runner.records import ResourceRecord, unwrap_secrets
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 ACCESS_POINT = "aws:efs/accessPoint:AccessPoint"

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy.plan import Plan, run_program
-from policy.records import ResourceRecord, unwrap_secrets
+from runner.plan import Plan, run_program
+from runner.records import ResourceRecord, unwrap_secrets
 from tests.shapes.documented import documented_problems
 from tests.shapes.mappings import MAPPINGS, NOT_AWS_REQUESTS
 from tests.shapes.payloads import (

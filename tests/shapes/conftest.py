@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.plan import Plan, run_program
+from runner.plan import Plan, run_program
 from tests.shapes.check import STACKS, ResourceReport, check_plans
 
 ROOT = Path(__file__).resolve().parents[2]

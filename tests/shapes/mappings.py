@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from policy.records import ResourceRecord
+from runner.records import ResourceRecord
 from tests.shapes.translate import ApiMapping, ProviderOnly, To
 
 ROOT = Path(__file__).resolve().parents[2]

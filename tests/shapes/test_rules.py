@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from policy.records import ResourceRecord
+from runner.records import ResourceRecord
 from tests.shapes.check import check_resource
 from tests.shapes.payloads import (
     PolicyDocument,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from policy.plan import MOCK_ACCOUNT_ID, Plan
+from runner.plan import MOCK_ACCOUNT_ID, Plan
 from tests.shapes.check import STACKS, ResourceReport, aws_resources
 from tests.shapes.mappings import MAPPINGS, NOT_AWS_REQUESTS
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.model import Shape, StructureShape
 
-from policy.records import ResourceRecord, unwrap_secrets
+from runner.records import ResourceRecord, unwrap_secrets
 from tests.shapes.unknowns import MockValues
 from tests.shapes.validator import Problem, Unknown, members, operation_model
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import regex
 
-from policy.plan import MOCK_ACCOUNT_ID
-from policy.records import UNKNOWN_VALUE, ResourceRecord, unwrap_secrets
+from runner.plan import MOCK_ACCOUNT_ID
+from runner.records import UNKNOWN_VALUE, ResourceRecord, unwrap_secrets
 
-# policy/plan.py gives encrypted (`secure:`) stack values this text offline.
+# runner/plan.py gives encrypted (`secure:`) stack values this text offline.
 SECURE_CONFIG_PLACEHOLDER = "offline-placeholder-for-secure-value"
 # Outputs that default to the logical name (auto-named resources): too generic to look for inside other strings.
 _NAME_LIKE_OUTPUTS = frozenset({"name", "bucket"})

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policy.engine import PolicySummary, Violation
+from runner.engine import PolicySummary, Violation
 
 if TYPE_CHECKING:
-    from policy.check import Report
+    from runner.check import Report
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 TOOL_NAME = "container-platform-policy-pack"
@@ -168,7 +168,7 @@ def render_junit(report: Report) -> str:
     suite.set("errors", "0")
     suite.set("skipped", str(skipped))
     suite.set("time", f"{sum(report.seconds.values()):.3f}")
-    suites = ET.Element("testsuites", name="policy.check")
+    suites = ET.Element("testsuites", name="runner.check")
     suites.append(suite)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)

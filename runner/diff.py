@@ -1,12 +1,12 @@
 """Plan diff: what a change does to a stack, the way teams review infrastructure.
 
-    python -m policy.diff --stack dev [--base REF | --against STACK] [--program DIR] [--format markdown|json|text]
+    python -m runner.diff --stack dev [--base REF | --against STACK] [--program DIR] [--format markdown|json|text]
 
 Compares the offline plan of the working tree with the plan of a git revision (default: the merge base with
 `main`) or with another stack of the same tree: resources added, removed and changed (which inputs; secret
 values are redacted before they are compared, so they never show), policy violations added and fixed, and the
 estimated cost per day and month before and after with the resources that drive the change. Each side is planned
-by its own revision's runner and pack in a fresh process (`python -m policy.check --json`), so a change to the
+by its own revision's runner and pack in a fresh process (`python -m runner.check --json`), so a change to the
 pack is judged by the pack it ships. Exit codes: 0 the diff was made, 2 bad input or a plan that did not run.
 """
 
@@ -40,14 +40,15 @@ class DiffError(RuntimeError):
 
 
 def runner_root(tree: Path) -> Path:
-    """Where `policy.check` comes from: the tree's own runner and pack when it has them (this platform's
+    """Where `runner.check` comes from: the tree's own runner and pack when it has them (this platform's
     repository), else this one (a team's program, judged by the pack they were given)."""
     return tree if (tree / "policy" / "check.py").is_file() else RUNNER_ROOT
 
 
 def plan_report(program: Path, stack: str, runner: Path) -> dict[str, Any]:
-    """The JSON report of `python -m policy.check` from `runner` for `stack` of `program`, in a fresh process."""
+    """The JSON report of `python -m runner.check` from `runner` for `stack` of `program`, in a fresh process."""
     completed = subprocess.run(  # noqa: S603 (this interpreter, fixed module)
+        # `policy.check`: the entry point every revision has (the runner moved out of policy/ later, behind it).
         [sys.executable, "-m", "policy.check", "--program", str(program), "--stack", stack, "--json"],
         cwd=runner,
         env={**os.environ, "PYTHONPATH": str(runner)},
@@ -284,7 +285,7 @@ def render_text(diff: PlanDiff) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m policy.diff", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m runner.diff", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--stack", required=True, help="the stack whose plan is compared")
     against = parser.add_mutually_exclusive_group()
     against.add_argument("--base", help="git revision to compare with (default: the merge base with main)")

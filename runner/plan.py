@@ -25,7 +25,7 @@ import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from policy.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, ResourceRecord
+from runner.records import SECRET_SIG_KEY, SECRET_SIG_VALUE, ResourceRecord
 
 MOCK_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"

@@ -31,10 +31,10 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2 as proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
-from policy.exports import PolicyInputError, validate_policy_config
-from policy.records import ResourceRecord
+from runner.exports import PolicyInputError, validate_policy_config
+from runner.records import ResourceRecord
 
-PACK_DIR = Path(__file__).resolve().parent
+PACK_DIR = Path(__file__).resolve().parents[1] / "policy"
 STARTUP_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 60.0
 NOT_CHECKED_PREFIX = "can't run policy '"
