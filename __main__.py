@@ -2,7 +2,9 @@
 
 config (validated before anything is registered) -> alerts (platform key + topic) -> network -> cluster + ALB
 -> images (ECR + scan pipeline + builds) -> shared storage, database, cache -> job queues + worker -> the API
-behind the ALB -> monitoring. Each component is built from the outputs of the ones before it.
+behind the ALB -> monitoring -> the configured services (one loop; Service Connect between them, SG-to-SG for
+each declared call) -> their entry: routes on the ALB, or an API Gateway HTTP API with a VPC link (`entry`).
+Each component is built from the outputs of the ones before it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
 from components.config import (
     OFFLINE_DIGEST,
+    ServiceSpec,
     StackConfig,
     load_stack_config,
     min_count,
     missing_digests,
+    platform_images,
     refuse_ci_without_boundary,
     refuse_placeholders,
     refuse_untagged_deployment,
@@ -29,7 +33,16 @@ from components.config import (
 from components.database import Database, DatabaseArgs
 from components.ecs_task import DeploymentWait, ServiceAttachment
 from components.guardrails import iam_role_guardrails
-from components.monitoring import Monitoring, MonitoringArgs, WatchedWebService
+from components.http_api import HttpApi, HttpApiArgs, HttpApiDomain, HttpApiTarget, JwtAuthorizer
+from components.microservice import AlbEntry, AlbRoute, Microservice, MicroserviceArgs, allow_call
+from components.monitoring import (
+    MeshMonitoring,
+    MeshMonitoringArgs,
+    Monitoring,
+    MonitoringArgs,
+    WatchedMicroservice,
+    WatchedWebService,
+)
 from components.network import Network, NetworkArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
 from components.storage import SharedStorage, SharedStorageArgs
@@ -104,6 +117,8 @@ def main() -> None:
             container_insights=config.containerInsights,
             certificate_arn=config.certificateArn,
             deletion_protection=config.deletionProtection,
+            entry=config.entry,
+            service_connect=bool(config.services),
         ),
         guarded,
     )
@@ -118,16 +133,83 @@ def main() -> None:
 
     api_attachments = list(attachments)
     worker = None
-    if config.jobPlatform.enabled:
+    if config.jobPlatform.enabled and images is not None:
         worker = job_worker(config, common, network, cluster, alerts, images, attachments, guarded)
         api_attachments.append(worker.producer_attachment())
+    services = microservices(config, in_vpc, cluster, alerts, images, {a.name: a for a in api_attachments}, guarded)
+    if services:
+        mesh_monitoring(config, cluster, alerts, services, guarded)
+    if config.entry == "httpApi":
+        http_api = http_entry(config, in_vpc, alerts, services, guarded)
+        pulumi.export("url", http_api.endpoint)
+    else:
+        job_platform_api(config, common, network, cluster, alerts, images, api_attachments, guarded)
+    pulumi.export("clusterName", cluster.cluster_name)
+    pulumi.export("vpcId", network.vpc_id)
+    pulumi.export("privateSubnetIds", network.private_subnet_ids)
+    pulumi.export("namespaceId", cluster.namespace_id)
+    pulumi.export("alertTopicArn", alerts.topic_arn)
+    if images is not None:
+        pulumi.export("repositoryUrls", images.repository_urls)
+        pulumi.export("imageRefs", images.image_refs)
+        pulumi.export("scanReportsBucket", images.reports_bucket_name)
+    if placeholders:
+        pulumi.export("offlineOnlyPlaceholders", placeholders)
+    if worker is not None:
+        pulumi.export("workerServiceName", worker.service_name)
+        pulumi.export("queueUrls", worker.queue_urls)
+        pulumi.export("deadLetterQueueUrl", worker.dead_letter_queue_url)
+    if services:
+        pulumi.export("serviceNames", {name: service.service_name for name, service in services.items()})
+
+
+def mesh_monitoring(
+    config: StackConfig,
+    cluster: ContainerCluster,
+    alerts: Alerts,
+    services: Mapping[str, Microservice],
+    opts: pulumi.ResourceOptions,
+) -> MeshMonitoring:
+    """One dashboard for the configured services (a row each) and their alarms to the alert topic."""
+    watched = [
+        WatchedMicroservice(
+            name=name,
+            service_name=services[name].service_name,
+            cluster_name=cluster.cluster_name,
+            port=config.services[name].port,
+        )
+        for name in sorted(services)
+    ]
+    return MeshMonitoring(
+        "mesh",
+        MeshMonitoringArgs(
+            name_prefix=config.name_prefix, region=config.region, topic_arn=alerts.topic_arn, services=watched
+        ),
+        opts,
+    )
+
+
+def job_platform_api(
+    config: StackConfig,
+    common: Mapping[str, pulumi.Input[str]],
+    network: Network,
+    cluster: ContainerCluster,
+    alerts: Alerts,
+    images: ImageScanning | None,
+    api_attachments: list[ServiceAttachment],
+    guarded: pulumi.ResourceOptions,
+) -> None:
+    """The job platform's API behind the ALB, and the ALB's monitoring, exactly as before `services:`."""
     service = config.service
+    image = service.image or (images.image_refs["api"] if images is not None else None)
+    if image is None:  # config validation requires one of them with the ALB entry
+        raise ValueError("service.image: missing and no API image is built")
     api = WebService(
         "api",
         WebServiceArgs(
-            **common,
+            **common,  # type: ignore[arg-type]
             service_name="api",
-            image=service.image or images.image_refs["api"],
+            image=image,
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
             cluster_arn=cluster.cluster_arn,
@@ -158,7 +240,7 @@ def main() -> None:
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
-            name_prefix=prefix,
+            name_prefix=config.name_prefix,
             region=config.region,
             topic_arn=alerts.topic_arn,
             cluster_name=cluster.cluster_name,
@@ -170,23 +252,146 @@ def main() -> None:
 
     pulumi.export("albDnsName", cluster.alb_dns_name)
     pulumi.export("url", pulumi.Output.concat("https://" if config.certificateArn else "http://", cluster.alb_dns_name))
-    pulumi.export("clusterName", cluster.cluster_name)
     pulumi.export("apiServiceName", api.service_name)
     pulumi.export("apiLogGroup", api.log_group_name)
-    pulumi.export("vpcId", network.vpc_id)
-    pulumi.export("privateSubnetIds", network.private_subnet_ids)
-    pulumi.export("namespaceId", cluster.namespace_id)
-    pulumi.export("alertTopicArn", alerts.topic_arn)
     pulumi.export("dashboardName", monitoring.dashboard_name)
-    pulumi.export("repositoryUrls", images.repository_urls)
-    pulumi.export("imageRefs", images.image_refs)
-    pulumi.export("scanReportsBucket", images.reports_bucket_name)
-    if placeholders:
-        pulumi.export("offlineOnlyPlaceholders", placeholders)
-    if worker is not None:
-        pulumi.export("workerServiceName", worker.service_name)
-        pulumi.export("queueUrls", worker.queue_urls)
-        pulumi.export("deadLetterQueueUrl", worker.dead_letter_queue_url)
+
+
+def service_environment(config: StackConfig, spec: ServiceSpec) -> dict[str, pulumi.Input[str]]:
+    """The platform's variables, `<CALLEE>_URL=http://<callee>:<port>` per declared call (Service Connect names),
+    then the service's own."""
+    calls = {
+        f"{callee.upper().replace('-', '_')}_URL": f"http://{callee}:{config.services[callee].port}"
+        for callee in spec.calls
+    }
+    return {**app_environment(config), **calls, **spec.environment}
+
+
+def alb_routes(config: StackConfig) -> dict[str, list[AlbRoute]]:
+    """Listener rule priorities 1..N over every service's routes in name order (below the API's catch-all 100)."""
+    ordered = [(name, route) for name in sorted(config.services) for route in config.services[name].routes]
+    routes: dict[str, list[AlbRoute]] = {}
+    for priority, (name, route) in enumerate(ordered, start=1):
+        routes.setdefault(name, []).append(AlbRoute(priority=priority, route=route))
+    return routes
+
+
+def microservices(
+    config: StackConfig,
+    in_vpc: Mapping[str, pulumi.Input[str]],
+    cluster: ContainerCluster,
+    alerts: Alerts,
+    images: ImageScanning | None,
+    attachments: Mapping[str, ServiceAttachment],
+    opts: pulumi.ResourceOptions,
+) -> dict[str, Microservice]:
+    """Every configured service, each from the same secure task; then SG-to-SG for exactly the declared calls."""
+    on_alb = alb_routes(config) if cluster.has_alb else {}
+    built: dict[str, Microservice] = {}
+    for name, spec in config.services.items():
+        alb = None
+        if name in on_alb:
+            alb = AlbEntry(
+                listener_arn=cluster.listener_arn,
+                security_group_id=cluster.alb_security_group_id,
+                arn_suffix=cluster.alb_arn_suffix,
+                routes=on_alb[name],
+            )
+        built[name] = Microservice(
+            name,
+            MicroserviceArgs(
+                name_prefix=config.name_prefix,
+                service_name=name,
+                image=spec.image or service_image(images, name),
+                region=config.region,
+                account_id=in_vpc["account_id"],
+                vpc_id=in_vpc["vpc_id"],
+                private_subnet_ids=in_vpc["private_subnet_ids"],  # type: ignore[arg-type]
+                cluster_arn=cluster.cluster_arn,
+                cluster_name=cluster.cluster_name,
+                namespace_id=cluster.namespace_id,
+                namespace_arn=cluster.namespace_arn,
+                log_kms_key_arn=alerts.key_arn,
+                port=spec.port,
+                cpu=spec.cpu,
+                memory=spec.memory,
+                desired_count=spec.desiredCount,
+                min_count=min_count(spec),
+                max_count=spec.maxCount,
+                health_check_path=spec.healthCheckPath,
+                environment=service_environment(config, spec),
+                secrets=spec.secrets,
+                attachments=[attachments[resource] for resource in spec.attaches],
+                request_timeout_seconds=spec.requestTimeoutSeconds,
+                log_retention_days=config.logRetentionDays,
+                cpu_architecture=config.service.cpuArchitecture,
+                on_demand_base=spec.onDemandBase,
+                spot_weight=spec.spotWeight,
+                deployment=deployment_wait(config),
+                alb=alb,
+                register_for_http_api=config.entry == "httpApi" and bool(spec.routes),
+            ),
+            opts,
+        )
+    for name, spec in config.services.items():
+        for callee in spec.calls:
+            allow_call(built[name], built[callee])
+    return built
+
+
+def service_image(images: ImageScanning | None, name: str) -> pulumi.Output[str]:
+    if images is None or name not in images.image_refs:  # config validation requires image or build
+        raise ValueError(f"services.{name}: no image and none built")
+    return images.image_refs[name]
+
+
+def http_entry(
+    config: StackConfig,
+    in_vpc: Mapping[str, pulumi.Input[str]],
+    alerts: Alerts,
+    services: Mapping[str, Microservice],
+    opts: pulumi.ResourceOptions,
+) -> HttpApi:
+    """The HTTP API in front of every service with routes; each lets the VPC link in on its port only."""
+    targets = []
+    for name, spec in config.services.items():
+        discovery = services[name].discovery_service_arn
+        if not spec.routes or discovery is None or spec.port is None:
+            continue
+        targets.append(
+            HttpApiTarget(
+                service=name,
+                discovery_service_arn=discovery,
+                port=spec.port,
+                routes=list(spec.routes),
+                security_group_id=services[name].security_group_id,
+            )
+        )
+    settings = config.httpApi
+    domain = settings.customDomain
+    jwt = settings.jwtAuthorizer
+    api = HttpApi(
+        "http-api",
+        HttpApiArgs(
+            name_prefix=config.name_prefix,
+            region=config.region,
+            account_id=in_vpc["account_id"],
+            vpc_id=in_vpc["vpc_id"],
+            subnet_ids=in_vpc["private_subnet_ids"],  # type: ignore[arg-type]
+            targets=targets,
+            log_kms_key_arn=alerts.key_arn,
+            log_retention_days=config.logRetentionDays,
+            throttling_burst_limit=settings.throttlingBurstLimit,
+            throttling_rate_limit=settings.throttlingRateLimit,
+            route_throttling={route: (limit.burst, limit.rate) for route, limit in settings.routeThrottling.items()},
+            custom_domain=HttpApiDomain(domain.domainName, domain.certificateArn) if domain else None,
+            jwt_authorizer=JwtAuthorizer(jwt.issuer, list(jwt.audiences)) if jwt else None,
+        ),
+        opts,
+    )
+    for target in targets:
+        services[target.service].allow_ingress_from("http-api", api.vpc_link_security_group_id)
+    return api
 
 
 def promoted_digests(config: StackConfig) -> dict[str, str]:
@@ -196,13 +401,21 @@ def promoted_digests(config: StackConfig) -> dict[str, str]:
 
 def build_images(
     config: StackConfig, common: Mapping[str, pulumi.Input[str]], alerts: Alerts, opts: pulumi.ResourceOptions
-) -> ImageScanning:
+) -> ImageScanning | None:
+    """Repositories, scan pipeline and builds for the job platform's images and each service with `build`;
+    None when nothing is built or promoted here (every service runs a pinned image from elsewhere)."""
     overrides = {
         key: image
         for key, image in (("api", config.service.image), ("worker", config.jobPlatform.worker.image))
         if image is not None
     }
-    wanted = IMAGES if config.jobPlatform.enabled else {"api": IMAGES["api"]}
+    wanted = {key: IMAGES[key] for key in platform_images(config)}
+    for name, spec in config.services.items():
+        if spec.build is not None:
+            wanted[name] = ImageSource(context=".", dockerfile=f"{spec.build}/Dockerfile")
+    if not wanted:
+        return None
+    service_digests = {name: spec.digest for name, spec in config.services.items() if spec.digest is not None}
     return ImageScanning(
         "images",
         ImageScanningArgs(
@@ -218,7 +431,7 @@ def build_images(
             severity_threshold=config.images.severityThreshold,
             build_images=config.images.build,
             image_overrides=overrides,
-            promoted_digests=promoted_digests(config),
+            promoted_digests={**promoted_digests(config), **service_digests},
             source_repository_url=config.images.sourceRepositoryUrl,
             log_retention_days=config.logRetentionDays,
         ),

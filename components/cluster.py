@@ -1,4 +1,5 @@
-"""ContainerCluster: the ECS cluster, its Cloud Map namespace, and the internet-facing ALB that fronts it."""
+"""ContainerCluster: the ECS cluster, its Cloud Map namespace (Service Connect's too), and, with the `alb` entry,
+the internet-facing ALB that fronts it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ class ContainerClusterArgs:
     """ALB deletion protection. Default: true."""
     idle_timeout_seconds: int = 60
     """ALB idle timeout. Default: 60."""
+    entry: str = "alb"
+    """`alb`: the internet-facing ALB and its listeners; `httpApi`: none (an API Gateway HTTP API is the entry).
+    Default: alb."""
+    service_connect: bool = False
+    """Make the namespace the cluster's Service Connect default (services in config use it). Default: false."""
 
 
 class ContainerCluster(pulumi.ComponentResource):
@@ -46,19 +52,22 @@ class ContainerCluster(pulumi.ComponentResource):
     """ECS cluster name."""
     namespace_id: pulumi.Output[str]
     """Cloud Map private DNS namespace id (`<app>-<env>.local`)."""
+    namespace_arn: pulumi.Output[str]
+    """Cloud Map namespace ARN (Service Connect's namespace)."""
     alb_arn_suffix: pulumi.Output[str]
-    """ALB ARN suffix (CloudWatch dimension)."""
+    """ALB ARN suffix (CloudWatch dimension). Only with the `alb` entry."""
     alb_dns_name: pulumi.Output[str]
-    """ALB DNS name."""
+    """ALB DNS name. Only with the `alb` entry."""
     alb_security_group_id: pulumi.Output[str]
-    """ALB security group: services allow ingress from it only."""
+    """ALB security group: services allow ingress from it only. Only with the `alb` entry."""
     listener_arn: pulumi.Output[str]
-    """The listener services attach their routing rules to (HTTPS when a certificate is set)."""
+    """The listener services attach their routing rules to (HTTPS when a certificate is set). Only with `alb`."""
 
     def __init__(self, name: str, args: ContainerClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:cluster:ContainerCluster", name, None, opts)
+        if args.entry not in ("alb", "httpApi"):
+            raise ValueError(f"entry: {args.entry!r}; allowed: alb, httpApi")
         self._child = pulumi.ResourceOptions(parent=self)
-        self._cluster(name, args)
         self.namespace = aws.servicediscovery.PrivateDnsNamespace(
             f"{name}-namespace",
             name=f"{args.name_prefix}.local",
@@ -66,23 +75,25 @@ class ContainerCluster(pulumi.ComponentResource):
             description=f"{args.name_prefix} service discovery",
             opts=self._child,
         )
-        self._load_balancer(name, args)
+        self._cluster(name, args)
         # Services name FARGATE/FARGATE_SPOT in their strategies: they must wait for the providers' association.
         self.cluster_arn = pulumi.Output.all(self.cluster.arn, self.capacity.id).apply(lambda values: values[0])
         self.cluster_name = self.capacity.cluster_name
         self.namespace_id = self.namespace.id
-        self.alb_arn_suffix = self.alb.arn_suffix
-        self.alb_dns_name = self.alb.dns_name
-        self.alb_security_group_id = self.alb_security_group.id
-        self.register_outputs(
-            {
-                "cluster_arn": self.cluster_arn,
-                "cluster_name": self.cluster_name,
-                "namespace_id": self.namespace_id,
-                "alb_dns_name": self.alb_dns_name,
-                "listener_arn": self.listener_arn,
-            }
-        )
+        self.namespace_arn = self.namespace.arn
+        outputs: dict[str, pulumi.Output[str]] = {
+            "cluster_arn": self.cluster_arn,
+            "cluster_name": self.cluster_name,
+            "namespace_id": self.namespace_id,
+        }
+        self.has_alb = args.entry == "alb"
+        if self.has_alb:
+            self._load_balancer(name, args)
+            self.alb_arn_suffix = self.alb.arn_suffix
+            self.alb_dns_name = self.alb.dns_name
+            self.alb_security_group_id = self.alb_security_group.id
+            outputs |= {"alb_dns_name": self.alb_dns_name, "listener_arn": self.listener_arn}
+        self.register_outputs(outputs)
 
     # --- ECS ---
 
@@ -98,6 +109,11 @@ class ContainerCluster(pulumi.ComponentResource):
             f"{name}-cluster",
             name=args.name_prefix,
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value=args.container_insights)],
+            service_connect_defaults=(
+                aws.ecs.ClusterServiceConnectDefaultsArgs(namespace=self.namespace.arn)
+                if args.service_connect
+                else None
+            ),
             configuration=aws.ecs.ClusterConfigurationArgs(
                 execute_command_configuration=aws.ecs.ClusterConfigurationExecuteCommandConfigurationArgs(
                     kms_key_id=args.log_kms_key_arn,

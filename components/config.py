@@ -307,6 +307,152 @@ class DeploymentConfig(ConfigModel):
     """How long `pulumi up` waits for one service's deployment before it fails. Default: per environment (20 / 20 / 30)."""
 
 
+# --- Microservices ----------------------------------------------------------------------------------------
+
+# Short names: Service Connect's `http://<name>:<port>`, Cloud Map names, `<app>-<env>-<name>` resources.
+SERVICE_NAME_PATTERN = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+SERVICE_NAME = (
+    "3-20 chars: lowercase letters, digits, single hyphens; starts with a letter, ends with a letter or digit"
+)
+# Names the job platform's own resources (`/ecs/<app>-<env>/exec` is the ECS Exec audit log group) already take.
+RESERVED_SERVICE_NAMES = ("api", "worker", "exec")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
+ROUTE = "`METHOD /path` with METHOD one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, ANY; path segments plain or {name}, the last may be {name+} (e.g. `GET /products/{id}`, `ANY /orders/{proxy+}`)"
+PATH_SEGMENT = re.compile(r"^([A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$")
+GREEDY_SEGMENT = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\+\}$")
+BUILD_DIRECTORY = re.compile(r"^services/[a-z0-9][a-z0-9_-]*$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# A plain variable with one of these in its name is a secret by its name: it belongs in `secrets`.
+SECRET_LOOKING_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY")
+SECRET_REFERENCE = re.compile(
+    r"^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+(:[^:]*:[^:]*:[^:]*)?"
+    r"|ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9/_.-]+)$"
+)
+SECRET_ARN = "a Secrets Manager secret ARN (optionally with :json-key:version-stage:version-id) or an SSM parameter ARN"
+Attachable = Literal["database", "cache", "storage", "queues"]
+Entry = Literal["alb", "httpApi"]
+DOMAIN_PATTERN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def is_route(value: str) -> bool:
+    """`METHOD /path` as API Gateway HTTP API route keys write it (no `*`: HTTP APIs match `{proxy+}`)."""
+    method, _, path = value.partition(" ")
+    if method not in HTTP_METHODS or not path.startswith("/"):
+        return False
+    if path == "/":
+        return True
+    segments = path[1:].split("/")
+    *leading, last = segments
+    return all(PATH_SEGMENT.match(s) for s in leading) and bool(PATH_SEGMENT.match(last) or GREEDY_SEGMENT.match(last))
+
+
+def _fargate_cpu() -> Check:
+    return Check(lambda v: v in FARGATE_MEMORY_BY_CPU, f"one of {sorted(FARGATE_MEMORY_BY_CPU)}")
+
+
+class ServiceDefaults(ConfigModel):
+    cpu: Annotated[int, _fargate_cpu()] = 256
+    """Task CPU units of a service that does not set its own. Default: per environment (256 / 512 / 1024)."""
+    memory: Annotated[int, Check(_positive, "a positive number of MiB")] = 512
+    """Task memory MiB of a service that does not set its own. Default: per environment (512 / 1024 / 2048)."""
+    desiredCount: Annotated[int, Check(_non_negative, "0 or more")] = 1
+    """Tasks a service starts with. Default: per environment (1 / 2 / 2)."""
+    maxCount: Annotated[int, Check(_positive, "1 or more")] = 3
+    """Autoscaling maximum. Default: per environment (3 / 5 / 10)."""
+    spotWeight: Annotated[int, Check(_non_negative, "0 or more")] = 1
+    """FARGATE_SPOT weight next to FARGATE's 1. Default: per environment (1 / 1 / 0)."""
+    onDemandBase: Annotated[int, Check(_non_negative, "0 or more")] = 1
+    """Tasks always on on-demand FARGATE. Default: per environment (0 / 1 / 1)."""
+
+
+class ServiceSpec(ConfigModel):
+    """One entry of `services`: a service built from the same secure task as the rest of the platform."""
+
+    image: Annotated[str, Check(_is_pinned_image, PINNED_IMAGE)] | None = None
+    """An ECR image pinned by digest to run. Exactly one of `image` and `build`. Default: none."""
+    build: (
+        Annotated[
+            str, Check(lambda v: bool(BUILD_DIRECTORY.match(v)), "services/<dir> (a directory with a Dockerfile)")
+        ]
+        | None
+    ) = None
+    """Directory whose Dockerfile the program builds into this stack's `<app>-<env>-<name>` repository. Default: none."""
+    digest: Annotated[str, Check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST)] | None = None
+    """With `build` and `images.build` false: the digest CI pushed to the service's repository. Default: none."""
+    port: Annotated[int, Check(lambda v: 1024 <= v <= 65535, "1024-65535 (non-root)")] | None = None
+    """Port the service listens on; it is then a Service Connect server at `http://<name>:<port>`. Default: none (a client only, e.g. a worker)."""
+    cpu: Annotated[int, _fargate_cpu()] = 256
+    """Task CPU units. Default: serviceDefaults.cpu."""
+    memory: Annotated[int, Check(_positive, "a positive number of MiB")] = 512
+    """Task memory MiB (a Fargate size for cpu). Default: serviceDefaults.memory."""
+    desiredCount: Annotated[int, Check(_non_negative, "0 or more")] = 1
+    """Tasks to start with (autoscaling owns the count afterwards). Default: serviceDefaults.desiredCount."""
+    minCount: Annotated[int, Check(_non_negative, "0 or more")] | None = None
+    """Autoscaling minimum. Default: max(1, desiredCount - 1)."""
+    maxCount: Annotated[int, Check(_positive, "1 or more")] = 3
+    """Autoscaling maximum. Default: serviceDefaults.maxCount."""
+    spotWeight: Annotated[int, Check(_non_negative, "0 or more")] = 1
+    """FARGATE_SPOT weight next to FARGATE's 1. Default: serviceDefaults.spotWeight."""
+    onDemandBase: Annotated[int, Check(_non_negative, "0 or more")] = 1
+    """Tasks always on on-demand FARGATE. Default: serviceDefaults.onDemandBase."""
+    healthCheckPath: Annotated[str, Check(lambda v: v.startswith("/"), "a path starting with /")] = "/health"
+    """Container (and ALB target group) health check path, with a port. Default: /health."""
+    routes: list[Annotated[str, Check(is_route, ROUTE)]] = Field(default_factory=list)
+    """Public routes the entry (ALB or HTTP API) sends to this service; needs a port. Default: none (internal only)."""
+    calls: list[str] = Field(default_factory=list)
+    """Other services this one calls through Service Connect; only these get a security group path to them. Default: none."""
+    attaches: list[Attachable] = Field(default_factory=list)
+    """Shared resources the service uses: database, cache, storage, queues (the job platform's). Default: none."""
+    environment: dict[str, str] = Field(default_factory=dict)
+    """Plain environment variables; never secrets (secret-looking names are refused). Default: none."""
+    secrets: dict[str, Annotated[str, Check(lambda v: bool(SECRET_REFERENCE.match(v)), SECRET_ARN)]] = Field(
+        default_factory=dict
+    )
+    """Variables read from Secrets Manager or SSM at task start (name -> ARN); the execution role may read exactly these. Default: none."""
+    requestTimeoutSeconds: Annotated[int, Check(lambda v: 1 <= v <= 3600, "1-3600")] = 15
+    """Service Connect per-request timeout of calls to this service. Default: 15."""
+
+
+class RouteThrottle(ConfigModel):
+    burst: Annotated[int, Check(_non_negative, "0 or more")]
+    """Burst limit of the route. Required."""
+    rate: Annotated[float, Check(lambda v: v >= 0, "0 or more")]
+    """Steady requests per second of the route. Required."""
+
+
+class CustomDomain(ConfigModel):
+    domainName: Annotated[str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like api.shop.com")]
+    """Domain the HTTP API serves (TLS 1.2). Required."""
+    certificateArn: Annotated[
+        str,
+        Check(
+            lambda v: bool(ACM_ARN_PATTERN.match(v)),
+            "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
+        ),
+    ]
+    """ACM certificate for domainName, in the stack's region. Required."""
+
+
+class JwtAuthorizer(ConfigModel):
+    issuer: Annotated[str, Check(lambda v: v.startswith("https://"), "an https:// issuer URL")]
+    """OIDC issuer URL. Required."""
+    audiences: Annotated[list[str], Check(lambda v: len(v) >= 1, "one or more audiences")]
+    """Accepted audiences (client ids). Required."""
+
+
+class HttpApiConfig(ConfigModel):
+    throttlingBurstLimit: Annotated[int, Check(_non_negative, "0 or more")] = 100
+    """Stage default burst limit with `entry: httpApi`. Default: 100."""
+    throttlingRateLimit: Annotated[float, Check(lambda v: v >= 0, "0 or more")] = 50
+    """Stage default steady requests per second. Default: 50."""
+    routeThrottling: dict[str, RouteThrottle] = Field(default_factory=dict)
+    """Per-route limits, keyed by a route of some service (object of {burst, rate}). Default: none."""
+    customDomain: CustomDomain | None = None
+    """Custom domain with an ACM certificate (object: domainName, certificateArn). Default: none (the execute-api endpoint)."""
+    jwtAuthorizer: JwtAuthorizer | None = None
+    """JWT authorizer on every route (object: issuer, audiences). Default: none (routes are public)."""
+
+
 class IamConfig(ConfigModel):
     path: Annotated[
         str,
@@ -380,6 +526,14 @@ class StackConfig(ConfigModel):
     """ECS Container Insights mode. Default: per environment."""
     deletionProtection: bool = False
     """Deletion protection on the ALB (and data stores). Default: true in prod only."""
+    entry: Entry = "alb"
+    """How requests reach the services: `alb` (the internet-facing ALB, as before) or `httpApi` (an API Gateway HTTP API with a VPC link; no ALB, so no job platform). Default: alb."""
+    services: dict[str, ServiceSpec] = Field(default_factory=dict)
+    """Services to deploy, by name (object of name -> service: image or build, port, cpu, memory, minCount, maxCount, desiredCount, healthCheckPath, routes, calls, attaches, environment, secrets, spotWeight, onDemandBase, requestTimeoutSeconds). Default: none."""
+    serviceDefaults: ServiceDefaults = Field(default_factory=ServiceDefaults)
+    """Sizing every entry of `services` gets unless it sets its own (object). Default: per environment."""
+    httpApi: HttpApiConfig = Field(default_factory=HttpApiConfig)
+    """The HTTP API entry with `entry: httpApi` (object). Default: see its keys."""
 
     @property
     def name_prefix(self) -> str:
@@ -398,6 +552,7 @@ class StackConfig(ConfigModel):
 PROFILES: dict[str, dict[str, Any]] = {
     "dev": {
         "iam": {"path": "/container-platform/dev/"},
+        "serviceDefaults": {"cpu": 256, "memory": 512, "desiredCount": 1, "maxCount": 3, "spotWeight": 1, "onDemandBase": 0},
         "network": {"natGateways": "single", "flowLogRetentionDays": 30},
         "service": {"cpu": 512, "memory": 1024, "desiredCount": 1, "maxCount": 3, "spotWeight": 1},
         "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
@@ -412,6 +567,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "staging": {
         "iam": {"path": "/container-platform/staging/"},
+        "serviceDefaults": {"cpu": 512, "memory": 1024, "desiredCount": 2, "maxCount": 5, "spotWeight": 1, "onDemandBase": 1},
         "network": {"natGateways": "single", "flowLogRetentionDays": 30},
         "service": {"cpu": 1024, "memory": 2048, "desiredCount": 2, "maxCount": 5, "spotWeight": 1},
         "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
@@ -426,6 +582,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "prod": {
         "iam": {"path": "/container-platform/prod/"},
+        "serviceDefaults": {"cpu": 1024, "memory": 2048, "desiredCount": 2, "maxCount": 10, "spotWeight": 0, "onDemandBase": 1},
         "network": {"natGateways": "onePerAz", "flowLogRetentionDays": 90},
         "service": {"cpu": 2048, "memory": 4096, "desiredCount": 3, "maxCount": 10, "spotWeight": 0},
         "storage": {"performanceMode": "generalPurpose", "throughputMode": "elastic"},
@@ -453,7 +610,7 @@ def parse_stack_config(raw: Mapping[str, Any], region: str | None = None) -> Sta
         raise ConfigError([f"environment: {shown}; allowed: {', '.join(ENVIRONMENTS)}"])
     if "region" in raw:
         problems.append(f"region: {raw['region']!r} in the project namespace; allowed: set `aws:region` instead")
-    merged = _deep_merge(PROFILES[environment], dict(raw))
+    merged = _with_service_defaults(_deep_merge(PROFILES[environment], dict(raw)))
     if region is not None:
         merged["region"] = region
     config = _validate(merged, problems)
@@ -514,6 +671,24 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def _with_service_defaults(merged: dict[str, Any]) -> dict[str, Any]:
+    """Each entry of `services` on top of `serviceDefaults`, so a service's own values win and its problems name it.
+
+    Defaults that are themselves invalid are not copied: their one message is at `serviceDefaults.<key>`.
+    """
+    services = merged.get("services")
+    if not isinstance(services, Mapping):
+        return merged
+    try:
+        defaults = ServiceDefaults.model_validate(merged.get("serviceDefaults", {})).model_dump()
+    except ValidationError:
+        defaults = {}
+    merged["services"] = {
+        name: {**defaults, **entry} if isinstance(entry, Mapping) else entry for name, entry in services.items()
+    }
+    return merged
+
+
 def _validate(raw: dict[str, Any], problems: list[str]) -> StackConfig | None:
     """The StackConfig of `raw`, or None with one line per problem in `problems`.
 
@@ -539,9 +714,17 @@ def _unknown_keys(model: type[BaseModel], raw: Any, path: str) -> list[tuple[str
         if key not in fields:
             found.append((f"{path}{key}: unknown key; allowed keys here: {_field_names(model)}", (key,)))
             continue
-        nested = _section(fields[key].annotation)
+        annotation = fields[key].annotation
+        nested = _section(annotation)
         if nested is not None:
             found += [(message, (key, *rest)) for message, rest in _unknown_keys(nested, raw[key], f"{path}{key}.")]
+        entries = _map_of_sections(annotation)
+        if entries is not None and isinstance(raw[key], Mapping):
+            for name, entry in raw[key].items():
+                found += [
+                    (message, (key, name, *rest))
+                    for message, rest in _unknown_keys(entries, entry, f"{path}{key}.{name}.")
+                ]
     return found
 
 
@@ -557,10 +740,29 @@ def _without(raw: Mapping[str, Any], paths: list[tuple[str, ...]]) -> dict[str, 
 
 
 def _section(annotation: Any) -> type[BaseModel] | None:
-    """The section model an annotation holds (`X` or `X | None`), if any."""
+    """The section model an annotation holds (`X` or `X | None`), if any; never a map's or list's entries."""
+    if get_origin(annotation) in (dict, list):
+        return None
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
+    return None
+
+
+def _map_of_sections(annotation: Any) -> type[BaseModel] | None:
+    """The entry model of a `dict[str, Section]` field (`services`), if it is one."""
+    if get_origin(annotation) is dict:
+        return _section(get_args(annotation)[1])
+    return None
+
+
+def _step(annotation: Any, part: str) -> Any:
+    """The annotation one error location step below a map entry or a list item (`services.<name>`, `routes.0`)."""
+    origin, arguments = get_origin(annotation), get_args(annotation)
+    if origin is dict:
+        return arguments[1]
+    if origin is list:
+        return arguments[0]
     return None
 
 
@@ -583,21 +785,31 @@ def _describe(model: type[BaseModel], error: Any) -> str:
     if nested is not None:
         return f"{key}: {value!r} is not an object; allowed: an object with keys {_field_names(nested)}"
     type_name = _type_name(annotation)
-    check = _check_of(owner, location[-1]) if owner else None
+    if owner is not None and location[-1] in owner.model_fields:
+        check = _check_of(owner, location[-1])
+    else:  # a map value or list item: its Check sits on the stepped annotation
+        check = next((m for m in get_args(annotation)[1:] if isinstance(m, Check)), None)
     return f"{key}: {value!r} is not {type_name}; allowed: {check.allowed if check else type_name}"
 
 
 def _field_at(model: type[BaseModel], location: list[str]) -> tuple[type[BaseModel] | None, Any]:
+    """(model owning the field, the field's annotation) at an error location; map keys and list indexes are
+    stepped through (`services.orders.cpu` is ServiceSpec's `cpu`)."""
     owner: type[BaseModel] | None = model
     annotation: Any = model
+    parent: type[BaseModel] | None = None
     for part in location:
-        if owner is None or part not in owner.model_fields:
+        if owner is None:
+            stepped = _step(annotation, part)
+            if stepped is None:
+                return None, None
+            annotation, owner = stepped, _section(stepped)
+            continue
+        if part not in owner.model_fields:
             return None, None
         annotation = owner.model_fields[part].annotation
         parent, owner = owner, _section(annotation)
-        if owner is None:
-            return parent, annotation
-    return owner, annotation
+    return (owner, annotation) if owner is not None and owner is annotation else (parent, annotation)
 
 
 def _check_of(model: type[BaseModel], name: str) -> Check | None:
@@ -624,6 +836,10 @@ def _type_name(annotation: Any) -> str:
     for candidate in plain:
         if candidate in names:
             return names[candidate]
+        if get_origin(candidate) is list:
+            return "a list"
+        if get_origin(candidate) is dict:
+            return "an object"
     return str(annotation)
 
 
@@ -650,7 +866,9 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
     problems.extend(_data_problems(config))
     problems.extend(_job_platform_problems(config))
     problems.extend(_images_problems(config))
-    if config.is_prod and config.certificateArn is None:
+    problems.extend(_entry_problems(config))
+    problems.extend(_services_problems(config))
+    if config.is_prod and config.entry == "alb" and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
         )
@@ -709,7 +927,7 @@ def _data_problems(config: StackConfig) -> list[str]:
 def _job_platform_problems(config: StackConfig) -> list[str]:
     jobs = config.jobPlatform
     if not jobs.enabled:
-        if config.service.image is None:
+        if config.entry == "alb" and config.service.image is None:
             return [
                 "service.image: missing with jobPlatform.enabled false; allowed: your own pinned image (the built API image needs the job platform)"
             ]
@@ -739,6 +957,152 @@ def _job_platform_problems(config: StackConfig) -> list[str]:
     return problems
 
 
+def _entry_problems(config: StackConfig) -> list[str]:
+    if config.entry != "httpApi":
+        return []
+    problems: list[str] = []
+    if config.jobPlatform.enabled:
+        problems.append(
+            "entry: 'httpApi' with jobPlatform.enabled true; allowed: alb while the job platform runs (its API is "
+            "served by the ALB), or set jobPlatform.enabled false"
+        )
+    if config.certificateArn is not None:
+        problems.append(
+            "certificateArn: set with entry 'httpApi'; allowed: only with entry alb (the HTTP API takes "
+            "httpApi.customDomain.certificateArn)"
+        )
+    if not any(spec.routes for spec in config.services.values()):
+        problems.append("entry: 'httpApi' without any services.<name>.routes; allowed: alb, or give a service routes")
+    return problems
+
+
+# ALB listener rules take priorities below the job platform API's catch-all rule (100).
+MAX_ALB_ROUTES = 99
+
+
+def _services_problems(config: StackConfig) -> list[str]:
+    problems: list[str] = []
+    for name, spec in config.services.items():
+        problems.extend(_service_name_problems(config, name))
+        problems.extend(_service_problems(config, f"services.{name}", name, spec))
+    problems.extend(_route_problems(config))
+    return problems
+
+
+def _service_name_problems(config: StackConfig, name: str) -> list[str]:
+    if not SERVICE_NAME_PATTERN.match(name):
+        return [f"services.{name}: {name!r} is not a service name; allowed: {SERVICE_NAME}"]
+    if name in RESERVED_SERVICE_NAMES:
+        return [
+            f"services.{name}: {name!r} is reserved; allowed: any other name (the platform's "
+            f"{', '.join(RESERVED_SERVICE_NAMES)} resources use these)"
+        ]
+    if len(config.name_prefix) + 1 + len(name) > 32:
+        return [
+            f"services.{name}: {config.name_prefix}-{name} is longer than 32 characters; allowed: a shorter name "
+            "(service names must fit AWS name limits)"
+        ]
+    return []
+
+
+def _service_problems(config: StackConfig, key: str, name: str, spec: ServiceSpec) -> list[str]:
+    problems = _fargate_size_problem(key, spec.cpu, spec.memory)
+    if (spec.image is None) == (spec.build is None):
+        problems.append(
+            f"{key}: needs exactly one of image and build; allowed: image ({PINNED_IMAGE}) or build (services/<dir>)"
+        )
+    if spec.digest is not None and spec.build is None:
+        problems.append(f"{key}.digest: set without build; allowed: only with build (an image is already pinned)")
+    minimum = min_count(spec)
+    if minimum > spec.maxCount:
+        problems.append(
+            f"{key}.minCount: {minimum} is greater than {key}.maxCount {spec.maxCount}; allowed: min <= max"
+        )
+    elif not minimum <= spec.desiredCount <= spec.maxCount:
+        problems.append(
+            f"{key}.desiredCount: {spec.desiredCount} is outside {key}.minCount..maxCount ({minimum}..{spec.maxCount}); "
+            "allowed: min <= desired <= max"
+        )
+    if spec.routes and spec.port is None:
+        problems.append(f"{key}.routes: set without {key}.port; allowed: routes only on a service with a port")
+    for callee in spec.calls:
+        problems.extend(_call_problems(config, key, name, callee))
+    for duplicate in sorted({c for c in spec.calls if spec.calls.count(c) > 1}):
+        problems.append(f"{key}.calls: {duplicate!r} is listed twice; allowed: each service once")
+    for resource in spec.attaches:
+        problems.extend(_attach_problems(config, key, resource))
+    for variable in spec.environment:
+        problems.extend(_environment_name_problems(key, variable))
+    for variable in spec.secrets:
+        if not ENV_NAME.match(variable):
+            problems.append(
+                f"{key}.secrets.{variable}: not a variable name; allowed: A-Z, 0-9 and _, not starting with a digit"
+            )
+    for variable in sorted(set(spec.environment) & set(spec.secrets)):
+        problems.append(f"{key}.environment.{variable}: also in {key}.secrets; allowed: one of them")
+    return problems
+
+
+def _call_problems(config: StackConfig, key: str, name: str, callee: str) -> list[str]:
+    if callee == name:
+        return [f"{key}.calls: {callee!r} is the service itself; allowed: other services"]
+    target = config.services.get(callee)
+    if target is None:
+        known = ", ".join(n for n in config.services if n != name) or "none"
+        return [f"{key}.calls: {callee!r} is not a service here; allowed: {known}"]
+    if target.port is None:
+        return [f"{key}.calls: {callee!r} has no port, so nothing can call it; allowed: services with a port"]
+    return []
+
+
+def _attach_problems(config: StackConfig, key: str, resource: str) -> list[str]:
+    if resource == "queues":
+        if config.jobPlatform.enabled:
+            return []
+        return [f"{key}.attaches: 'queues' with jobPlatform.enabled false; allowed: queues only with the job platform"]
+    if getattr(config, resource).enabled:
+        return []
+    return [f"{key}.attaches: {resource!r} with {resource}.enabled false; allowed: enabled resources"]
+
+
+def _environment_name_problems(key: str, variable: str) -> list[str]:
+    if not ENV_NAME.match(variable):
+        return [
+            f"{key}.environment.{variable}: not a variable name; allowed: A-Z, 0-9 and _, not starting with a digit"
+        ]
+    if SECRET_LOOKING_NAME.search(variable):
+        return [
+            f"{key}.environment.{variable}: looks like a secret; allowed: non-secret names "
+            f"(give secrets as {key}.secrets.{variable}: <Secrets Manager or SSM ARN>)"
+        ]
+    return []
+
+
+def _route_problems(config: StackConfig) -> list[str]:
+    problems: list[str] = []
+    owners: dict[str, str] = {}
+    for name, spec in config.services.items():
+        for route in spec.routes:
+            if route in owners:
+                problems.append(
+                    f"services.{name}.routes: {route!r} is already a route of services.{owners[route]}; "
+                    "allowed: each route on one service"
+                )
+            owners.setdefault(route, name)
+    if config.entry == "alb" and len(owners) > MAX_ALB_ROUTES:
+        problems.append(
+            f"services: {len(owners)} routes with entry 'alb'; allowed: at most {MAX_ALB_ROUTES} (ALB listener "
+            "rules below the API's), or entry httpApi"
+        )
+    for route in config.httpApi.routeThrottling:
+        if route not in owners:
+            problems.append(
+                f"httpApi.routeThrottling.{route}: not a route of any service; allowed: one of "
+                f"{', '.join(sorted(owners)) or 'none (no service has routes)'}"
+            )
+    return problems
+
+
 # --- Placeholders ---------------------------------------------------------------------------------------
 
 # Account IDs that AWS's documentation uses in examples; no real account has them.
@@ -756,10 +1120,14 @@ def placeholder_problems(config: StackConfig) -> list[str]:
     """
     problems = [problem for key, value in _string_values(config, "") if (problem := _placeholder(key, value))]
     return problems + [
-        f"images.digests.{key}: missing with images.build false (the offline plan deploys {OFFLINE_DIGEST}); "
+        f"{_digest_key(config, key)}: missing with images.build false (the offline plan deploys {OFFLINE_DIGEST}); "
         f"allowed: {DIGEST} (or {override_key})"
         for key, override_key in missing_digests(config).items()
     ]
+
+
+def _digest_key(config: StackConfig, image_key: str) -> str:
+    return f"services.{image_key}.digest" if image_key in config.services else f"images.digests.{image_key}"
 
 
 def missing_digests(config: StackConfig) -> dict[str, str]:
@@ -770,12 +1138,23 @@ def missing_digests(config: StackConfig) -> dict[str, str]:
         "api": ("service.image", config.service.image),
         "worker": ("jobPlatform.worker.image", config.jobPlatform.worker.image),
     }
-    deployed = ("api", "worker") if config.jobPlatform.enabled else ("api",)
-    return {
+    deployed = platform_images(config)
+    missing = {
         key: overrides[key][0]
         for key in deployed
         if getattr(config.images.digests, key) is None and overrides[key][1] is None
     }
+    for name, spec in config.services.items():
+        if spec.build is not None and spec.digest is None:
+            missing[name] = f"services.{name}.image"
+    return missing
+
+
+def platform_images(config: StackConfig) -> tuple[str, ...]:
+    """The job platform's images this stack deploys: the API behind the ALB, and the worker with the platform."""
+    if config.entry != "alb":
+        return ()
+    return ("api", "worker") if config.jobPlatform.enabled else ("api",)
 
 
 def _placeholder(key: str, value: str) -> str | None:
@@ -796,6 +1175,8 @@ def _string_values(node: Any, path: str) -> list[tuple[str, str]]:
         return [
             pair for name in type(node).model_fields for pair in _string_values(getattr(node, name), f"{path}{name}.")
         ]
+    if isinstance(node, Mapping):
+        return [pair for key, value in node.items() for pair in _string_values(value, f"{path}{key}.")]
     return []
 
 
@@ -870,7 +1251,7 @@ def refuse_untagged_deployment(config: StackConfig, default_tags: Mapping[str, A
         raise ConfigError(problems)
 
 
-def min_count(service: ServiceConfig) -> int:
+def min_count(service: ServiceConfig | ServiceSpec) -> int:
     """The seed's rule: min = max(1, desired - 1), unless set."""
     return service.minCount if service.minCount is not None else max(1, service.desiredCount - 1)
 

@@ -81,6 +81,12 @@ def _show(value: Any) -> str:
 def _type_name(hint: Any) -> str:
     if get_origin(hint) is Annotated:
         return _type_name(get_args(hint)[0])
+    if get_origin(hint) is dict:
+        return f"map of {_type_name(get_args(hint)[1])}"
+    if get_origin(hint) is list:
+        return f"list of {_type_name(get_args(hint)[0])}"
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return "object"
     if get_origin(hint) is Literal:
         return " \\| ".join(f"`{a}`" for a in get_args(hint))
     options = [a for a in get_args(hint) if a is not type(None)]

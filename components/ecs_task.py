@@ -71,6 +71,20 @@ class DeploymentWait:
 
 
 @dataclass(frozen=True)
+class ServiceConnect:
+    """The service joins the cluster's Service Connect namespace: always a client; with a container port also a
+    server at `http://<service name>:<port>`. Its proxy's logs and access logs go to a KMS log group."""
+
+    namespace_arn: pulumi.Input[str]
+    """Cloud Map namespace ARN (the cluster's)."""
+    request_timeout_seconds: int = 15
+    """Per-request timeout of calls to this service (servers only). Default: 15."""
+
+
+SERVICE_CONNECT_PORT_NAME = "http"
+
+
+@dataclass(frozen=True)
 class FargateTaskSpec:
     """Everything about a service's task that is not specific to how it receives work."""
 
@@ -116,6 +130,12 @@ class FargateTaskSpec:
     """ECS Exec: the task role gets the SSM channels, the exec log group and the platform key (which encrypts
     sessions); the root filesystem becomes writable, since ECS Exec's agent cannot run on a read-only one.
     Default: false."""
+    service_connect: ServiceConnect | None = None
+    """Join the cluster's Service Connect namespace (named `http` port with appProtocol http). Default: none."""
+    sidecars: Sequence[Mapping[str, Any]] = ()
+    """Extra container definitions (e.g. a telemetry collector), held to the main container's rules: non-root,
+    read-only root filesystem, unprivileged, no added capabilities; logs go to the service's log group unless
+    they bring their own. Not essential unless they say so. Default: none."""
 
 
 class FargateTask:
@@ -132,6 +152,16 @@ class FargateTask:
             kms_key_id=spec.log_kms_key_arn,
             opts=self._opts,
         )
+        self.service_connect_log_group = None
+        if spec.service_connect is not None:
+            self.service_connect_log_group = aws.cloudwatch.LogGroup(
+                f"{prefix}-connect-logs",
+                name=f"/ecs/{spec.name_prefix}/{spec.service_name}/service-connect",
+                retention_in_days=spec.log_retention_days,
+                kms_key_id=spec.log_kms_key_arn,
+                opts=self._opts,
+            )
+        self.sidecars = [secure_sidecar(i, d, spec.service_name) for i, d in enumerate(spec.sidecars)]
         self.execution_role = self._execution_role(prefix)
         self.task_role = self._task_role(prefix)
         self.security_group = aws.ec2.SecurityGroup(
@@ -192,6 +222,7 @@ class FargateTask:
         )
         secret_arns = [arn for a in self.spec.attachments for arn in a.secret_arns]
         secret_arns += [_secret_resource_arn(v) for v in self.spec.secrets.values()]
+        secret_arns += [_secret_resource_arn(s["valueFrom"]) for c in self.sidecars for s in c.get("secrets", ())]
         if secret_arns:
             aws.iam.RolePolicy(
                 f"{prefix}-exec-secrets",
@@ -284,6 +315,7 @@ class FargateTask:
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             wait_for_steady_state=wait.wait_for_steady_state,
+            **self._service_connect_configuration(),
             # Autoscaling owns the desired count once the service exists.
             opts=pulumi.ResourceOptions.merge(
                 self._opts,
@@ -298,6 +330,48 @@ class FargateTask:
         if wait.wait_for_steady_state:
             self._fail_on_rollback(service, cluster_arn)
         return service
+
+    def _service_connect_configuration(self) -> dict[str, Any]:
+        """`service_connect_configuration` when the service joins the namespace (absent otherwise, so services
+        without it plan exactly as before)."""
+        spec, connect, log_group = self.spec, self.spec.service_connect, self.service_connect_log_group
+        if connect is None or log_group is None:
+            return {}
+        services = None
+        if spec.container_port is not None:
+            services = [
+                aws.ecs.ServiceServiceConnectConfigurationServiceArgs(
+                    port_name=SERVICE_CONNECT_PORT_NAME,
+                    discovery_name=spec.service_name,
+                    client_alias=[
+                        aws.ecs.ServiceServiceConnectConfigurationServiceClientAliasArgs(
+                            port=spec.container_port, dns_name=spec.service_name
+                        )
+                    ],
+                    timeout=aws.ecs.ServiceServiceConnectConfigurationServiceTimeoutArgs(
+                        per_request_timeout_seconds=connect.request_timeout_seconds
+                    ),
+                )
+            ]
+        return {
+            "service_connect_configuration": aws.ecs.ServiceServiceConnectConfigurationArgs(
+                enabled=True,
+                namespace=connect.namespace_arn,
+                log_configuration=aws.ecs.ServiceServiceConnectConfigurationLogConfigurationArgs(
+                    log_driver="awslogs",
+                    options={
+                        "awslogs-group": log_group.name,
+                        "awslogs-region": spec.region,
+                        "awslogs-stream-prefix": "service-connect",
+                    },
+                ),
+                # Query strings can carry tokens: they stay out of the access log.
+                access_log_configuration=aws.ecs.ServiceServiceConnectConfigurationAccessLogConfigurationArgs(
+                    format="JSON", include_query_parameters="DISABLED"
+                ),
+                services=services,
+            )
+        }
 
     def _fail_on_rollback(self, service: aws.ecs.Service, cluster_arn: pulumi.Input[str]) -> None:
         """A circuit-breaker rollback also ends in a steady state, and the provider then reports success
@@ -391,7 +465,10 @@ class FargateTask:
             "stopTimeout": spec.stop_timeout_seconds,
         }
         if spec.container_port is not None:
-            container["portMappings"] = [{"containerPort": spec.container_port, "protocol": "tcp", "name": "http"}]
+            mapping: dict[str, Any] = {"containerPort": spec.container_port, "protocol": "tcp", "name": "http"}
+            if spec.service_connect is not None:
+                mapping["appProtocol"] = "http"  # HTTP-aware proxy: per-request timeouts, HTTP metrics
+            container["portMappings"] = [mapping]
         if spec.command is not None:
             container["command"] = list(spec.command)
         if spec.health_check_command is not None:
@@ -403,7 +480,65 @@ class FargateTask:
                 "retries": 3,
                 "startPeriod": 60,
             }
-        return pulumi.Output.json_dumps([container])
+        sidecars = [self._with_log_configuration(sidecar) for sidecar in self.sidecars]
+        return pulumi.Output.json_dumps([container, *sidecars])
+
+    def _with_log_configuration(self, sidecar: dict[str, Any]) -> dict[str, Any]:
+        if "logConfiguration" in sidecar:
+            return sidecar
+        options = {
+            "awslogs-group": self.log_group.name,
+            "awslogs-region": self.spec.region,
+            "awslogs-stream-prefix": sidecar["name"],
+            "mode": "non-blocking",
+            "max-buffer-size": "25m",
+        }
+        return {**sidecar, "logConfiguration": {"logDriver": "awslogs", "options": options}}
+
+
+class SidecarError(ValueError):
+    """A sidecar container definition breaks the task's security rules."""
+
+
+def secure_sidecar(index: int, definition: Mapping[str, Any], main_container: str) -> dict[str, Any]:
+    """`definition` with the main container's secure defaults filled in, or SidecarError naming the key.
+
+    Defaults: not essential, user 1001:1001, read-only root filesystem, unprivileged, every capability dropped.
+    Refused: running as root, a writable root filesystem, privileged, added capabilities, a name clash.
+    """
+    name = definition.get("name")
+    where = f"sidecars[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+    problems: list[str] = []
+    if not isinstance(name, str) or not name or name == main_container:
+        problems.append(f"{where}.name: {name!r}; allowed: a container name other than {main_container!r}")
+    if not isinstance(definition.get("image"), str):
+        problems.append(f"{where}.image: missing; allowed: an image reference (pinned by digest)")
+    user = definition.get("user", RUN_AS_USER)
+    if not isinstance(user, str) or _is_root(user):
+        problems.append(f"{where}.user: {user!r} runs as root; allowed: a non-root uid such as {RUN_AS_USER}")
+    if definition.get("readonlyRootFilesystem", True) is not True:
+        problems.append(f"{where}.readonlyRootFilesystem: false; allowed: true (mount a volume where it must write)")
+    if definition.get("privileged", False) is not False:
+        problems.append(f"{where}.privileged: true; allowed: false")
+    linux = definition.get("linuxParameters") or {}
+    if (linux.get("capabilities") or {}).get("add"):
+        problems.append(f"{where}.linuxParameters.capabilities.add: set; allowed: none (every capability is dropped)")
+    if problems:
+        raise SidecarError("invalid sidecar:\n" + "\n".join(f"  - {p}" for p in problems))
+    return {
+        "essential": False,
+        **definition,
+        "user": user,
+        "readonlyRootFilesystem": True,
+        "privileged": False,
+        "linuxParameters": {**linux, "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+def _is_root(user: str) -> bool:
+    """uid 0 in any spelling (`0`, `00`, `root`, `0:0`, ` 0 `) or an empty uid (`:1000`, the image's default)."""
+    uid = user.strip().split(":", 1)[0].strip().lstrip("+")
+    return uid in ("", "root") or (uid.isdigit() and int(uid) == 0)
 
 
 class DeploymentRolledBack(Exception):

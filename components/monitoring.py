@@ -1,6 +1,16 @@
 """Monitoring: the services dashboard and the alarms that page the alert topic.
 
 `alarm()` is the one way any component creates an alarm: it always notifies the topic on ALARM and OK.
+`Monitoring` watches the job platform's ALB services; `MeshMonitoring` watches a set of Service Connect
+microservices: three alarms per service and ONE dashboard for the whole mesh (a dashboard costs $3/month), a row
+per service.
+
+Service Connect metrics (AWS/ECS namespace, Amazon ECS developer guide "Available metrics and dimensions"):
+`RequestCount` is per `DiscoveryName, ServiceName, ClusterName` (inbound requests of the serving tasks);
+`HTTPCode_Target_5XX_Count` and `TargetResponseTime` (milliseconds) are per `TargetDiscoveryName` (all mesh clients'
+traffic to that name) or per `TargetDiscoveryName, ServiceName, ClusterName` where ServiceName is the *calling*
+service, so a service's own 5XX and latency use `TargetDiscoveryName` alone. They count only traffic that passes
+through Service Connect proxies (mesh calls), not the API gateway's calls.
 """
 
 from __future__ import annotations
@@ -46,6 +56,48 @@ class MonitoringArgs:
     """Target 5XX count per 5 minutes (seed: 10). Default: 10."""
     p99_latency_alarm_seconds: float = 2.0
     """p99 target response time alarm. Default: 2 s."""
+
+
+@dataclass(frozen=True)
+class WatchedMicroservice:
+    name: str
+    """Short service name used in alarm and widget names, e.g. `orders`."""
+    service_name: pulumi.Input[str]
+    """ECS service name."""
+    cluster_name: pulumi.Input[str]
+    """ECS cluster name."""
+    port: int | None
+    """Service Connect server port; None for a client-only service (no request, 5XX or latency metrics)."""
+    discovery_name: str | None = None
+    """Its Service Connect discovery name. `TargetDiscoveryName` metrics are not per cluster, so two stacks in one
+    account that serve the same discovery name share them: give each stack its own (e.g. `<app>-<env>-orders`).
+    Default: `name`."""
+
+    @property
+    def metrics_discovery_name(self) -> str:
+        return self.discovery_name or self.name
+
+
+@dataclass(frozen=True)
+class MeshMonitoringArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    region: str
+    """Region of the dashboard's metrics."""
+    topic_arn: pulumi.Input[str]
+    """Alert topic every alarm notifies."""
+    services: Sequence[WatchedMicroservice]
+    """The services of the mesh, one dashboard row each, in this order."""
+    target_5xx_alarm_count: float = 10
+    """5XX responses per 5 minutes, two periods in a row (the ALB alarm's threshold). Default: 10."""
+    latency_alarm_milliseconds: float = 2000
+    """Response time alarm threshold; Service Connect reports milliseconds. Default: 2000 (the ALB alarm's 2 s)."""
+    latency_statistic: str = "p99"
+    """Statistic of the latency alarm. AWS lists Average, Minimum, Maximum, Sum, SampleCount as the valid statistics
+    of Service Connect's TargetResponseTime: if p99 stays without data in an account, use `Maximum`. Default: p99."""
+    missing_task_minutes: int = 5
+    """Alarm when fewer tasks run than desired for this many consecutive minutes (a deployment or a scale-out
+    fills the gap within a few). Needs Container Insights on the cluster. Default: 5."""
 
 
 def alarm(
@@ -185,3 +237,185 @@ def graph_widget(title: str, region: str, metrics: list[list[Any]]) -> dict[str,
         "type": "metric",
         "properties": {"title": title, "region": region, "metrics": metrics, "view": "timeSeries", "period": 300},
     }
+
+
+class MeshMonitoring(pulumi.ComponentResource):
+    """Per microservice: 5XX, latency and running-below-desired alarms to the alert topic; one dashboard."""
+
+    dashboard_name: pulumi.Output[str]
+    """CloudWatch dashboard name."""
+    alarm_arns: pulumi.Output[list[str]]
+    """Every alarm this component created."""
+
+    def __init__(self, name: str, args: MeshMonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:monitoring:MeshMonitoring", name, None, opts)
+        _require_unique_names(args.services)
+        self._child = pulumi.ResourceOptions(parent=self)
+        self.alarms: list[aws.cloudwatch.MetricAlarm] = []
+        for service in args.services:
+            self.alarms.extend(self._service_alarms(name, args, service))
+        rows = pulumi.Output.all(*[pulumi.Output.all(s.cluster_name, s.service_name) for s in args.services]).apply(
+            lambda names: [_row(s, cluster, ecs) for s, (cluster, ecs) in zip(args.services, names, strict=True)]
+        )
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{args.name_prefix}-mesh",
+            dashboard_body=rows.apply(lambda resolved: mesh_dashboard_body(args.region, resolved)),
+            opts=self._child,
+        )
+        self.dashboard_name = self.dashboard.dashboard_name
+        self.alarm_arns = pulumi.Output.all(*[a.arn for a in self.alarms])
+        self.register_outputs({"dashboard_name": self.dashboard_name, "alarm_arns": self.alarm_arns})
+
+    def _service_alarms(
+        self, name: str, args: MeshMonitoringArgs, service: WatchedMicroservice
+    ) -> list[aws.cloudwatch.MetricAlarm]:
+        prefix = f"{name}-{service.name}"
+        alarms = [missing_tasks_alarm(f"{prefix}-tasks-missing", args, service, opts=self._child)]
+        if service.port is None:
+            return alarms
+        target = {"TargetDiscoveryName": service.metrics_discovery_name}
+        common: dict[str, Any] = {"topic_arn": args.topic_arn, "opts": self._child, "namespace": "AWS/ECS"}
+        return [
+            *alarms,
+            alarm(f"{prefix}-target-5xx", description=f"{service.name}: too many 5XX responses to mesh calls",
+                  metric_name="HTTPCode_Target_5XX_Count", dimensions=target, statistic="Sum",
+                  threshold=args.target_5xx_alarm_count, treat_missing_data="notBreaching", **common),
+            alarm(f"{prefix}-latency", description=f"{service.name}: {args.latency_statistic} response time to mesh "
+                  f"calls is above {args.latency_alarm_milliseconds:g} ms",
+                  metric_name="TargetResponseTime", dimensions=target, **_statistic(args.latency_statistic),
+                  threshold=args.latency_alarm_milliseconds, period=60, evaluation_periods=5,
+                  treat_missing_data="notBreaching", **common),
+        ]  # fmt: skip
+
+
+def missing_tasks_alarm(
+    name: str, args: MeshMonitoringArgs, service: WatchedMicroservice, *, opts: pulumi.ResourceOptions
+) -> aws.cloudwatch.MetricAlarm:
+    """Desired minus running tasks above zero for `missing_task_minutes` minutes: tasks that crash, fail their
+    health check or cannot be placed. Container Insights publishes both counts per service."""
+    dimensions = {"ClusterName": service.cluster_name, "ServiceName": service.service_name}
+
+    def count(metric_id: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=metric_id,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace="ECS/ContainerInsights",
+                metric_name=metric_name,
+                dimensions=dimensions,
+                period=60,
+                stat="Average",
+            ),
+            return_data=False,
+        )
+
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        alarm_description=f"{service.name}: fewer tasks running than desired for {args.missing_task_minutes} minutes",
+        metric_queries=[
+            count("desired", "DesiredTaskCount"),
+            count("running", "RunningTaskCount"),
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="missing", expression="desired - running", label="Tasks missing", return_data=True
+            ),
+        ],
+        evaluation_periods=args.missing_task_minutes,
+        datapoints_to_alarm=args.missing_task_minutes,
+        comparison_operator="GreaterThanThreshold",
+        threshold=0,
+        treat_missing_data="missing",
+        alarm_actions=[args.topic_arn],
+        ok_actions=[args.topic_arn],
+        opts=opts,
+    )
+
+
+def _statistic(statistic: str) -> dict[str, str | None]:
+    """`p99`-style statistics are extended statistics in PutMetricAlarm."""
+    if statistic in {"SampleCount", "Average", "Sum", "Minimum", "Maximum"}:
+        return {"statistic": statistic}
+    return {"statistic": None, "extended_statistic": statistic}
+
+
+def _require_unique_names(services: Sequence[WatchedMicroservice]) -> None:
+    names = [s.name for s in services]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"MeshMonitoringArgs.services: each service name once; repeated: {', '.join(repeated)}")
+
+
+@dataclass(frozen=True)
+class MeshRow:
+    """One service's dashboard row, with every name resolved."""
+
+    name: str
+    cluster_name: str
+    service_name: str
+    discovery_name: str | None
+    """None: a client-only service (no traffic widgets)."""
+
+
+def _row(service: WatchedMicroservice, cluster_name: str, service_name: str) -> MeshRow:
+    discovery = service.metrics_discovery_name if service.port is not None else None
+    return MeshRow(service.name, cluster_name, service_name, discovery)
+
+
+ROW_HEIGHT = 6
+WIDGET_WIDTH = 6
+
+
+def mesh_dashboard_body(region: str, rows: Sequence[MeshRow]) -> str:
+    """A row per service: CPU and memory, running against desired tasks, requests and 5XX, latency."""
+    widgets: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        row_widgets = _row_widgets(region, row)
+        for column, widget in enumerate(row_widgets):
+            widget.update(
+                {"x": column * WIDGET_WIDTH, "y": index * ROW_HEIGHT, "width": WIDGET_WIDTH, "height": ROW_HEIGHT}
+            )
+        widgets.extend(row_widgets)
+    return json.dumps({"widgets": widgets})
+
+
+def _row_widgets(region: str, row: MeshRow) -> list[dict[str, Any]]:
+    ecs = ["ClusterName", row.cluster_name, "ServiceName", row.service_name]
+    widgets = [
+        graph_widget(
+            f"{row.name}: CPU and memory (%)",
+            region,
+            [["AWS/ECS", "CPUUtilization", *ecs], ["AWS/ECS", "MemoryUtilization", *ecs]],
+        ),
+        graph_widget(
+            f"{row.name}: tasks",
+            region,
+            [
+                ["ECS/ContainerInsights", "RunningTaskCount", *ecs],
+                ["ECS/ContainerInsights", "DesiredTaskCount", *ecs],
+            ],
+        ),
+    ]
+    if row.discovery_name is None:
+        return widgets
+    target = ["TargetDiscoveryName", row.discovery_name]
+    inbound = ["DiscoveryName", row.discovery_name, *ecs]
+    widgets.append(
+        graph_widget(
+            f"{row.name}: requests and 5XX",
+            region,
+            [
+                ["AWS/ECS", "RequestCount", *inbound, {"stat": "Sum"}],
+                ["AWS/ECS", "HTTPCode_Target_5XX_Count", *target, {"stat": "Sum", "yAxis": "right"}],
+            ],
+        )
+    )
+    widgets.append(
+        graph_widget(
+            f"{row.name}: response time (ms)",
+            region,
+            [
+                ["AWS/ECS", "TargetResponseTime", *target, {"stat": "Average"}],
+                ["AWS/ECS", "TargetResponseTime", *target, {"stat": "p99"}],
+            ],
+        )
+    )
+    return widgets

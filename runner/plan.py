@@ -245,6 +245,11 @@ _TYPE_OUTPUTS: dict[str, Any] = {
         "arn": f"arn:aws:ssm:{r}:{MOCK_ACCOUNT_ID}:parameter{i.get('name') or n}",
     },
     "aws:ec2/launchTemplate:LaunchTemplate": lambda n, i, r: {"latestVersion": 1, "defaultVersion": 1},
+    # An HTTP API's default endpoint, in AWS's format (the id is the mock's `<name>-id`).
+    "aws:apigatewayv2/api:Api": lambda n, i, r: {
+        "apiEndpoint": f"https://{n}-id.execute-api.{r}.amazonaws.com",
+        "executionArn": f"arn:aws:execute-api:{r}:{MOCK_ACCOUNT_ID}:{n}-id",
+    },
     "aws:iam/role:Role": lambda n, i, r: {"arn": f"arn:aws:iam::{MOCK_ACCOUNT_ID}:role/{i.get('name') or n}"},
     "aws:sns/topic:Topic": lambda n, i, r: {"arn": f"arn:aws:sns:{r}:{MOCK_ACCOUNT_ID}:{i.get('name') or n}"},
     "aws:s3/bucket:Bucket": lambda n, i, r: {

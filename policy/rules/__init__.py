@@ -6,7 +6,7 @@ runner) and as the top-level `rules` the pack's `__main__.py` imports when the e
 
 from pulumi_policy import Policy
 
-from . import cost, ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, s3, stack
+from . import apigateway, cost, ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, s3, stack
 
 ALL_POLICIES: list[Policy] = [
     *ecs.POLICIES,
@@ -15,6 +15,7 @@ ALL_POLICIES: list[Policy] = [
     *rds.POLICIES,
     *elasticache.POLICIES,
     *lb.POLICIES,
+    *apigateway.POLICIES,
     *network.POLICIES,
     *encryption_logging.POLICIES,
     *s3.POLICIES,

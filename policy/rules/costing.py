@@ -153,6 +153,12 @@ class Assumptions:
         default=4,
         metadata=_doc("Rescans a month of each continuously scanned image (Inspector rescans when new CVEs appear)."),
     )
+    http_api_requests_per_day: float = field(
+        default=10_000,
+        metadata=_doc(
+            "Requests a day per API Gateway HTTP API (metered in 512 KB increments: a larger request counts as several)."
+        ),
+    )
     overrides: tuple[UsageOverride, ...] = field(
         default=(),
         metadata=_doc(
@@ -861,6 +867,19 @@ FREE_TYPES: Mapping[str, str] = {
         ("docker-build:index:Image", "docker:index/image:Image", "docker:index/registryImage:RegistryImage"),
         "built outside AWS; its storage is priced on the ECR repository",
     ),
+    **dict.fromkeys(
+        (
+            "aws:apigatewayv2/stage:Stage",
+            "aws:apigatewayv2/route:Route",
+            "aws:apigatewayv2/integration:Integration",
+            "aws:apigatewayv2/authorizer:Authorizer",
+            "aws:apigatewayv2/apiMapping:ApiMapping",
+            "aws:apigatewayv2/domainName:DomainName",
+            "aws:apigatewayv2/deployment:Deployment",
+        ),
+        "configuration of an API: requests are priced on the API (custom domains and JWT authorizers have no charge)",
+    ),
+    "aws:apigatewayv2/vpcLink:VpcLink": "VPC links for HTTP APIs have no charge (REST API VPC links bill their NLB)",
     "aws:lambda/invocation:Invocation": "one call of its function per deploy that changes it, priced on the function",
     "pulumi:pulumi:Stack": "the stack itself",
 }
@@ -1347,6 +1366,24 @@ def price_queue(queue: Node, ctx: Context) -> Outcome:
     ]
 
 
+# --- API Gateway ------------------------------------------------------------------------------------------
+
+
+@prices("aws:apigatewayv2/api:Api")
+def price_api(api: Node, ctx: Context) -> Outcome:
+    protocol = str(prop(api, "protocolType") or "")
+    if protocol != "HTTP":
+        return Unpriced(f"a {protocol or 'WEBSOCKET'} API bills messages and connection minutes, not priced here")
+    return [
+        ctx.daily(
+            "API Gateway HTTP API requests",
+            ctx.assumptions.http_api_requests_per_day / 1_000_000,
+            "apigateway.http.requests",
+            "assumed http_api_requests_per_day; first 300M a month tier; access logs priced on their log group",
+        )
+    ]
+
+
 # --- Keys, secrets, monitoring ----------------------------------------------------------------------------
 
 
@@ -1634,6 +1671,7 @@ FREE_TIER_ALLOWANCES: tuple[Allowance, ...] = (
     ),
     Allowance("SQS requests (1M a month)", 1, ("sqs.standard", "sqs.fifo"), ALWAYS_FREE),
     Allowance("S3 Standard storage (5 GB)", 5, ("s3.standard",), TWELVE_MONTHS),
+    Allowance("API Gateway HTTP API requests (1M a month)", 1, ("apigateway.http.requests",), TWELVE_MONTHS),
 )
 """Monthly, per account (all regions); KMS's 20,000 requests and SNS's 1M publishes are not deducted because those
 requests are not priced here (SNS topics are listed as free)."""

@@ -271,6 +271,18 @@ def check_platform_version(resource: Resource) -> Iterator[str]:
         yield f"platformVersion is '{version}'; allowed: {allowed}"
 
 
+def check_service_connect_logs(resource: Resource) -> Iterator[str]:
+    configuration = resource.props.get("serviceConnectConfiguration")
+    if not isinstance(configuration, Mapping) or not is_true(configuration.get("enabled")):
+        return
+    logs = configuration.get("logConfiguration")
+    if not isinstance(logs, Mapping) or not logs.get("logDriver"):
+        yield (
+            "serviceConnectConfiguration has no logConfiguration.logDriver, so the Service Connect proxy's logs are "
+            "lost"
+        )
+
+
 def check_container_insights(resource: Resource) -> Iterator[str]:
     for setting in as_list(resource.props.get("settings")):
         if setting.get("name") == "containerInsights" and str(setting.get("value")).lower() in (
@@ -472,6 +484,16 @@ POLICIES = [
             }
         ),
         remediation="Remove `platformVersion` or set it to `LATEST`.",
+    ),
+    resource_policy(
+        name="aws-ecs-service-enable-service-connect-logging",
+        description="ECS services that use Service Connect should send the Service Connect proxy's logs to a log "
+        "driver.",
+        resource_types=SERVICE_TYPES,
+        check=check_service_connect_logs,
+        severity=MEDIUM,
+        remediation="Set `serviceConnectConfiguration.logConfiguration` with `logDriver: awslogs` and a KMS-encrypted "
+        "log group with retention in its `options`.",
     ),
     resource_policy(
         name="aws-ecs-cluster-enable-container-insights",

@@ -38,6 +38,9 @@ BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 AWSX_FARGATE_SERVICE = "awsx:ecs:FargateService"
 AWSX_TASK_DEFINITION = "awsx:ecs:FargateTaskDefinition"
 AWSX_REPOSITORY = "awsx:ecr:Repository"
+API_STAGE = "aws:apigatewayv2/stage:Stage"
+API_ROUTE = "aws:apigatewayv2/route:Route"
+API_DOMAIN_NAME = "aws:apigatewayv2/domainName:DomainName"
 VPC_ENDPOINT_ID = "vpce-0a1b2c3d"
 
 
@@ -211,6 +214,31 @@ BASELINES: dict[str, dict[str, Any]] = {
         "taskDefinitionArgs": {"container": container()},
     },
     AWSX_TASK_DEFINITION: {"containers": {"app": container(), "proxy": container(name="proxy")}},
+    API_STAGE: {
+        "apiId": "a1b2c3",
+        "name": "$default",
+        "autoDeploy": True,
+        "accessLogSettings": {
+            "destinationArn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/apigateway/shop",
+            "format": '{"requestId":"$context.requestId","status":"$context.status"}',
+        },
+        "defaultRouteSettings": {"throttlingBurstLimit": 100, "throttlingRateLimit": 50.0},
+    },
+    API_ROUTE: {
+        "apiId": "a1b2c3",
+        "routeKey": "ANY /orders/{proxy+}",
+        "authorizationType": "JWT",
+        "authorizerId": "jwt1",
+        "target": "integrations/int1",
+    },
+    API_DOMAIN_NAME: {
+        "domainName": "api.example.com",
+        "domainNameConfiguration": {
+            "certificateArn": f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/c",
+            "endpointType": "REGIONAL",
+            "securityPolicy": "TLS_1_2",
+        },
+    },
     AWSX_REPOSITORY: {
         "name": "app-x",
         "imageTagMutability": "IMMUTABLE",

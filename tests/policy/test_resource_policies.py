@@ -352,6 +352,43 @@ FAILURES: list[tuple[str, str, dict[str, Any], str]] = [
         "port for the tasks",
     ),
     (
+        "aws-apigateway-stage-enable-access-logging",
+        b.API_STAGE,
+        with_props(b.API_STAGE, accessLogSettings=None),
+        "accessLogSettings.destinationArn is not set, so requests to the stage are not logged",
+    ),
+    (
+        "aws-apigateway-stage-configure-throttling",
+        b.API_STAGE,
+        with_props(b.API_STAGE, defaultRouteSettings=None),
+        "defaultRouteSettings does not set throttlingBurstLimit and throttlingRateLimit, so the stage accepts "
+        "whatever the account's regional quota allows (10,000 requests per second)",
+    ),
+    (
+        "aws-apigateway-route-require-authorization",
+        b.API_ROUTE,
+        with_props(b.API_ROUTE, authorizationType="NONE", authorizerId=None),
+        "route 'ANY /orders/{proxy+}' has authorizationType NONE, so anyone can call it",
+    ),
+    (
+        "aws-apigateway-domainname-require-tls-1-2",
+        b.API_DOMAIN_NAME,
+        with_props(
+            b.API_DOMAIN_NAME,
+            domainNameConfiguration={
+                **b.BASELINES[b.API_DOMAIN_NAME]["domainNameConfiguration"],
+                "securityPolicy": "TLS_1_0",
+            },
+        ),
+        "domainNameConfiguration.securityPolicy is TLS_1_0, which accepts TLS 1.0 and 1.1; set TLS_1_2",
+    ),
+    (
+        "aws-ecs-service-enable-service-connect-logging",
+        b.SERVICE,
+        with_props(b.SERVICE, serviceConnectConfiguration={"enabled": True, "namespace": "ns"}),
+        "serviceConnectConfiguration has no logConfiguration.logDriver, so the Service Connect proxy's logs are lost",
+    ),
+    (
         "aws-s3-bucket-disallow-public-acl",
         b.BUCKET_ACL,
         with_props(b.BUCKET_ACL, acl="public-read"),

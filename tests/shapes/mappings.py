@@ -83,6 +83,11 @@ def first_item(values: list[Any]) -> Any:
     return values[0]
 
 
+def route_settings_map(settings: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """API Gateway v2 stage route settings: a Pulumi list of settings with `routeKey`, an API map keyed by it."""
+    return {s["routeKey"]: {k: v for k, v in s.items() if k != "routeKey"} for s in settings}
+
+
 def enabled_flag(value: bool) -> str:
     return "ENABLED" if value else "DISABLED"
 
@@ -524,6 +529,27 @@ MAPPINGS: dict[str, ApiMapping] = {
         "servicediscovery", "CreatePrivateDnsNamespace"
     ),
     "aws:servicediscovery/service:Service": ApiMapping("servicediscovery", "CreateService"),
+    # --- API Gateway v2 (HTTP APIs) ---------------------------------------------------------------------
+    "aws:apigatewayv2/api:Api": ApiMapping("apigatewayv2", "CreateApi"),
+    "aws:apigatewayv2/vpcLink:VpcLink": ApiMapping("apigatewayv2", "CreateVpcLink"),
+    "aws:apigatewayv2/integration:Integration": ApiMapping(
+        "apigatewayv2", "CreateIntegration", {"timeoutMilliseconds": To("TimeoutInMillis")}
+    ),
+    "aws:apigatewayv2/route:Route": ApiMapping("apigatewayv2", "CreateRoute"),
+    "aws:apigatewayv2/stage:Stage": ApiMapping(
+        "apigatewayv2",
+        "CreateStage",
+        {"name": To("StageName"), "routeSettings": To("RouteSettings", route_settings_map)},
+    ),
+    "aws:apigatewayv2/domainName:DomainName": ApiMapping(
+        "apigatewayv2", "CreateDomainName", {"domainNameConfiguration": To("DomainNameConfigurations", one_item)}
+    ),
+    "aws:apigatewayv2/apiMapping:ApiMapping": ApiMapping("apigatewayv2", "CreateApiMapping"),
+    "aws:apigatewayv2/authorizer:Authorizer": ApiMapping(
+        "apigatewayv2",
+        "CreateAuthorizer",
+        {"identitySources": To("IdentitySource"), "jwtConfiguration.audiences": To("Audience")},
+    ),
     # --- Identity and keys -------------------------------------------------------------------------------
     "aws:iam/role:Role": ApiMapping(
         "iam",

@@ -1,0 +1,344 @@
+"""Microservice: one service of the `services:` map, built from the same secure task as every other service.
+
+Each one joins the cluster's Service Connect namespace (a client always; a server at `http://<name>:<port>` when
+it has a port), scales on CPU and memory (and on requests per target behind the ALB), and is reachable only
+along the paths config declares: `allow_call` opens caller SG -> callee SG on the callee's port, `allow_from`
+lets an entry (the ALB, the HTTP API's VPC link) in on the service's port. Public services behind an HTTP API
+also register in Cloud Map with SRV records (the address and port an HTTP API private integration resolves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs_task import (
+    DeploymentWait,
+    FargateTask,
+    FargateTaskSpec,
+    ServiceAttachment,
+    ServiceConnect,
+    allow_between,
+)
+from components.web_service import REQUESTS_PER_TARGET_PER_MINUTE, SCALE_IN_COOLDOWN, SCALE_OUT_COOLDOWN
+from components.web_service import _http_probe as http_probe  # one probe for every web-facing service
+
+CPU_TARGET_PERCENT = 70
+MEMORY_TARGET_PERCENT = 80
+
+
+@dataclass(frozen=True)
+class AlbRoute:
+    priority: int
+    """Listener rule priority (unique on the listener, below the job platform API's 100)."""
+    route: str
+    """`METHOD /path` from config; `{x}` and `{x+}` become `*` in the ALB path pattern, `ANY` matches any method."""
+
+
+@dataclass(frozen=True)
+class AlbEntry:
+    """The cluster's ALB, when it is the entry and the service has public routes."""
+
+    listener_arn: pulumi.Input[str]
+    """Listener the service's rules attach to."""
+    security_group_id: pulumi.Input[str]
+    """ALB security group (the only ingress source for these routes)."""
+    arn_suffix: pulumi.Input[str]
+    """ALB ARN suffix (request-count scaling's resource label)."""
+    routes: Sequence[AlbRoute]
+    """One listener rule per route."""
+
+
+@dataclass(frozen=True)
+class MicroserviceArgs:
+    name_prefix: str
+    """`<app>-<env>`; names derive from it."""
+    service_name: str
+    """Short name: container, Service Connect and Cloud Map name."""
+    image: pulumi.Input[str]
+    """Image reference, pinned by digest."""
+    region: str
+    """Region (awslogs driver)."""
+    account_id: pulumi.Input[str]
+    """Account (trust policy conditions)."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the service's security group."""
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    """Subnets the tasks run in (never public)."""
+    cluster_arn: pulumi.Input[str]
+    """ECS cluster ARN."""
+    cluster_name: pulumi.Input[str]
+    """ECS cluster name (autoscaling resource id)."""
+    namespace_id: pulumi.Input[str]
+    """Cloud Map namespace id (the HTTP API registration's namespace)."""
+    namespace_arn: pulumi.Input[str]
+    """Cloud Map namespace ARN (Service Connect)."""
+    log_kms_key_arn: pulumi.Input[str]
+    """KMS key of the service's log groups."""
+    port: int | None = None
+    """Port the service listens on; None for a client-only service such as a worker. Default: none."""
+    cpu: int = 256
+    """Task CPU units. Default: 256."""
+    memory: int = 512
+    """Task memory MiB. Default: 512."""
+    desired_count: int = 1
+    """Initial task count. Default: 1."""
+    min_count: int = 1
+    """Autoscaling minimum. Default: 1."""
+    max_count: int = 3
+    """Autoscaling maximum. Default: 3."""
+    health_check_path: str = "/health"
+    """Container (and target group) health check path, with a port. Default: /health."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Plain environment variables (never secrets). Default: none."""
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Container secrets: name -> Secrets Manager/SSM ARN. Default: none."""
+    attachments: Sequence[ServiceAttachment] = ()
+    """Shared resources the service uses (database, cache, storage, queues). Default: none."""
+    request_timeout_seconds: int = 15
+    """Service Connect per-request timeout of calls to this service. Default: 15."""
+    log_retention_days: int = 30
+    """Log retention. Default: 30."""
+    cpu_architecture: str = "X86_64"
+    """X86_64 or ARM64. Default: X86_64."""
+    on_demand_base: int = 1
+    """Tasks always on on-demand FARGATE. Default: 1."""
+    spot_weight: int = 0
+    """FARGATE_SPOT weight relative to FARGATE's 1. Default: 0."""
+    deployment: DeploymentWait = field(default_factory=DeploymentWait)
+    """Whether `pulumi up` waits for deployments. Default: wait, 30 minutes."""
+    alb: AlbEntry | None = None
+    """Serve these routes through the cluster's ALB. Default: none."""
+    register_for_http_api: bool = False
+    """Register the tasks in Cloud Map with SRV records for an HTTP API private integration. Default: false."""
+    sidecars: Sequence[Mapping[str, Any]] = ()
+    """Extra containers (e.g. a telemetry collector), held to the task's security rules. Default: none."""
+
+
+class Microservice(pulumi.ComponentResource):
+    service_name: pulumi.Output[str]
+    """ECS service name."""
+    security_group_id: pulumi.Output[str]
+    """Task security group."""
+    log_group_name: pulumi.Output[str]
+    """Application log group name."""
+    discovery_service_arn: pulumi.Output[str] | None
+    """Cloud Map service (SRV) an HTTP API integrates with; None unless `register_for_http_api`."""
+    target_group_arn_suffix: pulumi.Output[str] | None
+    """Target group ARN suffix behind the ALB; None without ALB routes."""
+
+    def __init__(self, name: str, args: MicroserviceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("container-platform:microservice:Microservice", name, None, opts)
+        _validate(args)
+        self.args = args
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._prefix = f"{args.name_prefix}-{args.service_name}"
+        self.task = FargateTask(self._task_spec(args), parent=self)
+        self.port = args.port
+        self.security_group_id = self.task.security_group.id
+        extra: dict[str, Any] = {}
+        depends_on: list[pulumi.Resource] = []
+        self.target_group: aws.lb.TargetGroup | None = None
+        if args.alb is not None and args.port is not None:
+            self.target_group, rules = self._alb_routing(args.alb, args.port)
+            self.allow_from("alb", args.alb.security_group_id)
+            depends_on += rules
+            extra["load_balancers"] = [
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=self.target_group.arn, container_name=args.service_name, container_port=args.port
+                )
+            ]
+            extra["health_check_grace_period_seconds"] = 120
+        self.discovery: aws.servicediscovery.Service | None = None
+        if args.register_for_http_api and args.port is not None:
+            self.discovery = self._http_api_registration(args)
+            extra["service_registries"] = aws.ecs.ServiceServiceRegistriesArgs(
+                registry_arn=self.discovery.arn, container_name=args.service_name, container_port=args.port
+            )
+        self.service = self.task.service(
+            cluster_arn=args.cluster_arn,
+            private_subnet_ids=args.private_subnet_ids,
+            desired_count=args.desired_count,
+            on_demand_base=args.on_demand_base,
+            spot_weight=args.spot_weight,
+            depends_on=depends_on,
+            **extra,
+        )
+        self._autoscaling(args)
+        self.service_name = self.service.name
+        self.log_group_name = self.task.log_group.name
+        self.discovery_service_arn = self.discovery.arn if self.discovery else None
+        self.target_group_arn_suffix = self.target_group.arn_suffix if self.target_group else None
+        self.register_outputs({"service_name": self.service_name, "security_group_id": self.security_group_id})
+
+    def _task_spec(self, args: MicroserviceArgs) -> FargateTaskSpec:
+        environment: dict[str, pulumi.Input[str]] = {"SERVICE_NAME": args.service_name}
+        if args.port is not None:
+            environment["PORT"] = str(args.port)
+        environment.update(args.environment)
+        return FargateTaskSpec(
+            name_prefix=args.name_prefix,
+            service_name=args.service_name,
+            image=args.image,
+            cpu=args.cpu,
+            memory=args.memory,
+            vpc_id=args.vpc_id,
+            region=args.region,
+            account_id=args.account_id,
+            log_kms_key_arn=args.log_kms_key_arn,
+            log_retention_days=args.log_retention_days,
+            environment=environment,
+            secrets=args.secrets,
+            container_port=args.port,
+            health_check_command=http_probe(args.port, args.health_check_path) if args.port is not None else None,
+            cpu_architecture=args.cpu_architecture,
+            attachments=args.attachments,
+            deployment=args.deployment,
+            service_connect=ServiceConnect(args.namespace_arn, args.request_timeout_seconds),
+            sidecars=args.sidecars,
+        )
+
+    # --- Who may connect ---
+
+    def allow_from(self, source: str, source_security_group_id: pulumi.Input[str]) -> None:
+        """SG-to-SG from `source` (an entry or a calling service) to this service's port, nothing wider."""
+        if self.port is None:
+            raise ValueError(f"{self._prefix} has no port: nothing can connect to it (from {source})")
+        allow_between(
+            f"{self._prefix}-from-{source}",
+            source_security_group_id=source_security_group_id,
+            target_security_group_id=self.security_group_id,
+            port=self.port,
+            description=f"{source} to {self._prefix}",
+            opts=self._child,
+        )
+
+    def allow_ingress_from(self, source: str, source_security_group_id: pulumi.Input[str]) -> None:
+        """Ingress only, for a source whose own component already owns the matching egress (the HTTP API's VPC
+        link security group allows egress to exactly this port and group)."""
+        if self.port is None:
+            raise ValueError(f"{self._prefix} has no port: nothing can connect to it (from {source})")
+        aws.vpc.SecurityGroupIngressRule(
+            f"{self._prefix}-from-{source}-ingress",
+            security_group_id=self.security_group_id,
+            referenced_security_group_id=source_security_group_id,
+            ip_protocol="tcp",
+            from_port=self.port,
+            to_port=self.port,
+            description=f"{source} to {self._prefix}",
+            opts=self._child,
+        )
+
+    # --- Entries ---
+
+    def _alb_routing(self, alb: AlbEntry, port: int) -> tuple[aws.lb.TargetGroup, list[pulumi.Resource]]:
+        target_group = aws.lb.TargetGroup(
+            f"{self._prefix}-tg",
+            name_prefix=self.args.service_name[:6],
+            port=port,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=self.args.vpc_id,
+            deregistration_delay=60,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True, path=self.args.health_check_path, matcher="200", interval=30, timeout=5
+            ),
+            opts=self._child,
+        )
+        rules: list[pulumi.Resource] = []
+        for index, route in enumerate(alb.routes):
+            rules.append(
+                aws.lb.ListenerRule(
+                    f"{self._prefix}-route-{index}",
+                    listener_arn=alb.listener_arn,
+                    priority=route.priority,
+                    conditions=alb_conditions(route.route),
+                    actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
+                    opts=self._child,
+                )
+            )
+        return target_group, rules
+
+    def _http_api_registration(self, args: MicroserviceArgs) -> aws.servicediscovery.Service:
+        # Service Connect owns the Cloud Map service named after the service; this one carries SRV records
+        # (address and port), which an HTTP API private integration needs, under its own name.
+        return aws.servicediscovery.Service(
+            f"{self._prefix}-entry-discovery",
+            name=f"{args.service_name}-entry",
+            dns_config=aws.servicediscovery.ServiceDnsConfigArgs(
+                namespace_id=args.namespace_id,
+                dns_records=[aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(type="SRV", ttl=10)],
+                routing_policy="MULTIVALUE",
+            ),
+            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+            opts=self._child,
+        )
+
+    # --- Autoscaling ---
+
+    def _autoscaling(self, args: MicroserviceArgs) -> None:
+        target = self.task.scaling_target(self.service, args.cluster_name, args.min_count, args.max_count)
+        policies: list[tuple[str, str, float, pulumi.Input[str] | None]] = [
+            ("cpu", "ECSServiceAverageCPUUtilization", CPU_TARGET_PERCENT, None),
+            ("memory", "ECSServiceAverageMemoryUtilization", MEMORY_TARGET_PERCENT, None),
+        ]
+        if args.alb is not None and self.target_group is not None:
+            # Request count is an ALB metric: only services behind the ALB scale on it.
+            label = pulumi.Output.concat(args.alb.arn_suffix, "/", self.target_group.arn_suffix)
+            policies.append(("requests", "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, label))
+        for kind, metric, value, label in policies:
+            aws.appautoscaling.Policy(
+                f"{self._prefix}-{kind}-scaling",
+                policy_type="TargetTrackingScaling",
+                resource_id=target.resource_id,
+                scalable_dimension=target.scalable_dimension,
+                service_namespace=target.service_namespace,
+                target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                    target_value=value,
+                    scale_in_cooldown=SCALE_IN_COOLDOWN,
+                    scale_out_cooldown=SCALE_OUT_COOLDOWN,
+                    predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                        predefined_metric_type=metric, resource_label=label
+                    ),
+                ),
+                opts=self._child,
+            )
+
+
+def allow_call(caller: Microservice, callee: Microservice) -> None:
+    """A declared call: caller SG -> callee SG on the callee's port; the rules belong to the callee."""
+    callee.allow_from(caller.args.service_name, caller.security_group_id)
+
+
+def alb_conditions(route: str) -> list[aws.lb.ListenerRuleConditionArgs]:
+    """`GET /products/{id}` -> path `/products/*` and method GET; `ANY` leaves the method open."""
+    method, _, path = route.partition(" ")
+    pattern = "/".join("*" if segment.startswith("{") else segment for segment in path.split("/"))
+    conditions = [
+        aws.lb.ListenerRuleConditionArgs(path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=[pattern]))
+    ]
+    if method != "ANY":
+        conditions.append(
+            aws.lb.ListenerRuleConditionArgs(
+                http_request_method=aws.lb.ListenerRuleConditionHttpRequestMethodArgs(values=[method])
+            )
+        )
+    return conditions
+
+
+def _validate(args: MicroserviceArgs) -> None:
+    problems: list[str] = []
+    if args.port is None and (args.alb is not None and args.alb.routes):
+        problems.append("alb: routes need a port")
+    if args.port is None and args.register_for_http_api:
+        problems.append("register_for_http_api: needs a port")
+    if not args.min_count <= args.desired_count <= args.max_count:
+        problems.append(f"desired_count: {args.desired_count} is outside {args.min_count}..{args.max_count}")
+    if problems:
+        raise ValueError(
+            f"invalid MicroserviceArgs for {args.service_name}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )

@@ -1,0 +1,314 @@
+"""Microservice: the secure task in Service Connect, its entries, its scaling, the declared calls; the `services:`
+config that drives it (one message per problem, each naming the key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError, parse_stack_config
+from components.ecs_task import SidecarError
+from components.microservice import AlbEntry, AlbRoute, Microservice, MicroserviceArgs, allow_call
+from tests.support import Recorded, build, inputs, json_input
+
+IMAGE = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop-orders@sha256:" + "a" * 64
+KEY = "arn:aws:kms:us-east-1:210987654321:key/k"
+
+
+def args(name: str = "orders", **overrides: Any) -> MicroserviceArgs:
+    values: dict[str, Any] = {
+        "name_prefix": "shop-dev",
+        "service_name": name,
+        "image": IMAGE,
+        "region": "us-east-1",
+        "account_id": "210987654321",
+        "vpc_id": "vpc-1",
+        "private_subnet_ids": ["subnet-a", "subnet-b"],
+        "cluster_arn": "arn:aws:ecs:us-east-1:210987654321:cluster/shop-dev",
+        "cluster_name": "shop-dev",
+        "namespace_id": "ns-1",
+        "namespace_arn": "arn:aws:servicediscovery:us-east-1:210987654321:namespace/ns-1",
+        "log_kms_key_arn": KEY,
+        "port": 8081,
+    }
+    values.update(overrides)
+    return MicroserviceArgs(**values)
+
+
+def build_one(**overrides: Any) -> Recorded:
+    return build(lambda: Microservice("orders", args(**overrides)))
+
+
+def containers(recorded: Recorded) -> list[dict[str, Any]]:
+    return json_input(recorded.one("aws:ecs/taskDefinition:TaskDefinition"), "containerDefinitions")
+
+
+def service_connect(recorded: Recorded) -> dict[str, Any]:
+    return inputs(recorded.one("aws:ecs/service:Service"))["serviceConnectConfiguration"]
+
+
+def test_the_task_is_the_platforms_secure_task_with_a_named_http_port():
+    recorded = build_one()
+    (main,) = containers(recorded)
+    assert main["user"] == "1001:1001"
+    assert main["readonlyRootFilesystem"] is True
+    assert main["privileged"] is False
+    assert main["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
+    assert main["portMappings"] == [{"containerPort": 8081, "protocol": "tcp", "name": "http", "appProtocol": "http"}]
+    assert {"name": "SERVICE_NAME", "value": "orders"} in main["environment"]
+    assert main["healthCheck"]["command"][:2] == ["CMD", "python"]
+    component = recorded.one("container-platform:microservice:Microservice")
+    assert all(r.parent == component.urn for r in recorded.resources if r is not component)
+
+
+def test_a_server_joins_service_connect_under_its_name_with_logs_and_its_timeout():
+    recorded = build_one(request_timeout_seconds=30)
+    connect = service_connect(recorded)
+    assert connect["enabled"] is True
+    assert connect["namespace"].endswith(":namespace/ns-1")
+    (server,) = connect["services"]
+    assert server["portName"] == "http"
+    assert server["discoveryName"] == "orders"
+    assert server["clientAlias"] == [{"dnsName": "orders", "port": 8081}]
+    assert server["timeout"] == {"perRequestTimeoutSeconds": 30}
+    assert connect["logConfiguration"]["logDriver"] == "awslogs"
+    assert connect["logConfiguration"]["options"]["awslogs-group"] == "/ecs/shop-dev/orders/service-connect"
+    assert connect["accessLogConfiguration"] == {"format": "JSON", "includeQueryParameters": "DISABLED"}
+    log_group = recorded.find("aws:cloudwatch/logGroup:LogGroup", "shop-dev-orders-connect-logs")
+    assert inputs(log_group)["kmsKeyId"] == KEY
+
+
+def test_a_service_without_a_port_is_a_client_only():
+    recorded = build_one(port=None)
+    connect = service_connect(recorded)
+    assert connect["enabled"] is True
+    assert "services" not in connect
+    (main,) = containers(recorded)
+    assert "portMappings" not in main
+    assert "healthCheck" not in main
+    assert not recorded.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+
+
+def test_http_api_registration_is_srv_in_cloud_map_next_to_service_connect():
+    recorded = build_one(register_for_http_api=True)
+    discovery = inputs(recorded.one("aws:servicediscovery/service:Service"))
+    assert discovery["name"] == "orders-entry"  # Service Connect owns `orders` in the namespace
+    assert discovery["dnsConfig"]["dnsRecords"] == [{"type": "SRV", "ttl": 10}]
+    service = inputs(recorded.one("aws:ecs/service:Service"))
+    assert service["serviceRegistries"]["containerName"] == "orders"
+    assert service["serviceRegistries"]["containerPort"] == 8081
+    assert "serviceConnectConfiguration" in service
+    assert not build_one().of_type("aws:servicediscovery/service:Service")
+
+
+def test_scaling_is_cpu_and_memory_and_requests_only_behind_the_alb():
+    plain = build_one()
+    kinds = {r.name.rsplit("-", 2)[-2] for r in plain.of_type("aws:appautoscaling/policy:Policy")}
+    assert kinds == {"cpu", "memory"}
+    alb = AlbEntry(
+        listener_arn="arn:listener",
+        security_group_id="sg-alb",
+        arn_suffix="app/shop/1",
+        routes=[AlbRoute(1, "GET /orders/{id}"), AlbRoute(2, "ANY /orders/{proxy+}")],
+    )
+    routed = build_one(alb=alb)
+    kinds = {r.name.rsplit("-", 2)[-2] for r in routed.of_type("aws:appautoscaling/policy:Policy")}
+    assert kinds == {"cpu", "memory", "requests"}
+    rules = sorted((inputs(r) for r in routed.of_type("aws:lb/listenerRule:ListenerRule")), key=lambda r: r["priority"])
+    assert [r["priority"] for r in rules] == [1, 2]
+    assert rules[0]["conditions"] == [
+        {"pathPattern": {"values": ["/orders/*"]}},
+        {"httpRequestMethod": {"values": ["GET"]}},
+    ]
+    assert rules[1]["conditions"] == [{"pathPattern": {"values": ["/orders/*"]}}]
+    ingress = inputs(routed.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"))
+    assert (ingress["referencedSecurityGroupId"], ingress["fromPort"], ingress["toPort"]) == ("sg-alb", 8081, 8081)
+
+
+def test_a_declared_call_opens_the_callee_port_from_the_caller_only():
+    def program() -> None:
+        orders = Microservice("orders", args("orders", port=8081))
+        payments = Microservice("payments", args("payments", port=8082))
+        allow_call(orders, payments)
+
+    recorded = build(program)
+    (ingress,) = recorded.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    (egress,) = [
+        r for r in recorded.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule") if "-from-" in r.name
+    ]
+    assert ingress.name == "shop-dev-payments-from-orders-ingress"
+    assert (inputs(ingress)["fromPort"], inputs(ingress)["toPort"]) == (8082, 8082)
+    assert egress.name == "shop-dev-payments-from-orders-egress"
+    payments = recorded.find("container-platform:microservice:Microservice", "payments")
+    assert ingress.parent == egress.parent == payments.urn
+    assert "cidrIpv4" not in inputs(ingress)
+
+
+def test_sidecars_get_the_secure_defaults_and_the_service_log_group():
+    recorded = build_one(
+        sidecars=[{"name": "otel", "image": "public.ecr.aws/aws-observability/adot@sha256:" + "b" * 64}]
+    )
+    _, sidecar = containers(recorded)
+    assert sidecar["essential"] is False
+    assert sidecar["user"] == "1001:1001"
+    assert sidecar["readonlyRootFilesystem"] is True
+    assert sidecar["privileged"] is False
+    assert sidecar["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
+    assert sidecar["logConfiguration"]["options"]["awslogs-group"] == "/ecs/shop-dev/orders"
+    assert sidecar["logConfiguration"]["options"]["awslogs-stream-prefix"] == "otel"
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "expected"),
+    [
+        ({"name": "otel", "image": "x", "user": "0:0"}, "sidecars[0] (otel).user: '0:0' runs as root"),
+        ({"name": "otel", "image": "x", "user": "root"}, "sidecars[0] (otel).user: 'root' runs as root"),
+        ({"name": "otel", "image": "x", "readonlyRootFilesystem": False}, "(otel).readonlyRootFilesystem: false"),
+        ({"name": "otel", "image": "x", "privileged": True}, "(otel).privileged: true"),
+        (
+            {"name": "otel", "image": "x", "linuxParameters": {"capabilities": {"add": ["NET_ADMIN"]}}},
+            "(otel).linuxParameters.capabilities.add: set",
+        ),
+        ({"name": "orders", "image": "x"}, "sidecars[0] (orders).name: 'orders'"),
+        ({"name": "otel"}, "sidecars[0] (otel).image: missing"),
+    ],
+)
+def test_insecure_sidecars_are_refused_naming_the_key(sidecar, expected):
+    with pytest.raises(SidecarError) as caught:
+        build_one(sidecars=[sidecar])
+    assert expected in str(caught.value)
+
+
+# --- Config ----------------------------------------------------------------------------------------------
+
+
+def service(**values: Any) -> dict[str, Any]:
+    return {"image": IMAGE, **values}
+
+
+def config_problems(services: dict[str, Any], **raw: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config({"environment": "dev", "services": services, **raw})
+    return caught.value.problems
+
+
+def test_services_take_their_sizing_from_the_environment_table_and_override_it():
+    for environment, cpu, spot in (("dev", 256, 1), ("prod", 1024, 0)):
+        raw = {"environment": environment, "services": {"orders": service(port=8080)}}
+        if environment == "prod":
+            raw["certificateArn"] = (
+                "arn:aws:acm:us-east-1:123456789012:certificate/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12
+            )
+        orders = parse_stack_config(raw).services["orders"]
+        assert (orders.cpu, orders.spotWeight) == (cpu, spot)
+    own = parse_stack_config({"environment": "dev", "services": {"orders": service(cpu=1024, memory=2048)}})
+    assert (own.services["orders"].cpu, own.services["orders"].memory) == (1024, 2048)
+
+
+def test_calls_must_name_another_service_with_a_port():
+    found = config_problems(
+        {
+            "orders": service(port=8080, calls=["orders", "nope", "mailer"]),
+            "mailer": service(),
+        }
+    )
+    assert found == [
+        "services.orders.calls: 'orders' is the service itself; allowed: other services",
+        "services.orders.calls: 'nope' is not a service here; allowed: mailer",
+        "services.orders.calls: 'mailer' has no port, so nothing can call it; allowed: services with a port",
+    ]
+
+
+def test_routes_are_http_api_route_keys_unique_across_services_and_need_a_port():
+    found = config_problems(
+        {
+            "orders": service(port=8080, routes=["GET /orders/{id}", "GET /orders/*", "FETCH /x"]),
+        }
+    )
+    assert [p.split(":")[0] for p in found] == ["services.orders.routes.1", "services.orders.routes.2"]
+    assert "allowed: `METHOD /path`" in found[0]
+    found = config_problems(
+        {
+            "orders": service(port=8080, routes=["GET /orders/{id}"]),
+            "cart": service(port=8081, routes=["GET /orders/{id}"]),
+            "mailer": service(routes=["POST /mail"]),
+        }
+    )
+    assert found == [
+        "services.mailer.routes: set without services.mailer.port; allowed: routes only on a service with a port",
+        "services.cart.routes: 'GET /orders/{id}' is already a route of services.orders; allowed: each route on one service",
+    ]
+
+
+def test_bad_names_reserved_names_and_unknown_keys_are_named():
+    found = config_problems({"Orders_1": service(), "api": service(), "cart": service(colour="red")})
+    assert any(p.startswith("services.Orders_1: 'Orders_1' is not a service name; allowed: 3-20 chars") for p in found)
+    assert any(p.startswith("services.api: 'api' is reserved") for p in found)
+    assert any(p.startswith("services.cart.colour: unknown key; allowed keys here: image, build") for p in found)
+
+
+def test_environment_is_for_plain_values_and_secrets_for_arns():
+    found = config_problems(
+        {
+            "orders": service(
+                environment={"DB_PASSWORD": "x", "FEATURE_FLAG": "on"},
+                secrets={"STRIPE_KEY": "sk_live_abc"},
+            )
+        }
+    )
+    assert found == [
+        "services.orders.secrets.STRIPE_KEY: 'sk_live_abc'; allowed: a Secrets Manager secret ARN (optionally with "
+        ":json-key:version-stage:version-id) or an SSM parameter ARN"
+    ]
+    found = config_problems({"orders": service(environment={"DB_PASSWORD": "x", "FEATURE_FLAG": "on"})})
+    assert found == [
+        "services.orders.environment.DB_PASSWORD: looks like a secret; allowed: non-secret names (give secrets as "
+        "services.orders.secrets.DB_PASSWORD: <Secrets Manager or SSM ARN>)"
+    ]
+
+
+def test_image_or_build_sizes_and_attachments_are_checked():
+    found = config_problems(
+        {
+            "orders": {"port": 8080, "cpu": 256, "memory": 4096, "attaches": ["queues"]},
+            "cart": service(build="services/cart"),
+        },
+        jobPlatform={"enabled": False},
+        service={"image": IMAGE},
+    )
+    assert (
+        "services.orders.memory: 4096 is not a Fargate size for services.orders.cpu 256; allowed: 512-2048 in steps of 512"
+        in found
+    )
+    assert any(p.startswith("services.orders: needs exactly one of image and build") for p in found)
+    assert any(p.startswith("services.cart: needs exactly one of image and build") for p in found)
+    assert (
+        "services.orders.attaches: 'queues' with jobPlatform.enabled false; allowed: queues only with the job platform"
+        in found
+    )
+
+
+def test_the_http_api_entry_replaces_the_alb_only_without_the_job_platform():
+    found = config_problems({"orders": service(port=8080, routes=["GET /orders"])}, entry="httpApi")
+    assert found == [
+        "entry: 'httpApi' with jobPlatform.enabled true; allowed: alb while the job platform runs (its API is "
+        "served by the ALB), or set jobPlatform.enabled false"
+    ]
+    config = parse_stack_config(
+        {
+            "environment": "dev",
+            "entry": "httpApi",
+            "jobPlatform": {"enabled": False},
+            "services": {"orders": service(port=8080, routes=["GET /orders"])},
+            "httpApi": {"routeThrottling": {"GET /orders": {"burst": 10, "rate": 5.0}}},
+        }
+    )
+    assert config.httpApi.routeThrottling["GET /orders"].burst == 10
+    found = config_problems(
+        {"orders": service(port=8080, routes=["GET /orders"])},
+        entry="httpApi",
+        jobPlatform={"enabled": False},
+        httpApi={"routeThrottling": {"GET /nope": {"burst": 1, "rate": 1.0}}},
+    )
+    assert found == ["httpApi.routeThrottling.GET /nope: not a route of any service; allowed: one of GET /orders"]

@@ -1,0 +1,235 @@
+"""The program with a `services:` map: one Microservice per entry, Service Connect between them, SG-to-SG for
+exactly the declared calls, the HTTP API (or ALB) entry, independent deployability; our stacks unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.diff import compare
+from runner.plan import Plan, run_program
+from tests.support import Recorded, inputs
+
+ROOT = Path(__file__).resolve().parents[2]
+MICROSERVICE = "container-platform:microservice:Microservice"
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+CALLS = {"orders": ["products", "payments"], "notifier": ["orders"], "products": [], "payments": []}
+
+
+def image(name: str, digit: str) -> str:
+    return f"210987654321.dkr.ecr.us-east-1.amazonaws.com/shop-{name}@sha256:{digit * 64}"
+
+
+def shop_yaml(
+    entry: str = "httpApi", orders_image: str = "2", payments_cpu: int = 256, payments_memory: int = 512
+) -> str:
+    job_platform = "false" if entry == "httpApi" else "true"
+    return f"""config:
+  aws:region: us-east-1
+  aws:defaultTags:
+    tags:
+      environment: dev
+  container-platform:environment: dev
+  container-platform:applicationName: shop
+  container-platform:entry: {entry}
+  container-platform:jobPlatform:
+    enabled: {job_platform}
+  container-platform:httpApi:
+    routeThrottling:
+      "POST /orders": {{burst: 20, rate: 10}}
+  container-platform:services:
+    products:
+      image: {image("products", "1")}
+      port: 8080
+      routes: ["GET /products", "GET /products/{{id}}"]
+      attaches: [database, cache]
+    orders:
+      image: {image("orders", orders_image)}
+      port: 8081
+      routes: ["POST /orders", "ANY /orders/{{proxy+}}"]
+      calls: [products, payments]
+      attaches: [database]
+    payments:
+      image: {image("payments", "3")}
+      port: 8082
+      cpu: {payments_cpu}
+      memory: {payments_memory}
+      requestTimeoutSeconds: 30
+    notifier:
+      image: {image("notifier", "4")}
+      calls: [orders]
+"""
+
+
+def plan_of(tmp_path: Path, stack_yaml: str, stack: str = "shop") -> Plan:
+    for name in ("__main__.py", "Pulumi.yaml", "components", "services", "lambdas"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / f"Pulumi.{stack}.yaml").write_text(stack_yaml)
+    return run_program(tmp_path, stack)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    return plan_of(tmp_path_factory.mktemp("shop"), shop_yaml())
+
+
+def recorded(plan: Plan) -> Recorded:
+    return Recorded(plan.resources, plan.outputs)
+
+
+def owner(plan: Recorded, urn: str | None) -> str | None:
+    """The Microservice a resource belongs to (its name), if any."""
+    by_urn = {r.urn: r for r in plan.resources}
+    while urn is not None:
+        resource = by_urn[urn]
+        if resource.type == MICROSERVICE:
+            return resource.name
+        urn = resource.parent
+    return None
+
+
+def test_one_component_per_configured_service_and_no_alb(shop):
+    plan = recorded(shop)
+    assert sorted(r.name for r in plan.of_type(MICROSERVICE)) == ["notifier", "orders", "payments", "products"]
+    assert not plan.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert not plan.of_type("container-platform:web-service:WebService")
+    cluster = inputs(plan.one("aws:ecs/cluster:Cluster"))
+    assert cluster["serviceConnectDefaults"]["namespace"]
+    assert shop.outputs["serviceNames"]["orders"] == "shop-dev-orders"
+    assert "url" in shop.outputs
+
+
+def test_security_groups_allow_exactly_the_declared_calls(shop):
+    plan = recorded(shop)
+    sg_owner = {
+        r.urn.rsplit("::", 1)[-1]: owner(plan, r.urn) for r in plan.of_type("aws:ec2/securityGroup:SecurityGroup")
+    }
+    ids = {f"{name}-id": service for name, service in sg_owner.items() if service}
+    pairs = set()
+    for rule in plan.of_type(SG_INGRESS):
+        values = inputs(rule)
+        source = ids.get(str(values.get("referencedSecurityGroupId")))
+        target = ids.get(values["securityGroupId"])
+        if source and target:
+            pairs.add((source, target, values["fromPort"], values["toPort"]))
+            assert "cidrIpv4" not in values
+    ports = {"products": 8080, "orders": 8081, "payments": 8082}
+    declared = {
+        (caller, callee, ports[callee], ports[callee]) for caller, callees in CALLS.items() for callee in callees
+    }
+    assert pairs == declared
+
+
+def test_every_service_is_in_service_connect_and_servers_under_their_names(shop):
+    plan = recorded(shop)
+    for name, port in (("products", 8080), ("orders", 8081), ("payments", 8082), ("notifier", None)):
+        connect = inputs(plan.find("aws:ecs/service:Service", f"shop-dev-{name}-service"))[
+            "serviceConnectConfiguration"
+        ]
+        assert connect["enabled"] is True
+        assert connect["logConfiguration"]["options"]["awslogs-group"] == f"/ecs/shop-dev/{name}/service-connect"
+        if port is None:
+            assert "services" not in connect
+            continue
+        (server,) = connect["services"]
+        assert server["clientAlias"] == [{"dnsName": name, "port": port}]
+        assert server["timeout"]["perRequestTimeoutSeconds"] == (30 if name == "payments" else 15)
+
+
+def test_callers_get_service_connect_urls_and_attachments_only_where_declared(shop):
+    import json
+
+    plan = recorded(shop)
+
+    def environment(name: str) -> dict[str, str]:
+        task = plan.find("aws:ecs/taskDefinition:TaskDefinition", f"shop-dev-{name}-task")
+        (container,) = json.loads(inputs(task)["containerDefinitions"])
+        return {e["name"]: e["value"] for e in container["environment"]}
+
+    orders = environment("orders")
+    assert (orders["PRODUCTS_URL"], orders["PAYMENTS_URL"]) == ("http://products:8080", "http://payments:8082")
+    assert environment("notifier")["ORDERS_URL"] == "http://orders:8081"
+    assert not {k for k in environment("payments") if k.endswith("_URL") or k.startswith("DATABASE")}
+    to_database = {owner(plan, r.urn) for r in plan.of_type(SG_INGRESS) if r.name.endswith("-to-database-ingress")}
+    assert {"products", "orders"} <= to_database
+    assert "payments" not in to_database
+
+
+def test_public_services_register_srv_and_reach_the_http_api(shop):
+    plan = recorded(shop)
+    registrations = {owner(plan, r.urn): inputs(r) for r in plan.of_type("aws:servicediscovery/service:Service")}
+    assert set(registrations) == {"products", "orders"}
+    assert all(r["dnsConfig"]["dnsRecords"] == [{"type": "SRV", "ttl": 10}] for r in registrations.values())
+    routes = {inputs(r)["routeKey"] for r in plan.of_type("aws:apigatewayv2/route:Route")}
+    assert routes == {"GET /products", "GET /products/{id}", "POST /orders", "ANY /orders/{proxy+}"}
+    from_api = {owner(plan, r.urn) for r in plan.of_type(SG_INGRESS) if r.name.endswith("-from-http-api-ingress")}
+    assert from_api == {"products", "orders"}
+    scaling = {owner(plan, r.urn): r.name for r in plan.of_type("aws:appautoscaling/policy:Policy")}
+    assert not any("requests" in name for name in scaling.values())  # request count is an ALB metric
+
+
+def test_with_the_alb_entry_routes_become_listener_rules_next_to_the_job_platform(tmp_path):
+    plan = recorded(plan_of(tmp_path, shop_yaml(entry="alb")))
+    rules = {r.name: inputs(r)["priority"] for r in plan.of_type("aws:lb/listenerRule:ListenerRule")}
+    assert rules["jobs-dev-api-rule" if "jobs-dev-api-rule" in rules else "shop-dev-api-rule"] == 100
+    service_rules = {name: p for name, p in rules.items() if "-route-" in name}
+    assert sorted(service_rules.values()) == [1, 2, 3, 4]
+    assert plan.of_type("container-platform:web-service:WebService")
+    requests = [
+        r.name for r in plan.of_type("aws:appautoscaling/policy:Policy") if r.name.endswith("-requests-scaling")
+    ]
+    assert sorted(requests) == [
+        "shop-dev-api-requests-scaling",
+        "shop-dev-orders-requests-scaling",
+        "shop-dev-products-requests-scaling",
+    ]
+    assert not plan.of_type("aws:servicediscovery/service:Service") or all(
+        "-entry-discovery" not in r.name for r in plan.of_type("aws:servicediscovery/service:Service")
+    )
+
+
+def report(plan: Plan) -> dict[str, Any]:
+    return {
+        "stack": plan.stack,
+        "resources": [{"urn": r.urn, "type": r.type, "name": r.name, "inputs": dict(r.inputs)} for r in plan.resources],
+    }
+
+
+@pytest.mark.parametrize(
+    ("changed", "overrides"),
+    [("orders", {"orders_image": "9"}), ("payments", {"payments_cpu": 512, "payments_memory": 1024})],
+)
+def test_changing_one_service_changes_only_that_services_resources(shop, tmp_path, changed, overrides):
+    after = plan_of(tmp_path, shop_yaml(**overrides))
+    diff = compare(report(shop), report(after), "before", "after")
+    assert not diff.added and not diff.removed
+    assert diff.changed, "the change must show"
+    plan = recorded(after)
+    by_key = {r.urn.split("::", 2)[-1]: r for r in plan.resources}
+    owners = {owner(plan, by_key[c.key].urn) for c in diff.changed}
+    assert owners == {changed}, [(c.name, c.paths) for c in diff.changed]
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", "dev-lean"])
+def test_our_stacks_deploy_no_services_and_no_service_connect(stack):
+    plan = recorded(run_program(ROOT, stack))
+    assert not plan.of_type(MICROSERVICE)
+    assert "serviceConnectDefaults" not in inputs(plan.one("aws:ecs/cluster:Cluster"))
+    for service in plan.of_type("aws:ecs/service:Service"):
+        assert "serviceConnectConfiguration" not in inputs(service)
+    assert plan.one("aws:lb/loadBalancer:LoadBalancer")
+    assert len(plan.of_type("aws:lb/listenerRule:ListenerRule")) == 1
+
+
+def test_the_mesh_gets_one_dashboard_with_a_row_and_alarms_per_service(shop):
+    plan = recorded(shop)
+    (dashboard,) = [d for d in plan.of_type("aws:cloudwatch/dashboard:Dashboard") if d.name.startswith("mesh")]
+    body = json.dumps(json.loads(inputs(dashboard)["dashboardBody"]))
+    services = sorted(plan.outputs["serviceNames"])
+    assert all(name in body for name in services)
+    alarms = [a.name for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")]
+    for name in services:
+        assert any(name in alarm for alarm in alarms), f"no alarm for {name}"
