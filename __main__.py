@@ -433,6 +433,7 @@ def build_images(
             image_overrides=overrides,
             promoted_digests={**promoted_digests(config), **service_digests},
             source_repository_url=config.images.sourceRepositoryUrl,
+            pull_principals=tuple(config.images.pullPrincipals),
             log_retention_days=config.logRetentionDays,
         ),
         opts,

@@ -55,3 +55,7 @@ def is_db_instance_class(value: str) -> bool:
 def is_cache_node_type(value: str) -> bool:
     match = re.match(r"^cache" + _SIZED, value)
     return bool(match) and match.group(1) in CACHE_NODE_FAMILIES
+
+
+# Who may be granted pull on an ECR repository: an account id or an IAM role ARN.
+ECR_PULL_PRINCIPAL = re.compile(r"^(?:\d{12}|arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512})$")

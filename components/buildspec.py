@@ -72,8 +72,9 @@ TRIVY_FILES = (
     # built-in rules and allow rules", pkg/fanal/secret), instead of a trivy-secret.yaml from the source.
     f'--secret-config "{GATE_CONFIG}/trivy-secret.yaml"'
 )
-# The image's configured user, as `docker run` would use it; empty means root.
-_ROOT_USER = r"^[[:space:]]*(root|[+]?0+)?[[:space:]]*$"
+# The image's configured user before any `:group`, as `docker run` would use it; empty means root. The deploy
+# workflow's gate (.github/scripts/gate-image.sh) uses the same pattern (tests/ci/test_image_gate.py).
+ROOT_USER_PATTERN = r"^[[:space:]]*(root|[+]?0+)?[[:space:]]*$"
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _build_and_scan(target: BuildTarget, platform: str, severities: str, *, audi
         # hadolint sees only a final `USER root`; the image's configured user also catches no USER at all (root by
         # default) and a root user inherited from the base image.
         f"IMAGE_USER=\"$(docker image inspect --format '{{{{.Config.User}}}}' {image})\"; "
-        + _fail_if(f'[[ "${{IMAGE_USER%%:*}}" =~ {_ROOT_USER} ]]',
+        + _fail_if(f'[[ "${{IMAGE_USER%%:*}}" =~ {ROOT_USER_PATTERN} ]]',
                    f"{target.name}: the image runs as root (USER '$IMAGE_USER'); set a non-root USER in the final stage"),
     ]  # fmt: skip
     if audit_report:

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from components.aws_limits import (
     CACHE_NODE_FAMILIES,
     DB_INSTANCE_FAMILIES,
+    ECR_PULL_PRINCIPAL,
     FARGATE_MEMORY_BY_CPU,
     LOG_RETENTION_DAYS,
     is_cache_node_type,
@@ -270,6 +271,16 @@ class ImagesConfig(ConfigModel):
         | None
     ) = None
     """GitHub repository the CodeBuild scan pipeline builds (webhook on main and pull requests). Default: none (S3 source)."""
+    pullPrincipals: list[
+        Annotated[
+            str,
+            Check(
+                lambda v: bool(ECR_PULL_PRINCIPAL.match(v)),
+                "a 12-digit account id or an IAM role ARN (arn:aws:iam::<account>:role/...)",
+            ),
+        ]
+    ] = Field(default_factory=list)
+    """Accounts or roles that may pull (only pull) from this stack's repositories: the next environment's account when environments live in separate accounts, so CI can promote a digest (docs/ci.md). Quote account ids in YAML. Default: none."""
 
 
 def _images_problems(config: StackConfig) -> list[str]:

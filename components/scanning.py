@@ -30,7 +30,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from components import build_context, buildspec
-from components.aws_limits import LOG_RETENTION_DAYS
+from components.aws_limits import ECR_PULL_PRINCIPAL, LOG_RETENTION_DAYS
 from components.iam import allow, assume_role_policy, policy_document
 from components.kms import rotating_key
 from components.s3 import private_bucket
@@ -41,6 +41,8 @@ PINNED_REFERENCE = re.compile(
     r"/[a-z0-9]+(?:[._/-][a-z0-9]+)*)@sha256:[0-9a-f]{64}$"
 )
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# What another account needs to pull an image by digest (skopeo copy, docker pull): read only.
+PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 # Tag prefix of images a stack runs or may roll back to: the lifecycle policy never expires them. CI tags every
 # digest it deploys with it (`release-<...>`) in the repository the stack pulls from.
 RELEASE_TAG_PREFIX = "release-"
@@ -135,9 +137,32 @@ class ImageScanningArgs:
     """Build and function log retention. Default: 30."""
     build_timeout_minutes: int = 60
     """CodeBuild build timeout. Default: 60."""
+    pull_principals: Sequence[str] = ()
+    """Account ids or IAM role ARNs that may pull (read only) from every repository of this stack: the next
+    environment's deploy role in another account, which promotes images by digest. Written as each repository's
+    policy. No key policy change is needed: ECR decrypts the layers with the grant it holds on the repository key.
+    Default: none (only this account)."""
     alert_function_reserved_concurrency: int | None = None
     """Reserved concurrency of the alert function; new accounts' low concurrency quota rejects any reservation, so
     none is made unless asked. Default: none (unreserved)."""
+
+
+def repository_pull_policy(principals: Sequence[str]) -> str:
+    """Repository policy: these principals may pull images (read only), nothing else."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PullForPromotion",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": sorted(principals)},
+                    "Action": list(PULL_ACTIONS),
+                }
+            ],
+        },
+        sort_keys=True,
+    )
 
 
 def assert_pinned_reference(reference: str, repository_url: str | None = None) -> str:
@@ -207,6 +232,12 @@ def _validate(args: ImageScanningArgs) -> None:
         problems.append(f"build_timeout_minutes: {args.build_timeout_minutes} must be 5 to 2160")
     if args.source_repository_url is not None and not args.source_repository_url.startswith("https://github.com/"):
         problems.append(f"source_repository_url: {args.source_repository_url!r} must be a https://github.com/ URL")
+    for principal in args.pull_principals:
+        if not ECR_PULL_PRINCIPAL.match(principal):
+            problems.append(
+                f"pull_principals: {principal!r} is not allowed; allowed: a 12-digit account id or an IAM role ARN "
+                "(arn:aws:iam::<account>:role/<path and name>)"
+            )
     if args.source_connection_arn and args.source_repository_url is None:
         problems.append("source_connection_arn is set but source_repository_url is not: a connection needs GitHub")
     if problems:
@@ -379,6 +410,13 @@ class ImageScanning(pulumi.ComponentResource):
                 policy=lifecycle_policy(args.untagged_expiry_days, args.keep_tagged_images),
                 opts=self._child,
             )
+            if args.pull_principals:
+                aws.ecr.RepositoryPolicy(
+                    f"{name}-{key}-pull",
+                    repository=repository.name,
+                    policy=repository_pull_policy(args.pull_principals),
+                    opts=self._child,
+                )
             self.repositories[key] = repository
         if args.manage_registry_scanning:
             self._registry_scanning(name, args)

@@ -47,9 +47,10 @@ echo "::endgroup::"
 image_id="$(cat "$gate_dir/$name.id")"
 
 user="$(docker image inspect --format '{{.Config.User}}' "$image_id")"
-user_name="${user%%:*}"
-user_name="${user_name//[[:space:]]/}"
-if [[ -z "$user_name" || "$user_name" == root || "$user_name" =~ ^\+?0+$ ]]; then
+# Empty (root by default), `root` or uid 0 in any spelling, before any `:group`. The same pattern as CodeBuild's
+# gate (components/buildspec.py ROOT_USER_PATTERN; tests/ci/test_image_gate.py keeps them equal).
+root_user='^[[:space:]]*(root|[+]?0+)?[[:space:]]*$'
+if [[ "${user%%:*}" =~ $root_user ]]; then
   echo "::error::$name: the image runs as root (USER '${user}'); end the Dockerfile with a non-root USER"
   exit 1
 fi

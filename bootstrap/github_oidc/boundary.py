@@ -16,8 +16,8 @@ from .settings import BootstrapSettings
 PolicyDocument = dict[str, Any]
 
 # Calls that name no resource of one environment (network interfaces of a Lambda in the VPC, the registry token,
-# metrics, traces, ECS Exec channels, log writes) or name it only by id: KMS keys, EFS file systems, RDS IAM auth
-# (by DB resource id), cache connections. The tag deny below keeps other environments' tagged resources out.
+# metrics, traces, ECS Exec channels, log writes) or name it only by id: EFS file systems, cache connections. The tag
+# deny below keeps other environments' tagged resources out.
 _ANY_RESOURCE_ACTIONS = (
     "cloudwatch:PutMetricData",
     "codeconnections:GetConnection",
@@ -43,7 +43,6 @@ _ANY_RESOURCE_ACTIONS = (
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
     "logs:PutRetentionPolicy",
-    "rds-db:connect",
     "ssmmessages:CreateControlChannel",
     "ssmmessages:CreateDataChannel",
     "ssmmessages:OpenControlChannel",
@@ -101,7 +100,28 @@ def permissions_boundary(
         "Version": "2012-10-17",
         "Statement": [
             allow("DataPlane", _ANY_RESOURCE_ACTIONS, "*"),
-            allow("AccountKeys", _KMS_ACTIONS, account.arn("kms", "key/*")),
+            # Customer managed keys only with this environment's tag (the platform's keys carry it through the
+            # provider's default tags); AWS managed keys (`alias/aws/<service>`, a reserved prefix) are used through
+            # their service, whose key policy admits only this account's callers via that service.
+            allow(
+                "EnvironmentKeys",
+                _KMS_ACTIONS,
+                account.arn("kms", "key/*"),
+                StringEquals={**region["StringEquals"], f"aws:ResourceTag/{key}": list(environments)},
+            ),
+            allow(
+                "AwsManagedKeys",
+                _KMS_ACTIONS,
+                account.arn("kms", "key/*"),
+                **{"ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/aws/*"}},
+            ),
+            # IAM database authentication names the instance by its resource id (unknown here): any instance of the
+            # account, but only as the platform's application users (`DatabaseArgs.app_username`).
+            allow(
+                "DatabaseUsers",
+                ("rds-db:connect",),
+                sorted(account.arn("rds-db", f"dbuser:*/{user}") for user in settings.database_users),
+            ),
             allow("Repositories", _ECR_ACTIONS, arns("ecr", "repository/{p}-*")),
             allow(
                 "RunTasks",

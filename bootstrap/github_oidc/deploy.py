@@ -3,9 +3,11 @@
 Scoping, service by service (see docs/bootstrap.md for the table and what stays account-wide):
 - by name (`<applicationName>-<env>` in the ARN): ECS, load balancers and listeners, RDS instances, ElastiCache
   groups, S3, SQS, SNS, Secrets Manager, SSM parameters, KMS aliases, Lambda, CodeBuild, ECR, log groups,
-  EventBridge rules, dashboards, Route 53 records of the environment's Cloud Map domain;
+  EventBridge rules, dashboards, Route 53 records of the environment's Cloud Map domain, Pulumi state objects of
+  the environment's stack;
 - by the environment tag (`aws:ResourceTag`), where the ARN holds only an id: VPC networking, EFS, KMS keys, Cloud
-  Map, target groups, RDS parameter and subnet groups, ElastiCache subnet groups. Creating one needs the tag in the
+  Map, target groups, RDS parameter and subnet groups, ElastiCache subnet groups, Application Auto Scaling targets
+  (and their policies), CloudWatch alarms. Creating one needs the tag in the
   request, on the created resource type only (`EnvironmentScope.allow_create`);
 - IAM: roles and policies under the environment's own path `<iamPath><env>/`, created only with the environment's
   permissions boundary; trust policies editable only there.
@@ -121,6 +123,17 @@ _KMS_KEY_ACTIONS = (
     "kms:CreateAlias",
     "kms:DeleteAlias",
     "kms:UpdateAlias",
+)
+_SCALABLE_TARGET_ACTIONS = (
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:DeleteScheduledAction",
+    "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:ListTagsForResource",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:PutScheduledAction",
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:TagResource",
+    "application-autoscaling:UntagResource",
 )
 _KMS_GRANT_ACTIONS = ("kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant")
 _SSM_PARAMETER_ACTIONS = (
@@ -278,14 +291,18 @@ def _compute(scope: EnvironmentScope) -> list[Statement]:
         scope.allow_tagged("Efs", ("elasticfilesystem:*",)),
         *scope.allow_create("NewFileSystem", {"elasticfilesystem:CreateFileSystem": ["*"]}, "elasticfilesystem"),
         scope.allow("EfsReads", ("elasticfilesystem:Describe*",), "*"),
-        # Scalable targets and policies are named by id, and App Auto Scaling has no resource tag condition: this
-        # stays account-wide (ECS services only). docs/bootstrap.md lists it as a single-account risk.
-        scope.allow(
-            "ApplicationAutoScaling",
-            ("application-autoscaling:*",),
-            "*",
-            {"StringEqualsIfExists": {"application-autoscaling:service-namespace": "ecs"}},
+        # Scalable targets are named by id: the environment tag scopes them (created with it, changed only with it;
+        # a scaling policy is authorized on its target). Describe calls take no resource.
+        scope.allow_tagged("ScalableTargets", _SCALABLE_TARGET_ACTIONS),
+        *scope.allow_create(
+            "NewScalableTarget",
+            {
+                "application-autoscaling:RegisterScalableTarget": ["scalable-target/*"],
+                "application-autoscaling:TagResource": ["scalable-target/*"],
+            },
+            "application-autoscaling",
         ),
+        scope.allow("ScalableTargetReads", ("application-autoscaling:Describe*",), "*"),
         scope.allow_tagged("CloudMap", ("servicediscovery:*",)),
         *scope.allow_create(
             "NewCloudMap",
@@ -307,16 +324,11 @@ def _compute(scope: EnvironmentScope) -> list[Statement]:
             global_service=True,
         ),
     ]
-    source = scope.settings.promotion_source(scope.environment)
-    if source is not None:
-        # Promotion copies the image by digest from the previous environment's repositories: read only.
-        statements.append(
-            scope.allow(
-                "PromoteFrom",
-                _ECR_PULL_ACTIONS,
-                scope.arns("ecr", f"repository/{scope.settings.name_prefix(source)}-*"),
-            )
-        )
+    promote_from = _promotion_repositories(scope)
+    if promote_from:
+        # Promotion copies the image by digest from the previous environment's repositories: read only. In another
+        # account, that repository's policy must also name this role (ImageScanningArgs.pull_principals).
+        statements.append(scope.allow("PromoteFrom", _ECR_PULL_ACTIONS, promote_from))
     if scope.environment == scope.settings.registry_owner:
         # Registry scanning is one configuration per account and region: only the owning stack's role changes it.
         statements.append(
@@ -332,6 +344,19 @@ def _compute(scope: EnvironmentScope) -> list[Statement]:
             )
         )
     return statements
+
+
+def _promotion_repositories(scope: EnvironmentScope) -> list[str]:
+    """ECR repositories the environment promotes images from: the previous environment of this bootstrap (same
+    account), or, for the first environment, `promoteFrom` (the previous environment's account)."""
+    settings, account = scope.settings, scope.account
+    source = settings.promotion_source(scope.environment)
+    if source is not None:
+        return scope.arns("ecr", f"repository/{settings.name_prefix(source)}-*")
+    if settings.promote_from is not None:
+        remote = settings.promote_from
+        return [f"arn:{account.partition}:ecr:*:{remote.account}:repository/{remote.prefix}-*"]
+    return []
 
 
 def _network(scope: EnvironmentScope) -> list[Statement]:
@@ -443,6 +468,8 @@ def _secrets(scope: EnvironmentScope) -> list[Statement]:
 
 
 def _state(scope: EnvironmentScope) -> list[Statement]:
+    """A self-managed backend (project-scoped layout, `.pulumi/<kind>/<project>/<stack>...`): this environment's
+    stack only (stack name = environment), plus the backend's `meta.yaml` to read. Its own secrets provider key."""
     settings, account = scope.settings, scope.account
     statements: list[Statement] = []
     if settings.state_bucket:
@@ -454,20 +481,30 @@ def _state(scope: EnvironmentScope) -> list[Statement]:
                 bucket,
                 global_service=True,
             ),
+            scope.allow("ReadStateMeta", ("s3:GetObject",), f"{bucket}/.pulumi/meta.yaml", global_service=True),
             scope.allow(
-                "WriteState", ("s3:DeleteObject", "s3:GetObject", "s3:PutObject"), f"{bucket}/*", global_service=True
+                "WriteState",
+                ("s3:DeleteObject", "s3:GetObject", "s3:PutObject"),
+                state_objects(settings, bucket, scope.environment),
+                global_service=True,
             ),
         ]
-    if settings.secrets_kms_key_arn:
+    key = settings.secrets_key(scope.environment)
+    if key:
         statements.append(
-            scope.allow(
-                "StackSecrets",
-                ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"),
-                settings.secrets_kms_key_arn,
-                global_service=True,
-            )
+            scope.allow("StackSecrets", ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"), key, global_service=True)
         )
     return statements
+
+
+def state_objects(settings: BootstrapSettings, bucket_arn: str, stack: str) -> list[str]:
+    """The objects of one stack in a self-managed backend: its checkpoint (`<stack>.json`, `.json.bak`, `.json.gz`,
+    ...), history, backups and lock."""
+    project = settings.pulumi_project
+    return [
+        f"{bucket_arn}/.pulumi/stacks/{project}/{stack}.json*",
+        *(f"{bucket_arn}/.pulumi/{kind}/{project}/{stack}/*" for kind in ("history", "backups", "locks")),
+    ]
 
 
 def _operations(scope: EnvironmentScope) -> list[Statement]:
@@ -480,31 +517,36 @@ def _operations(scope: EnvironmentScope) -> list[Statement]:
         f"/aws/lambda/{p}-*",
         f"/aws/rds/instance/{p}-*",
     ]
+    alarms = scope.arns("cloudwatch", "alarm:*")
+    alarm_actions = {
+        "ForAllValues:StringLike": {
+            "cloudwatch:AlarmActions": [
+                f"arn:{partition}:sns:*:{account_id}:{p}-*",
+                f"arn:{partition}:autoscaling:*:{account_id}:scalingPolicy:*:resource/ecs/service/{p}/*",
+            ]
+        }
+    }
     return [
         scope.allow("Dashboards", ("cloudwatch:*",), f"arn:{partition}:cloudwatch::{account_id}:dashboard/{p}-*"),
-        # Alarms are auto-named (no environment in the name) and PutMetricAlarm creates or overwrites, so they stay
-        # account-wide; their actions may only notify this environment's topics or scale its ECS services.
+        # Alarms are auto-named (no environment in the name): the environment tag scopes them. PutMetricAlarm
+        # creates (the tag in the request) or overwrites (the alarm's tag; tags in the request are then ignored),
+        # and may only point the alarm at this environment's topics or ECS scaling policies.
+        scope.allow("PutAlarms", ("cloudwatch:PutMetricAlarm",), alarms, scope.tagging_request(), alarm_actions),
+        scope.allow("ChangeAlarms", ("cloudwatch:PutMetricAlarm",), alarms, scope.tagged(), alarm_actions),
+        scope.allow("TagNewAlarms", ("cloudwatch:TagResource",), alarms, scope.tagging_request()),
         scope.allow(
             "Alarms",
             (
                 "cloudwatch:DeleteAlarms",
-                "cloudwatch:DescribeAlarms",
                 "cloudwatch:DisableAlarmActions",
                 "cloudwatch:EnableAlarmActions",
                 "cloudwatch:ListTagsForResource",
-                "cloudwatch:PutMetricAlarm",
                 "cloudwatch:TagResource",
             ),
-            "*",
-            {
-                "ForAllValues:StringLike": {
-                    "cloudwatch:AlarmActions": [
-                        f"arn:{partition}:sns:*:{account_id}:{p}-*",
-                        f"arn:{partition}:autoscaling:*:{account_id}:scalingPolicy:*:resource/ecs/service/{p}/*",
-                    ]
-                }
-            },
+            alarms,
+            scope.tagged(),
         ),
+        scope.allow("AlarmReads", ("cloudwatch:DescribeAlarms",), "*"),
         scope.allow(
             "MetricReads",
             ("cloudwatch:Describe*", "cloudwatch:Get*", "cloudwatch:List*"),

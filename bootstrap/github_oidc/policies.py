@@ -202,8 +202,8 @@ def preview_permissions(settings: BootstrapSettings, account: AwsAccount) -> Pol
             _allow("ReadState", ("s3:GetObject",), f"{bucket}/.pulumi/*"),
             _allow("TakeStateLock", ("s3:PutObject", "s3:DeleteObject"), f"{bucket}/.pulumi/locks/*"),
         ]
-    if settings.secrets_kms_key_arn:
-        statements.append(_allow("DecryptStackSecrets", ("kms:Decrypt",), settings.secrets_kms_key_arn))
+    if settings.secrets_keys():
+        statements.append(_allow("DecryptStackSecrets", ("kms:Decrypt",), settings.secrets_keys()))
     return _document(*statements)
 
 

@@ -24,7 +24,32 @@ _GIT_REF = re.compile(r"^refs/(?:heads|tags)/[A-Za-z0-9._/-]{1,200}$")
 _TAG_KEY = re.compile(r"^(?!aws:)[A-Za-z0-9_.:/=+@-]{1,128}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+# `<applicationName>-<env>` of another bootstrap's environment: the StackConfig.name_prefix shape, no trailing dash.
+_ENVIRONMENT_PREFIX = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,60}[a-z0-9]$")
+_PULUMI_PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_DATABASE_USER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _OIDC_PROVIDER_ARN = re.compile(rf"^arn:aws[a-z-]*:iam::\d{{12}}:oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$")
+
+
+@dataclass(frozen=True)
+class PromotionSource:
+    """Where the first of `environments` copies its images from when the previous environment lives in another
+    account (the recommended one-account-per-environment setup). Config `promoteFrom: {account, prefix}`."""
+
+    account: str
+    """12-digit account id of the previous environment's registry."""
+    prefix: str
+    """`<applicationName>-<env>` of the previous environment (its repositories are `<prefix>-<image>`)."""
+
+    def __post_init__(self) -> None:
+        _require(_ACCOUNT_ID, self.account, "promoteFrom.account", "a 12-digit AWS account id")
+        _require(
+            _ENVIRONMENT_PREFIX,
+            self.prefix,
+            "promoteFrom.prefix",
+            "the previous environment's `<applicationName>-<env>` name prefix, e.g. 'jobs-dev'",
+        )
 
 
 @dataclass(frozen=True)
@@ -57,8 +82,22 @@ class BootstrapSettings:
     """S3 bucket of a self-managed Pulumi backend, if one is used. Config `stateBucket`.
     Default: None (Pulumi Cloud holds the state; the roles need no state access)."""
     secrets_kms_key_arn: str | None = None
-    """KMS key of an `awskms://` secrets provider, if one is used. Config `secretsKmsKeyArn`.
-    Default: None."""
+    """KMS key of an `awskms://` secrets provider shared by every environment, if one is used.
+    Config `secretsKmsKeyArn`. Default: None."""
+    secrets_kms_key_arns: dict[str, str] = field(default_factory=lambda: {})
+    """Per environment, the KMS key of its stack's `awskms://` secrets provider: that environment's deploy role may
+    use only its own key (overrides `secretsKmsKeyArn` for that environment). Config `secretsKmsKeyArns`.
+    Default: none."""
+    pulumi_project: str = "container-platform"
+    """Pulumi project name of the platform (its `Pulumi.yaml` `name`): with `stateBucket`, each deploy role may
+    write only `.pulumi/{stacks,history,backups,locks}/<project>/<env>...`. Config `pulumiProject`.
+    Default: `container-platform`."""
+    database_users: tuple[str, ...] = ("app",)
+    """Database users the platform's services connect as with IAM authentication (`DatabaseArgs.app_username`):
+    the boundary allows `rds-db:connect` only as these. Config `databaseUsers`. Default: `["app"]`."""
+    promote_from: PromotionSource | None = None
+    """The previous environment's registry in another account, for the first of `environments`.
+    Config `promoteFrom`. Default: None (the first environment builds; later ones promote within this stack)."""
     existing_oidc_provider_arn: str | None = None
     """ARN of an existing GitHub OIDC provider in the account (an account can hold only one per URL).
     Config `existingOidcProviderArn`. Default: None (the bootstrap creates it)."""
@@ -118,6 +157,14 @@ class BootstrapSettings:
             _require(_BUCKET_NAME, self.state_bucket, "stateBucket", "an S3 bucket name")
         if self.secrets_kms_key_arn is not None:
             _require(_KMS_KEY_ARN, self.secrets_kms_key_arn, "secretsKmsKeyArn", "a KMS key ARN")
+        for environment, key_arn in self.secrets_kms_key_arns.items():
+            if environment not in self.environments:
+                raise ValueError(
+                    f"secretsKmsKeyArns: {environment!r} is not one of environments ({', '.join(self.environments)})"
+                )
+            _require(_KMS_KEY_ARN, key_arn, f"secretsKmsKeyArns.{environment}", "a KMS key ARN")
+        _require(_PULUMI_PROJECT, self.pulumi_project, "pulumiProject", "a Pulumi project name")
+        _require_list(self.database_users, "databaseUsers", _DATABASE_USER, "PostgreSQL user names")
         if self.existing_oidc_provider_arn is not None:
             _require(
                 _OIDC_PROVIDER_ARN,
@@ -151,6 +198,15 @@ class BootstrapSettings:
         position = self.environments.index(environment)
         return self.environments[position - 1] if position > 0 else None
 
+    def secrets_key(self, environment: str) -> str | None:
+        """The `awskms://` secrets provider key of one environment's stack, if any."""
+        return self.secrets_kms_key_arns.get(environment, self.secrets_kms_key_arn)
+
+    def secrets_keys(self) -> list[str]:
+        """Every secrets provider key (the preview role decrypts each environment's)."""
+        keys = {*self.secrets_kms_key_arns.values(), *([self.secrets_kms_key_arn] if self.secrets_kms_key_arn else [])}
+        return sorted(keys)
+
 
 def load_settings(config: pulumi.Config, aws_config: pulumi.Config) -> BootstrapSettings:
     """Read and validate the stack config (`container-platform-bootstrap:*`, `aws:region`)."""
@@ -169,6 +225,10 @@ def load_settings(config: pulumi.Config, aws_config: pulumi.Config) -> Bootstrap
         "preview_workflow": config.get("previewWorkflow"),
         "environment_tag_key": config.get("environmentTagKey"),
         "registry_scanning_environment": config.get("registryScanningEnvironment"),
+        "pulumi_project": config.get("pulumiProject"),
+        "database_users": _list(config, "databaseUsers"),
+        "secrets_kms_key_arns": _string_map(config.get_object("secretsKmsKeyArns"), "secretsKmsKeyArns"),
+        "promote_from": _promotion_source(config),
     }
     return BootstrapSettings(
         github_org=config.require("githubOrg"),
@@ -189,6 +249,23 @@ def _list(config: pulumi.Config, key: str) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError(f"{key} must be a list of strings, got {value!r}")
     return tuple(value)
+
+
+def _string_map(value: object, key: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{key} must be a map of environment name to string, got {value!r}")
+    return dict(value)
+
+
+def _promotion_source(config: pulumi.Config) -> PromotionSource | None:
+    value = config.get_object("promoteFrom")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"account", "prefix"}:
+        raise ValueError(f"promoteFrom must be {{account: <12-digit id>, prefix: <app>-<env>}}, got {value!r}")
+    return PromotionSource(account=str(value["account"]), prefix=str(value["prefix"]))
 
 
 def _require(pattern: re.Pattern[str], value: str, key: str, allowed: str) -> None:

@@ -11,15 +11,14 @@ with request context such as resource and request tags.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any
 
+from tests.iam.simulator import simulate
+
 WEB_IDENTITY_ACTION = "sts:AssumeRoleWithWebIdentity"
-SIMULATE_SCRIPT = Path(__file__).resolve().parents[1] / "iam" / "simulate.mjs"
 
 
 def allows(trust_policy: Mapping[str, Any], provider_arn: str, claims: Mapping[str, str]) -> bool:
@@ -58,12 +57,14 @@ def _condition_holds(operator: str, key: str, expected: str | list[str], claims:
 @dataclass(frozen=True)
 class Request:
     """One call to evaluate: `context` holds request keys such as `aws:ResourceTag/environment`;
-    `resource_policy` is the resource's own policy (a KMS key policy must delegate to IAM, as AWS requires)."""
+    `resource_policy` is the resource's own policy (a KMS key policy must delegate to IAM, as AWS requires);
+    `resource_account` the account that owns the resource, when it is not the principal's (cross-account)."""
 
     action: str
     resource: str
     context: Mapping[str, str | list[str]] = field(default_factory=dict)
     resource_policy: Mapping[str, Any] | None = None
+    resource_account: str | None = None
 
 
 def decisions(
@@ -73,19 +74,16 @@ def decisions(
     boundary: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """`Allowed`, `ExplicitlyDenied`, `ImplicitlyDenied` or `Error` per request, from iam-simulate through
-    tests/iam/simulate.mjs (the same evaluator the IAM contract uses)."""
-    from tests.iam.contract import ensure_simulator, node_executable
-
-    ensure_simulator()
+    tests/iam/simulator.py (the same evaluator the IAM contract uses)."""
     account = principal.split(":")[4]
-    payload = {
-        "requests": [
+    results = simulate(
+        [
             {
                 "id": index,
                 "principal": principal,
                 "action": request.action,
                 "resource": request.resource,
-                "accountId": account,
+                "accountId": request.resource_account or account,
                 "identityPolicies": [{"name": name, "policy": policy} for name, policy in identity_policies.items()],
                 "permissionBoundaryPolicies": [{"name": "boundary", "policy": boundary}] if boundary else [],
                 "resourcePolicy": request.resource_policy,
@@ -93,18 +91,7 @@ def decisions(
             }
             for index, request in enumerate(requests)
         ]
-    }
-    completed = subprocess.run(
-        [str(node_executable()), str(SIMULATE_SCRIPT)],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"iam-simulate failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
-    results = sorted(json.loads(completed.stdout)["results"], key=lambda result: result["id"])
     return [
         result["result"] if result["result"] != "Error" else f"Error: {json.dumps(result['errors'])[:400]}"
         for result in results

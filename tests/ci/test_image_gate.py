@@ -162,11 +162,13 @@ def test_promote_fails_when_the_target_reports_another_digest(tmp_path: Path):
     assert "not " + DIGEST in result.stderr
 
 
-def test_promote_skips_an_image_already_there_and_refuses_bad_input(tmp_path: Path):
+def test_promote_tags_an_image_already_there_without_copying_it_again_and_refuses_bad_input(tmp_path: Path):
     source, target = "a.example/jobs-dev-api", "b.example/jobs-staging-api"
-    result, calls = run("promote-image.sh", [source, target, DIGEST, "t"], tmp_path, TARGET_HAS_IMAGE="1")
-    assert result.returncode == 0
-    assert not any(line.startswith("skopeo copy") for line in calls)
+    result, calls = run("promote-image.sh", [source, target, DIGEST, "release-y"], tmp_path, TARGET_HAS_IMAGE="1")
+    assert result.returncode == 0, result.stderr
+    copy = _call(calls, "skopeo copy")
+    assert copy[2:] == ["--all", "--preserve-digests", f"docker://{target}@{DIGEST}", f"docker://{target}:release-y"]
+    assert f"docker://{target}:release-y" in _call(calls, "skopeo inspect --format"), "the tag is what is checked"
     assert run("promote-image.sh", [source, target, "latest", "t"], tmp_path)[0].returncode == 1
     assert run("promote-image.sh", [source, source, DIGEST, "t"], tmp_path)[0].returncode == 1
 
@@ -181,9 +183,52 @@ def test_gate_tools_are_the_versions_and_sums_codebuild_uses():
     assert script.count("sha256sum --check --strict") == 2
 
 
+def test_the_root_user_pattern_is_codebuild_s():
+    script = (SCRIPTS / "gate-image.sh").read_text()
+    [pattern] = re.findall(r"^root_user='([^']+)'$", script, flags=re.MULTILINE)
+    assert pattern == buildspec.ROOT_USER_PATTERN
+
+
 def test_nothing_in_the_scripts_swallows_a_failure():
     swallowed = re.compile(r"\|\|\s*(true|:|echo)\b|set \+e")
     for path in SCRIPTS.glob("*.sh"):
         text = path.read_text()
         assert text.splitlines()[1:] and "set -euo pipefail" in text, path.name
         assert swallowed.search(text) is None, path.name
+
+
+def test_registry_login_logs_in_to_each_stack_s_registry_and_refuses_anything_but_ecr(tmp_path: Path):
+    stubs = tmp_path / "login-bin"
+    stubs.mkdir()
+    for tool, body in {"aws": "echo token", "docker": 'cat > /dev/null; echo "docker $*" >> "$CALLS"',
+                       "skopeo": 'cat > /dev/null; echo "skopeo $*" >> "$CALLS"'}.items():  # fmt: skip
+        (stubs / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / tool).chmod(0o755)
+    dev = '{"api": "111111111111.dkr.ecr.eu-west-1.amazonaws.com/jobs-dev-api"}'
+    staging = '{"worker": "222222222222.dkr.ecr.eu-west-1.amazonaws.com/jobs-staging-worker"}'
+
+    def login(*args: str) -> tuple[int, list[str]]:
+        calls = tmp_path / "login-calls.txt"
+        calls.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["bash", str(SCRIPTS / "registry-login.sh"), *args],
+            env={"PATH": f"{stubs}:/usr/bin:/bin", "CALLS": str(calls)},
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        return result.returncode, calls.read_text().splitlines() if calls.exists() else []
+
+    assert login("--docker", dev) == (
+        0,
+        [
+            "docker login --username AWS --password-stdin 111111111111.dkr.ecr.eu-west-1.amazonaws.com",
+            "skopeo login --username AWS --password-stdin 111111111111.dkr.ecr.eu-west-1.amazonaws.com",
+        ],
+    )
+    assert login(dev, staging)[1] == [
+        "skopeo login --username AWS --password-stdin 111111111111.dkr.ecr.eu-west-1.amazonaws.com",
+        "skopeo login --username AWS --password-stdin 222222222222.dkr.ecr.eu-west-1.amazonaws.com",
+    ]
+    assert login('{"api": "evil.example.com/x"}') == (1, [])

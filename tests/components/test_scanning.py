@@ -134,6 +134,26 @@ def test_one_repository_per_image_scans_on_push_is_immutable_and_kms_encrypted(p
     assert recorded.of_type("aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration") == []
 
 
+def test_repositories_have_no_policy_unless_another_account_pulls(project_root: Path) -> None:
+    assert build_scanning().of_type("aws:ecr/repositoryPolicy:RepositoryPolicy") == []
+
+
+def test_pull_principals_may_pull_by_digest_from_every_repository_and_do_nothing_else(project_root: Path) -> None:
+    staging_role = "arn:aws:iam::210987654321:role/container-platform-ci/github-oidc-deploy-staging-1a2b3c"
+    recorded = build_scanning(pull_principals=[staging_role, "333333333333"])
+    for image in ("api", "worker"):
+        policy = recorded.find("aws:ecr/repositoryPolicy:RepositoryPolicy", f"scanning-{image}-pull")
+        assert inputs(policy)["repository"] == f"app-dev-{image}"
+        assert statements(json_input(policy, "policy")) == [
+            {
+                "Sid": "PullForPromotion",
+                "Effect": "Allow",
+                "Principal": {"AWS": ["333333333333", staging_role]},
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            }
+        ]
+
+
 def test_lifecycle_keeps_releases_expires_untagged_after_a_day_and_keeps_the_newest_tagged(
     project_root: Path,
 ) -> None:
@@ -703,6 +723,11 @@ INVALID: list[InvalidCase] = [
     ({"alert_allowances": {"HIGH": -1}}, "alert_allowances: HIGH=-1"),
     ({"source_repository_url": "git@github.com:a/b.git"}, "must be a https://github.com/ URL"),
     ({"source_connection_arn": "arn:aws:codeconnections:x"}, "a connection needs GitHub"),
+    (
+        {"pull_principals": ["*"]},
+        r"pull_principals: '\*' is not allowed; allowed: a 12-digit account id or an IAM role",
+    ),
+    ({"pull_principals": ["arn:aws:iam::210987654321:user/x"]}, "pull_principals: .* is not allowed"),
 ]
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,10 +24,10 @@ from runner.plan import Plan, run_program
 from runner.records import ResourceRecord
 from tests.iam.recorder import AwsCall
 from tests.iam.resources import UNMAPPED, ResourceRef
+from tests.iam.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "staging", "prod", "dev-lean")
-SIMULATOR = ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate" / "package.json"
 # Every AWS SDK call from our code uses HTTPS; resource policies deny the rest.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
 
@@ -422,11 +421,9 @@ def _implied(request: IamRequest, index: PlanIndex) -> list[IamRequest]:
 
 
 def evaluate(requests: Sequence[IamRequest]) -> list[Decision]:
-    """Decisions from iam-simulate (tests/iam/simulate.mjs), one Node process for the whole batch."""
-    if not requests:
-        return []
-    payload = {
-        "requests": [
+    """Decisions from iam-simulate (tests/iam/simulator.py), one Node process for the whole batch."""
+    results = simulate(
+        [
             {
                 "id": i,
                 "principal": r.principal.role_arn,
@@ -444,35 +441,8 @@ def evaluate(requests: Sequence[IamRequest]) -> list[Decision]:
             }
             for i, r in enumerate(requests)
         ]
-    }
-    completed = subprocess.run(
-        [str(node_executable()), str(Path(__file__).with_name("simulate.mjs"))],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"iam-simulate failed (exit {completed.returncode}): {completed.stderr[-2000:]}")
-    results = json.loads(completed.stdout)["results"]
     return [Decision(requests[r["id"]], r["result"], r["errors"]) for r in results]
-
-
-def node_executable() -> Path:
-    from services.fauxqs import node_executable as venv_node
-
-    return venv_node()
-
-
-def ensure_simulator() -> None:
-    """iam-simulate is an npm dev dependency (package.json), installed with fauxqs by `npm ci`."""
-    if SIMULATOR.exists():
-        return
-    from services.fauxqs import npm_ci
-
-    if npm_ci() != 0 or not SIMULATOR.exists():
-        raise RuntimeError("iam-simulate is not installed and `npm ci` failed; run: npm ci (see package.json)")
 
 
 def explain(decision: Decision) -> str:

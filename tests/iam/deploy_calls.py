@@ -372,7 +372,19 @@ def _scalable_target(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
 
 
 def _scaling_policy(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
-    return _create(deploy, r, deploy.arn("application-autoscaling", "scalable-target/*"))
+    """PutScalingPolicy is authorized on the scalable target the policy scales: its tags, not the policy's (a
+    policy takes none)."""
+    target = next(
+        (
+            t
+            for t in deploy.plan.resources
+            if t.type == "aws:appautoscaling/target:Target" and t.inputs.get("resourceId") == r.inputs.get("resourceId")
+        ),
+        None,
+    )
+    tags = deploy.tags_of(target) if target else {}
+    target_arn = deploy.arn("application-autoscaling", f"scalable-target/{target.name if target else r.name}-id")
+    return [DeployCall(_label(r), _action(r), target_arn, deploy.existing(tags), why="on its scalable target")]
 
 
 def _metric_alarm(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.iam.contract import STACKS, ContractError, ensure_simulator, evaluate, explain, plan_for, requests_for
+from tests.iam.contract import STACKS, ContractError, evaluate, explain, plan_for, requests_for
 from tests.iam.flows import drive_scan_alerts, drive_services
 from tests.iam.recorder import RECORDING, installed
+from tests.iam.simulator import ensure_simulator
 
 # Calls the code is known to make; a recording without them means the recorder missed them.
 KNOWN_CALLS = {

@@ -18,7 +18,6 @@ from tests.iam.contract import (
     IamRequest,
     NamedPolicy,
     PlannedPrincipal,
-    ensure_simulator,
     evaluate,
     plan_for,
     planned_resource,
@@ -26,6 +25,7 @@ from tests.iam.contract import (
 from tests.iam.ordering import run_contract_last
 from tests.iam.recorder import ROOT, AwsCall, Recording
 from tests.iam.resources import ResourceRef, iam_action
+from tests.iam.simulator import ensure_simulator
 
 QUEUE = "http://127.0.0.1:9/000000000000/probe-high"
 

@@ -6,6 +6,7 @@ CI's build job pushes each image once and passes its digest on; the deploy jobs 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from components.config import (
 )
 from runner.plan import run_program
 from tests.program.test_program import ROOT, copy_program, recorded
-from tests.support import json_input
+from tests.support import inputs, json_input
 
 API_DIGEST = "sha256:" + "1a" * 32
 WORKER_DIGEST = "sha256:" + "2b" * 32
@@ -142,3 +143,26 @@ def test_the_boundary_is_required_only_for_real_ci_deployments(monkeypatch, envi
     if boundary:
         raw["iam"] = {"permissionsBoundaryArn": BOUNDARY}
     refuse_ci_without_boundary(parse_stack_config(raw), environ)
+
+
+def test_pull_principals_let_the_next_account_pull_only(tmp_path):
+    """One account per environment: staging's account pulls dev's digest to promote it, and may do nothing else."""
+    plan = promoted_plan(tmp_path, "dev", {"pullPrincipals": ["210987654322"]})
+    policies = plan.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy")
+    assert len(policies) == 2, "one per repository"
+    for policy in policies:
+        (statement,) = json.loads(inputs(policy)["policy"])["Statement"]
+        assert statement["Principal"] == {"AWS": ["210987654322"]}  # IAM reads an account id as its root
+        assert sorted(statement["Action"]) == [
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ]
+
+
+def test_a_pull_principal_that_is_neither_account_nor_role_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config({"environment": "dev", "images": {"pullPrincipals": ["*"]}})
+    assert caught.value.problems == [
+        "images.pullPrincipals.0: '*'; allowed: a 12-digit account id or an IAM role ARN (arn:aws:iam::<account>:role/...)"
+    ]
