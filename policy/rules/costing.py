@@ -1620,7 +1620,7 @@ def infer_region(nodes: Iterable[Node]) -> str | None:
     pattern = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d):")
     for resource in nodes:
         try:
-            for text in _strings(resource.props):
+            for text in nested_strings(resource.props):
                 match = pattern.match(text)
                 if match:
                     return match.group(1)
@@ -1629,15 +1629,16 @@ def infer_region(nodes: Iterable[Node]) -> str | None:
     return None
 
 
-def _strings(value: Any) -> Iterator[str]:
+def nested_strings(value: Any) -> Iterator[str]:
+    """Every string inside a value of nested objects and lists."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
         for item in value.values():
-            yield from _strings(item)
+            yield from nested_strings(item)
     elif isinstance(value, Sequence):
         for item in value:
-            yield from _strings(item)
+            yield from nested_strings(item)
 
 
 # --- Account free tier ------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import regex
 
+from policy.rules.costing import nested_strings
 from runner.plan import MOCK_ACCOUNT_ID
 from runner.records import UNKNOWN_VALUE, ResourceRecord, unwrap_secrets
 
@@ -66,7 +66,7 @@ def _generated_outputs(resource: ResourceRecord) -> Iterator[tuple[str, str]]:
     for key, value in unwrap_secrets(resource.outputs).items():
         if key in inputs and inputs[key] == value:
             continue
-        for text in _strings(value):
+        for text in nested_strings(value):
             if text != MOCK_ACCOUNT_ID:
                 yield key, text
 
@@ -75,14 +75,3 @@ def _outputs_come_from_mocks(resource: ResourceRecord) -> bool:
     """Cloud resources and remote (multi-language) components get their outputs from the mocks; a local
     component's outputs are the program's own values."""
     return resource.custom or resource.type.startswith(REMOTE_COMPONENT_PACKAGES)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
