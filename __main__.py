@@ -10,7 +10,8 @@ Each component is built from the outputs of the ones before it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +20,7 @@ from components.alerts import Alerts, AlertsArgs
 from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
 from components.config import (
+    JOB_PLATFORM_API_ROUTES,
     OFFLINE_DIGEST,
     ServiceSpec,
     StackConfig,
@@ -40,12 +42,15 @@ from components.monitoring import (
     MeshMonitoringArgs,
     Monitoring,
     MonitoringArgs,
+    WatchedHttpApi,
     WatchedMicroservice,
     WatchedWebService,
 )
 from components.network import Network, NetworkArgs
+from components.registry_cache import PullThroughCache, PullThroughCacheArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
 from components.storage import SharedStorage, SharedStorageArgs
+from components.tracing import CollectorImage, collector_image_through_cache
 from components.web_service import WebService, WebServiceArgs
 from components.worker import QueueWorker, QueueWorkerArgs
 
@@ -123,13 +128,16 @@ def main() -> None:
         guarded,
     )
     images = build_images(config, common, alerts, guarded)
+    if config.images.managePullThroughCache:
+        PullThroughCache("registry-cache", PullThroughCacheArgs(), guarded)
     in_vpc = {
         **common,
         "vpc_id": network.vpc_id,
         "private_subnet_ids": network.private_subnet_ids,
         "topic_arn": alerts.topic_arn,
     }
-    attachments = data_attachments(config, in_vpc, alerts, guarded)
+    data = data_attachments(config, in_vpc, alerts, guarded)
+    attachments = data.attachments
 
     api_attachments = list(attachments)
     worker = None
@@ -140,10 +148,20 @@ def main() -> None:
     if services:
         mesh_monitoring(config, cluster, alerts, services, guarded)
     if config.entry == "httpApi":
-        http_api = http_entry(config, in_vpc, alerts, services, guarded)
+        api = None
+        if config.jobPlatform.enabled:
+            api = job_platform_api(config, common, network, cluster, alerts, images, api_attachments, guarded)
+        http_api = http_entry(config, in_vpc, alerts, services, guarded, platform_targets=api_targets(config, api))
         pulumi.export("url", http_api.endpoint)
+        if api is not None or config.dashboards == "single":
+            platform_monitoring(config, cluster, alerts, api, data.dashboard_widgets, guarded, http_api=http_api)
     else:
-        job_platform_api(config, common, network, cluster, alerts, images, api_attachments, guarded)
+        api = job_platform_api(config, common, network, cluster, alerts, images, api_attachments, guarded)
+        platform_monitoring(config, cluster, alerts, api, data.dashboard_widgets, guarded)
+        pulumi.export("albDnsName", cluster.alb_dns_name)
+        pulumi.export(
+            "url", pulumi.Output.concat("https://" if config.certificateArn else "http://", cluster.alb_dns_name)
+        )
     pulumi.export("clusterName", cluster.cluster_name)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
@@ -198,12 +216,19 @@ def job_platform_api(
     images: ImageScanning | None,
     api_attachments: list[ServiceAttachment],
     guarded: pulumi.ResourceOptions,
-) -> None:
-    """The job platform's API behind the ALB, and the ALB's monitoring, exactly as before `services:`."""
+) -> WebService:
+    """The job platform's API: behind the ALB, or registered in Cloud Map for the HTTP API entry (no ALB)."""
     service = config.service
     image = service.image or (images.image_refs["api"] if images is not None else None)
-    if image is None:  # config validation requires one of them with the ALB entry
+    if image is None:  # config validation requires one of them
         raise ValueError("service.image: missing and no API image is built")
+    alb: dict[str, pulumi.Input[str]] = {}
+    if cluster.has_alb:
+        alb = {
+            "listener_arn": cluster.listener_arn,
+            "alb_security_group_id": cluster.alb_security_group_id,
+            "alb_arn_suffix": cluster.alb_arn_suffix,
+        }
     api = WebService(
         "api",
         WebServiceArgs(
@@ -215,9 +240,6 @@ def job_platform_api(
             cluster_arn=cluster.cluster_arn,
             cluster_name=cluster.cluster_name,
             namespace_id=cluster.namespace_id,
-            listener_arn=cluster.listener_arn,
-            alb_security_group_id=cluster.alb_security_group_id,
-            alb_arn_suffix=cluster.alb_arn_suffix,
             log_kms_key_arn=alerts.key_arn,
             cpu=service.cpu,
             memory=service.memory,
@@ -234,9 +256,44 @@ def job_platform_api(
             spot_weight=service.spotWeight,
             enable_execute_command=service.enableExecuteCommand,
             deployment=deployment_wait(config),
+            register_for_http_api=not cluster.has_alb,
+            **alb,  # type: ignore[arg-type]
         ),
         guarded,
     )
+    pulumi.export("apiServiceName", api.service_name)
+    pulumi.export("apiLogGroup", api.log_group_name)
+    return api
+
+
+def api_targets(config: StackConfig, api: WebService | None) -> list[tuple[HttpApiTarget, WebService]]:
+    """The job platform's API as the HTTP API's catch-all target (every route no service claims)."""
+    if api is None:
+        return []
+    target = HttpApiTarget(
+        service="api",
+        discovery_service_arn=api.discovery_service_arn,
+        port=config.service.containerPort,
+        routes=list(JOB_PLATFORM_API_ROUTES),
+        security_group_id=api.security_group_id,
+    )
+    return [(target, api)]
+
+
+def platform_monitoring(
+    config: StackConfig,
+    cluster: ContainerCluster,
+    alerts: Alerts,
+    api: WebService | None,
+    data_widgets: Sequence[pulumi.Output[list[dict[str, Any]]]],
+    opts: pulumi.ResourceOptions,
+    *,
+    http_api: HttpApi | None = None,
+) -> Monitoring:
+    """The API's alarms and the platform dashboard (with the data stores' widgets when `dashboards: single`)."""
+    watched = []
+    if api is not None:
+        watched.append(WatchedWebService("api", api.service_name, api.target_group_arn_suffix))
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
@@ -244,17 +301,15 @@ def job_platform_api(
             region=config.region,
             topic_arn=alerts.topic_arn,
             cluster_name=cluster.cluster_name,
-            alb_arn_suffix=cluster.alb_arn_suffix,
-            web_services=[WatchedWebService("api", api.service_name, api.target_group_arn_suffix)],
+            alb_arn_suffix=cluster.alb_arn_suffix if cluster.has_alb else None,
+            http_api=WatchedHttpApi(http_api.api_id) if http_api is not None else None,
+            web_services=watched,
+            extra_widgets=list(data_widgets) if config.dashboards == "single" else [],
         ),
-        guarded,
+        opts,
     )
-
-    pulumi.export("albDnsName", cluster.alb_dns_name)
-    pulumi.export("url", pulumi.Output.concat("https://" if config.certificateArn else "http://", cluster.alb_dns_name))
-    pulumi.export("apiServiceName", api.service_name)
-    pulumi.export("apiLogGroup", api.log_group_name)
     pulumi.export("dashboardName", monitoring.dashboard_name)
+    return monitoring
 
 
 def service_environment(config: StackConfig, spec: ServiceSpec) -> dict[str, pulumi.Input[str]]:
@@ -287,6 +342,7 @@ def microservices(
 ) -> dict[str, Microservice]:
     """Every configured service, each from the same secure task; then SG-to-SG for exactly the declared calls."""
     on_alb = alb_routes(config) if cluster.has_alb else {}
+    collector = tracing_collector(config)
     built: dict[str, Microservice] = {}
     for name, spec in config.services.items():
         alb = None
@@ -330,6 +386,7 @@ def microservices(
                 deployment=deployment_wait(config),
                 alb=alb,
                 register_for_http_api=config.entry == "httpApi" and bool(spec.routes),
+                tracing=collector if spec.tracing else None,
             ),
             opts,
         )
@@ -337,6 +394,14 @@ def microservices(
         for callee in spec.calls:
             allow_call(built[name], built[callee])
     return built
+
+
+def tracing_collector(config: StackConfig) -> CollectorImage | None:
+    """The ADOT collector through this account's pull-through cache of public.ecr.aws, when a service traces.
+    The account id is read once, as a plain string: a sidecar's image is checked before the task is built."""
+    if not any(spec.tracing for spec in config.services.values()):
+        return None
+    return collector_image_through_cache(aws.get_caller_identity().account_id, config.region)
 
 
 def service_image(images: ImageScanning | None, name: str) -> pulumi.Output[str]:
@@ -351,6 +416,7 @@ def http_entry(
     alerts: Alerts,
     services: Mapping[str, Microservice],
     opts: pulumi.ResourceOptions,
+    platform_targets: Sequence[tuple[HttpApiTarget, WebService]] = (),
 ) -> HttpApi:
     """The HTTP API in front of every service with routes; each lets the VPC link in on its port only."""
     targets = []
@@ -367,6 +433,7 @@ def http_entry(
                 security_group_id=services[name].security_group_id,
             )
         )
+    targets.extend(target for target, _ in platform_targets)
     settings = config.httpApi
     domain = settings.customDomain
     jwt = settings.jwtAuthorizer
@@ -386,11 +453,13 @@ def http_entry(
             route_throttling={route: (limit.burst, limit.rate) for route, limit in settings.routeThrottling.items()},
             custom_domain=HttpApiDomain(domain.domainName, domain.certificateArn) if domain else None,
             jwt_authorizer=JwtAuthorizer(jwt.issuer, list(jwt.audiences)) if jwt else None,
+            public_routes=list(settings.publicRoutes),
         ),
         opts,
     )
+    receivers: dict[str, Microservice | WebService] = {**services, **{t.service: s for t, s in platform_targets}}
     for target in targets:
-        services[target.service].allow_ingress_from("http-api", api.vpc_link_security_group_id)
+        receivers[target.service].allow_ingress_from("http-api", api.vpc_link_security_group_id)
     return api
 
 
@@ -403,7 +472,8 @@ def build_images(
     config: StackConfig, common: Mapping[str, pulumi.Input[str]], alerts: Alerts, opts: pulumi.ResourceOptions
 ) -> ImageScanning | None:
     """Repositories, scan pipeline and builds for the job platform's images and each service with `build`;
-    None when nothing is built or promoted here (every service runs a pinned image from elsewhere)."""
+    None when nothing is built or promoted here (every service runs a pinned image from elsewhere). The stack that
+    owns the account's pull-through cache rule (the tracing collector's source) creates it here too."""
     overrides = {
         key: image
         for key, image in (("api", config.service.image), ("worker", config.jobPlatform.worker.image))
@@ -440,11 +510,20 @@ def build_images(
     )
 
 
+class DataStores(NamedTuple):
+    attachments: list[ServiceAttachment]
+    """What a service needs to use each store."""
+    dashboard_widgets: list[pulumi.Output[list[dict[str, Any]]]]
+    """Each store's dashboard widgets, for the platform dashboard with `dashboards: single`."""
+
+
 def data_attachments(
     config: StackConfig, in_vpc: Mapping[str, pulumi.Input[str]], alerts: Alerts, opts: pulumi.ResourceOptions
-) -> list[ServiceAttachment]:
+) -> DataStores:
     """Storage, database and cache, each when enabled, as what a service needs to use them."""
     attachments: list[ServiceAttachment] = []
+    widgets: list[pulumi.Output[list[dict[str, Any]]]] = []
+    own_dashboard = config.dashboards == "perComponent"
     protect = config.deletionProtection
     if config.storage.enabled:
         storage = SharedStorage(
@@ -458,10 +537,12 @@ def data_attachments(
                 # EFS offers the archive tier only to generalPurpose + elastic file systems.
                 transition_to_archive_days=90 if config.storage.throughputMode == "elastic" else None,
                 deletion_protection=protect,
+                own_dashboard=own_dashboard,
             ),
             opts,
         )
         attachments.append(storage.attachment(mount_path=config.storage.mountPath))
+        widgets.append(storage.dashboard_widgets)
     if config.database.enabled:
         database = Database(
             "database",
@@ -476,10 +557,12 @@ def data_attachments(
                 backup_retention_days=config.database.backupRetentionDays,
                 max_connections=config.database.maxConnections,
                 log_retention_days=config.logRetentionDays,
+                own_dashboard=own_dashboard,
             ),
             opts,
         )
         attachments.append(database.attachment())
+        widgets.append(database.dashboard_widgets)
     if config.cache.enabled:
         cache = Cache(
             "cache",
@@ -492,11 +575,13 @@ def data_attachments(
                 snapshot_retention_days=config.cache.snapshotRetentionDays,
                 log_retention_days=config.logRetentionDays,
                 deletion_protection=protect,
+                own_dashboard=own_dashboard,
             ),
             opts,
         )
         attachments.append(cache.attachment())
-    return attachments
+        widgets.append(cache.dashboard_widgets)
+    return DataStores(attachments, widgets)
 
 
 def job_worker(

@@ -69,6 +69,9 @@ class CacheArgs:
     """Retention of the slow-log and engine-log group. Default: 30."""
     deletion_protection: bool = True
     """Take a final snapshot on delete and retain the KMS key it is encrypted with. Default: true."""
+    own_dashboard: bool = True
+    """Its own CloudWatch dashboard; false when the platform dashboard shows its widgets (one dashboard, $3/month
+    less each). Default: true."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -108,8 +111,10 @@ class Cache(pulumi.ComponentResource):
     """Secrets Manager secret holding the AUTH token (plain string)."""
     security_group_id: pulumi.Output[str]
     """Cache security group; services get 6379 ingress to it through `attachment()`."""
-    dashboard_name: pulumi.Output[str]
-    """CloudWatch dashboard name."""
+    dashboard_name: pulumi.Output[str] | None
+    """CloudWatch dashboard name; None without its own dashboard (`own_dashboard` false)."""
+    dashboard_widgets: pulumi.Output[list[dict[str, Any]]]
+    """Its dashboard widgets, for a platform dashboard that shows every component."""
 
     def __init__(self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:cache:Cache", name, None, opts)
@@ -184,7 +189,6 @@ class Cache(pulumi.ComponentResource):
         self.reader_endpoint_address = self.replication_group.reader_endpoint_address
         self.security_group_id = self.security_group.id
         self._monitoring(name, args, group_id)
-        self.dashboard_name = self.dashboard.dashboard_name
         self.register_outputs(
             {
                 "primary_endpoint_address": self.primary_endpoint_address,
@@ -261,15 +265,24 @@ class Cache(pulumi.ComponentResource):
                       metric_name="Evictions", statistic="Sum", threshold=0, evaluation_periods=1,
                       treat_missing_data="notBreaching", **common),
             ]  # fmt: skip
-        self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard",
-            dashboard_name=f"{args.name_prefix}-cache",
-            dashboard_body=cache_dashboard_body(args.region, nodes),
-            opts=self._child,
-        )
+        self.dashboard_widgets = pulumi.Output.from_input(cache_widgets(args.region, nodes))
+        self.dashboard: aws.cloudwatch.Dashboard | None = None
+        self.dashboard_name = None
+        if args.own_dashboard:
+            self.dashboard = aws.cloudwatch.Dashboard(
+                f"{name}-dashboard",
+                dashboard_name=f"{args.name_prefix}-cache",
+                dashboard_body=self.dashboard_widgets.apply(lambda widgets: json.dumps({"widgets": widgets})),
+                opts=self._child,
+            )
+            self.dashboard_name = self.dashboard.dashboard_name
 
 
 def cache_dashboard_body(region: str, nodes: Sequence[str]) -> str:
+    return json.dumps({"widgets": cache_widgets(region, nodes)})
+
+
+def cache_widgets(region: str, nodes: Sequence[str]) -> list[dict[str, Any]]:
     """Per node: engine CPU, memory usage, evictions and connections."""
     widgets: list[dict[str, Any]] = [
         graph_widget(
@@ -286,4 +299,4 @@ def cache_dashboard_body(region: str, nodes: Sequence[str]) -> str:
     ]
     for widget in widgets:
         widget.update({"width": 12, "height": 6})
-    return json.dumps({"widgets": widgets})
+    return widgets

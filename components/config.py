@@ -258,6 +258,8 @@ class ImagesConfig(ConfigModel):
     """This stack owns the ECR registry's scanning configuration. That configuration is one per AWS account and region and covers every repository in it (other stacks' and teams' too), so set this in exactly one stack per account and region; the owner keeps every repository scanned on push. Default: false (the registry's configuration is left alone)."""
     continuousScanning: bool = False
     """Enhanced (Amazon Inspector) continuous scanning of this stack's repositories; needs manageRegistryScanning. Default: false."""
+    managePullThroughCache: bool = False
+    """This stack owns the ECR pull-through cache rule for public.ecr.aws (repository prefix `ecr-public`) that serves the tracing collector image. The rule is one per prefix, AWS account and region and every stack (and team) in it pulls through it, so set this in exactly one stack per account and region, and deploy that stack first. Default: false (the rule is left alone)."""
     severityThreshold: Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"] = "HIGH"
     """Lowest severity that fails the build's Trivy gate and raises scan alerts. Default: HIGH."""
     sourceRepositoryUrl: (
@@ -422,6 +424,8 @@ class ServiceSpec(ConfigModel):
     """Variables read from Secrets Manager or SSM at task start (name -> ARN); the execution role may read exactly these. Default: none."""
     requestTimeoutSeconds: Annotated[int, Check(lambda v: 1 <= v <= 3600, "1-3600")] = 15
     """Service Connect per-request timeout of calls to this service. Default: 15."""
+    tracing: bool = True
+    """Distributed tracing: an ADOT collector sidecar (from this account's ECR pull-through cache of public.ecr.aws) exports the service's OpenTelemetry spans to X-Ray; the task role may write traces. Default: true."""
 
 
 class RouteThrottle(ConfigModel):
@@ -461,7 +465,9 @@ class HttpApiConfig(ConfigModel):
     customDomain: CustomDomain | None = None
     """Custom domain with an ACM certificate (object: domainName, certificateArn). Default: none (the execute-api endpoint)."""
     jwtAuthorizer: JwtAuthorizer | None = None
-    """JWT authorizer on every route (object: issuer, audiences). Default: none (routes are public)."""
+    """JWT authorizer on every route except publicRoutes (object: issuer, audiences). Default: none (routes are public)."""
+    publicRoutes: list[str] = Field(default_factory=list)
+    """Routes that stay unauthenticated with a jwtAuthorizer, each a route of some service (e.g. "GET /products"). Default: none."""
 
 
 class IamConfig(ConfigModel):
@@ -535,10 +541,12 @@ class StackConfig(ConfigModel):
     """Retention of service and platform log groups. Default: per environment."""
     containerInsights: ContainerInsights = "enabled"
     """ECS Container Insights mode. Default: per environment."""
+    dashboards: Literal["perComponent", "single"] = "perComponent"
+    """CloudWatch dashboards: `perComponent` (services, database, cache, storage each their own) or `single` (one platform dashboard with every widget; each dashboard beyond an account's first 3 costs $3/month). Default: perComponent."""
     deletionProtection: bool = False
     """Deletion protection on the ALB (and data stores). Default: true in prod only."""
     entry: Entry = "alb"
-    """How requests reach the services: `alb` (the internet-facing ALB, as before) or `httpApi` (an API Gateway HTTP API with a VPC link; no ALB, so no job platform). Default: alb."""
+    """How requests reach the services: `alb` (the internet-facing ALB, as before) or `httpApi` (an API Gateway HTTP API with a VPC link; no ALB: the job platform's API, when on, gets `ANY /` and `ANY /{proxy+}` through Cloud Map). Default: alb."""
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
     """Services to deploy, by name (object of name -> service: image or build, port, cpu, memory, minCount, maxCount, desiredCount, healthCheckPath, routes, calls, attaches, environment, secrets, spotWeight, onDemandBase, requestTimeoutSeconds). Default: none."""
     serviceDefaults: ServiceDefaults = Field(default_factory=ServiceDefaults)
@@ -973,19 +981,28 @@ def _entry_problems(config: StackConfig) -> list[str]:
         return []
     problems: list[str] = []
     if config.jobPlatform.enabled:
-        problems.append(
-            "entry: 'httpApi' with jobPlatform.enabled true; allowed: alb while the job platform runs (its API is "
-            "served by the ALB), or set jobPlatform.enabled false"
+        problems.extend(
+            f"services.{name}.routes: {route!r} with entry 'httpApi' and jobPlatform.enabled true; allowed: any "
+            "other route (the job platform's API takes it)"
+            for name, spec in sorted(config.services.items())
+            for route in spec.routes
+            if route in JOB_PLATFORM_API_ROUTES
         )
     if config.certificateArn is not None:
         problems.append(
             "certificateArn: set with entry 'httpApi'; allowed: only with entry alb (the HTTP API takes "
             "httpApi.customDomain.certificateArn)"
         )
-    if not any(spec.routes for spec in config.services.values()):
-        problems.append("entry: 'httpApi' without any services.<name>.routes; allowed: alb, or give a service routes")
+    if not config.jobPlatform.enabled and not any(spec.routes for spec in config.services.values()):
+        problems.append(
+            "entry: 'httpApi' without any services.<name>.routes; allowed: alb, give a service routes, or enable "
+            "the job platform (its API is then the HTTP API's catch-all)"
+        )
     return problems
 
+
+# The job platform API's routes on the HTTP API: everything no service claims (a greedy `{proxy+}` needs a segment).
+JOB_PLATFORM_API_ROUTES = ("ANY /", "ANY /{proxy+}")
 
 # ALB listener rules take priorities below the job platform API's catch-all rule (100).
 MAX_ALB_ROUTES = 99
@@ -1111,6 +1128,26 @@ def _route_problems(config: StackConfig) -> list[str]:
                 f"httpApi.routeThrottling.{route}: not a route of any service; allowed: one of "
                 f"{', '.join(sorted(owners)) or 'none (no service has routes)'}"
             )
+    return problems + _public_route_problems(config, owners)
+
+
+def _public_route_problems(config: StackConfig, owners: Mapping[str, str]) -> list[str]:
+    public = config.httpApi.publicRoutes
+    problems = [
+        f"httpApi.publicRoutes: {route!r} is not a route of any service; allowed: one of "
+        f"{', '.join(sorted(owners)) or 'none (no service has routes)'}"
+        for route in public
+        if route not in owners
+    ]
+    problems += [
+        f"httpApi.publicRoutes: {route!r} is listed twice; allowed: each route once"
+        for route in sorted({r for r in public if public.count(r) > 1})
+    ]
+    if public and config.httpApi.jwtAuthorizer is None:
+        problems.append(
+            "httpApi.publicRoutes: set without httpApi.jwtAuthorizer; allowed: only with a JWT authorizer (without "
+            "one every route is already public)"
+        )
     return problems
 
 
@@ -1162,10 +1199,11 @@ def missing_digests(config: StackConfig) -> dict[str, str]:
 
 
 def platform_images(config: StackConfig) -> tuple[str, ...]:
-    """The job platform's images this stack deploys: the API behind the ALB, and the worker with the platform."""
-    if config.entry != "alb":
-        return ()
-    return ("api", "worker") if config.jobPlatform.enabled else ("api",)
+    """The job platform's images this stack deploys: the API and worker with the platform (behind either entry);
+    without it, the API image only behind the ALB (the HTTP API entry then serves `services` alone)."""
+    if config.jobPlatform.enabled:
+        return ("api", "worker")
+    return ("api",) if config.entry == "alb" else ()
 
 
 def _placeholder(key: str, value: str) -> str | None:

@@ -108,6 +108,9 @@ class DatabaseArgs:
     """Retention of the exported PostgreSQL logs. Default: 30."""
     performance_insights_retention_days: int = 7
     """Performance Insights retention (7 is the free tier; else a multiple of 31, up to 731). Default: 7."""
+    own_dashboard: bool = True
+    """Its own CloudWatch dashboard; false when the platform dashboard shows its widgets (one dashboard, $3/month
+    less each). Default: true."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -197,8 +200,10 @@ class Database(pulumi.ComponentResource):
     """Instance security group; services get 5432 ingress to it through `attachment()`."""
     instance_identifier: pulumi.Output[str]
     """RDS instance identifier (CloudWatch dimension)."""
-    dashboard_name: pulumi.Output[str]
-    """CloudWatch dashboard name."""
+    dashboard_name: pulumi.Output[str] | None
+    """CloudWatch dashboard name; None without its own dashboard (`own_dashboard` false)."""
+    dashboard_widgets: pulumi.Output[list[dict[str, Any]]]
+    """Its dashboard widgets, for a platform dashboard that shows every component."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:database:Database", name, None, opts)
@@ -304,7 +309,6 @@ class Database(pulumi.ComponentResource):
         self.app_username = invocation.id.apply(lambda _: args.app_username)
         self.roles_function_name = self.roles_function.name
         self._monitoring(name, args)
-        self.dashboard_name = self.dashboard.dashboard_name
         self.register_outputs(
             {
                 "endpoint_address": self.endpoint_address,
@@ -507,12 +511,17 @@ class Database(pulumi.ComponentResource):
                   metric_name="DatabaseConnections", statistic="Maximum",
                   threshold=args.connections_threshold, **common),
         ]  # fmt: skip
-        self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard",
-            dashboard_name=f"{args.name_prefix}-database",
-            dashboard_body=self.instance.identifier.apply(lambda db: database_dashboard_body(args.region, db)),
-            opts=self._child,
-        )
+        self.dashboard_widgets = self.instance.identifier.apply(lambda db: database_widgets(args.region, db))
+        self.dashboard: aws.cloudwatch.Dashboard | None = None
+        self.dashboard_name = None
+        if args.own_dashboard:
+            self.dashboard = aws.cloudwatch.Dashboard(
+                f"{name}-dashboard",
+                dashboard_name=f"{args.name_prefix}-database",
+                dashboard_body=self.dashboard_widgets.apply(lambda widgets: json.dumps({"widgets": widgets})),
+                opts=self._child,
+            )
+            self.dashboard_name = self.dashboard.dashboard_name
 
 
 def _first_secret_arn(secrets: Sequence[aws.rds.outputs.InstanceMasterUserSecret] | None) -> str:
@@ -523,6 +532,10 @@ def _first_secret_arn(secrets: Sequence[aws.rds.outputs.InstanceMasterUserSecret
 
 
 def database_dashboard_body(region: str, instance_identifier: str) -> str:
+    return json.dumps({"widgets": database_widgets(region, instance_identifier)})
+
+
+def database_widgets(region: str, instance_identifier: str) -> list[dict[str, Any]]:
     """The seed's widgets: performance (CPU, connections), latency, free storage."""
     db = ["DBInstanceIdentifier", instance_identifier]
     free_storage = graph_widget("Free storage space", region, [["AWS/RDS", "FreeStorageSpace", *db]])
@@ -538,4 +551,4 @@ def database_dashboard_body(region: str, instance_identifier: str) -> str:
     ]
     for widget, width in zip(widgets, (12, 12, 6), strict=True):
         widget.update({"width": width, "height": 6})
-    return json.dumps({"widgets": widgets})
+    return widgets

@@ -24,6 +24,8 @@ from components.ecs_task import (
     ServiceConnect,
     allow_between,
 )
+from components.iam import policy_document
+from components.tracing import CollectorImage, TracingArgs, TracingSidecar, cache_pull_statements, tracing_sidecar
 from components.web_service import REQUESTS_PER_TARGET_PER_MINUTE, SCALE_IN_COOLDOWN, SCALE_OUT_COOLDOWN
 from components.web_service import _http_probe as http_probe  # one probe for every web-facing service
 
@@ -117,6 +119,10 @@ class MicroserviceArgs:
     """Register the tasks in Cloud Map with SRV records for an HTTP API private integration. Default: false."""
     sidecars: Sequence[Mapping[str, Any]] = ()
     """Extra containers (e.g. a telemetry collector), held to the task's security rules. Default: none."""
+    tracing: CollectorImage | None = None
+    """Trace with this collector image: the ADOT collector sidecar (components/tracing.py), OpenTelemetry's
+    variables on the app, X-Ray writes for the task role and, through a pull-through cache, the execution role's
+    import grant. Default: none (no tracing)."""
 
 
 class Microservice(pulumi.ComponentResource):
@@ -137,7 +143,15 @@ class Microservice(pulumi.ComponentResource):
         self.args = args
         self._child = pulumi.ResourceOptions(parent=self)
         self._prefix = f"{args.name_prefix}-{args.service_name}"
+        self.tracing = _tracing(args)
         self.task = FargateTask(self._task_spec(args), parent=self)
+        if args.tracing is not None and args.tracing.cache_prefix is not None:
+            aws.iam.RolePolicy(
+                f"{self._prefix}-exec-pull-through-cache",
+                role=self.task.execution_role.id,
+                policy=policy_document(cache_pull_statements(args.region, args.account_id, args.tracing.cache_prefix)),
+                opts=self._child,
+            )
         self.port = args.port
         self.security_group_id = self.task.security_group.id
         extra: dict[str, Any] = {}
@@ -180,6 +194,16 @@ class Microservice(pulumi.ComponentResource):
         if args.port is not None:
             environment["PORT"] = str(args.port)
         environment.update(args.environment)
+        attachments, sidecars = list(args.attachments), list(args.sidecars)
+        if self.tracing is not None:
+            attachments.append(
+                ServiceAttachment(
+                    name="tracing",
+                    environment=self.tracing.app_environment,
+                    task_role_statements=self.tracing.task_role_statements,
+                )
+            )
+            sidecars.append(self.tracing.container)
         return FargateTaskSpec(
             name_prefix=args.name_prefix,
             service_name=args.service_name,
@@ -196,10 +220,10 @@ class Microservice(pulumi.ComponentResource):
             container_port=args.port,
             health_check_command=http_probe(args.port, args.health_check_path) if args.port is not None else None,
             cpu_architecture=args.cpu_architecture,
-            attachments=args.attachments,
+            attachments=attachments,
             deployment=args.deployment,
             service_connect=ServiceConnect(args.namespace_arn, args.request_timeout_seconds),
-            sidecars=args.sidecars,
+            sidecars=sidecars,
         )
 
     # --- Who may connect ---
@@ -307,6 +331,19 @@ class Microservice(pulumi.ComponentResource):
                 ),
                 opts=self._child,
             )
+
+
+def _tracing(args: MicroserviceArgs) -> TracingSidecar | None:
+    if args.tracing is None:
+        return None
+    return tracing_sidecar(
+        TracingArgs(
+            name_prefix=args.name_prefix,
+            service_name=args.service_name,
+            region=args.region,
+            image=args.tracing.reference,
+        )
+    )
 
 
 def allow_call(caller: Microservice, callee: Microservice) -> None:

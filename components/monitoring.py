@@ -1,7 +1,10 @@
 """Monitoring: the services dashboard and the alarms that page the alert topic.
 
 `alarm()` is the one way any component creates an alarm: it always notifies the topic on ALARM and OK.
-`Monitoring` watches the job platform's ALB services; `MeshMonitoring` watches a set of Service Connect
+`Monitoring` watches the job platform's API behind the ALB or behind the HTTP API entry (then its 5XX and latency
+alarms read the HTTP API's own metrics, AWS/ApiGateway `5xx` and `Latency` in milliseconds per `ApiId`, and a
+running-below-desired alarm takes the place of the target group's health checks); with `extra_widgets` its
+dashboard also shows the data stores' widgets, one platform dashboard instead of one per component. `MeshMonitoring` watches a set of Service Connect
 microservices: three alarms per service and ONE dashboard for the whole mesh (a dashboard costs $3/month), a row
 per service.
 
@@ -30,8 +33,14 @@ class WatchedWebService:
     """Short name used in alarm and widget names."""
     service_name: pulumi.Input[str]
     """ECS service name."""
-    target_group_arn_suffix: pulumi.Input[str]
-    """Its target group's ARN suffix."""
+    target_group_arn_suffix: pulumi.Input[str] | None = None
+    """Its target group's ARN suffix; None when it is not behind the ALB (the HTTP API entry). Default: none."""
+
+
+@dataclass(frozen=True)
+class WatchedHttpApi:
+    api_id: pulumi.Input[str]
+    """API Gateway HTTP API id (the `ApiId` dimension of its metrics)."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +53,12 @@ class MonitoringArgs:
     """Alert topic every alarm notifies."""
     cluster_name: pulumi.Input[str]
     """ECS cluster name."""
-    alb_arn_suffix: pulumi.Input[str]
-    """ALB ARN suffix."""
+    alb_arn_suffix: pulumi.Input[str] | None = None
+    """ALB ARN suffix; None without an ALB. Default: none."""
+    http_api: WatchedHttpApi | None = None
+    """The HTTP API the services are behind when there is no ALB. Default: none."""
     web_services: Sequence[WatchedWebService] = ()
-    """Services behind the ALB. Default: none."""
+    """Services behind the ALB (with a target group) or the HTTP API (without). Default: none."""
     cpu_alarm_percent: float = 85
     """Service CPU alarm threshold (seed: 85). Default: 85."""
     memory_alarm_percent: float = 90
@@ -56,6 +67,21 @@ class MonitoringArgs:
     """Target 5XX count per 5 minutes (seed: 10). Default: 10."""
     p99_latency_alarm_seconds: float = 2.0
     """p99 target response time alarm. Default: 2 s."""
+    missing_task_minutes: int = 5
+    """Without a target group: alarm when fewer tasks run than desired for this many minutes (needs Container
+    Insights). Default: 5."""
+    extra_widgets: Sequence[pulumi.Input[Sequence[Mapping[str, Any]]]] = ()
+    """Other components' dashboard widgets (database, cache, storage), laid out below the services' on the same
+    dashboard. Default: none."""
+
+    def __post_init__(self) -> None:
+        if self.alb_arn_suffix is not None and self.http_api is not None:
+            raise ValueError("MonitoringArgs: alb_arn_suffix and http_api both set; allowed: one entry")
+        for service in self.web_services:
+            if service.target_group_arn_suffix is not None and self.alb_arn_suffix is None:
+                raise ValueError(
+                    f"MonitoringArgs.web_services: {service.name} has a target group but alb_arn_suffix is none"
+                )
 
 
 @dataclass(frozen=True)
@@ -148,14 +174,25 @@ class Monitoring(pulumi.ComponentResource):
         self.alarms: list[aws.cloudwatch.MetricAlarm] = []
         for service in args.web_services:
             self.alarms.extend(self._service_alarms(name, args, service))
+        entry = args.http_api.api_id if args.http_api is not None else args.alb_arn_suffix
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{args.name_prefix}-containers",
             dashboard_body=pulumi.Output.all(
                 args.cluster_name,
-                args.alb_arn_suffix,
+                entry,
                 [pulumi.Output.from_input(s.service_name) for s in args.web_services],
-            ).apply(lambda values: dashboard_body(args.region, values[0], values[1], values[2])),
+                [pulumi.Output.from_input(w) for w in args.extra_widgets],
+            ).apply(
+                lambda values: dashboard_body(
+                    args.region,
+                    values[0],
+                    values[1] if args.http_api is None else None,
+                    values[2],
+                    http_api_id=values[1] if args.http_api is not None else None,
+                    extra_widgets=[widget for widgets in values[3] for widget in widgets],
+                )
+            ),
             opts=self._child,
         )
         self.dashboard_name = self.dashboard.dashboard_name
@@ -167,15 +204,22 @@ class Monitoring(pulumi.ComponentResource):
     ) -> list[aws.cloudwatch.MetricAlarm]:
         prefix = f"{name}-{service.name}"
         ecs = {"ClusterName": args.cluster_name, "ServiceName": service.service_name}
-        target = {"LoadBalancer": args.alb_arn_suffix, "TargetGroup": service.target_group_arn_suffix}
         common: dict[str, Any] = {"topic_arn": args.topic_arn, "opts": self._child}
-        return [
+        alarms = [
             alarm(f"{prefix}-cpu-high", description=f"{service.name}: CPU utilization is too high",
                   namespace="AWS/ECS", metric_name="CPUUtilization", dimensions=ecs,
                   threshold=args.cpu_alarm_percent, **common),
             alarm(f"{prefix}-memory-high", description=f"{service.name}: memory utilization is too high",
                   namespace="AWS/ECS", metric_name="MemoryUtilization", dimensions=ecs,
                   threshold=args.memory_alarm_percent, **common),
+        ]  # fmt: skip
+        if service.target_group_arn_suffix is None:
+            return [*alarms, *self._http_api_alarms(prefix, args, service)]
+        if args.alb_arn_suffix is None:  # __post_init__ refuses it; narrows the type
+            raise ValueError("MonitoringArgs.alb_arn_suffix: none with a target group")
+        target = {"LoadBalancer": args.alb_arn_suffix, "TargetGroup": service.target_group_arn_suffix}
+        return [
+            *alarms,
             alarm(f"{prefix}-target-5xx", description=f"{service.name}: too many 5XX errors from the application",
                   namespace="AWS/ApplicationELB", metric_name="HTTPCode_Target_5XX_Count", dimensions=target,
                   statistic="Sum", threshold=args.target_5xx_alarm_count, treat_missing_data="notBreaching",
@@ -189,9 +233,50 @@ class Monitoring(pulumi.ComponentResource):
                   evaluation_periods=5, treat_missing_data="notBreaching", **common),
         ]  # fmt: skip
 
+    def _http_api_alarms(
+        self, prefix: str, args: MonitoringArgs, service: WatchedWebService
+    ) -> list[aws.cloudwatch.MetricAlarm]:
+        """No target group, so no ALB health checks: tasks missing against desired (the ECS container health
+        check replaces failing tasks), and the HTTP API's 5XX and p99 latency (milliseconds) when it has one."""
+        watched = WatchedMicroservice(
+            name=service.name, service_name=service.service_name, cluster_name=args.cluster_name, port=None
+        )
+        alarms = [
+            tasks_missing_alarm(
+                f"{prefix}-tasks-missing",
+                watched,
+                topic_arn=args.topic_arn,
+                minutes=args.missing_task_minutes,
+                opts=self._child,
+            )
+        ]
+        if args.http_api is None:
+            return alarms
+        api = {"ApiId": args.http_api.api_id}
+        common: dict[str, Any] = {"topic_arn": args.topic_arn, "opts": self._child, "namespace": "AWS/ApiGateway"}
+        return [
+            *alarms,
+            alarm(f"{prefix}-api-5xx", description=f"{service.name}: too many 5XX responses from the HTTP API",
+                  metric_name="5xx", dimensions=api, statistic="Sum", threshold=args.target_5xx_alarm_count,
+                  treat_missing_data="notBreaching", **common),
+            alarm(f"{prefix}-latency-p99", description=f"{service.name}: p99 response time is too high",
+                  metric_name="Latency", dimensions=api, extended_statistic="p99",
+                  threshold=args.p99_latency_alarm_seconds * 1000, period=60, evaluation_periods=5,
+                  treat_missing_data="notBreaching", **common),
+        ]  # fmt: skip
 
-def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_names: Sequence[str]) -> str:
-    """The seed's three widgets per service: ECS metrics, load balancer metrics, error rates."""
+
+def dashboard_body(
+    region: str,
+    cluster_name: str,
+    alb_arn_suffix: str | None,
+    service_names: Sequence[str],
+    *,
+    http_api_id: str | None = None,
+    extra_widgets: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The seed's three widgets per service: ECS metrics, entry (load balancer or HTTP API) metrics, error rates;
+    then `extra_widgets` (other components' own), flowed below in rows of 24 grid units."""
     widgets: list[dict[str, Any]] = []
     for service in service_names:
         ecs = ["ClusterName", cluster_name, "ServiceName", service]
@@ -206,8 +291,19 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
                 ],
             )
         )
+    if alb_arn_suffix is not None:
+        widgets.extend(_alb_widgets(region, alb_arn_suffix))
+    if http_api_id is not None:
+        widgets.extend(_http_api_widgets(region, http_api_id))
+    for index, widget in enumerate(widgets):
+        widget.update({"x": (index % 2) * 12, "y": (index // 2) * 6, "width": 12, "height": 6})
+    top = ((len(widgets) + 1) // 2) * 6
+    return json.dumps({"widgets": [*widgets, *flow_layout(extra_widgets, top=top)]})
+
+
+def _alb_widgets(region: str, alb_arn_suffix: str) -> list[dict[str, Any]]:
     alb = ["LoadBalancer", alb_arn_suffix]
-    widgets.append(
+    return [
         graph_widget(
             "Load balancer metrics",
             region,
@@ -215,9 +311,7 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
                 ["AWS/ApplicationELB", "RequestCount", *alb, {"stat": "Sum"}],
                 ["AWS/ApplicationELB", "TargetResponseTime", *alb, {"yAxis": "right"}],
             ],
-        )
-    )
-    widgets.append(
+        ),
         graph_widget(
             "Error rates",
             region,
@@ -225,11 +319,47 @@ def dashboard_body(region: str, cluster_name: str, alb_arn_suffix: str, service_
                 ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", *alb, {"stat": "Sum"}],
                 ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", *alb, {"stat": "Sum"}],
             ],
-        )
-    )
-    for index, widget in enumerate(widgets):
-        widget.update({"x": (index % 2) * 12, "y": (index // 2) * 6, "width": 12, "height": 6})
-    return json.dumps({"widgets": widgets})
+        ),
+    ]
+
+
+def _http_api_widgets(region: str, api_id: str) -> list[dict[str, Any]]:
+    api = ["ApiId", api_id]
+    return [
+        graph_widget(
+            "HTTP API metrics",
+            region,
+            [
+                ["AWS/ApiGateway", "Count", *api, {"stat": "Sum"}],
+                ["AWS/ApiGateway", "Latency", *api, {"stat": "p99", "yAxis": "right"}],
+                ["AWS/ApiGateway", "IntegrationLatency", *api, {"stat": "p99", "yAxis": "right"}],
+            ],
+        ),
+        graph_widget(
+            "Error rates",
+            region,
+            [
+                ["AWS/ApiGateway", "4xx", *api, {"stat": "Sum"}],
+                ["AWS/ApiGateway", "5xx", *api, {"stat": "Sum"}],
+            ],
+        ),
+    ]
+
+
+DASHBOARD_GRID_WIDTH = 24
+
+
+def flow_layout(widgets: Sequence[Mapping[str, Any]], *, top: int) -> list[dict[str, Any]]:
+    """Widgets left to right from row `top`, wrapping at the grid's 24 units; each keeps its width and height."""
+    placed: list[dict[str, Any]] = []
+    x, y, row_height = 0, top, 0
+    for widget in widgets:
+        width, height = int(widget.get("width", 6)), int(widget.get("height", 6))
+        if x + width > DASHBOARD_GRID_WIDTH:
+            x, y, row_height = 0, y + row_height, 0
+        placed.append({**widget, "x": x, "y": y, "width": width, "height": height})
+        x, row_height = x + width, max(row_height, height)
+    return placed
 
 
 def graph_widget(title: str, region: str, metrics: list[list[Any]]) -> dict[str, Any]:
@@ -292,8 +422,19 @@ class MeshMonitoring(pulumi.ComponentResource):
 def missing_tasks_alarm(
     name: str, args: MeshMonitoringArgs, service: WatchedMicroservice, *, opts: pulumi.ResourceOptions
 ) -> aws.cloudwatch.MetricAlarm:
-    """Desired minus running tasks above zero for `missing_task_minutes` minutes: tasks that crash, fail their
-    health check or cannot be placed. Container Insights publishes both counts per service."""
+    return tasks_missing_alarm(name, service, topic_arn=args.topic_arn, minutes=args.missing_task_minutes, opts=opts)
+
+
+def tasks_missing_alarm(
+    name: str,
+    service: WatchedMicroservice,
+    *,
+    topic_arn: pulumi.Input[str],
+    minutes: int,
+    opts: pulumi.ResourceOptions,
+) -> aws.cloudwatch.MetricAlarm:
+    """Desired minus running tasks above zero for `minutes` minutes: tasks that crash, fail their health check or
+    cannot be placed. Container Insights publishes both counts per service."""
     dimensions = {"ClusterName": service.cluster_name, "ServiceName": service.service_name}
 
     def count(metric_id: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
@@ -311,7 +452,7 @@ def missing_tasks_alarm(
 
     return aws.cloudwatch.MetricAlarm(
         name,
-        alarm_description=f"{service.name}: fewer tasks running than desired for {args.missing_task_minutes} minutes",
+        alarm_description=f"{service.name}: fewer tasks running than desired for {minutes} minutes",
         metric_queries=[
             count("desired", "DesiredTaskCount"),
             count("running", "RunningTaskCount"),
@@ -319,13 +460,13 @@ def missing_tasks_alarm(
                 id="missing", expression="desired - running", label="Tasks missing", return_data=True
             ),
         ],
-        evaluation_periods=args.missing_task_minutes,
-        datapoints_to_alarm=args.missing_task_minutes,
+        evaluation_periods=minutes,
+        datapoints_to_alarm=minutes,
         comparison_operator="GreaterThanThreshold",
         threshold=0,
         treat_missing_data="missing",
-        alarm_actions=[args.topic_arn],
-        ok_actions=[args.topic_arn],
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
         opts=opts,
     )
 

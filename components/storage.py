@@ -60,6 +60,9 @@ class SharedStorageArgs:
     throughput and generalPurpose performance, so set none for the others. Default: 90."""
     deletion_protection: bool = True
     """Keep the file system and its key in AWS when the stack deletes them. Default: true."""
+    own_dashboard: bool = True
+    """Its own CloudWatch dashboard; false when the platform dashboard shows its widgets (one dashboard, $3/month
+    less each). Default: true."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -110,8 +113,10 @@ class SharedStorage(pulumi.ComponentResource):
     """Access point ARN (the IAM condition on mounts)."""
     security_group_id: pulumi.Output[str]
     """Mount targets' security group; services get NFS ingress to it through `attachment()`."""
-    dashboard_name: pulumi.Output[str]
-    """CloudWatch dashboard name."""
+    dashboard_name: pulumi.Output[str] | None
+    """CloudWatch dashboard name; None without its own dashboard (`own_dashboard` false)."""
+    dashboard_widgets: pulumi.Output[list[dict[str, Any]]]
+    """Its dashboard widgets, for a platform dashboard that shows every component."""
 
     def __init__(self, name: str, args: SharedStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:storage:SharedStorage", name, None, opts)
@@ -169,7 +174,6 @@ class SharedStorage(pulumi.ComponentResource):
         self.access_point_id = self.access_point.id
         self.access_point_arn = self.access_point.arn
         self.security_group_id = self.security_group.id
-        self.dashboard_name = self.dashboard.dashboard_name
         self.register_outputs(
             {
                 "file_system_id": self.file_system_id,
@@ -253,12 +257,17 @@ class SharedStorage(pulumi.ComponentResource):
                     opts=self._child,
                 )
             )
-        self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard",
-            dashboard_name=f"{args.name_prefix}-efs",
-            dashboard_body=self.file_system.id.apply(lambda fs_id: efs_dashboard_body(args.region, fs_id)),
-            opts=self._child,
-        )
+        self.dashboard_widgets = self.file_system.id.apply(lambda fs_id: efs_widgets(args.region, fs_id))
+        self.dashboard: aws.cloudwatch.Dashboard | None = None
+        self.dashboard_name = None
+        if args.own_dashboard:
+            self.dashboard = aws.cloudwatch.Dashboard(
+                f"{name}-dashboard",
+                dashboard_name=f"{args.name_prefix}-efs",
+                dashboard_body=self.dashboard_widgets.apply(lambda widgets: json.dumps({"widgets": widgets})),
+                opts=self._child,
+            )
+            self.dashboard_name = self.dashboard.dashboard_name
 
 
 def _lifecycle_policies(args: SharedStorageArgs) -> list[aws.efs.FileSystemLifecyclePolicyArgs]:
@@ -283,6 +292,10 @@ def check_subnet_count(subnet_ids: Sequence[str], count: int) -> list[str]:
 
 
 def efs_dashboard_body(region: str, file_system_id: str) -> str:
+    return json.dumps({"widgets": efs_widgets(region, file_system_id)})
+
+
+def efs_widgets(region: str, file_system_id: str) -> list[dict[str, Any]]:
     """The seed's I/O and connection widgets, plus burst credits and stored bytes."""
     fs = ["FileSystemId", file_system_id]
     widgets: list[dict[str, Any]] = [
@@ -299,4 +312,4 @@ def efs_dashboard_body(region: str, file_system_id: str) -> str:
     ]
     for widget in widgets:
         widget.update({"width": 12, "height": 6})
-    return json.dumps({"widgets": widgets})
+    return widgets

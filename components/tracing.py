@@ -19,9 +19,10 @@ docs/releases/v0.49.0.md), index digest as pinned by three independent public re
 (alphagov/pay-adot's Dependabot-managed Dockerfile, through Docker Hub's amazon/aws-otel-collector, and two
 Terraform modules that pin public.ecr.aws). Bump version and digest together.
 
-The container image registry policy of the pack allows only private ECR: serve the image through an ECR
-pull-through cache rule for public.ecr.aws (`collector_image_through_cache`, same digest) or list
-`public.ecr.aws/aws-observability/` in the policy's `allowedRegistries`.
+The container image registry policy of the pack allows only private ECR: services pull the image through the
+account's ECR pull-through cache rule for public.ecr.aws (components/registry_cache.py, owned by one stack per
+account and region; `collector_image_through_cache` names the same image and digest there). The first pull creates the
+cached repository with the execution role's permissions (`cache_pull_statements`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ HEALTH_CHECK_ENDPOINT = "127.0.0.1:13133"
 # X-Ray accepts W3C trace ids; without this gate the exporter drops spans whose id does not start with a recent
 # epoch second (the X-Ray id format), which OpenTelemetry's random ids never do.
 W3C_TRACE_IDS_GATE = "exporter.awsxray.skiptimestampvalidation"
+# The pull-through cache rule: one per prefix, account and region, shared by every stack there.
+PULL_THROUGH_CACHE_PREFIX = "ecr-public"
+PULL_THROUGH_CACHE_UPSTREAM = "public.ecr.aws"
 
 
 @dataclass(frozen=True)
@@ -194,18 +198,31 @@ def task_role_statements() -> list[dict[str, Any]]:
     return [allow(["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"], sid="TracesToXRay")]
 
 
-def collector_image_through_cache(registry: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
-    """The same image, digest and all, through an ECR pull-through cache rule for public.ecr.aws with repository
-    prefix `prefix` in `registry` (`<account>.dkr.ecr.<region>.amazonaws.com`). The first pull creates the
-    cached repository: the execution role then needs `cache_pull_statements`."""
-    return pulumi.Output.concat(
-        registry, "/", prefix, "/", ADOT_COLLECTOR_REPOSITORY, ":", ADOT_COLLECTOR_VERSION, "@", ADOT_COLLECTOR_DIGEST
-    )
+@dataclass(frozen=True)
+class CollectorImage:
+    """Where a service's collector image comes from."""
+
+    reference: str
+    """Image reference pinned by digest."""
+    cache_prefix: str | None = None
+    """ECR pull-through cache prefix `reference` is pulled through: the execution role may import into it.
+    Default: none (a repository the role can already pull from)."""
+
+
+def collector_image_through_cache(
+    account_id: str, region: str, prefix: str = PULL_THROUGH_CACHE_PREFIX
+) -> CollectorImage:
+    """The collector image, digest and all, through the ECR pull-through cache rule for public.ecr.aws with
+    repository prefix `prefix` in the account's registry in `region`."""
+    registry = f"{account_id}.dkr.ecr.{region}.amazonaws.com"
+    reference = f"{registry}/{prefix}/{ADOT_COLLECTOR_REPOSITORY}:{ADOT_COLLECTOR_VERSION}@{ADOT_COLLECTOR_DIGEST}"
+    return CollectorImage(reference=reference, cache_prefix=prefix)
 
 
 def cache_pull_statements(region: str, account_id: pulumi.Input[str], prefix: str) -> list[pulumi.Output[Any]]:
-    """Execution role statements that let a pull through the cache import the upstream image, limited to the
-    cache's repositories."""
+    """Execution role statements that let a pull through the cache import the upstream image (and create its
+    cached repository on the first pull), limited to the cache's repositories. The pull itself is the managed
+    execution policy's (https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-iam.html)."""
     repositories = pulumi.Output.concat("arn:aws:ecr:", region, ":", account_id, ":repository/", prefix, "/*")
     return [
         repositories.apply(

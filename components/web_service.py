@@ -1,4 +1,11 @@
-"""WebService: a Fargate service behind the cluster's ALB, registered in Cloud Map, autoscaled three ways."""
+"""WebService: a Fargate service behind the cluster's ALB or an API Gateway HTTP API, registered in Cloud Map.
+
+Behind the ALB: a target group and listener rule, SG-to-SG from the ALB, autoscaling on CPU, memory and requests
+per target. Behind the HTTP API (no ALB, `listener_arn` none): its Cloud Map service carries SRV records (address
+and port, what an HTTP API private integration resolves), ingress comes from the VPC link's security group
+(`allow_ingress_from`), and autoscaling tracks CPU and memory only; the ECS container health check still replaces
+failing tasks, but there are no load balancer health checks and no weighted target groups.
+"""
 
 from __future__ import annotations
 
@@ -39,12 +46,6 @@ class WebServiceArgs:
     """ECS cluster name (autoscaling resource id)."""
     namespace_id: pulumi.Input[str]
     """Cloud Map namespace id."""
-    listener_arn: pulumi.Input[str]
-    """ALB listener the service's routing rule attaches to."""
-    alb_security_group_id: pulumi.Input[str]
-    """ALB security group: the only ingress source."""
-    alb_arn_suffix: pulumi.Input[str]
-    """ALB ARN suffix (request-count scaling's resource label)."""
     log_kms_key_arn: pulumi.Input[str]
     """KMS key for the log group."""
     cpu: int = 512
@@ -83,6 +84,29 @@ class WebServiceArgs:
     """Priority of the service's rule on the listener. Default: 100."""
     path_patterns: Sequence[str] = ("/*",)
     """Paths routed to the service. Default: everything."""
+    listener_arn: pulumi.Input[str] | None = None
+    """ALB listener the service's routing rule attaches to; none: not behind an ALB. Default: none."""
+    alb_security_group_id: pulumi.Input[str] | None = None
+    """ALB security group, the only ingress source behind the ALB. Default: none."""
+    alb_arn_suffix: pulumi.Input[str] | None = None
+    """ALB ARN suffix (request-count scaling's resource label). Default: none."""
+    register_for_http_api: bool = False
+    """Cloud Map SRV records (address and port) for an HTTP API private integration, instead of A records; only
+    without an ALB. Default: false."""
+
+    def __post_init__(self) -> None:
+        alb = (self.listener_arn, self.alb_security_group_id, self.alb_arn_suffix)
+        if any(value is None for value in alb) and any(value is not None for value in alb):
+            raise ValueError(
+                "WebServiceArgs: listener_arn, alb_security_group_id and alb_arn_suffix: all three (behind the ALB) "
+                "or none"
+            )
+        if self.register_for_http_api and self.listener_arn is not None:
+            raise ValueError("WebServiceArgs.register_for_http_api: true with an ALB; allowed: one entry")
+
+    @property
+    def behind_alb(self) -> bool:
+        return self.listener_arn is not None
 
 
 class WebService(pulumi.ComponentResource):
@@ -90,8 +114,10 @@ class WebService(pulumi.ComponentResource):
     """ECS service name."""
     security_group_id: pulumi.Output[str]
     """Task security group (attach data stores to it)."""
-    target_group_arn_suffix: pulumi.Output[str]
-    """Target group ARN suffix (CloudWatch dimension)."""
+    target_group_arn_suffix: pulumi.Output[str] | None
+    """Target group ARN suffix (CloudWatch dimension); None when not behind the ALB."""
+    discovery_service_arn: pulumi.Output[str]
+    """Its Cloud Map service (SRV records with `register_for_http_api`)."""
     task_role_arn: pulumi.Output[str]
     """Task role ARN."""
     log_group_name: pulumi.Output[str]
@@ -124,25 +150,31 @@ class WebService(pulumi.ComponentResource):
             ),
             parent=self,
         )
-        allow_between(
-            f"{prefix}-from-alb",
-            source_security_group_id=args.alb_security_group_id,
-            target_security_group_id=self.task.security_group.id,
-            port=args.container_port,
-            description=f"ALB to {prefix}",
-            opts=self._child,
-        )
-        self.target_group, listener_rule = self._routing(prefix, args)
-        self.discovery = aws.servicediscovery.Service(
-            f"{prefix}-discovery",
-            name=args.service_name,
-            dns_config=aws.servicediscovery.ServiceDnsConfigArgs(
-                namespace_id=args.namespace_id,
-                dns_records=[aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(type="A", ttl=10)],
-                routing_policy="MULTIVALUE",
-            ),
-            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
-            opts=self._child,
+        self._prefix = prefix
+        self._port = args.container_port
+        self.target_group: aws.lb.TargetGroup | None = None
+        alb_extra: dict[str, object] = {}
+        if args.behind_alb:
+            self.target_group, listener_rule = self._routing(prefix, args)
+            alb_extra = {
+                "depends_on": [listener_rule],
+                "load_balancers": [
+                    aws.ecs.ServiceLoadBalancerArgs(
+                        target_group_arn=self.target_group.arn,
+                        container_name=args.service_name,
+                        container_port=args.container_port,
+                    )
+                ],
+                "health_check_grace_period_seconds": 120,
+            }
+        self.discovery = self._discovery(prefix, args)
+        # SRV records need the container and port that ECS registers; A records must not name them.
+        registry = (
+            aws.ecs.ServiceServiceRegistriesArgs(
+                registry_arn=self.discovery.arn, container_name=args.service_name, container_port=args.container_port
+            )
+            if args.register_for_http_api
+            else aws.ecs.ServiceServiceRegistriesArgs(registry_arn=self.discovery.arn)
         )
         self.service = self.task.service(
             cluster_arn=args.cluster_arn,
@@ -150,22 +182,15 @@ class WebService(pulumi.ComponentResource):
             desired_count=args.desired_count,
             on_demand_base=args.on_demand_base,
             spot_weight=args.spot_weight,
-            depends_on=[listener_rule],
-            load_balancers=[
-                aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=self.target_group.arn,
-                    container_name=args.service_name,
-                    container_port=args.container_port,
-                )
-            ],
-            health_check_grace_period_seconds=120,
-            service_registries=aws.ecs.ServiceServiceRegistriesArgs(registry_arn=self.discovery.arn),
+            service_registries=registry,
             enable_execute_command=args.enable_execute_command,
+            **alb_extra,  # type: ignore[arg-type]
         )
         self._autoscaling(prefix, args)
         self.service_name = self.service.name
         self.security_group_id = self.task.security_group.id
-        self.target_group_arn_suffix = self.target_group.arn_suffix
+        self.target_group_arn_suffix = self.target_group.arn_suffix if self.target_group is not None else None
+        self.discovery_service_arn = self.discovery.arn
         self.task_role_arn = self.task.task_role.arn
         self.log_group_name = self.task.log_group.name
         self.register_outputs(
@@ -176,9 +201,47 @@ class WebService(pulumi.ComponentResource):
             }
         )
 
-    # --- Load balancing ---
+    def allow_ingress_from(self, source: str, source_security_group_id: pulumi.Input[str]) -> None:
+        """Ingress on the container port only, for a source whose own component owns the matching egress (the
+        HTTP API's VPC link security group allows egress to exactly this port and group)."""
+        aws.vpc.SecurityGroupIngressRule(
+            f"{self._prefix}-from-{source}-ingress",
+            security_group_id=self.security_group_id,
+            referenced_security_group_id=source_security_group_id,
+            ip_protocol="tcp",
+            from_port=self._port,
+            to_port=self._port,
+            description=f"{source} to {self._prefix}",
+            opts=self._child,
+        )
+
+    # --- Entry ---
+
+    def _discovery(self, prefix: str, args: WebServiceArgs) -> aws.servicediscovery.Service:
+        record = "SRV" if args.register_for_http_api else "A"
+        return aws.servicediscovery.Service(
+            f"{prefix}-discovery",
+            name=args.service_name,
+            dns_config=aws.servicediscovery.ServiceDnsConfigArgs(
+                namespace_id=args.namespace_id,
+                dns_records=[aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(type=record, ttl=10)],
+                routing_policy="MULTIVALUE",
+            ),
+            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+            opts=self._child,
+        )
 
     def _routing(self, prefix: str, args: WebServiceArgs) -> tuple[aws.lb.TargetGroup, aws.lb.ListenerRule]:
+        if args.alb_security_group_id is None or args.listener_arn is None:
+            raise ValueError("WebServiceArgs: the ALB's listener and security group are needed behind the ALB")
+        allow_between(
+            f"{prefix}-from-alb",
+            source_security_group_id=args.alb_security_group_id,
+            target_security_group_id=self.task.security_group.id,
+            port=args.container_port,
+            description=f"ALB to {prefix}",
+            opts=self._child,
+        )
         target_group = aws.lb.TargetGroup(
             f"{prefix}-tg",
             name_prefix=args.service_name[:6],
@@ -216,12 +279,14 @@ class WebService(pulumi.ComponentResource):
 
     def _autoscaling(self, prefix: str, args: WebServiceArgs) -> None:
         target = self.task.scaling_target(self.service, args.cluster_name, args.min_count, args.max_count)
-        request_label = pulumi.Output.concat(args.alb_arn_suffix, "/", self.target_group.arn_suffix)
-        for kind, metric, value, label in (
+        policies: list[tuple[str, str, float, pulumi.Input[str] | None]] = [
             ("cpu", "ECSServiceAverageCPUUtilization", 70, None),
             ("memory", "ECSServiceAverageMemoryUtilization", 80, None),
-            ("requests", "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, request_label),
-        ):
+        ]
+        if self.target_group is not None and args.alb_arn_suffix is not None:
+            request_label = pulumi.Output.concat(args.alb_arn_suffix, "/", self.target_group.arn_suffix)
+            policies.append(("requests", "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, request_label))
+        for kind, metric, value, label in policies:
             aws.appautoscaling.Policy(
                 f"{prefix}-{kind}-scaling",
                 policy_type="TargetTrackingScaling",

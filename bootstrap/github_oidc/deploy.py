@@ -44,6 +44,8 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "elasticfilesystem.amazonaws.com",
     "elasticloadbalancing.amazonaws.com",
     "inspector2.amazonaws.com",
+    # API Gateway's VPC links place their network interfaces with this role.
+    "ops.apigateway.amazonaws.com",
     "rds.amazonaws.com",
 )
 
@@ -330,6 +332,20 @@ def _compute(scope: EnvironmentScope) -> list[Statement]:
         # account, that repository's policy must also name this role (ImageScanningArgs.pull_principals).
         statements.append(scope.allow("PromoteFrom", _ECR_PULL_ACTIONS, promote_from))
     if scope.environment == scope.settings.registry_owner:
+        # The pull-through cache rule (`images.managePullThroughCache`) is one per prefix, account and region, like
+        # registry scanning: the same environment owns it. The action takes no resource ARN.
+        statements.append(
+            scope.allow(
+                "PullThroughCacheRule",
+                (
+                    "ecr:CreatePullThroughCacheRule",
+                    "ecr:DeletePullThroughCacheRule",
+                    "ecr:DescribePullThroughCacheRules",
+                    "ecr:UpdatePullThroughCacheRule",
+                ),
+                "*",
+            )
+        )
         # Registry scanning is one configuration per account and region: only the owning stack's role changes it.
         statements.append(
             scope.allow(
@@ -344,6 +360,24 @@ def _compute(scope: EnvironmentScope) -> list[Statement]:
             )
         )
     return statements
+
+
+def _http_apis(scope: EnvironmentScope) -> list[Statement]:
+    """API Gateway HTTP APIs, VPC links and custom domains are named by id or domain, not by environment: created
+    only with the environment's tag, then changed only while they carry it (an API's routes, integrations, stages
+    and authorizers are evaluated with their API's tags)."""
+    partition = scope.account.partition
+
+    def paths(*parts: str) -> list[str]:
+        return [f"arn:{partition}:apigateway:*::{part}" for part in parts]
+
+    methods = ("apigateway:DELETE", "apigateway:GET", "apigateway:PATCH", "apigateway:POST", "apigateway:PUT")
+    return [
+        scope.allow(
+            "NewHttpApis", ("apigateway:POST",), paths("/apis", "/vpclinks", "/domainnames"), scope.tagging_request()
+        ),
+        scope.allow("HttpApis", methods, paths("/apis/*", "/vpclinks/*", "/domainnames/*", "/tags/*"), scope.tagged()),
+    ]
 
 
 def _promotion_repositories(scope: EnvironmentScope) -> list[str]:
@@ -387,6 +421,7 @@ def _network(scope: EnvironmentScope) -> list[Statement]:
         # security groups it names still need the environment tag.
         scope.allow("MountTargetInterfaces", ("ec2:CreateNetworkInterface",), scope.arns("ec2", "network-interface/*")),
         scope.allow("NetworkReads", ("ec2:Describe*",), "*"),
+        *_http_apis(scope),
         scope.allow(
             "TagNewResources",
             _TAG_ACTIONS,
@@ -516,6 +551,7 @@ def _operations(scope: EnvironmentScope) -> list[Statement]:
         f"/aws/codebuild/{p}-*",
         f"/aws/lambda/{p}-*",
         f"/aws/rds/instance/{p}-*",
+        f"/aws/apigateway/{p}-*",  # HTTP API access logs
     ]
     alarms = scope.arns("cloudwatch", "alarm:*")
     alarm_actions = {

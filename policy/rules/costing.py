@@ -863,6 +863,9 @@ FREE_TYPES: Mapping[str, str] = {
         ("aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription", "aws:sns/topicPolicy:TopicPolicy"),
         "SNS bills per publish and delivery beyond a monthly free tier (1M publishes, 1,000 emails); alert volumes stay inside it",
     ),
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": (
+        "a pull-through cache rule has no charge; the images it caches are priced as ECR storage and transfer"
+    ),
     **dict.fromkeys(
         ("docker-build:index:Image", "docker:index/image:Image", "docker:index/registryImage:RegistryImage"),
         "built outside AWS; its storage is priced on the ECR repository",

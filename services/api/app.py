@@ -32,11 +32,12 @@ from services.common.redis_client import CircuitBreaker, async_client
 from services.common.settings import Settings, load_settings
 from services.common.sqs import async_sqs_client, sqs_client
 from services.common.storage import Storage
+from services.common.tracing import Tracing, tracing_from_environment
 
 log = logging.getLogger(__name__)
 
 
-def _lifespan(settings: Settings):
+def _lifespan(settings: Settings, tracing: Tracing | None):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(apply_migrations, settings)
@@ -72,6 +73,8 @@ def _lifespan(settings: Settings):
             await relay.stop()
             await pool.close()
             await redis.aclose()
+            if tracing:
+                tracing.shutdown()  # export the last batched spans
             log.info("api stopped")
 
     return lifespan
@@ -106,11 +109,12 @@ async def _body_too_large(_: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging("api", settings.LOG_LEVEL)
+    tracing = tracing_from_environment()  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = FastAPI(
         title="Job processing platform",
         version="1.0.0",
         description="Submit file-processing jobs, follow their status, fetch result locations.",
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, tracing),
     )
     app.add_middleware(BodyLimitMiddleware, limit=settings.MAX_JSON_BODY_BYTES, exempt_paths=frozenset({"/files"}))
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
@@ -120,4 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, files, jobs, batches):
         app.include_router(module.router)
     mount_fast_submit(app)
+    if tracing:
+        tracing.instrument_app(app)
+        tracing.instrument_psycopg()
     return app

@@ -12,6 +12,7 @@ from services.common.migrate import apply_migrations
 from services.common.redis_client import sync_client
 from services.common.settings import load_settings
 from services.common.sqs import blocking_sqs_client
+from services.common.tracing import tracing_from_environment
 from services.worker.events import SnapshotPublisher
 from services.worker.runner import Worker
 
@@ -19,6 +20,9 @@ from services.worker.runner import Worker
 def main() -> int:
     settings = load_settings()
     configure_logging("worker", settings.LOG_LEVEL)
+    tracing = tracing_from_environment()  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    if tracing:
+        tracing.instrument_psycopg()
     apply_migrations(settings)
     redis = sync_client(settings)
     sqs = blocking_sqs_client(settings)
@@ -33,6 +37,8 @@ def main() -> int:
         worker.run()
     sqs.close()
     redis.close()
+    if tracing:
+        tracing.shutdown()  # export the last batched spans
     return 0
 
 

@@ -188,3 +188,9 @@ def test_every_node_has_cpu_memory_and_eviction_alarms_to_the_topic(prod):
 def test_contradicting_or_unknown_args_are_rejected(overrides, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         cache_args("prod", **overrides)
+
+
+def test_without_its_own_dashboard_there_is_none_and_its_alarms_stay():
+    recorded = build_cache(cache_args(own_dashboard=False))
+    assert recorded.of_type("aws:cloudwatch/dashboard:Dashboard") == []
+    assert len(recorded.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) == 3

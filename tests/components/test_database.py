@@ -376,3 +376,14 @@ def test_invocation_runs_after_the_network_path_and_again_when_instance_role_or_
     ]
     assert {r.urn for r in rules} <= set(invocation.dependencies)
     assert dev.one("aws:lambda/function:Function").urn in invocation.dependencies
+
+
+def test_without_its_own_dashboard_it_hands_its_widgets_to_the_platform_dashboard():
+    recorded = build_database(database_args(own_dashboard=False))
+    assert recorded.of_type("aws:cloudwatch/dashboard:Dashboard") == []
+    own = json_input(build_database(database_args()).one("aws:cloudwatch/dashboard:Dashboard"), "dashboardBody")
+    assert [w["properties"]["title"] for w in own["widgets"]] == [
+        "Database performance",
+        "Database latency",
+        "Free storage space",
+    ]

@@ -10,6 +10,7 @@ import pytest
 from components.config import ConfigError, parse_stack_config
 from components.ecs_task import SidecarError
 from components.microservice import AlbEntry, AlbRoute, Microservice, MicroserviceArgs, allow_call
+from components.tracing import collector_image_through_cache
 from tests.support import Recorded, build, inputs, json_input
 
 IMAGE = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop-orders@sha256:" + "a" * 64
@@ -290,10 +291,10 @@ def test_image_or_build_sizes_and_attachments_are_checked():
 
 
 def test_the_http_api_entry_replaces_the_alb_only_without_the_job_platform():
-    found = config_problems({"orders": service(port=8080, routes=["GET /orders"])}, entry="httpApi")
+    found = config_problems({"orders": service(port=8080, routes=["ANY /{proxy+}"])}, entry="httpApi")
     assert found == [
-        "entry: 'httpApi' with jobPlatform.enabled true; allowed: alb while the job platform runs (its API is "
-        "served by the ALB), or set jobPlatform.enabled false"
+        "services.orders.routes: 'ANY /{proxy+}' with entry 'httpApi' and jobPlatform.enabled true; allowed: any "
+        "other route (the job platform's API takes it)"
     ]
     config = parse_stack_config(
         {
@@ -312,3 +313,70 @@ def test_the_http_api_entry_replaces_the_alb_only_without_the_job_platform():
         httpApi={"routeThrottling": {"GET /nope": {"burst": 1, "rate": 1.0}}},
     )
     assert found == ["httpApi.routeThrottling.GET /nope: not a route of any service; allowed: one of GET /orders"]
+
+
+def test_public_routes_must_each_be_a_configured_route_and_need_the_jwt_authorizer():
+    http_api = {"entry": "httpApi", "jobPlatform": {"enabled": False}}
+    jwt = {"issuer": "https://auth.shop.io", "audiences": ["shop"]}
+    orders = {"orders": service(port=8080, routes=["GET /orders", "POST /orders"])}
+    config = parse_stack_config(
+        {
+            "environment": "dev",
+            "services": orders,
+            **http_api,
+            "httpApi": {"jwtAuthorizer": jwt, "publicRoutes": ["GET /orders"]},
+        }
+    )
+    assert config.httpApi.publicRoutes == ["GET /orders"]
+    found = config_problems(
+        orders, **http_api, httpApi={"jwtAuthorizer": jwt, "publicRoutes": ["GET /nope", "GET /orders", "PUT /x"]}
+    )
+    assert found == [
+        "httpApi.publicRoutes: 'GET /nope' is not a route of any service; allowed: one of GET /orders, POST /orders",
+        "httpApi.publicRoutes: 'PUT /x' is not a route of any service; allowed: one of GET /orders, POST /orders",
+    ]
+    found = config_problems(orders, **http_api, httpApi={"publicRoutes": ["GET /orders", "GET /orders"]})
+    assert found == [
+        "httpApi.publicRoutes: 'GET /orders' is listed twice; allowed: each route once",
+        "httpApi.publicRoutes: set without httpApi.jwtAuthorizer; allowed: only with a JWT authorizer (without one "
+        "every route is already public)",
+    ]
+
+
+# --- Tracing ---------------------------------------------------------------------------------------------
+
+COLLECTOR = collector_image_through_cache("210987654321", "us-east-1")
+
+
+def test_tracing_adds_the_collector_the_apps_otel_variables_and_the_x_ray_grant():
+    recorded = build_one(tracing=COLLECTOR)
+    main, collector = containers(recorded)
+    assert collector["name"] == "otel-collector"
+    assert collector["image"] == COLLECTOR.reference
+    assert collector["user"] == "4317:4317" and collector["essential"] is False
+    environment = {e["name"]: e["value"] for e in main["environment"]}
+    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    assert environment["OTEL_SERVICE_NAME"] == "orders"
+    policies = {r.name: json_input(r, "policy") for r in recorded.of_type("aws:iam/rolePolicy:RolePolicy")}
+    task_actions = {a for s in policies["shop-dev-orders-task-policy"]["Statement"] for a in s["Action"]}
+    assert task_actions == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    (cache,) = policies["shop-dev-orders-exec-pull-through-cache"]["Statement"]
+    assert cache["Resource"] == ["arn:aws:ecr:us-east-1:210987654321:repository/ecr-public/*"]
+    assert cache["Action"] == ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"]
+
+
+def test_without_tracing_there_is_no_collector_no_otel_variable_and_no_grant():
+    recorded = build_one()
+    (main,) = containers(recorded)
+    assert not [e for e in main["environment"] if e["name"].startswith("OTEL_")]
+    names = {r.name for r in recorded.of_type("aws:iam/rolePolicy:RolePolicy")}
+    assert "shop-dev-orders-exec-pull-through-cache" not in names
+    assert "shop-dev-orders-task-policy" not in names
+
+
+def test_tracing_is_on_by_default_per_service_and_can_be_switched_off():
+    config = parse_stack_config(
+        {"environment": "dev", "services": {"orders": service(port=8080), "quiet": service(tracing=False)}}
+    )
+    assert (config.services["orders"].tracing, config.services["quiet"].tracing) == (True, False)
+    assert config.images.managePullThroughCache is False

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from components.monitoring import MeshMonitoring, MeshMonitoringArgs, WatchedMicroservice
+from components.database import database_widgets
+from components.monitoring import (
+    MeshMonitoring,
+    MeshMonitoringArgs,
+    Monitoring,
+    MonitoringArgs,
+    WatchedHttpApi,
+    WatchedMicroservice,
+    WatchedWebService,
+    flow_layout,
+)
+from components.storage import efs_widgets
 from runner.records import ResourceRecord
 from tests.shapes.check import check_resource
 from tests.shapes.unknowns import MockValues
@@ -151,3 +162,82 @@ def assert_aws_accepts(resources: list[ResourceRecord]) -> None:
 def test_a_service_named_twice_is_refused_with_its_name():
     with pytest.raises(ValueError, match="repeated: orders"):
         build_mesh(watched("orders"), watched("orders"))
+
+
+# --- Monitoring: the job platform's API behind the HTTP API, one platform dashboard ---
+
+DATA_WIDGETS = [database_widgets("us-east-1", "jobs-dev-postgres"), efs_widgets("us-east-1", "fs-1")]
+
+
+@pytest.fixture(scope="module")
+def platform() -> Recorded:
+    args = MonitoringArgs(
+        name_prefix="jobs-dev",
+        region="us-east-1",
+        topic_arn=TOPIC,
+        cluster_name="jobs-dev",
+        http_api=WatchedHttpApi("a1b2c3"),
+        web_services=[WatchedWebService("api", "jobs-dev-api")],
+        extra_widgets=DATA_WIDGETS,
+    )
+    return build(lambda: Monitoring("monitoring", args))
+
+
+def test_behind_the_http_api_errors_and_latency_read_its_metrics_and_missing_tasks_replace_health_checks(platform):
+    alarms = alarms_by_name(platform)
+    assert sorted(alarms) == [
+        "monitoring-api-api-5xx",
+        "monitoring-api-cpu-high",
+        "monitoring-api-latency-p99",
+        "monitoring-api-memory-high",
+        "monitoring-api-tasks-missing",
+    ]
+    errors, latency = alarms["monitoring-api-api-5xx"], alarms["monitoring-api-latency-p99"]
+    assert (errors["namespace"], errors["metricName"], errors["dimensions"]) == (
+        "AWS/ApiGateway",
+        "5xx",
+        {"ApiId": "a1b2c3"},
+    )
+    assert errors["statistic"] == "Sum"
+    assert (latency["metricName"], latency["extendedStatistic"]) == ("Latency", "p99")
+    assert latency["threshold"] == 2000  # API Gateway reports milliseconds; the ALB alarm's 2 s
+    queries = {q["id"]: q for q in alarms["monitoring-api-tasks-missing"]["metricQueries"]}
+    assert queries["missing"]["expression"] == "desired - running"
+    assert all(a["alarmActions"] == [TOPIC] == a["okActions"] for a in alarms.values())
+
+
+def test_one_platform_dashboard_shows_the_api_and_every_data_widget_without_overlap(platform):
+    (dashboard,) = platform.of_type(DASHBOARD)
+    widgets = json_input(dashboard, "dashboardBody")["widgets"]
+    titles = [w["properties"]["title"] for w in widgets]
+    assert titles == [
+        "jobs-dev-api: ECS service metrics",
+        "HTTP API metrics",
+        "Error rates",
+        "Database performance",
+        "Database latency",
+        "Free storage space",
+        "EFS I/O bytes",
+        "EFS connections and burst credits",
+        "EFS storage bytes",
+    ]
+    namespaces = {m[0] for w in widgets[:3] for m in w["properties"]["metrics"]}
+    assert "AWS/ApplicationELB" not in namespaces and "AWS/ApiGateway" in namespaces
+    cells = [
+        (x, y) for w in widgets for x in range(w["x"], w["x"] + w["width"]) for y in range(w["y"], w["y"] + w["height"])
+    ]
+    assert len(cells) == len(set(cells)), "widgets overlap"
+    assert max(w["x"] + w["width"] for w in widgets) <= 24
+    assert_aws_accepts(platform.resources)
+
+
+def test_flow_layout_wraps_at_the_grid_width_below_the_given_row():
+    placed = flow_layout([{"width": 12, "height": 6}, {"width": 12, "height": 3}, {"width": 6, "height": 6}], top=12)
+    assert [(w["x"], w["y"]) for w in placed] == [(0, 12), (12, 12), (0, 18)]
+
+
+def test_an_alb_and_an_http_api_together_are_refused():
+    with pytest.raises(ValueError, match="alb_arn_suffix and http_api both set"):
+        MonitoringArgs(
+            "jobs-dev", "us-east-1", TOPIC, "jobs-dev", alb_arn_suffix="app/x/1", http_api=WatchedHttpApi("a")
+        )

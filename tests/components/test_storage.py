@@ -368,3 +368,8 @@ def test_read_only_attachment_grants_only_client_mount(mocked_random):
         "readOnly": True,
     }
     assert env_map(api_container(recorded)["environment"])["STORAGE_PATH"] == "/data"
+
+
+def test_without_its_own_dashboard_there_is_none():
+    assert build_storage(storage_args(own_dashboard=False)).of_type("aws:cloudwatch/dashboard:Dashboard") == []
+    assert len(build_storage(storage_args()).of_type("aws:cloudwatch/dashboard:Dashboard")) == 1

@@ -7,18 +7,21 @@ import re
 import pytest
 import yaml
 
+from components.registry_cache import PullThroughCache, PullThroughCacheArgs
 from components.tracing import (
     ADOT_COLLECTOR_DIGEST,
     ADOT_COLLECTOR_IMAGE,
     COLLECTOR_CONTAINER_NAME,
+    PULL_THROUGH_CACHE_PREFIX,
     TracingArgs,
+    cache_pull_statements,
     collector_image_through_cache,
     tracing_sidecar,
 )
 from policy.rules.ecs import is_root_user
 from tests.shapes.documented import container_problems
 from tests.shapes.validator import validate_request
-from tests.support import build, env_map
+from tests.support import build, env_map, inputs
 
 ARGS = TracingArgs(name_prefix="shop-dev", service_name="orders", region="eu-west-1")
 
@@ -115,13 +118,35 @@ def test_bad_arguments_are_refused_naming_the_field(overrides, message):
 
 
 def test_the_pull_through_cache_image_keeps_the_digest():
-    found: list[str] = []
-
-    def program() -> None:
-        collector_image_through_cache("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "ecr-public").apply(found.append)
-
-    build(program)
-    assert found == [
+    image = collector_image_through_cache("123456789012", "eu-west-1")
+    assert image.reference == (
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ecr-public/aws-observability/aws-otel-collector:"
         f"v0.49.0@{ADOT_COLLECTOR_DIGEST}"
+    )
+    assert image.cache_prefix == PULL_THROUGH_CACHE_PREFIX
+
+
+def test_the_cache_rule_mirrors_public_ecr_under_the_shared_prefix():
+    recorded = build(lambda: PullThroughCache("registry-cache", PullThroughCacheArgs()))
+    rule = inputs(recorded.one("aws:ecr/pullThroughCacheRule:PullThroughCacheRule"))
+    assert rule == {"ecrRepositoryPrefix": "ecr-public", "upstreamRegistryUrl": "public.ecr.aws"}
+    problems, _ = validate_request("ecr", "CreatePullThroughCacheRule", rule)
+    assert problems == []
+
+
+def test_the_execution_role_may_import_only_into_the_cache_prefix():
+    statements: list[dict] = []
+
+    def program() -> None:
+        for statement in cache_pull_statements("eu-west-1", "123456789012", "ecr-public"):
+            statement.apply(statements.append)
+
+    build(program)
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+            "Resource": ["arn:aws:ecr:eu-west-1:123456789012:repository/ecr-public/*"],
+            "Sid": "PullThroughCache",
+        }
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pulumi
 import pytest
@@ -217,3 +218,65 @@ def test_attachments_add_env_secrets_volumes_grants_and_sg_rules():
 def test_environment_values_may_be_outputs():
     recorded = build_service(environment={"LOG_LEVEL": pulumi.Output.from_input("debug")})
     assert json.dumps(container(recorded)["environment"]).count("debug") == 1
+
+
+# --- Behind the HTTP API (no ALB) ---
+
+
+@pytest.fixture(scope="module")
+def behind_http_api() -> Recorded:
+    def make() -> WebService:
+        service = WebService(
+            "api",
+            web_args(listener_arn=None, alb_security_group_id=None, alb_arn_suffix=None, register_for_http_api=True),
+        )
+        service.allow_ingress_from("http-api", "sg-vpc-link")
+        return service
+
+    return build(make)
+
+
+def test_behind_the_http_api_there_is_no_target_group_rule_or_alb_ingress(behind_http_api):
+    assert behind_http_api.of_type("aws:lb/targetGroup:TargetGroup") == []
+    assert behind_http_api.of_type("aws:lb/listenerRule:ListenerRule") == []
+    service = inputs(behind_http_api.one("aws:ecs/service:Service"))
+    assert not service.get("loadBalancers")
+    assert "healthCheckGracePeriodSeconds" not in service
+    ingress = [inputs(r) for r in behind_http_api.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    assert [(r["referencedSecurityGroupId"], r["fromPort"], r["toPort"]) for r in ingress] == [
+        ("sg-vpc-link", 8080, 8080)
+    ]
+
+
+def test_behind_the_http_api_cloud_map_carries_srv_records_of_the_container_port(behind_http_api):
+    discovery = inputs(behind_http_api.one("aws:servicediscovery/service:Service"))
+    assert [record["type"] for record in discovery["dnsConfig"]["dnsRecords"]] == ["SRV"]
+    registries = inputs(behind_http_api.one("aws:ecs/service:Service"))["serviceRegistries"]
+    assert (registries["containerName"], registries["containerPort"]) == ("api", 8080)
+
+
+def test_behind_the_http_api_scaling_tracks_cpu_and_memory_only(behind_http_api):
+    metrics = sorted(
+        inputs(p)["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]["predefinedMetricType"]
+        for p in behind_http_api.of_type("aws:appautoscaling/policy:Policy")
+    )
+    assert metrics == ["ECSServiceAverageCPUUtilization", "ECSServiceAverageMemoryUtilization"]
+
+
+def test_behind_the_alb_cloud_map_keeps_a_records():
+    recorded = build_service()
+    discovery = inputs(recorded.one("aws:servicediscovery/service:Service"))
+    assert [record["type"] for record in discovery["dnsConfig"]["dnsRecords"]] == ["A"]
+    assert "containerPort" not in inputs(recorded.one("aws:ecs/service:Service"))["serviceRegistries"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"alb_arn_suffix": None}, "all three (behind the ALB) or none"),
+        ({"register_for_http_api": True}, "register_for_http_api: true with an ALB"),
+    ],
+)
+def test_half_an_alb_or_both_entries_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        web_args(**overrides)

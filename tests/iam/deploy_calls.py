@@ -46,7 +46,12 @@ UNTAGGED_TYPES = frozenset(
         "aws:cloudwatch/logMetricFilter:LogMetricFilter",
         "aws:ec2/route:Route",
         "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
         "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration",
+        "aws:apigatewayv2/apiMapping:ApiMapping",
+        "aws:apigatewayv2/authorizer:Authorizer",
+        "aws:apigatewayv2/integration:Integration",
+        "aws:apigatewayv2/route:Route",
         "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders",
         "aws:efs/backupPolicy:BackupPolicy",
         "aws:efs/fileSystemPolicy:FileSystemPolicy",
@@ -166,6 +171,9 @@ def deploy_calls(deploy: DeployPlan) -> tuple[list[DeployCall], list[str]]:
             continue
         if record.type == AWSX_VPC:
             calls += _awsx_vpc(deploy, record)
+            continue
+        if record.type in _UNMAPPED_BUILDERS:
+            calls += _UNMAPPED_BUILDERS[record.type](deploy, record)
             continue
         builder = _BUILDERS.get(record.type)
         mapping = MAPPINGS.get(record.type)
@@ -729,6 +737,98 @@ def _discovery_service(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall
     return [*calls, tag]
 
 
+# --- API Gateway (HTTP APIs): IAM authorizes `apigateway:<HTTP method>` on the resource path the call names ---
+
+
+def _apigateway_arn(deploy: DeployPlan, path: str) -> str:
+    return f"arn:aws:apigateway:{deploy.region}::{path}"
+
+
+def _api_path(deploy: DeployPlan, r: ResourceRecord) -> tuple[str, Mapping[str, str]]:
+    api = deploy.referenced(r.inputs["apiId"])
+    return (f"/apis/{api.name}-id" if api else "/apis/*"), (deploy.tags_of(api) if api else {})
+
+
+def _apigateway_create(deploy: DeployPlan, r: ResourceRecord, collection: str) -> list[DeployCall]:
+    """POST on the collection, with the resource's tags in the request (API Gateway takes tags on create)."""
+    return [
+        DeployCall(
+            _label(r), "apigateway:POST", _apigateway_arn(deploy, collection), deploy.creating(deploy.tags_of(r))
+        )
+    ]
+
+
+def _http_api(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    return _apigateway_create(deploy, r, "/apis")
+
+
+def _vpc_link(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    # API Gateway places the link's network interfaces with its service-linked role, created on first use.
+    return [
+        *_apigateway_create(deploy, r, "/vpclinks"),
+        _service_linked_role(deploy, r, "ops.apigateway.amazonaws.com"),
+    ]
+
+
+def _on_api(kind: str) -> Builder:
+    """A child of an HTTP API (integration, route, authorizer, stage): POST under the API, which carries the tag."""
+
+    def build(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+        path, tags = _api_path(deploy, r)
+        # IAM evaluates a child's request with its API's tags (children inherit them), plus the child's own tags.
+        context = {**deploy.existing(tags), **deploy.creating(deploy.tags_of(r))}
+        calls = [
+            DeployCall(_label(r), "apigateway:POST", _apigateway_arn(deploy, f"{path}/{kind}"), context),
+            DeployCall(
+                _label(r), "apigateway:GET", _apigateway_arn(deploy, path), deploy.existing(tags), why="the API"
+            ),
+        ]
+        if kind == "stages" and r.inputs.get("accessLogSettings"):
+            # Access logs to CloudWatch Logs are a vended log delivery made in the caller's name.
+            calls += [
+                DeployCall(_label(r), action, "*", deploy.region_context(), why="access log delivery")
+                for action in (
+                    "logs:CreateLogDelivery",
+                    "logs:GetLogDelivery",
+                    "logs:UpdateLogDelivery",
+                    "logs:ListLogDeliveries",
+                    "logs:PutResourcePolicy",
+                    "logs:DescribeResourcePolicies",
+                    "logs:DescribeLogGroups",
+                )
+            ]
+        return calls
+
+    return build
+
+
+def _domain_name(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    return _apigateway_create(deploy, r, "/domainnames")
+
+
+def _api_mapping(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    domain = deploy.referenced(r.inputs["domainName"])
+    name = str(domain.inputs["domainName"]) if domain else str(r.inputs["domainName"])
+    tags = deploy.tags_of(domain) if domain else {}
+    path, api_tags = _api_path(deploy, r)
+    return [
+        DeployCall(
+            _label(r),
+            "apigateway:POST",
+            _apigateway_arn(deploy, f"/domainnames/{name}/apimappings"),
+            deploy.existing(tags),
+        ),
+        DeployCall(
+            _label(r), "apigateway:GET", _apigateway_arn(deploy, path), deploy.existing(api_tags), why="the API"
+        ),
+    ]
+
+
+def _pull_through_cache_rule(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """Account- and region-wide: no ARN names the rule, and it takes no tags."""
+    return [DeployCall(_label(r), "ecr:CreatePullThroughCacheRule", "*", deploy.region_context())]
+
+
 def _role(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     calls = _create(deploy, r, _role_arn(deploy, r), tag_action="iam:TagRole")
     return _with_context(calls, _boundary_context(deploy, r))
@@ -1001,4 +1101,16 @@ _BUILDERS: dict[str, Builder] = {
     "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:autoscaling/group:Group": _auto_scaling_group,
     "aws:ec2/flowLog:FlowLog": _flow_log,
+    "aws:apigatewayv2/api:Api": _http_api,
+    "aws:apigatewayv2/vpcLink:VpcLink": _vpc_link,
+    "aws:apigatewayv2/integration:Integration": _on_api("integrations"),
+    "aws:apigatewayv2/route:Route": _on_api("routes"),
+    "aws:apigatewayv2/authorizer:Authorizer": _on_api("authorizers"),
+    "aws:apigatewayv2/stage:Stage": _on_api("stages"),
+    "aws:apigatewayv2/domainName:DomainName": _domain_name,
+    "aws:apigatewayv2/apiMapping:ApiMapping": _api_mapping,
+}
+# Types whose calls need no request shape (tests/shapes/mappings.py has none for them yet).
+_UNMAPPED_BUILDERS: dict[str, Builder] = {
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": _pull_through_cache_rule,
 }

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 
 from runner.diff import compare
-from runner.plan import Plan, run_program
+from runner.engine import PolicyPackProcess
+from runner.plan import MOCK_ACCOUNT_ID, Plan, run_program
 from tests.support import Recorded, inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 MICROSERVICE = "container-platform:microservice:Microservice"
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
+ROUTE = "aws:apigatewayv2/route:Route"
 CALLS = {"orders": ["products", "payments"], "notifier": ["orders"], "products": [], "payments": []}
 
 
@@ -146,7 +149,7 @@ def test_callers_get_service_connect_urls_and_attachments_only_where_declared(sh
 
     def environment(name: str) -> dict[str, str]:
         task = plan.find("aws:ecs/taskDefinition:TaskDefinition", f"shop-dev-{name}-task")
-        (container,) = json.loads(inputs(task)["containerDefinitions"])
+        (container,) = [c for c in json.loads(inputs(task)["containerDefinitions"]) if c["name"] == name]
         return {e["name"]: e["value"] for e in container["environment"]}
 
     orders = environment("orders")
@@ -220,6 +223,10 @@ def test_our_stacks_deploy_no_services_and_no_service_connect(stack):
     assert "serviceConnectDefaults" not in inputs(plan.one("aws:ecs/cluster:Cluster"))
     for service in plan.of_type("aws:ecs/service:Service"):
         assert "serviceConnectConfiguration" not in inputs(service)
+    if stack == "dev-lean":  # the job platform's API behind the HTTP API
+        assert not plan.of_type("aws:lb/loadBalancer:LoadBalancer")
+        assert plan.one("aws:apigatewayv2/api:Api")
+        return
     assert plan.one("aws:lb/loadBalancer:LoadBalancer")
     assert len(plan.of_type("aws:lb/listenerRule:ListenerRule")) == 1
 
@@ -233,3 +240,58 @@ def test_the_mesh_gets_one_dashboard_with_a_row_and_alarms_per_service(shop):
     alarms = [a.name for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")]
     for name in services:
         assert any(name in alarm for alarm in alarms), f"no alarm for {name}"
+
+
+def containers_of(plan: Recorded, name: str) -> dict[str, dict[str, Any]]:
+    task = plan.find("aws:ecs/taskDefinition:TaskDefinition", f"shop-dev-{name}-task")
+    return {c["name"]: c for c in json.loads(inputs(task)["containerDefinitions"])}
+
+
+def test_every_service_traces_through_the_collector_from_this_accounts_pull_through_cache(shop):
+    plan = recorded(shop)
+    for name in CALLS:
+        collector = containers_of(plan, name)["otel-collector"]
+        assert collector["image"].startswith(f"{MOCK_ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/ecr-public/")
+        assert "@sha256:" in collector["image"]
+        app = {e["name"]: e["value"] for e in containers_of(plan, name)[name]["environment"]}
+        assert app["OTEL_SERVICE_NAME"] == name
+    # The rule itself belongs to the one stack that sets images.managePullThroughCache.
+    assert not plan.of_type(PULL_THROUGH_CACHE_RULE)
+
+
+def test_the_shop_stack_with_tracing_has_no_mandatory_violation(shop):
+    with PolicyPackProcess() as pack:
+        report = pack.evaluate(shop.resources)
+    assert report.mandatory_count == 0, [v.message for v in report.violations if v.level == "mandatory"]
+
+
+def test_a_service_may_switch_tracing_off_and_only_the_owning_stack_creates_the_cache_rule(tmp_path):
+    stack = shop_yaml().replace(
+        "      requestTimeoutSeconds: 30\n", "      requestTimeoutSeconds: 30\n      tracing: false\n"
+    )
+    stack = stack.replace(
+        "  container-platform:httpApi:\n",
+        "  container-platform:images:\n    managePullThroughCache: true\n  container-platform:httpApi:\n",
+    )
+    plan = recorded(plan_of(tmp_path, stack))
+    assert set(containers_of(plan, "payments")) == {"payments"}
+    assert set(containers_of(plan, "orders")) == {"orders", "otel-collector"}
+    (rule,) = plan.of_type(PULL_THROUGH_CACHE_RULE)
+    assert inputs(rule) == {"ecrRepositoryPrefix": "ecr-public", "upstreamRegistryUrl": "public.ecr.aws"}
+
+
+def test_public_routes_stay_open_and_every_other_route_needs_the_jwt(tmp_path):
+    stack = shop_yaml().replace(
+        "  container-platform:httpApi:\n",
+        "  container-platform:httpApi:\n"
+        "    jwtAuthorizer: {issuer: 'https://auth.shop.io', audiences: [shop]}\n"
+        "    publicRoutes: ['GET /products', 'GET /products/{id}']\n",
+    )
+    plan = recorded(plan_of(tmp_path, stack))
+    authorization = {inputs(r)["routeKey"]: inputs(r)["authorizationType"] for r in plan.of_type(ROUTE)}
+    assert authorization == {
+        "GET /products": "NONE",
+        "GET /products/{id}": "NONE",
+        "POST /orders": "JWT",
+        "ANY /orders/{proxy+}": "JWT",
+    }

@@ -206,8 +206,28 @@ def test_costs_rise_with_the_environment_and_the_lean_profile_keeps_every_featur
         row = next(line for line in readme.splitlines() if line.startswith(f"| {stack} "))
         assert f"${cost.per_day:.2f} | ${cost.per_month:,.2f}" in row, f"README cost table is stale for {stack}"
     components = {r.type for r in plans["dev"].resources if r.type.startswith("container-platform:")}
-    assert components == {r.type for r in lean.resources if r.type.startswith("container-platform:")}
+    lean_components = {r.type for r in lean.resources if r.type.startswith("container-platform:")}
+    # Every component of dev, and the HTTP API as the web service's public entry instead of the ALB.
+    assert lean_components == components | {"container-platform:http-api:HttpApi"}
     assert not estimate(lean.resources).unpriced
+
+
+def test_dev_lean_serves_the_job_platform_api_through_the_http_api_with_one_dashboard():
+    lean = recorded(run_program(ROOT, "dev-lean"))
+    assert lean.of_type("aws:lb/loadBalancer:LoadBalancer") == []
+    routes = sorted(inputs(r)["routeKey"] for r in lean.of_type("aws:apigatewayv2/route:Route"))
+    assert routes == ["ANY /", "ANY /{proxy+}"]
+    (discovery,) = [
+        inputs(r) for r in lean.of_type("aws:servicediscovery/service:Service") if inputs(r)["name"] == "api"
+    ]
+    assert [record["type"] for record in discovery["dnsConfig"]["dnsRecords"]] == ["SRV"]
+    (dashboard,) = lean.of_type("aws:cloudwatch/dashboard:Dashboard")
+    titles = [w["properties"]["title"] for w in json_input(dashboard, "dashboardBody")["widgets"]]
+    for expected in ("HTTP API metrics", "Database performance", "Cache engine CPU %", "EFS I/O bytes"):
+        assert expected in titles
+    alarms = {inputs(a).get("metricName") for a in lean.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert {"5xx", "Latency"} <= alarms
+    assert "UnHealthyHostCount" not in alarms
 
 
 def test_the_longest_allowed_names_fit_aws_limits(tmp_path):

@@ -483,6 +483,7 @@ MAPPINGS: dict[str, ApiMapping] = {
     "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration": ApiMapping(
         "ecr", "PutRegistryScanningConfiguration"
     ),
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": ApiMapping("ecr", "CreatePullThroughCacheRule"),
     "aws:codebuild/project:Project": ApiMapping(
         "codebuild",
         "CreateProject",
