@@ -2,23 +2,16 @@
 
 Modules here import each other relatively, so the package works both as `policy.rules` (tests, the offline
 runner) and as the top-level `rules` the pack's `__main__.py` imports when the engine runs the pack directory.
+`ALL_POLICIES` is assembled on first use (`catalog.py`): the offline runner imports only the cost estimator from
+here, and every rule module (detect-secrets included) would otherwise load on the plan's critical path.
 """
 
-from pulumi_policy import Policy
+from typing import Any
 
-from . import apigateway, cost, ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, s3, stack
 
-ALL_POLICIES: list[Policy] = [
-    *ecs.POLICIES,
-    *ecr.POLICIES,
-    *efs.POLICIES,
-    *rds.POLICIES,
-    *elasticache.POLICIES,
-    *lb.POLICIES,
-    *apigateway.POLICIES,
-    *network.POLICIES,
-    *encryption_logging.POLICIES,
-    *s3.POLICIES,
-    *stack.POLICIES,
-    *cost.POLICIES,
-]
+def __getattr__(name: str) -> Any:
+    if name == "ALL_POLICIES":
+        from .catalog import ALL_POLICIES
+
+        return ALL_POLICIES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
