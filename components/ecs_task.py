@@ -136,6 +136,10 @@ class FargateTaskSpec:
     """Extra container definitions (e.g. a telemetry collector), held to the main container's rules: non-root,
     read-only root filesystem, unprivileged, no added capabilities; logs go to the service's log group unless
     they bring their own. Not essential unless they say so. Default: none."""
+    container_depends_on: Sequence[Mapping[str, str]] = ()
+    """`dependsOn` of the main container on sidecars (`{"containerName": ..., "condition": START|HEALTHY|...}`):
+    e.g. a telemetry collector starts first and stops last, so no span of the first or last seconds is lost. Each
+    must name a sidecar. Default: none."""
 
 
 class FargateTask:
@@ -162,6 +166,7 @@ class FargateTask:
                 opts=self._opts,
             )
         self.sidecars = [secure_sidecar(i, d, spec.service_name) for i, d in enumerate(spec.sidecars)]
+        _check_depends_on(spec.container_depends_on, [sidecar["name"] for sidecar in self.sidecars])
         self.execution_role = self._execution_role(prefix)
         self.task_role = self._task_role(prefix)
         self.security_group = aws.ec2.SecurityGroup(
@@ -469,6 +474,8 @@ class FargateTask:
             if spec.service_connect is not None:
                 mapping["appProtocol"] = "http"  # HTTP-aware proxy: per-request timeouts, HTTP metrics
             container["portMappings"] = [mapping]
+        if spec.container_depends_on:
+            container["dependsOn"] = [dict(d) for d in spec.container_depends_on]
         if spec.command is not None:
             container["command"] = list(spec.command)
         if spec.health_check_command is not None:
@@ -539,6 +546,20 @@ def _is_root(user: str) -> bool:
     """uid 0 in any spelling (`0`, `00`, `root`, `0:0`, ` 0 `) or an empty uid (`:1000`, the image's default)."""
     uid = user.strip().split(":", 1)[0].strip().lstrip("+")
     return uid in ("", "root") or (uid.isdigit() and int(uid) == 0)
+
+
+CONTAINER_CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")
+
+
+def _check_depends_on(depends_on: Sequence[Mapping[str, str]], sidecar_names: Sequence[str]) -> None:
+    problems = [
+        f"container_depends_on[{i}]: {dict(d)!r}; allowed: a sidecar's containerName ({', '.join(sidecar_names) or 'none'})"
+        f" and a condition of {', '.join(CONTAINER_CONDITIONS)}"
+        for i, d in enumerate(depends_on)
+        if d.get("containerName") not in sidecar_names or d.get("condition") not in CONTAINER_CONDITIONS
+    ]
+    if problems:
+        raise ValueError("invalid FargateTaskSpec:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class DeploymentRolledBack(Exception):

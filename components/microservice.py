@@ -195,6 +195,7 @@ class Microservice(pulumi.ComponentResource):
             environment["PORT"] = str(args.port)
         environment.update(args.environment)
         attachments, sidecars = list(args.attachments), list(args.sidecars)
+        depends_on: list[Mapping[str, str]] = []
         if self.tracing is not None:
             attachments.append(
                 ServiceAttachment(
@@ -204,6 +205,7 @@ class Microservice(pulumi.ComponentResource):
                 )
             )
             sidecars.append(self.tracing.container)
+            depends_on += self.tracing.app_depends_on
         return FargateTaskSpec(
             name_prefix=args.name_prefix,
             service_name=args.service_name,
@@ -224,6 +226,7 @@ class Microservice(pulumi.ComponentResource):
             deployment=args.deployment,
             service_connect=ServiceConnect(args.namespace_arn, args.request_timeout_seconds),
             sidecars=sidecars,
+            container_depends_on=depends_on,
         )
 
     # --- Who may connect ---

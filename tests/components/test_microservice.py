@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.config import ConfigError, parse_stack_config
@@ -380,3 +381,38 @@ def test_tracing_is_on_by_default_per_service_and_can_be_switched_off():
     )
     assert (config.services["orders"].tracing, config.services["quiet"].tracing) == (True, False)
     assert config.images.managePullThroughCache is False
+
+
+@pytest.mark.parametrize(
+    "depends_on",
+    [
+        [{"containerName": "nope", "condition": "START"}],
+        [{"containerName": "otel-collector", "condition": "RUNNING"}],
+    ],
+)
+def test_the_app_may_depend_only_on_its_sidecars_with_an_ecs_condition(depends_on):
+    from components.ecs_task import FargateTask, FargateTaskSpec
+
+    spec = FargateTaskSpec(
+        name_prefix="shop-dev",
+        service_name="orders",
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x@sha256:" + "a" * 64,
+        cpu=256,
+        memory=512,
+        vpc_id="vpc-1",
+        region="us-east-1",
+        account_id="123456789012",
+        log_kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+        sidecars=[
+            {"name": "otel-collector", "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/c@sha256:" + "b" * 64}
+        ],
+        container_depends_on=depends_on,
+    )
+
+    class Holder(pulumi.ComponentResource):
+        def __init__(self) -> None:
+            super().__init__("test:index:Holder", "holder")
+            FargateTask(spec, self)
+
+    with pytest.raises(Exception, match=r"container_depends_on\[0\]"):
+        build(Holder)

@@ -247,6 +247,13 @@ def containers_of(plan: Recorded, name: str) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in json.loads(inputs(task)["containerDefinitions"])}
 
 
+def test_the_app_starts_after_its_collector_so_no_early_span_is_lost(shop):
+    plan = recorded(shop)
+    for name in CALLS:
+        app = containers_of(plan, name)[name]
+        assert app["dependsOn"] == [{"containerName": "otel-collector", "condition": "START"}]
+
+
 def test_every_service_traces_through_the_collector_from_this_accounts_pull_through_cache(shop):
     plan = recorded(shop)
     for name in CALLS:
