@@ -33,7 +33,7 @@ from components.config import (
     refuse_untagged_deployment,
 )
 from components.database import Database, DatabaseArgs
-from components.ecs_task import DeploymentWait, ServiceAttachment
+from components.ecs_task import DeploymentWait, ServiceAttachment, service_connect_discovery_name
 from components.guardrails import iam_role_guardrails
 from components.http_api import HttpApi, HttpApiArgs, HttpApiDomain, HttpApiTarget, JwtAuthorizer
 from components.microservice import AlbEntry, AlbRoute, Microservice, MicroserviceArgs, allow_call
@@ -72,6 +72,15 @@ def deployment_wait(config: StackConfig) -> DeploymentWait:
     return DeploymentWait(
         wait_for_steady_state=config.deployment.waitForSteadyState, timeout_minutes=config.deployment.timeoutMinutes
     )
+
+
+# API Gateway HTTP API quotas that cannot be raised: 10 MB request payload, 30 s integration timeout. Behind it the
+# API refuses larger uploads itself (its own 413 with the limit), instead of API Gateway cutting them off.
+HTTP_API_MAX_PAYLOAD_BYTES = 10_000_000
+
+
+def entry_limits(config: StackConfig) -> dict[str, pulumi.Input[str]]:
+    return {"MAX_UPLOAD_BYTES": str(HTTP_API_MAX_PAYLOAD_BYTES)} if config.entry == "httpApi" else {}
 
 
 def api_processes(cpu_units: int) -> int:
@@ -195,6 +204,7 @@ def mesh_monitoring(
             service_name=services[name].service_name,
             cluster_name=cluster.cluster_name,
             port=config.services[name].port,
+            discovery_name=service_connect_discovery_name(config.name_prefix, name),
         )
         for name in sorted(services)
     ]
@@ -248,7 +258,11 @@ def job_platform_api(
             max_count=service.maxCount,
             container_port=service.containerPort,
             health_check_path=service.healthCheckPath,
-            environment={**app_environment(config), "API_WORKERS": str(api_processes(service.cpu))},
+            environment={
+                **app_environment(config),
+                "API_WORKERS": str(api_processes(service.cpu)),
+                **entry_limits(config),
+            },
             attachments=api_attachments,
             log_retention_days=config.logRetentionDays,
             cpu_architecture=service.cpuArchitecture,
@@ -375,6 +389,7 @@ def microservices(
                 min_count=min_count(spec),
                 max_count=spec.maxCount,
                 health_check_path=spec.healthCheckPath,
+                health_check_command=spec.healthCheckCommand,
                 environment=service_environment(config, spec),
                 secrets=spec.secrets,
                 attachments=[attachments[resource] for resource in spec.attaches],

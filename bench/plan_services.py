@@ -31,6 +31,7 @@ def service_entry(index: int) -> list[str]:
         f"    {name}:",
         f"      image: 210987654321.dkr.ecr.us-east-1.amazonaws.com/bench-{name}@sha256:{index:064x}",
         f"      port: {8080 + index}",
+        "      healthCheckCommand: [CMD, /app/healthcheck]",
     ]
     if index % 2 == 0:
         lines.append(f'      routes: ["GET /{name}/{{id}}", "ANY /{name}/admin/{{proxy+}}"]')

@@ -59,3 +59,7 @@ def is_cache_node_type(value: str) -> bool:
 
 # Who may be granted pull on an ECR repository: an account id or an IAM role ARN.
 ECR_PULL_PRINCIPAL = re.compile(r"^(?:\d{12}|arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512})$")
+
+# API Gateway's default account-level throttling quotas (requests per second, burst).
+HTTP_API_RATE_QUOTA = 10_000
+HTTP_API_BURST_QUOTA = 5_000

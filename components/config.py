@@ -26,6 +26,8 @@ from components.aws_limits import (
     DB_INSTANCE_FAMILIES,
     ECR_PULL_PRINCIPAL,
     FARGATE_MEMORY_BY_CPU,
+    HTTP_API_BURST_QUOTA,
+    HTTP_API_RATE_QUOTA,
     LOG_RETENTION_DAYS,
     is_cache_node_type,
     is_db_instance_class,
@@ -410,6 +412,8 @@ class ServiceSpec(ConfigModel):
     """Tasks always on on-demand FARGATE. Default: serviceDefaults.onDemandBase."""
     healthCheckPath: Annotated[str, Check(lambda v: v.startswith("/"), "a path starting with /")] = "/health"
     """Container (and ALB target group) health check path, with a port. Default: /health."""
+    healthCheckCommand: list[Annotated[str, Check(lambda v: bool(v), "a non-empty string")]] | None = None
+    """Container health check command in ECS's form (`["CMD", "/app/healthcheck"]` or `["CMD-SHELL", "..."]`). Default: with `build`, a Python probe of healthCheckPath (the platform's images have Python); with `image`, required when the service has a port, since the probe needs Python in the image."""
     routes: list[Annotated[str, Check(is_route, ROUTE)]] = Field(default_factory=list)
     """Public routes the entry (ALB or HTTP API) sends to this service; needs a port. Default: none (internal only)."""
     calls: list[str] = Field(default_factory=list)
@@ -429,9 +433,18 @@ class ServiceSpec(ConfigModel):
 
 
 class RouteThrottle(ConfigModel):
-    burst: Annotated[int, Check(_non_negative, "0 or more")]
+    burst: Annotated[
+        int,
+        Check(lambda v: 1 <= v <= HTTP_API_BURST_QUOTA, f"1 to {HTTP_API_BURST_QUOTA} (the account's default quota)"),
+    ]
     """Burst limit of the route. Required."""
-    rate: Annotated[float, Check(lambda v: v >= 0, "0 or more")]
+    rate: Annotated[
+        float,
+        Check(
+            lambda v: 0 < v <= HTTP_API_RATE_QUOTA,
+            f"above 0 up to {HTTP_API_RATE_QUOTA} requests per second (the account's default quota)",
+        ),
+    ]
     """Steady requests per second of the route. Required."""
 
 
@@ -456,9 +469,18 @@ class JwtAuthorizer(ConfigModel):
 
 
 class HttpApiConfig(ConfigModel):
-    throttlingBurstLimit: Annotated[int, Check(_non_negative, "0 or more")] = 100
+    throttlingBurstLimit: Annotated[
+        int,
+        Check(lambda v: 1 <= v <= HTTP_API_BURST_QUOTA, f"1 to {HTTP_API_BURST_QUOTA} (the account's default quota)"),
+    ] = 100
     """Stage default burst limit with `entry: httpApi`. Default: 100."""
-    throttlingRateLimit: Annotated[float, Check(lambda v: v >= 0, "0 or more")] = 50
+    throttlingRateLimit: Annotated[
+        float,
+        Check(
+            lambda v: 0 < v <= HTTP_API_RATE_QUOTA,
+            f"above 0 up to {HTTP_API_RATE_QUOTA} requests per second (the account's default quota)",
+        ),
+    ] = 50
     """Stage default steady requests per second. Default: 50."""
     routeThrottling: dict[str, RouteThrottle] = Field(default_factory=dict)
     """Per-route limits, keyed by a route of some service (object of {burst, rate}). Default: none."""
@@ -1033,11 +1055,36 @@ def _service_name_problems(config: StackConfig, name: str) -> list[str]:
     return []
 
 
+# The tracing collector's loopback listeners (components/tracing.py: OTLP over HTTP, health check extension).
+TRACING_COLLECTOR_PORTS = (4318, 13133)
+PLATFORM_SET_VARIABLES = ("PORT", "SERVICE_NAME")
+
+
 def _service_problems(config: StackConfig, key: str, name: str, spec: ServiceSpec) -> list[str]:
     problems = _fargate_size_problem(key, spec.cpu, spec.memory)
     if (spec.image is None) == (spec.build is None):
         problems.append(
             f"{key}: needs exactly one of image and build; allowed: image ({PINNED_IMAGE}) or build (services/<dir>)"
+        )
+    if spec.healthCheckCommand is not None and spec.healthCheckCommand[0] not in ("CMD", "CMD-SHELL"):
+        problems.append(
+            f"{key}.healthCheckCommand: {spec.healthCheckCommand!r}; allowed: a list starting with CMD or CMD-SHELL"
+        )
+    if spec.image is not None and spec.port is not None and spec.healthCheckCommand is None:
+        problems.append(
+            f"{key}.healthCheckCommand: missing with image and port; allowed: a command the image can run, e.g. "
+            '["CMD", "/app/healthcheck"] (the default probe runs python, which only images built from services/ '
+            "are known to have)"
+        )
+    if spec.tracing and spec.port in TRACING_COLLECTOR_PORTS:
+        problems.append(
+            f"{key}.port: {spec.port} with tracing; allowed: any port but {', '.join(map(str, TRACING_COLLECTOR_PORTS))} "
+            "(the collector sidecar listens there in the task's shared network namespace)"
+        )
+    for reserved in sorted(k for k in spec.environment if k in PLATFORM_SET_VARIABLES or k.startswith("OTEL_")):
+        problems.append(
+            f"{key}.environment.{reserved}: set by the platform; allowed: other names (PORT, SERVICE_NAME and OTEL_* "
+            "come from port, the service's name and tracing)"
         )
     if spec.digest is not None and spec.build is None:
         problems.append(f"{key}.digest: set without build; allowed: only with build (an image is already pinned)")

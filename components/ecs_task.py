@@ -347,7 +347,7 @@ class FargateTask:
             services = [
                 aws.ecs.ServiceServiceConnectConfigurationServiceArgs(
                     port_name=SERVICE_CONNECT_PORT_NAME,
-                    discovery_name=spec.service_name,
+                    discovery_name=service_connect_discovery_name(spec.name_prefix, spec.service_name),
                     client_alias=[
                         aws.ecs.ServiceServiceConnectConfigurationServiceClientAliasArgs(
                             port=spec.container_port, dns_name=spec.service_name
@@ -546,6 +546,13 @@ def _is_root(user: str) -> bool:
     """uid 0 in any spelling (`0`, `00`, `root`, `0:0`, ` 0 `) or an empty uid (`:1000`, the image's default)."""
     uid = user.strip().split(":", 1)[0].strip().lstrip("+")
     return uid in ("", "root") or (uid.isdigit() and int(uid) == 0)
+
+
+def service_connect_discovery_name(name_prefix: str, service_name: str) -> str:
+    """Unique per stack (`<app>-<env>-<name>`): Service Connect's TargetDiscoveryName metrics are account-wide, and
+    Cloud Map names share the namespace with the HTTP API's `<name>-entry` registrations. Callers still use the
+    short name (`http://<name>:<port>`), the client alias."""
+    return f"{name_prefix}-{service_name}"
 
 
 CONTAINER_CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_limits import LOG_RETENTION_DAYS
+from components.aws_limits import HTTP_API_BURST_QUOTA, HTTP_API_RATE_QUOTA, LOG_RETENTION_DAYS
 
 HTTP_METHODS = ("ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # A path segment: literal characters, a `{parameter}` or, as the last segment only, a greedy `{parameter+}`.
@@ -39,8 +39,8 @@ PROXY_PAYLOAD_FORMAT = "1.0"
 JWT_IDENTITY_SOURCE = "$request.header.Authorization"
 # Account-level defaults of API Gateway (requests per second and burst per account and region): a stage or route
 # asking for more is capped there, so such a value is a mistake.
-ACCOUNT_RATE_LIMIT = 10_000
-ACCOUNT_BURST_LIMIT = 5_000
+ACCOUNT_RATE_LIMIT = HTTP_API_RATE_QUOTA
+ACCOUNT_BURST_LIMIT = HTTP_API_BURST_QUOTA
 # What an access log line records: who, what, how it ended and how long each part took. Never the JWT claims
 # (personal data) and never request or response bodies.
 ACCESS_LOG_FIELDS = {

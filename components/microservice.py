@@ -95,6 +95,8 @@ class MicroserviceArgs:
     """Autoscaling maximum. Default: 3."""
     health_check_path: str = "/health"
     """Container (and target group) health check path, with a port. Default: /health."""
+    health_check_command: Sequence[str] | None = None
+    """Container health check command (ECS's CMD form); None: a Python probe of `health_check_path`. Default: none."""
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Plain environment variables (never secrets). Default: none."""
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -220,7 +222,7 @@ class Microservice(pulumi.ComponentResource):
             environment=environment,
             secrets=args.secrets,
             container_port=args.port,
-            health_check_command=http_probe(args.port, args.health_check_path) if args.port is not None else None,
+            health_check_command=self._health_check(args),
             cpu_architecture=args.cpu_architecture,
             attachments=attachments,
             deployment=args.deployment,
@@ -228,6 +230,12 @@ class Microservice(pulumi.ComponentResource):
             sidecars=sidecars,
             container_depends_on=depends_on,
         )
+
+    @staticmethod
+    def _health_check(args: MicroserviceArgs) -> list[str] | None:
+        if args.health_check_command is not None:
+            return list(args.health_check_command)
+        return http_probe(args.port, args.health_check_path) if args.port is not None else None
 
     # --- Who may connect ---
 

@@ -118,9 +118,10 @@ class MeshMonitoringArgs:
     """5XX responses per 5 minutes, two periods in a row (the ALB alarm's threshold). Default: 10."""
     latency_alarm_milliseconds: float = 2000
     """Response time alarm threshold; Service Connect reports milliseconds. Default: 2000 (the ALB alarm's 2 s)."""
-    latency_statistic: str = "p99"
-    """Statistic of the latency alarm. AWS lists Average, Minimum, Maximum, Sum, SampleCount as the valid statistics
-    of Service Connect's TargetResponseTime: if p99 stays without data in an account, use `Maximum`. Default: p99."""
+    latency_statistic: str = "Average"
+    """Statistic of the latency alarm. AWS documents Average, Minimum, Maximum, Sum and SampleCount for Service
+    Connect's TargetResponseTime; a percentile with no data would leave the alarm silent forever (missing data is
+    not breaching), so the documented Average is the default. Default: Average."""
     missing_task_minutes: int = 5
     """Alarm when fewer tasks run than desired for this many consecutive minutes (a deployment or a scale-out
     fills the gap within a few). Needs Container Insights on the cluster. Default: 5."""

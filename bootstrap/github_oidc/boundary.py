@@ -70,6 +70,9 @@ _SQS_ACTIONS = (
     "sqs:ReceiveMessage",
     "sqs:SendMessage",
 )
+_ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# Must match components/tracing.py's PULL_THROUGH_CACHE_PREFIX (the bootstrap program does not import the platform).
+PULL_THROUGH_CACHE_PREFIX = "ecr-public"
 _SECRET_ACTIONS = ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue")
 _RDS_SECRET_TAG = "aws:ResourceTag/aws:rds:primaryDBInstanceArn"
 
@@ -123,6 +126,13 @@ def permissions_boundary(
                 sorted(account.arn("rds-db", f"dbuser:*/{user}") for user in settings.database_users),
             ),
             allow("Repositories", _ECR_ACTIONS, arns("ecr", "repository/{p}-*")),
+            # The account's pull-through cache of public.ecr.aws (components/registry_cache.py): pulling an image
+            # through it (the tracing collector) imports it and creates its cached repository on first use.
+            allow(
+                "PullThroughCache",
+                (*_ECR_PULL_ACTIONS, "ecr:BatchImportUpstreamImage", "ecr:CreateRepository"),
+                account.arn("ecr", f"repository/{PULL_THROUGH_CACHE_PREFIX}/*"),
+            ),
             allow(
                 "RunTasks",
                 ("ecs:RunTask",),

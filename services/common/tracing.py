@@ -31,8 +31,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
 
 ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
-# Health checks run every few seconds on every task: tracing them would only cost.
-UNTRACED_PATHS = "health,healthz,ready"
+# Health checks run every few seconds on every task: tracing them would only cost. The instrumentation searches
+# each full URL with these regexes (comma-separated), so they are anchored: `/orders/already-paid` stays traced.
+UNTRACED_PATHS = r"^https?://[^/]+/(health|healthz|ready)/?(\?.*)?$"
 DEFAULT_SAMPLE_RATIO = 0.05
 
 

@@ -206,3 +206,42 @@ def test_the_boundary_connects_to_databases_only_as_the_application_users():
     assert bounded(settings(database_users=("svc",)), [Request("rds-db:connect", user.format("svc"), in_region())]) == [
         "Allowed"
     ]
+
+
+# --- Images pulled through the account's cache (the tracing collector) ---
+
+
+def test_the_boundary_lets_execution_roles_pull_through_the_cache_and_nothing_else_there():
+    """Every platform role carries the boundary; without this statement no traced task could pull its collector."""
+    config = settings()
+    boundary = permissions_boundary(config, ACCOUNT, "dev")
+    role = "arn:aws:iam::123456789012:role/container-platform/dev/jobs-dev-orders-exec-role"
+    grant = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}],
+    }
+    cached = "arn:aws:ecr:eu-west-1:123456789012:repository/ecr-public/aws-observability/aws-otel-collector"
+    region = {"aws:RequestedRegion": "eu-west-1"}
+    requests = [
+        Request("ecr:BatchImportUpstreamImage", cached, region),
+        Request("ecr:CreateRepository", cached, region),
+        Request("ecr:BatchGetImage", cached, region),
+        Request("ecr:GetDownloadUrlForLayer", cached, region),
+        Request("ecr:PutImage", cached, region),
+        Request("ecr:BatchGetImage", "arn:aws:ecr:eu-west-1:123456789012:repository/other-team/app", region),
+    ]
+    assert decisions(role, {"grant": grant}, requests, boundary) == [
+        "Allowed",
+        "Allowed",
+        "Allowed",
+        "Allowed",
+        "ImplicitlyDenied",
+        "ImplicitlyDenied",
+    ]
+
+
+def test_the_boundary_names_the_platform_s_cache_prefix():
+    from bootstrap.github_oidc.boundary import PULL_THROUGH_CACHE_PREFIX as BOOTSTRAP_PREFIX
+    from components.tracing import PULL_THROUGH_CACHE_PREFIX
+
+    assert BOOTSTRAP_PREFIX == PULL_THROUGH_CACHE_PREFIX

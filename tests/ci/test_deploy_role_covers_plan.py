@@ -201,11 +201,13 @@ SERVICES_STACK = """config:
     products:
       image: 210987654321.dkr.ecr.us-east-1.amazonaws.com/shop-products@sha256:<A>
       port: 8080
+      healthCheckCommand: [CMD, /app/healthcheck]
       routes: ["GET /products"]
       attaches: [database]
     orders:
       image: 210987654321.dkr.ecr.us-east-1.amazonaws.com/shop-orders@sha256:<B>
       port: 8081
+      healthCheckCommand: [CMD, /app/healthcheck]
       routes: ["POST /orders"]
       calls: [products]
 """.replace("<A>", "a" * 64).replace("<B>", "b" * 64)

@@ -71,7 +71,7 @@ def test_a_server_joins_service_connect_under_its_name_with_logs_and_its_timeout
     assert connect["namespace"].endswith(":namespace/ns-1")
     (server,) = connect["services"]
     assert server["portName"] == "http"
-    assert server["discoveryName"] == "orders"
+    assert server["discoveryName"] == "shop-dev-orders", "unique per stack: its metrics are account-wide"
     assert server["clientAlias"] == [{"dnsName": "orders", "port": 8081}]
     assert server["timeout"] == {"perRequestTimeoutSeconds": 30}
     assert connect["logConfiguration"]["logDriver"] == "awslogs"
@@ -185,8 +185,12 @@ def test_insecure_sidecars_are_refused_naming_the_key(sidecar, expected):
 # --- Config ----------------------------------------------------------------------------------------------
 
 
+PROBE = ["CMD", "/app/healthcheck"]
+
+
 def service(**values: Any) -> dict[str, Any]:
-    return {"image": IMAGE, **values}
+    """A pinned-image service; with a port it brings its own health check, as config requires of images."""
+    return {"image": IMAGE, **({"healthCheckCommand": PROBE} if "port" in values else {}), **values}
 
 
 def config_problems(services: dict[str, Any], **raw: Any) -> list[str]:
@@ -416,3 +420,49 @@ def test_the_app_may_depend_only_on_its_sidecars_with_an_ecs_condition(depends_o
 
     with pytest.raises(Exception, match=r"container_depends_on\[0\]"):
         build(Holder)
+
+
+def test_a_pinned_image_with_a_port_brings_a_health_check_it_can_run():
+    found = config_problems({"orders": {"image": IMAGE, "port": 8080}})
+    assert found == [
+        "services.orders.healthCheckCommand: missing with image and port; allowed: a command the image can run, e.g. "
+        '["CMD", "/app/healthcheck"] (the default probe runs python, which only images built from services/ are '
+        "known to have)"
+    ]
+    assert config_problems({"orders": service(port=8080, healthCheckCommand=["curl", "x"])}) == [
+        "services.orders.healthCheckCommand: ['curl', 'x']; allowed: a list starting with CMD or CMD-SHELL"
+    ]
+    config = parse_stack_config({"environment": "dev", "services": {"orders": service(port=8080)}})
+    assert config.services["orders"].healthCheckCommand == PROBE
+
+
+def test_ports_and_variables_the_platform_sets_are_refused_with_the_reason():
+    found = config_problems(
+        {"orders": service(port=4318, environment={"PORT": "1", "OTEL_SERVICE_NAME": "x", "LOG_FORMAT": "json"})}
+    )
+    assert found == [
+        "services.orders.port: 4318 with tracing; allowed: any port but 4318, 13133 (the collector sidecar listens "
+        "there in the task's shared network namespace)",
+        "services.orders.environment.OTEL_SERVICE_NAME: set by the platform; allowed: other names (PORT, "
+        "SERVICE_NAME and OTEL_* come from port, the service's name and tracing)",
+        "services.orders.environment.PORT: set by the platform; allowed: other names (PORT, SERVICE_NAME and OTEL_* "
+        "come from port, the service's name and tracing)",
+    ]
+
+
+def test_http_api_throttling_stays_inside_the_account_quota():
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config({"environment": "dev", "httpApi": {"throttlingBurstLimit": 0, "throttlingRateLimit": 20000}})
+    assert caught.value.problems == [
+        "httpApi.throttlingBurstLimit: 0; allowed: 1 to 5000 (the account's default quota)",
+        "httpApi.throttlingRateLimit: 20000; allowed: above 0 up to 10000 requests per second (the account's default "
+        "quota)",
+    ]
+
+
+def test_the_refused_ports_are_the_collectors():
+    from components import tracing
+    from components.config import TRACING_COLLECTOR_PORTS
+
+    listening = {int(e.rsplit(":", 1)[1]) for e in (tracing.OTLP_HTTP_ENDPOINT, tracing.HEALTH_CHECK_ENDPOINT)}
+    assert set(TRACING_COLLECTOR_PORTS) == listening

@@ -47,17 +47,20 @@ def shop_yaml(
     products:
       image: {image("products", "1")}
       port: 8080
+      healthCheckCommand: [CMD, /app/healthcheck]
       routes: ["GET /products", "GET /products/{{id}}"]
       attaches: [database, cache]
     orders:
       image: {image("orders", orders_image)}
       port: 8081
+      healthCheckCommand: [CMD, /app/healthcheck]
       routes: ["POST /orders", "ANY /orders/{{proxy+}}"]
       calls: [products, payments]
       attaches: [database]
     payments:
       image: {image("payments", "3")}
       port: 8082
+      healthCheckCommand: [CMD, /app/healthcheck]
       cpu: {payments_cpu}
       memory: {payments_memory}
       requestTimeoutSeconds: 30
@@ -302,3 +305,21 @@ def test_public_routes_stay_open_and_every_other_route_needs_the_jwt(tmp_path):
         "POST /orders": "JWT",
         "ANY /orders/{proxy+}": "JWT",
     }
+
+
+def test_a_pinned_image_runs_its_own_health_check_not_the_python_probe(shop):
+    plan = recorded(shop)
+    assert containers_of(plan, "products")["products"]["healthCheck"]["command"] == ["CMD", "/app/healthcheck"]
+    assert "healthCheck" not in containers_of(plan, "notifier")["notifier"], "no port: nothing to probe"
+
+
+def test_mesh_alarms_read_this_stacks_discovery_names_only(shop):
+    plan = recorded(shop)
+    dimensions = [
+        d["value"]
+        for alarm in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        for query in inputs(alarm).get("metricQueries") or [{"metric": {"dimensions": inputs(alarm).get("dimensions")}}]
+        for d in [{"name": k, "value": v} for k, v in ((query.get("metric") or {}).get("dimensions") or {}).items()]
+        if d["name"] == "TargetDiscoveryName"
+    ]
+    assert dimensions and all(value.startswith("shop-dev-") for value in dimensions), dimensions

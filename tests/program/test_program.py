@@ -264,3 +264,17 @@ def test_the_job_platform_can_be_switched_off(tmp_path):
     (container,) = json_input(task, "containerDefinitions")
     assert container["image"] == image
     assert "queueUrls" not in plan.outputs
+
+
+def test_behind_the_http_api_the_job_api_refuses_uploads_api_gateway_would_cut_off(plans):
+    """HTTP APIs cap request payloads at 10 MB (not adjustable): the API's own limit must not promise more."""
+    limits = {}
+    for stack, plan in {**plans, "dev-lean": run_program(ROOT, "dev-lean")}.items():
+        tasks = recorded(plan).of_type("aws:ecs/taskDefinition:TaskDefinition")
+        for task in tasks:
+            for container in json_input(task, "containerDefinitions"):
+                if container["name"] == "api":
+                    env = {e["name"]: e["value"] for e in container["environment"]}
+                    limits[stack] = env.get("MAX_UPLOAD_BYTES")
+    assert limits["dev-lean"] == "10000000"
+    assert limits["dev"] is None and limits["prod"] is None, "behind the ALB the service default (50 MiB) holds"

@@ -84,6 +84,8 @@ VARIABLES: Mapping[str, Variable] = {
     # Worker and storage: as planned (STORAGE_PATH is the EFS mount point inside the sandbox).
     "SHUTDOWN_TIMEOUT_SECONDS": Variable("env", planned),
     "STORAGE_PATH": Variable("env", planned),
+    # Only behind the HTTP API, whose 10 MB payload quota the API's own limit must not exceed.
+    "MAX_UPLOAD_BYTES": Variable("env", planned),
 }
 
 

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind
 
-from services.common.tracing import Tracing, tracing_from_environment
+from services.common.tracing import UNTRACED_PATHS, Tracing, tracing_from_environment
 
 T = TypeVar("T")
 SAMPLED = 0x01  # W3C trace-flags bit
@@ -193,3 +193,19 @@ def test_spans_go_to_the_endpoint_as_otlp_http_protobuf(collector: str):
     ((path, content_type, length),) = _Collector.received
     assert (path, content_type) == ("/v1/traces", "application/x-protobuf")
     assert length > 0
+
+
+@pytest.mark.parametrize(
+    ("url", "untraced"),
+    [
+        ("http://10.0.1.5:8080/health", True),
+        ("http://10.0.1.5:8080/ready?deep=1", True),
+        ("http://orders:8081/orders/already-paid", False),
+        ("http://orders:8081/orders/health-report", False),
+    ],
+)
+def test_only_the_probe_paths_go_untraced(url: str, untraced: bool):
+    from opentelemetry.util.http import ExcludeList, parse_excluded_urls
+
+    excluded: ExcludeList = parse_excluded_urls(UNTRACED_PATHS)
+    assert excluded.url_disabled(url) is untraced
