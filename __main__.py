@@ -24,19 +24,22 @@ from components.config import (
     OFFLINE_DIGEST,
     ServiceSpec,
     StackConfig,
+    database_role,
     load_stack_config,
     min_count,
     missing_digests,
     platform_images,
+    queue_url_variable,
     refuse_ci_without_boundary,
     refuse_placeholders,
     refuse_untagged_deployment,
+    service_build_order,
 )
 from components.database import Database, DatabaseArgs
 from components.ecs_task import DeploymentWait, ServiceAttachment, service_connect_discovery_name
 from components.guardrails import iam_role_guardrails
 from components.http_api import HttpApi, HttpApiArgs, HttpApiDomain, HttpApiTarget, JwtAuthorizer
-from components.microservice import AlbEntry, AlbRoute, Microservice, MicroserviceArgs, allow_call
+from components.microservice import AlbEntry, AlbRoute, EmailSender, Microservice, MicroserviceArgs, allow_call
 from components.monitoring import (
     MeshMonitoring,
     MeshMonitoringArgs,
@@ -49,6 +52,7 @@ from components.monitoring import (
 from components.network import Network, NetworkArgs
 from components.registry_cache import PullThroughCache, PullThroughCacheArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
+from components.service_queue import ServiceQueueArgs
 from components.storage import SharedStorage, SharedStorageArgs
 from components.tracing import CollectorImage, collector_image_through_cache
 from components.web_service import WebService, WebServiceArgs
@@ -153,7 +157,8 @@ def main() -> None:
     if config.jobPlatform.enabled and images is not None:
         worker = job_worker(config, common, network, cluster, alerts, images, attachments, guarded)
         api_attachments.append(worker.producer_attachment())
-    services = microservices(config, in_vpc, cluster, alerts, images, {a.name: a for a in api_attachments}, guarded)
+    shared = {a.name: a for a in api_attachments}
+    services = microservices(config, in_vpc, cluster, alerts, images, shared, data.database, guarded)
     if services:
         mesh_monitoring(config, cluster, alerts, services, guarded)
     if config.entry == "httpApi":
@@ -352,13 +357,16 @@ def microservices(
     alerts: Alerts,
     images: ImageScanning | None,
     attachments: Mapping[str, ServiceAttachment],
+    database: Database | None,
     opts: pulumi.ResourceOptions,
 ) -> dict[str, Microservice]:
-    """Every configured service, each from the same secure task; then SG-to-SG for exactly the declared calls."""
+    """Every configured service, each from the same secure task (queue owners before the services that send to
+    them); then SG-to-SG for exactly the declared calls."""
     on_alb = alb_routes(config) if cluster.has_alb else {}
     collector = tracing_collector(config)
     built: dict[str, Microservice] = {}
-    for name, spec in config.services.items():
+    for name in service_build_order(config):
+        spec = config.services[name]
         alb = None
         if name in on_alb:
             alb = AlbEntry(
@@ -392,7 +400,7 @@ def microservices(
                 health_check_command=spec.healthCheckCommand,
                 environment=service_environment(config, spec),
                 secrets=spec.secrets,
-                attachments=[attachments[resource] for resource in spec.attaches],
+                attachments=service_attachments(name, spec, attachments, database, built),
                 request_timeout_seconds=spec.requestTimeoutSeconds,
                 log_retention_days=config.logRetentionDays,
                 cpu_architecture=config.service.cpuArchitecture,
@@ -402,6 +410,10 @@ def microservices(
                 alb=alb,
                 register_for_http_api=config.entry == "httpApi" and bool(spec.routes),
                 tracing=collector if spec.tracing else None,
+                alert_topic_arn=alerts.topic_arn,
+                queue=service_queue(spec),
+                generated_secrets={variable: secret.bytes for variable, secret in spec.generatedSecrets.items()},
+                email=EmailSender(spec.email.fromAddress, spec.email.sending_identity) if spec.email else None,
             ),
             opts,
         )
@@ -409,6 +421,41 @@ def microservices(
         for callee in spec.calls:
             allow_call(built[name], built[callee])
     return built
+
+
+def service_attachments(
+    name: str,
+    spec: ServiceSpec,
+    shared: Mapping[str, ServiceAttachment],
+    database: Database | None,
+    built: Mapping[str, Microservice],
+) -> list[ServiceAttachment]:
+    """The shared resources a service attaches (the database as its own role), then a send grant for each queue
+    it sends to (its owner is built already)."""
+    attachments = [
+        database.attachment(role=database_role(name)) if resource == "database" and database else shared[resource]
+        for resource in spec.attaches
+    ]
+    for target in spec.sendsTo:
+        queue = built[target].queue
+        if queue is None:  # config validation requires a queue on every sendsTo target
+            raise ValueError(f"services.{name}.sendsTo: {target!r} has no queue")
+        attachments.append(queue.sender_attachment(target, queue_url_variable(target)))
+    return attachments
+
+
+def service_queue(spec: ServiceSpec) -> ServiceQueueArgs | None:
+    queue = spec.queue
+    if queue is None:
+        return None
+    return ServiceQueueArgs(
+        max_receives=queue.maxReceives,
+        visibility_timeout_seconds=queue.visibilityTimeoutSeconds,
+        retention_seconds=queue.retentionDays * 24 * 3600,
+        acceptable_latency_seconds=queue.acceptableLatencySeconds,
+        average_processing_seconds=queue.averageProcessingSeconds,
+        oldest_message_alarm_seconds=queue.oldestMessageAlarmSeconds,
+    )
 
 
 def tracing_collector(config: StackConfig) -> CollectorImage | None:
@@ -527,9 +574,11 @@ def build_images(
 
 class DataStores(NamedTuple):
     attachments: list[ServiceAttachment]
-    """What a service needs to use each store."""
+    """What a service needs to use each store (the database as the job platform's app role)."""
     dashboard_widgets: list[pulumi.Output[list[dict[str, Any]]]]
     """Each store's dashboard widgets, for the platform dashboard with `dashboards: single`."""
+    database: Database | None
+    """The database, for attachments as a service's own role; None when disabled."""
 
 
 def data_attachments(
@@ -538,6 +587,7 @@ def data_attachments(
     """Storage, database and cache, each when enabled, as what a service needs to use them."""
     attachments: list[ServiceAttachment] = []
     widgets: list[pulumi.Output[list[dict[str, Any]]]] = []
+    database: Database | None = None
     own_dashboard = config.dashboards == "perComponent"
     protect = config.deletionProtection
     if config.storage.enabled:
@@ -573,6 +623,7 @@ def data_attachments(
                 max_connections=config.database.maxConnections,
                 log_retention_days=config.logRetentionDays,
                 own_dashboard=own_dashboard,
+                service_roles=[database_role(n) for n, s in config.services.items() if "database" in s.attaches],
             ),
             opts,
         )
@@ -596,7 +647,7 @@ def data_attachments(
         )
         attachments.append(cache.attachment())
         widgets.append(cache.dashboard_widgets)
-    return DataStores(attachments, widgets)
+    return DataStores(attachments, widgets, database)
 
 
 def job_worker(

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
@@ -335,7 +336,7 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY
 ROUTE = "`METHOD /path` with METHOD one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, ANY; path segments plain or {name}, the last may be {name+} (e.g. `GET /products/{id}`, `ANY /orders/{proxy+}`)"
 PATH_SEGMENT = re.compile(r"^([A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$")
 GREEDY_SEGMENT = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\+\}$")
-BUILD_DIRECTORY = re.compile(r"^services/[a-z0-9][a-z0-9_-]*$")
+BUILD_DIRECTORY = re.compile(r"^services(/[a-z0-9][a-z0-9_-]*)+$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # A plain variable with one of these in its name is a secret by its name: it belongs in `secrets`.
 SECRET_LOOKING_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY")
@@ -380,6 +381,54 @@ class ServiceDefaults(ConfigModel):
     """Tasks always on on-demand FARGATE. Default: per environment (0 / 1 / 1)."""
 
 
+class ServiceQueue(ConfigModel):
+    """A service's own queue (`services.<name>.queue`)."""
+
+    maxReceives: Annotated[int, Check(lambda v: 1 <= v <= 1000, "1-1000")] = 5
+    """Receives before a message moves to the dead-letter queue. Default: 5."""
+    visibilityTimeoutSeconds: Annotated[int, Check(lambda v: 0 <= v <= 43200, "0-43200")] = 60
+    """How long a received message stays hidden from other consumers before it is delivered again. Default: 60."""
+    retentionDays: Annotated[int, Check(lambda v: 1 <= v <= 14, "1-14")] = 4
+    """How long an unconsumed message is kept (the dead-letter queue keeps its messages 14 days). Default: 4."""
+    acceptableLatencySeconds: Annotated[int, Check(_positive, "1 or more")] = 60
+    """How long a message may wait; with averageProcessingSeconds it sets the backlog-per-task target. Default: 60."""
+    averageProcessingSeconds: Annotated[float, Check(lambda v: v > 0, "more than 0")] = 1.0
+    """Average seconds one task spends per message. Default: 1."""
+    oldestMessageAlarmSeconds: Annotated[int, Check(_positive, "1 or more")] = 600
+    """Alarm when the oldest message waits longer. Default: 600."""
+
+
+class GeneratedSecret(ConfigModel):
+    """A secret the platform generates (`services.<name>.generatedSecrets.<VARIABLE>`)."""
+
+    bytes: Annotated[int, Check(lambda v: 16 <= v <= 1024, "16-1024 (at least 128 random bits)")]
+    """Random bytes to generate, handed to the container base64-encoded (e.g. 32 for an Ed25519 seed). Required."""
+
+
+class EmailSending(ConfigModel):
+    """Sending email through Amazon SES (`services.<name>.email`)."""
+
+    fromAddress: Annotated[
+        str, Check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like orders@shop.example.org")
+    ]
+    """The only From address the service may send as (`EMAIL_FROM`). Required."""
+    identity: (
+        Annotated[
+            str,
+            Check(
+                lambda v: bool(EMAIL_PATTERN.match(v) or DOMAIN_PATTERN.match(v)),
+                "a verified SES identity: an email address or a lowercase domain",
+            ),
+        ]
+        | None
+    ) = None
+    """The SES identity (verified out of band) the sending is authorized on: fromAddress itself, its domain or a parent domain. Default: the domain of fromAddress."""
+
+    @property
+    def sending_identity(self) -> str:
+        return self.identity or self.fromAddress.rpartition("@")[2].lower()
+
+
 class ServiceSpec(ConfigModel):
     """One entry of `services`: a service built from the same secure task as the rest of the platform."""
 
@@ -387,7 +436,11 @@ class ServiceSpec(ConfigModel):
     """An ECR image pinned by digest to run. Exactly one of `image` and `build`. Default: none."""
     build: (
         Annotated[
-            str, Check(lambda v: bool(BUILD_DIRECTORY.match(v)), "services/<dir> (a directory with a Dockerfile)")
+            str,
+            Check(
+                lambda v: bool(BUILD_DIRECTORY.match(v)),
+                "services/<dir> or services/<dir>/<dir> (a directory with a Dockerfile)",
+            ),
         ]
         | None
     ) = None
@@ -430,6 +483,14 @@ class ServiceSpec(ConfigModel):
     """Service Connect per-request timeout of calls to this service. Default: 15."""
     tracing: bool = True
     """Distributed tracing: an ADOT collector sidecar (from this account's ECR pull-through cache of public.ecr.aws) exports the service's OpenTelemetry spans to X-Ray; the task role may write traces. Default: true."""
+    queue: ServiceQueue | None = None
+    """A queue this service consumes and owns (object, `{}` for the defaults): an SQS queue and its dead-letter queue, encrypted with the service's own KMS key, alarms on the dead-letter queue and on the oldest message, `QUEUE_URL` and receive/delete/change-visibility for the service, scaling on backlog per task. Other services send to it with `sendsTo`. Default: none."""
+    sendsTo: list[str] = Field(default_factory=list)
+    """Services whose `queue` this one sends to: `<NAME>_QUEUE_URL` and `sqs:SendMessage` on that queue only (with its key's GenerateDataKey and Decrypt). Default: none."""
+    generatedSecrets: dict[str, GeneratedSecret] = Field(default_factory=dict)
+    """Secrets the platform generates once (random bytes, base64) into a Secrets Manager secret encrypted with the service's own KMS key, given to the container as `secrets` (name -> {bytes}); the execution role may read exactly these. Default: none."""
+    email: EmailSending | None = None
+    """Send email through Amazon SES from one address (object: fromAddress, identity): `EMAIL_FROM` and `ses:SendEmail`/`ses:SendRawEmail` on that identity only, for that From address only. The identity is verified in SES out of band. Default: none."""
 
 
 class RouteThrottle(ConfigModel):
@@ -570,7 +631,7 @@ class StackConfig(ConfigModel):
     entry: Entry = "alb"
     """How requests reach the services: `alb` (the internet-facing ALB, as before) or `httpApi` (an API Gateway HTTP API with a VPC link; no ALB: the job platform's API, when on, gets `ANY /` and `ANY /{proxy+}` through Cloud Map). Default: alb."""
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
-    """Services to deploy, by name (object of name -> service: image or build, port, cpu, memory, minCount, maxCount, desiredCount, healthCheckPath, routes, calls, attaches, environment, secrets, spotWeight, onDemandBase, requestTimeoutSeconds). Default: none."""
+    """Services to deploy, by name (object of name -> service: image or build, port, cpu, memory, minCount, maxCount, desiredCount, healthCheckPath, routes, calls, attaches, environment, secrets, spotWeight, onDemandBase, requestTimeoutSeconds, tracing, queue, sendsTo, generatedSecrets, email). Default: none."""
     serviceDefaults: ServiceDefaults = Field(default_factory=ServiceDefaults)
     """Sizing every entry of `services` gets unless it sets its own (object). Default: per environment."""
     httpApi: HttpApiConfig = Field(default_factory=HttpApiConfig)
@@ -1036,6 +1097,7 @@ def _services_problems(config: StackConfig) -> list[str]:
         problems.extend(_service_name_problems(config, name))
         problems.extend(_service_problems(config, f"services.{name}", name, spec))
     problems.extend(_route_problems(config))
+    problems.extend(_send_cycle_problems(config))
     return problems
 
 
@@ -1115,7 +1177,145 @@ def _service_problems(config: StackConfig, key: str, name: str, spec: ServiceSpe
             )
     for variable in sorted(set(spec.environment) & set(spec.secrets)):
         problems.append(f"{key}.environment.{variable}: also in {key}.secrets; allowed: one of them")
+    return problems + _owned_resource_problems(config, key, name, spec)
+
+
+def _owned_resource_problems(config: StackConfig, key: str, name: str, spec: ServiceSpec) -> list[str]:
+    """What a service owns or is given as its own: generated secrets, its database role, queues, email."""
+    problems = _generated_secret_problems(key, spec) + _platform_variable_problems(key, spec)
+    if "database" in spec.attaches:
+        problems.extend(_database_role_problems(key, name))
+    for target in spec.sendsTo:
+        problems.extend(_send_problems(config, key, name, target))
+    for duplicate in sorted({t for t in spec.sendsTo if spec.sendsTo.count(t) > 1}):
+        problems.append(f"{key}.sendsTo: {duplicate!r} is listed twice; allowed: each service once")
+    if spec.email is not None:
+        problems.extend(_email_problems(key, spec.email))
+    if spec.queue is not None and config.containerInsights == "disabled":
+        problems.append(
+            f"{key}.queue: set with containerInsights 'disabled'; allowed: containerInsights enabled or enhanced "
+            "(scaling on the queue divides its backlog by Container Insights' RunningTaskCount)"
+        )
     return problems
+
+
+def _generated_secret_problems(key: str, spec: ServiceSpec) -> list[str]:
+    problems: list[str] = []
+    for variable in spec.generatedSecrets:
+        if not ENV_NAME.match(variable):
+            problems.append(
+                f"{key}.generatedSecrets.{variable}: not a variable name; allowed: A-Z, 0-9 and _, not starting with "
+                "a digit"
+            )
+        for other in ("environment", "secrets"):
+            if variable in getattr(spec, other):
+                problems.append(
+                    f"{key}.generatedSecrets.{variable}: also in {key}.{other}; allowed: a name given only once"
+                )
+    return problems
+
+
+def platform_variables(spec: ServiceSpec) -> dict[str, str]:
+    """Variables the platform sets from a service's own settings (name -> the key that sets it)."""
+    variables = {"PORT": "port", "SERVICE_NAME": "the service's name"}
+    if spec.queue is not None:
+        variables["QUEUE_URL"] = "queue"
+    variables |= {queue_url_variable(target): f"sendsTo {target}" for target in spec.sendsTo}
+    if spec.email is not None:
+        variables["EMAIL_FROM"] = "email.fromAddress"
+    return variables
+
+
+def queue_url_variable(service: str) -> str:
+    """`orders` -> `ORDERS_QUEUE_URL`: where a sender finds the queue of the service it sends to."""
+    return f"{service.upper().replace('-', '_')}_QUEUE_URL"
+
+
+def _platform_variable_problems(key: str, spec: ServiceSpec) -> list[str]:
+    reserved = platform_variables(spec)
+    problems: list[str] = []
+    for section in ("environment", "secrets", "generatedSecrets"):
+        for variable in sorted(getattr(spec, section)):
+            if variable in reserved and not (section == "environment" and variable in PLATFORM_SET_VARIABLES):
+                problems.append(
+                    f"{key}.{section}.{variable}: set by the platform (from {reserved[variable]}); allowed: "
+                    "another name"
+                )
+            elif section != "environment" and variable.startswith("OTEL_"):
+                problems.append(
+                    f"{key}.{section}.{variable}: set by the platform (tracing); allowed: a name not starting OTEL_"
+                )
+    return problems
+
+
+# The job platform's role and the RDS master user (components/database.py's defaults); PostgreSQL reserves `pg_`
+# and RDS its own `rds*` roles.
+TAKEN_DATABASE_ROLES = ("app", "dbadmin")
+RESERVED_DATABASE_ROLE_PREFIXES = ("pg_", "rds")
+
+
+def database_role(service: str) -> str:
+    """The PostgreSQL role (and schema) a service that attaches the database connects as: its name, `-` as `_`."""
+    return service.replace("-", "_")
+
+
+def _database_role_problems(key: str, name: str) -> list[str]:
+    role = database_role(name)
+    if role in TAKEN_DATABASE_ROLES or role.startswith(RESERVED_DATABASE_ROLE_PREFIXES):
+        return [
+            f"{key}.attaches: 'database' makes {name!r} connect as role {role!r}, which is taken or reserved; "
+            f"allowed: a service name whose role is not {', '.join(TAKEN_DATABASE_ROLES)} and does not start with "
+            f"{' or '.join(RESERVED_DATABASE_ROLE_PREFIXES)}"
+        ]
+    return []
+
+
+def _send_problems(config: StackConfig, key: str, name: str, target: str) -> list[str]:
+    owners = [n for n, s in config.services.items() if s.queue is not None and n != name]
+    allowed = ", ".join(owners) or "none (no other service has a queue)"
+    if target == name:
+        return [f"{key}.sendsTo: {target!r} is the service itself; allowed: other services with a queue: {allowed}"]
+    spec = config.services.get(target)
+    if spec is None:
+        return [f"{key}.sendsTo: {target!r} is not a service here; allowed: services with a queue: {allowed}"]
+    if spec.queue is None:
+        return [
+            f"{key}.sendsTo: {target!r} has no queue; allowed: services with a queue: {allowed} (or give "
+            f"services.{target} a queue)"
+        ]
+    return []
+
+
+def _email_problems(key: str, email: EmailSending) -> list[str]:
+    identity = email.sending_identity
+    domain = email.fromAddress.rpartition("@")[2].lower()
+    if identity in (email.fromAddress, domain) or domain.endswith(f".{identity}"):
+        return []
+    return [
+        f"{key}.email.identity: {identity!r} does not cover fromAddress {email.fromAddress!r}; allowed: the address "
+        f"itself, {domain} or a parent domain of it"
+    ]
+
+
+def service_build_order(config: StackConfig) -> list[str]:
+    """Service names with every queue owner before the services that send to it (a sender's grants need the
+    queue); the order changes no resource name. Raises graphlib.CycleError for senders that form a cycle."""
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for name, spec in config.services.items():
+        sorter.add(name, *(t for t in spec.sendsTo if t in config.services and t != name))
+    return list(sorter.static_order())
+
+
+def _send_cycle_problems(config: StackConfig) -> list[str]:
+    try:
+        service_build_order(config)
+    except CycleError as error:
+        cycle = error.args[1]
+        return [
+            f"services.{cycle[0]}.sendsTo: {' -> '.join(reversed(cycle))} is a cycle; allowed: senders without a "
+            "cycle (each queue is built before the services that send to it)"
+        ]
+    return []
 
 
 def _call_problems(config: StackConfig, key: str, name: str, callee: str) -> list[str]:

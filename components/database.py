@@ -4,13 +4,16 @@ The seed's `ContainerDatabaseIntegration` database half: instance, parameter gro
 dashboard and alarms. Its security group has no rules of its own: each service that calls `attachment()` gets
 an SG-to-SG rule on 5432 and the connection settings.
 
-Services never see a password. They connect as their own role (`app_username`) with IAM database authentication:
-the task role may `rds-db:connect` as exactly that user, and the application signs a fresh token for each new
-connection (services/common/db.py). The RDS-managed master secret, which RDS rotates every 7 days, is for
-administration only: a bootstrap function (`lambdas/db_roles`) in the private subnets reads it when invoked, and
-creates the role with `rds_iam`, its own schema and search_path. The program invokes it after the instance exists
-(again whenever the instance, the role or the function changes), and `DB_USER` depends on that invocation, so no
-task definition (hence no service) is registered before the role exists.
+Services never see a password. They connect with IAM database authentication as a role of their own: the job
+platform's services as `app_username`, and each service of the `services:` map as `attachment(role=<its name>)`
+(one of `service_roles`), in a schema of that name it owns and no other role may use. The task role may
+`rds-db:connect` as exactly that user, and the application signs a fresh token for each new connection
+(services/common/db.py). The RDS-managed master secret, which RDS rotates every 7 days, is for administration only:
+a bootstrap function (`lambdas/db_roles`) in the private subnets reads it when invoked, and creates a role with
+`rds_iam`, its own schema and search_path. The program invokes it once per role after the instance exists (again
+whenever the instance, the role or the function changes), and each `DB_USER` depends on its role's invocation, so
+no task definition (hence no service) is registered before its role exists, and adding a service's role never
+touches the others'.
 """
 
 from __future__ import annotations
@@ -85,8 +88,11 @@ class DatabaseArgs:
     """Master user name (seed: dbadmin); RDS generates and rotates its password. For administration only.
     Default: dbadmin."""
     app_username: str = "app"
-    """PostgreSQL role the services connect as, with IAM authentication only (no password); the bootstrap
-    function creates it with its own schema of the same name. Default: app."""
+    """PostgreSQL role the job platform's services connect as, with IAM authentication only (no password); the
+    bootstrap function creates it with its own schema of the same name. Default: app."""
+    service_roles: Sequence[str] = ()
+    """Roles of services that connect as themselves (`attachment(role=...)`), each created like `app_username` with
+    a schema of its own that no other role may use. Default: none."""
     roles_function_reserved_concurrency: int | None = None
     """Reserved concurrency of the role bootstrap function; new accounts' low concurrency quota rejects any
     reservation, so none is made unless asked. Default: none (unreserved)."""
@@ -144,6 +150,7 @@ def _validate(args: DatabaseArgs) -> None:
             f"app_username={args.app_username!r} must differ from master_username={args.master_username!r} and not "
             f"start with {' or '.join(RESERVED_ROLE_PREFIXES)}: rds_iam would turn off the master's password login"
         )
+    _validate_service_roles(args)
     concurrency = args.roles_function_reserved_concurrency
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"roles_function_reserved_concurrency={concurrency} must be at least 1 or unset")
@@ -164,6 +171,19 @@ def _validate(args: DatabaseArgs) -> None:
     retention = args.performance_insights_retention_days
     if retention != 7 and (retention % 31 or not 31 <= retention <= 731):
         raise ValueError(f"performance_insights_retention_days={retention} must be 7 or a multiple of 31 up to 731")
+
+
+def _validate_service_roles(args: DatabaseArgs) -> None:
+    taken = (args.master_username, args.app_username)
+    for role in args.service_roles:
+        if not IDENTIFIER.match(role) or role.startswith(RESERVED_ROLE_PREFIXES) or role in taken:
+            raise ValueError(
+                f"service_roles: {role!r} must be lowercase letters, digits, _, not start with "
+                f"{' or '.join(RESERVED_ROLE_PREFIXES)}, and differ from {' and '.join(taken)}"
+            )
+    repeated = sorted({r for r in args.service_roles if list(args.service_roles).count(r) > 1})
+    if repeated:
+        raise ValueError(f"service_roles: {', '.join(repeated)} listed more than once; allowed: each role once")
 
 
 def parameters(max_connections: int) -> dict[str, str]:
@@ -193,9 +213,9 @@ class Database(pulumi.ComponentResource):
     master_secret_arn: pulumi.Output[str]
     """RDS-managed Secrets Manager secret with the master `username` and `password` (administration only)."""
     app_username: pulumi.Output[str]
-    """The services' role; resolves only once the bootstrap function has created it."""
+    """The job platform's role; resolves only once the bootstrap function has created it."""
     roles_function_name: pulumi.Output[str]
-    """Lambda that creates the services' role (safe to invoke again by hand)."""
+    """Lambda that creates the services' roles (safe to invoke again by hand)."""
     security_group_id: pulumi.Output[str]
     """Instance security group; services get 5432 ingress to it through `attachment()`."""
     instance_identifier: pulumi.Output[str]
@@ -304,9 +324,12 @@ class Database(pulumi.ComponentResource):
         self.master_secret_arn = self.instance.master_user_secrets.apply(_first_secret_arn)
         self.security_group_id = self.security_group.id
         self.instance_identifier = self.instance.identifier
-        self.roles_function, invocation = self._role_bootstrap(name, args)
-        # Any output of the invocation carries it as a dependency to whatever uses the value (task definitions).
-        self.app_username = invocation.id.apply(lambda _: args.app_username)
+        self.roles_function, invocations = self._role_bootstrap(name, args)
+        # Any output of an invocation carries it as a dependency to whatever uses the value (task definitions).
+        self._usernames = {
+            role: invocation.id.apply(lambda _, role=role: role) for role, invocation in invocations.items()
+        }
+        self.app_username = self._usernames[args.app_username]
         self.roles_function_name = self.roles_function.name
         self._monitoring(name, args)
         self.register_outputs(
@@ -320,27 +343,37 @@ class Database(pulumi.ComponentResource):
             }
         )
 
-    def attachment(self) -> ServiceAttachment:
-        """Connection settings in `environment` (no secrets: IAM authentication), `rds-db:connect` as the app role
-        for the task role, 5432 from the service."""
+    def attachment(self, role: str | None = None) -> ServiceAttachment:
+        """Connection settings in `environment` (no secrets: IAM authentication), `rds-db:connect` as exactly one
+        role for the task role, 5432 from the service. Without `role`, the job platform's app role; with one of
+        `service_roles`, that role and its schema (`DB_SCHEMA`)."""
+        user = role or self._args.app_username
+        if user not in self._usernames:
+            allowed = ", ".join(self._args.service_roles) or "none (no service_roles)"
+            raise ValueError(f"attachment(role={role!r}): not one of the database's service_roles; allowed: {allowed}")
+        environment: dict[str, pulumi.Input[str]] = {
+            "DB_HOST": self.instance.address,
+            "DB_PORT": str(POSTGRES_PORT),
+            "DB_NAME": self._args.db_name,
+            "DB_USER": self._usernames[user],
+            "DB_AUTH": "iam",
+            # RDS accepts IAM tokens over TLS only (and rds.force_ssl refuses anything else).
+            "DB_SSLMODE": "require",
+        }
+        if role is not None:
+            environment["DB_SCHEMA"] = role
         return ServiceAttachment(
             name=self._name,
-            environment={
-                "DB_HOST": self.instance.address,
-                "DB_PORT": str(POSTGRES_PORT),
-                "DB_NAME": self._args.db_name,
-                "DB_USER": self.app_username,
-                "DB_AUTH": "iam",
-                # RDS accepts IAM tokens over TLS only (and rds.force_ssl refuses anything else).
-                "DB_SSLMODE": "require",
-            },
-            task_role_statements=[allow(["rds-db:connect"], [self.app_user_arn()], sid="ConnectAsAppRole")],
+            environment=environment,
+            task_role_statements=[
+                allow(["rds-db:connect"], [self.user_arn(user)], sid="ConnectAsOwnRole" if role else "ConnectAsAppRole")
+            ],
             peer_security_group_id=self.security_group.id,
             port=POSTGRES_PORT,
         )
 
-    def app_user_arn(self) -> pulumi.Output[str]:
-        """`arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<app user>`: what `rds-db:connect` names."""
+    def user_arn(self, role: str) -> pulumi.Output[str]:
+        """`arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<role>`: what `rds-db:connect` names."""
         return pulumi.Output.concat(
             "arn:aws:rds-db:",
             self._args.region,
@@ -349,7 +382,7 @@ class Database(pulumi.ComponentResource):
             ":dbuser:",
             self.instance.resource_id,
             "/",
-            self._args.app_username,
+            role,
         )
 
     # --- IAM ---
@@ -371,7 +404,9 @@ class Database(pulumi.ComponentResource):
 
     # --- The services' role ---
 
-    def _role_bootstrap(self, name: str, args: DatabaseArgs) -> tuple[aws.lambda_.Function, aws.lambda_.Invocation]:
+    def _role_bootstrap(
+        self, name: str, args: DatabaseArgs
+    ) -> tuple[aws.lambda_.Function, dict[str, aws.lambda_.Invocation]]:
         function_name = f"{args.name_prefix}-db-roles"
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-roles-logs",
@@ -384,7 +419,7 @@ class Database(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-roles-role",
             assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
-            description=f"{function_name}: read the master secret, create the services' database role",
+            description=f"{function_name}: read the master secret, create the services' database roles",
             opts=self._child,
         )
         role_policy = aws.iam.RolePolicy(
@@ -400,7 +435,7 @@ class Database(pulumi.ComponentResource):
         function = aws.lambda_.Function(
             f"{name}-roles",
             name=function_name,
-            description="Creates the services' PostgreSQL role (IAM authentication, own schema); idempotent",
+            description="Creates the services' PostgreSQL roles (IAM authentication, own schemas); idempotent",
             runtime=runtime,
             architectures=[ROLES_FUNCTION_ARCHITECTURE],
             handler="handler.handler",
@@ -418,7 +453,7 @@ class Database(pulumi.ComponentResource):
                     "DB_PORT": str(POSTGRES_PORT),
                     "DB_NAME": args.db_name,
                     "MASTER_SECRET_ARN": self.master_secret_arn,
-                    "APP_USER": args.app_username,
+                    "ROLES": ",".join((args.app_username, *args.service_roles)),
                     "DB_SSLMODE": "require",
                 }
             ),
@@ -427,21 +462,24 @@ class Database(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
-        invocation = aws.lambda_.Invocation(
-            f"{name}-roles-invocation",
-            function_name=function.name,
-            input=json.dumps({}),
-            # CREATE_ONLY (the default) invokes on create and on replacement; a changed trigger replaces it.
-            triggers={
-                "instance": self.instance.resource_id,
-                "database": args.db_name,
-                "appUser": args.app_username,
-                "code": package.digest,
-            },
-            # The function must reach the database and Secrets Manager when it runs.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[function, network]),
-        )
-        return function, invocation
+        invocations = {
+            role: aws.lambda_.Invocation(
+                f"{name}-roles-invocation" if role == args.app_username else f"{name}-roles-invocation-{role}",
+                function_name=function.name,
+                input=json.dumps({"roles": [role]}),
+                # CREATE_ONLY (the default) invokes on create and on replacement; a changed trigger replaces it.
+                triggers={
+                    "instance": self.instance.resource_id,
+                    "database": args.db_name,
+                    "role": role,
+                    "code": package.digest,
+                },
+                # The function must reach the database and Secrets Manager when it runs.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[function, network]),
+            )
+            for role in (args.app_username, *args.service_roles)
+        }
+        return function, invocations
 
     def _roles_function_network(
         self, name: str, args: DatabaseArgs

@@ -48,6 +48,9 @@ class ServiceAttachment:
     """Container `secrets`: variable name -> Secrets Manager/SSM ARN (optionally with `:json-key::`). Default: none."""
     secret_arns: Sequence[pulumi.Input[str]] = ()
     """Secret/parameter ARNs the execution role may read for `secrets`. Default: none."""
+    execution_role_statements: Sequence[pulumi.Input[Mapping[str, Any]]] = ()
+    """IAM statements the execution role needs beyond reading `secret_arns`, e.g. decrypting them with a
+    customer-managed key, scoped to its ARN. Default: none."""
     volumes: Sequence[aws.ecs.TaskDefinitionVolumeArgs] = ()
     """Task definition volumes the mount points refer to. Default: none."""
     mount_points: Sequence[MountPoint] = ()
@@ -234,6 +237,11 @@ class FargateTask:
                 role=role.id,
                 policy=secret_read_policy(secret_arns),
                 opts=self._opts,
+            )
+        statements = [s for a in self.spec.attachments for s in a.execution_role_statements]
+        if statements:
+            aws.iam.RolePolicy(
+                f"{prefix}-exec-policy", role=role.id, policy=policy_document(statements), opts=self._opts
             )
         return role
 

@@ -5,6 +5,11 @@ it has a port), scales on CPU and memory (and on requests per target behind the 
 along the paths config declares: `allow_call` opens caller SG -> callee SG on the callee's port, `allow_from`
 lets an entry (the ALB, the HTTP API's VPC link) in on the service's port. Public services behind an HTTP API
 also register in Cloud Map with SRV records (the address and port an HTTP API private integration resolves).
+
+What a service owns besides its task: a queue it consumes (components/service_queue.py; it also scales on the
+queue's backlog per task), secrets the platform generates for it, and the right to send email from one address.
+The queue and the generated secrets are encrypted with the service's own KMS key, so a grant on that key is a
+grant on this service's data only.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from components.ecs_task import (
     DeploymentWait,
@@ -24,7 +30,9 @@ from components.ecs_task import (
     ServiceConnect,
     allow_between,
 )
-from components.iam import policy_document
+from components.iam import allow, policy_document
+from components.kms import rotating_key
+from components.service_queue import ServiceQueue, ServiceQueueArgs, backlog_per_task_scaling, wake_from_zero
 from components.tracing import CollectorImage, TracingArgs, TracingSidecar, cache_pull_statements, tracing_sidecar
 from components.web_service import REQUESTS_PER_TARGET_PER_MINUTE, SCALE_IN_COOLDOWN, SCALE_OUT_COOLDOWN
 from components.web_service import _http_probe as http_probe  # one probe for every web-facing service
@@ -53,6 +61,16 @@ class AlbEntry:
     """ALB ARN suffix (request-count scaling's resource label)."""
     routes: Sequence[AlbRoute]
     """One listener rule per route."""
+
+
+@dataclass(frozen=True)
+class EmailSender:
+    """Sending email through Amazon SES as one From address."""
+
+    from_address: str
+    """The only From address the service may use (`EMAIL_FROM`)."""
+    identity: str
+    """The SES identity (domain or address, verified out of band) that authorizes sending as `from_address`."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,17 @@ class MicroserviceArgs:
     """Trace with this collector image: the ADOT collector sidecar (components/tracing.py), OpenTelemetry's
     variables on the app, X-Ray writes for the task role and, through a pull-through cache, the execution role's
     import grant. Default: none (no tracing)."""
+    alert_topic_arn: pulumi.Input[str] | None = None
+    """Topic the alarms of the service's queue notify; required with `queue`. Default: none."""
+    queue: ServiceQueueArgs | None = None
+    """Own a queue and consume it: `QUEUE_URL`, receive/delete/change-visibility, alarms, scaling on its backlog per
+    task next to CPU and memory. Senders get `queue.sender_attachment()`. Default: none."""
+    generated_secrets: Mapping[str, int] = field(default_factory=dict)
+    """Secrets the platform generates once: variable name -> random bytes, base64-encoded into a Secrets Manager
+    secret under the service's key and given to the container in `secrets`. Default: none."""
+    email: EmailSender | None = None
+    """Send email through SES: `EMAIL_FROM`, and SendEmail/SendRawEmail on that identity as that From address
+    only. Default: none."""
 
 
 class Microservice(pulumi.ComponentResource):
@@ -138,6 +167,10 @@ class Microservice(pulumi.ComponentResource):
     """Cloud Map service (SRV) an HTTP API integrates with; None unless `register_for_http_api`."""
     target_group_arn_suffix: pulumi.Output[str] | None
     """Target group ARN suffix behind the ALB; None without ALB routes."""
+    key: aws.kms.Key | None
+    """The service's own KMS key (its queue, its generated secrets); None when it owns neither."""
+    queue: ServiceQueue | None
+    """The queue the service owns and consumes; senders use its `sender_attachment()`. None without `queue`."""
 
     def __init__(self, name: str, args: MicroserviceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:microservice:Microservice", name, None, opts)
@@ -146,7 +179,9 @@ class Microservice(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         self._prefix = f"{args.name_prefix}-{args.service_name}"
         self.tracing = _tracing(args)
-        self.task = FargateTask(self._task_spec(args), parent=self)
+        self.key = self._own_key(args)
+        self.queue = self._own_queue(args, self.key)
+        self.task = FargateTask(self._task_spec(args, self._own_attachments(args)), parent=self)
         if args.tracing is not None and args.tracing.cache_prefix is not None:
             aws.iam.RolePolicy(
                 f"{self._prefix}-exec-pull-through-cache",
@@ -191,12 +226,12 @@ class Microservice(pulumi.ComponentResource):
         self.target_group_arn_suffix = self.target_group.arn_suffix if self.target_group else None
         self.register_outputs({"service_name": self.service_name, "security_group_id": self.security_group_id})
 
-    def _task_spec(self, args: MicroserviceArgs) -> FargateTaskSpec:
+    def _task_spec(self, args: MicroserviceArgs, own: Sequence[ServiceAttachment]) -> FargateTaskSpec:
         environment: dict[str, pulumi.Input[str]] = {"SERVICE_NAME": args.service_name}
         if args.port is not None:
             environment["PORT"] = str(args.port)
         environment.update(args.environment)
-        attachments, sidecars = list(args.attachments), list(args.sidecars)
+        attachments, sidecars = [*args.attachments, *own], list(args.sidecars)
         depends_on: list[Mapping[str, str]] = []
         if self.tracing is not None:
             attachments.append(
@@ -229,6 +264,66 @@ class Microservice(pulumi.ComponentResource):
             service_connect=ServiceConnect(args.namespace_arn, args.request_timeout_seconds),
             sidecars=sidecars,
             container_depends_on=depends_on,
+        )
+
+    # --- What the service owns ---
+
+    def _own_key(self, args: MicroserviceArgs) -> aws.kms.Key | None:
+        if args.queue is None and not args.generated_secrets:
+            return None
+        return rotating_key(
+            f"{self._prefix}-key",
+            description=f"{self._prefix}: its queue and generated secrets",
+            account_id=args.account_id,
+            region=args.region,
+            opts=self._child,
+        )
+
+    def _own_queue(self, args: MicroserviceArgs, key: aws.kms.Key | None) -> ServiceQueue | None:
+        if args.queue is None or key is None or args.alert_topic_arn is None:  # _validate requires the topic
+            return None
+        return ServiceQueue(
+            self._prefix, args.queue, kms_key_arn=key.arn, alert_topic_arn=args.alert_topic_arn, parent=self
+        )
+
+    def _own_attachments(self, args: MicroserviceArgs) -> list[ServiceAttachment]:
+        own: list[ServiceAttachment] = []
+        if self.queue is not None:
+            own.append(self.queue.consumer_attachment())
+        if args.generated_secrets and self.key is not None:
+            own.append(self._generated_secrets(args, self.key))
+        if args.email is not None:
+            own.append(email_attachment(args.email, args.region, args.account_id))
+        return own
+
+    def _generated_secrets(self, args: MicroserviceArgs, key: aws.kms.Key) -> ServiceAttachment:
+        """Random bytes kept (encrypted) in the stack state, so `pulumi up` never rotates them by accident, and a
+        secret under the service's key; the execution role may decrypt with that key through Secrets Manager only."""
+        secrets: dict[str, pulumi.Input[str]] = {}
+        for variable, size in sorted(args.generated_secrets.items()):
+            slug = variable.lower().replace("_", "-")
+            value = random.RandomBytes(f"{self._prefix}-{slug}", length=size, opts=self._child)
+            secret = aws.secretsmanager.Secret(
+                f"{self._prefix}-{slug}-secret",
+                name_prefix=f"{args.name_prefix}/{args.service_name}/{variable}-",
+                description=f"{self._prefix} {variable}: {size} random bytes, base64, generated by the platform",
+                kms_key_id=key.arn,
+                recovery_window_in_days=7,
+                opts=self._child,
+            )
+            version = aws.secretsmanager.SecretVersion(
+                f"{self._prefix}-{slug}-version", secret_id=secret.id, secret_string=value.base64, opts=self._child
+            )
+            # Named in the task definition only once it has a value: a task started earlier could not start.
+            secrets[variable] = pulumi.Output.all(secret.arn, version.id).apply(lambda values: values[0])
+        via_secrets_manager = {"StringEquals": {"kms:ViaService": f"secretsmanager.{args.region}.amazonaws.com"}}
+        return ServiceAttachment(
+            name="generated-secrets",
+            secrets=secrets,
+            secret_arns=list(secrets.values()),
+            execution_role_statements=[
+                {**allow(["kms:Decrypt"], [key.arn], sid="DecryptOwnSecrets"), "Condition": via_secrets_manager}
+            ],
         )
 
     @staticmethod
@@ -325,6 +420,16 @@ class Microservice(pulumi.ComponentResource):
             # Request count is an ALB metric: only services behind the ALB scale on it.
             label = pulumi.Output.concat(args.alb.arn_suffix, "/", self.target_group.arn_suffix)
             policies.append(("requests", "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, label))
+        if self.queue is not None and args.queue is not None:
+            # Target tracking policies combine: out when any asks, in only when all agree, so CPU and memory never
+            # take tasks away from a backlog.
+            queues = {"queue": self.queue.name}
+            scaling = {"queues": queues, "cluster_name": args.cluster_name, "service_name": self.service.name}
+            backlog_per_task_scaling(
+                self._prefix, target, target_value=args.queue.backlog_per_task_target, opts=self._child, **scaling
+            )
+            if args.min_count == 0:
+                wake_from_zero(self._prefix, target, min_count=args.min_count, opts=self._child, **scaling)
         for kind, metric, value, label in policies:
             aws.appautoscaling.Policy(
                 f"{self._prefix}-{kind}-scaling",
@@ -357,6 +462,17 @@ def _tracing(args: MicroserviceArgs) -> TracingSidecar | None:
     )
 
 
+def email_attachment(email: EmailSender, region: str, account_id: pulumi.Input[str]) -> ServiceAttachment:
+    """`EMAIL_FROM`, and SendEmail/SendRawEmail on the SES identity only with that From address (`ses:FromAddress`:
+    the identity would otherwise allow any address of its domain)."""
+    identity = pulumi.Output.concat("arn:aws:ses:", region, ":", account_id, ":identity/", email.identity)
+    statement = allow(["ses:SendEmail", "ses:SendRawEmail"], [identity], sid="SendEmailAsFromAddress")
+    statement["Condition"] = {"StringEquals": {"ses:FromAddress": email.from_address}}
+    return ServiceAttachment(
+        name="email", environment={"EMAIL_FROM": email.from_address}, task_role_statements=[statement]
+    )
+
+
 def allow_call(caller: Microservice, callee: Microservice) -> None:
     """A declared call: caller SG -> callee SG on the callee's port; the rules belong to the callee."""
     callee.allow_from(caller.args.service_name, caller.security_group_id)
@@ -386,6 +502,13 @@ def _validate(args: MicroserviceArgs) -> None:
         problems.append("register_for_http_api: needs a port")
     if not args.min_count <= args.desired_count <= args.max_count:
         problems.append(f"desired_count: {args.desired_count} is outside {args.min_count}..{args.max_count}")
+    if args.queue is not None and args.alert_topic_arn is None:
+        problems.append("queue: needs alert_topic_arn (the queue's alarms notify it)")
+    for variable, size in sorted(args.generated_secrets.items()):
+        if not 16 <= size <= 1024:
+            problems.append(f"generated_secrets.{variable}: {size} bytes; allowed: 16-1024")
+        if variable in args.environment or variable in args.secrets:
+            problems.append(f"generated_secrets.{variable}: also in environment or secrets; allowed: one of them")
     if problems:
         raise ValueError(
             f"invalid MicroserviceArgs for {args.service_name}:\n" + "\n".join(f"  - {p}" for p in problems)

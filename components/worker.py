@@ -20,6 +20,7 @@ import pulumi_aws as aws
 from components.ecs_task import DeploymentWait, FargateTask, FargateTaskSpec, ServiceAttachment
 from components.iam import allow, deny_insecure_transport, policy_document
 from components.monitoring import alarm
+from components.service_queue import backlog_per_task_scaling, wake_from_zero
 
 PRIORITIES = ("high", "normal", "low")
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
@@ -231,130 +232,14 @@ class QueueWorker(pulumi.ComponentResource):
     def _scaling(self, prefix: str) -> None:
         args = self._args
         target = self.task.scaling_target(self.service, args.cluster_name, args.min_count, args.max_count)
-        metric = (
-            aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs
-        )
-        stat = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatArgs
-        inner = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs
-        dimension = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs
-
-        def queue_metric(priority: str) -> object:
-            return metric(
-                id=f"visible_{priority}",
-                return_data=False,
-                metric_stat=stat(
-                    stat="Sum",
-                    metric=inner(
-                        namespace="AWS/SQS",
-                        metric_name="ApproximateNumberOfMessagesVisible",
-                        dimensions=[dimension(name="QueueName", value=self.queues[priority].name)],
-                    ),
-                ),
-            )
-
-        tasks = metric(
-            id="running",
-            return_data=False,
-            metric_stat=stat(
-                stat="Average",
-                metric=inner(
-                    namespace="ECS/ContainerInsights",
-                    metric_name="RunningTaskCount",
-                    dimensions=[
-                        dimension(name="ClusterName", value=args.cluster_name),
-                        dimension(name="ServiceName", value=self.service.name),
-                    ],
-                ),
-            ),
-        )
-        # SQS stops publishing metrics for queues idle for hours: a missing term counts as an empty queue.
-        backlog = " + ".join(f"FILL(visible_{p}, 0)" for p in PRIORITIES)
-        per_task = metric(
-            id="backlog_per_task",
-            label="Visible messages per running task",
-            expression=f"IF(FILL(running, 0) > 0, ({backlog}) / FILL(running, 0), {backlog})",
-            return_data=True,
-        )
-        aws.appautoscaling.Policy(
-            f"{prefix}-backlog-per-task",
-            policy_type="TargetTrackingScaling",
-            resource_id=target.resource_id,
-            scalable_dimension=target.scalable_dimension,
-            service_namespace=target.service_namespace,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                target_value=args.backlog_per_task_target,
-                scale_in_cooldown=300,
-                scale_out_cooldown=60,
-                customized_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs(
-                    metrics=[*(queue_metric(p) for p in PRIORITIES), tasks, per_task],  # type: ignore[list-item]
-                ),
-            ),
-            opts=self._child,
-        )
-        self._scale_from_zero(prefix, target, backlog)
-
-    def _scale_from_zero(self, prefix: str, target: aws.appautoscaling.Target, backlog: str) -> None:
-        args = self._args
-        wake = aws.appautoscaling.Policy(
-            f"{prefix}-wake-from-zero",
-            policy_type="StepScaling",
-            resource_id=target.resource_id,
-            scalable_dimension=target.scalable_dimension,
-            service_namespace=target.service_namespace,
-            step_scaling_policy_configuration=aws.appautoscaling.PolicyStepScalingPolicyConfigurationArgs(
-                adjustment_type="ExactCapacity",
-                cooldown=60,
-                metric_aggregation_type="Maximum",
-                step_adjustments=[
-                    aws.appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs(
-                        scaling_adjustment=max(1, args.min_count), metric_interval_lower_bound="0"
-                    )
-                ],
-            ),
-            opts=self._child,
-        )
-        query = aws.cloudwatch.MetricAlarmMetricQueryArgs
-        queue_queries = [
-            query(
-                id=f"visible_{p}",
-                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace="AWS/SQS",
-                    metric_name="ApproximateNumberOfMessagesVisible",
-                    dimensions={"QueueName": self.queues[p].name},
-                    period=60,
-                    stat="Maximum",
-                ),
-            )
-            for p in PRIORITIES
-        ]
-        # Wake only a service whose desired count is 0: never fight target tracking while tasks start or crash.
-        desired = query(
-            id="desired",
-            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace="ECS/ContainerInsights",
-                metric_name="DesiredTaskCount",
-                dimensions={"ClusterName": args.cluster_name, "ServiceName": self.service.name},
-                period=60,
-                stat="Maximum",
-            ),
-        )
-        idle_with_work = query(
-            id="idle_with_work",
-            label="Work waiting and no task running",
-            expression=f"IF(FILL(desired, 0) == 0 AND ({backlog}) > 0, 1, 0)",
-            return_data=True,
-        )
-        aws.cloudwatch.MetricAlarm(
-            f"{prefix}-wake-from-zero-alarm",
-            alarm_description=f"{prefix}: a job is waiting and no worker runs; start one",
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=1,
-            evaluation_periods=1,
-            metric_queries=[*queue_queries, desired, idle_with_work],
-            treat_missing_data="notBreaching",
-            alarm_actions=[wake.arn],
-            opts=self._child,
-        )
+        scaling = {
+            "queues": {p: self.queues[p].name for p in PRIORITIES},
+            "cluster_name": args.cluster_name,
+            "service_name": self.service.name,
+            "opts": self._child,
+        }
+        backlog_per_task_scaling(prefix, target, target_value=args.backlog_per_task_target, **scaling)
+        wake_from_zero(prefix, target, min_count=args.min_count, **scaling)
 
     # --- Alarms ---
 

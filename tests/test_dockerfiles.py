@@ -18,7 +18,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = ("services/api/Dockerfile", "services/worker/Dockerfile")
+EXPECTED = (
+    "services/api/Dockerfile",
+    "services/worker/Dockerfile",
+    *(f"services/shop/{name}/Dockerfile" for name in ("users", "products", "orders", "payments", "notifications")),
+)
 CHECKOV = "checkov==3.3.30"
 # The CodeBuild gate fails on errors; the suite is stricter and fails on warnings too (info and style only print).
 HADOLINT_THRESHOLD = "warning"

@@ -25,7 +25,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = ("services/api/Dockerfile", "services/worker/Dockerfile")
+DOCKERFILES = (
+    "services/api/Dockerfile",
+    "services/worker/Dockerfile",
+    *(f"services/shop/{name}/Dockerfile" for name in ("users", "products", "orders", "payments", "notifications")),
+)
 VENV = "/opt/venv"
 
 # Lowest release without the listed CVEs (each project's advisory gives the fixed version).

@@ -169,6 +169,9 @@ def permissions_boundary(
             ),
             allow("Queues", _SQS_ACTIONS, arns("sqs", "{p}-*")),
             allow("Topics", ("sns:Publish",), arns("sns", "{p}-*")),
+            # Services with `email` send as one address of a verified SES identity (their own grant adds the
+            # ses:FromAddress condition); identities are verified out of band, so any of the account's may be named.
+            allow("Email", ("ses:SendEmail", "ses:SendRawEmail"), account.arn("ses", "identity/*")),
             allow("Buckets", ("s3:*",), sorted([*buckets, *(f"{b}/*" for b in buckets)])),
             {
                 "Sid": "PassOwnRoles",

@@ -1,19 +1,25 @@
-"""Database roles: make sure the services' own PostgreSQL role exists and can use IAM authentication.
+"""Database roles: make sure the services' own PostgreSQL roles exist and can use IAM authentication.
 
-Invoked by the Pulumi program (`aws.lambda_.Invocation`) after the RDS instance is created or replaced, and safe to
-invoke by hand at any time (`aws lambda invoke --function-name <app>-<env>-db-roles out.json`): every step looks
-before it changes anything, so a second run changes nothing. The event is ignored.
+Invoked by the Pulumi program (`aws.lambda_.Invocation`, one per role) after the RDS instance is created or replaced,
+and safe to invoke by hand at any time (`aws lambda invoke --function-name <app>-<env>-db-roles out.json`): every step
+looks before it changes anything, so a second run changes nothing. The event may name the roles to ensure,
+`{"roles": ["orders"]}`, each one of the configured ROLES; without it (`{}`) every configured role is ensured.
 
 It reads the RDS-managed master secret at invocation time, so the weekly rotation of the master password never
-matters, connects as the master user over TLS and, for the role APP_USER:
+matters, connects as the master user over TLS and, for each role:
 
 - creates it with LOGIN and no password, and grants it `rds_iam` (RDS then accepts only IAM tokens for it);
-- gives it a schema of its own name, with USAGE and CREATE, as its search_path in DB_NAME: PostgreSQL 15+ no longer
-  lets every role create in `public`, and the services' migrations create their tables as this role.
+- gives it a schema of its own name that it owns (`AUTHORIZATION`), as its search_path in DB_NAME: PostgreSQL 15+ no
+  longer lets every role create in `public`, the services' migrations create their tables as the role, and no other
+  role is granted anything on the schema, so no service reads another's tables.
+
+Handing a schema to another owner needs membership in that role, which would make the master user a member of
+`rds_iam` through it (and RDS would then refuse its password): the membership is granted and revoked inside the
+same transaction, so no other session ever sees it.
 
 Runs on the Lambda Python runtime with the runtime's boto3 and pg8000 (pure Python, packaged with this file).
-Configuration: `DB_HOST`, `DB_PORT`, `DB_NAME`, `MASTER_SECRET_ARN`, `APP_USER`, `DB_SSLMODE` (`require`, or
-`disable` for a local server without TLS).
+Configuration: `DB_HOST`, `DB_PORT`, `DB_NAME`, `MASTER_SECRET_ARN`, `ROLES` (comma-separated), `DB_SSLMODE`
+(`require`, or `disable` for a local server without TLS).
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Mapping
-from contextlib import closing
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -50,18 +56,22 @@ class Settings:
     port: int
     database: str
     master_secret_arn: str
-    app_user: str
+    roles: tuple[str, ...]
     sslmode: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the function's configuration; a bad value is a deployment error and raises."""
-        required = ("DB_HOST", "DB_PORT", "DB_NAME", "MASTER_SECRET_ARN", "APP_USER")
+        required = ("DB_HOST", "DB_PORT", "DB_NAME", "MASTER_SECRET_ARN", "ROLES")
         missing = [key for key in required if not env.get(key)]
         if missing:
             raise RuntimeError(f"db_roles is misconfigured: {', '.join(missing)} not set")
-        for key in ("DB_NAME", "APP_USER"):
-            check_identifier(key, env[key])
+        check_identifier("DB_NAME", env["DB_NAME"])
+        roles = tuple(role.strip() for role in env["ROLES"].split(","))
+        for role in roles:
+            check_identifier("ROLES", role)
+        if len(set(roles)) != len(roles):
+            raise RuntimeError(f"ROLES={env['ROLES']!r} names a role twice; allowed: each role once")
         if not env["DB_PORT"].isdigit() or not 1 <= int(env["DB_PORT"]) <= 65535:
             raise RuntimeError(f"DB_PORT={env['DB_PORT']!r} must be a port number, 1-65535")
         sslmode = env.get("DB_SSLMODE", "require")
@@ -72,9 +82,21 @@ class Settings:
             port=int(env["DB_PORT"]),
             database=env["DB_NAME"],
             master_secret_arn=env["MASTER_SECRET_ARN"],
-            app_user=env["APP_USER"],
+            roles=roles,
             sslmode=sslmode,
         )
+
+    def requested_roles(self, event: Any) -> tuple[str, ...]:
+        """The roles an event asks for (`{"roles": [...]}`), each a configured one; all of them without a list."""
+        requested = event.get("roles") if isinstance(event, Mapping) else None
+        if requested is None:
+            return self.roles
+        if not isinstance(requested, list) or not requested:
+            raise RuntimeError(f"event roles={requested!r}; allowed: a non-empty list of {', '.join(self.roles)}")
+        unknown = [role for role in requested if role not in self.roles]
+        if unknown:
+            raise RuntimeError(f"event roles {unknown!r} are not configured; allowed: {', '.join(self.roles)}")
+        return tuple(dict.fromkeys(requested))
 
 
 def check_identifier(label: str, value: str) -> None:
@@ -119,8 +141,8 @@ def connect(settings: Settings, user: str, password: str) -> pg8000.native.Conne
     )
 
 
-def ensure_app_role(conn: pg8000.native.Connection, role: str, database: str) -> list[str]:
-    """Bring `role` to the state the services need; return what had to change (empty when nothing did)."""
+def ensure_role(conn: pg8000.native.Connection, role: str, database: str) -> list[str]:
+    """Bring `role` to the state a service needs; return what had to change (empty when nothing did)."""
     check_identifier("role", role)
     check_identifier("database", database)
     changes: list[str] = []
@@ -154,20 +176,47 @@ def _is_member(conn: pg8000.native.Connection, member: str, group: str) -> bool:
 
 
 def _ensure_own_schema(conn: pg8000.native.Connection, role: str) -> list[str]:
-    changes: list[str] = []
-    if not _value(conn, "SELECT true FROM pg_namespace WHERE nspname = :schema", schema=role):
-        conn.run(f"CREATE SCHEMA {identifier(role)}")
-        changes.append(f"created schema {role}")
-    granted = _value(
+    owner = _value(
         conn,
-        "SELECT has_schema_privilege(:role, :schema, 'USAGE') AND has_schema_privilege(:role, :schema, 'CREATE')",
-        role=role,
+        "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = :schema",
         schema=role,
     )
-    if not granted:
-        conn.run(f"GRANT USAGE, CREATE ON SCHEMA {identifier(role)} TO {identifier(role)}")
-        changes.append(f"granted USAGE, CREATE on schema {role} to {role}")
-    return changes
+    if owner == role:
+        return []
+    with _acting_for(conn, role):
+        if owner is None:
+            conn.run(f"CREATE SCHEMA {identifier(role)} AUTHORIZATION {identifier(role)}")
+            return [f"created schema {role} owned by {role}"]
+        conn.run(f"ALTER SCHEMA {identifier(role)} OWNER TO {identifier(role)}")
+        return [f"gave schema {role} (owned by {owner}) to {role}"]
+
+
+@contextmanager
+def _acting_for(conn: pg8000.native.Connection, role: str) -> Iterator[None]:
+    """One transaction in which the master user is a member of `role`, as giving it a schema requires.
+
+    The membership is revoked before the commit: a master user that is a member of `rds_iam`, even through another
+    role, can no longer log in with its password, so no other session may ever see it.
+    """
+    master = identifier(_value(conn, "SELECT current_user"))
+    already = _value(conn, "SELECT pg_has_role(current_user, :role, 'MEMBER')", role=role)
+    conn.run("BEGIN")
+    try:
+        if not already:
+            # PostgreSQL 16+ separates SET (needed to give an object to a role) from INHERIT; 15 has neither option.
+            options = " WITH INHERIT FALSE, SET TRUE" if _server_version(conn) >= 160000 else ""
+            conn.run(f"GRANT {identifier(role)} TO {master}{options}")
+        yield
+        if not already:
+            conn.run(f"REVOKE {identifier(role)} FROM {master}")
+        conn.run("COMMIT")
+    except BaseException:
+        conn.run("ROLLBACK")
+        raise
+
+
+def _server_version(conn: pg8000.native.Connection) -> int:
+    return int(_value(conn, "SELECT current_setting('server_version_num')"))
 
 
 def _ensure_search_path(conn: pg8000.native.Connection, role: str, database: str) -> list[str]:
@@ -187,11 +236,14 @@ def _ensure_search_path(conn: pg8000.native.Connection, role: str, database: str
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     settings = Settings.from_env(os.environ)
+    roles = settings.requested_roles(event)
     user, password = master_credentials(settings.master_secret_arn)
-    if user == settings.app_user:
+    if user in roles:
         # rds_iam would turn off password logins for the master user itself.
-        raise RuntimeError(f"APP_USER={settings.app_user!r} is the master user; the services need a role of their own")
+        raise RuntimeError(f"ROLES names {user!r}, the master user; every service needs a role of its own")
+    changes: dict[str, list[str]] = {}
     with closing(connect(settings, user, password)) as conn:
-        changes = ensure_app_role(conn, settings.app_user, settings.database)
-    logger.info(json.dumps({"message": "app role ensured", "role": settings.app_user, "changes": changes}))
-    return {"role": settings.app_user, "database": settings.database, "changes": changes}
+        for role in roles:
+            changes[role] = ensure_role(conn, role, settings.database)
+    logger.info(json.dumps({"message": "roles ensured", "database": settings.database, "changes": changes}))
+    return {"database": settings.database, "changes": changes}

@@ -12,19 +12,56 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from psycopg import AsyncConnection, Connection
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from pydantic import SecretStr
 
-from services.common.settings import Settings
+
+class DatabaseSettings(Protocol):
+    """The DB_* part of a settings class (services.common.settings.Settings, the shop's ShopSettings)."""
+
+    @property
+    def APP_ENV(self) -> str: ...
+    @property
+    def AWS_REGION(self) -> str: ...
+    @property
+    def DB_HOST(self) -> str: ...
+    @property
+    def DB_PORT(self) -> int: ...
+    @property
+    def DB_NAME(self) -> str: ...
+    @property
+    def DB_USER(self) -> str: ...
+    @property
+    def DB_AUTH(self) -> str: ...
+    @property
+    def DB_PASSWORD(self) -> SecretStr | None: ...
+    @property
+    def DB_SSLMODE(self) -> str: ...
+    @property
+    def DB_POOL_MAX(self) -> int: ...
+    @property
+    def DB_POOL_TIMEOUT_SECONDS(self) -> float: ...
+    @property
+    def pool_min(self) -> int: ...
 
 
-def conninfo(settings: Settings, dbname: str | None = None) -> str:
-    """Everything about a connection except its credential (`connection_password` supplies that per connection)."""
+def conninfo(
+    settings: DatabaseSettings,
+    dbname: str | None = None,
+    *,
+    application_name: str | None = None,
+    options: str | None = None,
+) -> str:
+    """Everything about a connection except its credential (`connection_password` supplies that per connection).
+
+    `options` is libpq's per-connection server settings (for example `-c search_path=orders`)."""
+    extra = {"options": options} if options else {}
     return make_conninfo(
         host=settings.DB_HOST,
         port=settings.DB_PORT,
@@ -32,14 +69,15 @@ def conninfo(settings: Settings, dbname: str | None = None) -> str:
         user=settings.DB_USER,
         sslmode=settings.DB_SSLMODE,
         connect_timeout=5,
-        application_name=f"cp-{settings.APP_ENV}",
+        application_name=application_name or f"cp-{settings.APP_ENV}",
         # Dead peers (failover, NAT timeouts) must surface as errors, not hung requests.
         keepalives=1,
         keepalives_idle=30,
+        **extra,
     )
 
 
-def rds_auth_token(settings: Settings) -> str:
+def rds_auth_token(settings: DatabaseSettings) -> str:
     """A new IAM authentication token for DB_USER at DB_HOST:DB_PORT, signed with the task role's credentials.
 
     The one place tokens are made. Signing is local (no AWS call); the token is a presigned `rds-db:connect`
@@ -56,21 +94,26 @@ def _rds_client(region: str) -> Any:
     return boto3.client("rds", region_name=region)
 
 
-def connection_password(settings: Settings) -> str | None:
+def connection_password(settings: DatabaseSettings) -> str | None:
     """The credential for a connection about to be opened."""
     if settings.DB_AUTH == "iam":
         return rds_auth_token(settings)
     return settings.DB_PASSWORD.get_secret_value() if settings.DB_PASSWORD else None
 
 
-def connect(settings: Settings, dbname: str | None = None) -> Connection[DictRow]:
+def connect(
+    settings: DatabaseSettings, dbname: str | None = None, *, options: str | None = None
+) -> Connection[DictRow]:
     """One connection outside the pools (migrations, set-up), with the same credential path as the pools."""
     return Connection[DictRow].connect(
-        conninfo(settings, dbname), autocommit=True, row_factory=dict_row, password=connection_password(settings)
+        conninfo(settings, dbname, options=options),
+        autocommit=True,
+        row_factory=dict_row,
+        password=connection_password(settings),
     )
 
 
-def _connection_kwargs(settings: Settings) -> Callable[[], dict[str, Any]]:
+def _connection_kwargs(settings: DatabaseSettings) -> Callable[[], dict[str, Any]]:
     # psycopg_pool >= 3.3 calls a callable `kwargs` for every new connection, so each gets a fresh credential.
     def kwargs() -> dict[str, Any]:
         return {"autocommit": True, "row_factory": dict_row, "password": connection_password(settings)}
@@ -78,7 +121,14 @@ def _connection_kwargs(settings: Settings) -> Callable[[], dict[str, Any]]:
     return kwargs
 
 
-def async_pool(settings: Settings) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
+def async_pool(
+    settings: DatabaseSettings,
+    *,
+    name: str = "api",
+    application_name: str | None = None,
+    options: str | None = None,
+) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
+    """An unopened pool; `name` names it in psycopg_pool's logs, the other keywords go to `conninfo`."""
     sync_kwargs = _connection_kwargs(settings)
 
     async def kwargs() -> dict[str, Any]:
@@ -86,18 +136,18 @@ def async_pool(settings: Settings) -> AsyncConnectionPool[AsyncConnection[DictRo
         return await asyncio.to_thread(sync_kwargs)
 
     return AsyncConnectionPool(
-        conninfo(settings),
+        conninfo(settings, application_name=application_name, options=options),
         connection_class=AsyncConnection[DictRow],
         kwargs=kwargs,
         min_size=settings.pool_min,
         max_size=settings.DB_POOL_MAX,
         timeout=settings.DB_POOL_TIMEOUT_SECONDS,
         open=False,
-        name="api",
+        name=name,
     )
 
 
-def sync_pool(settings: Settings) -> ConnectionPool[Connection[DictRow]]:
+def sync_pool(settings: DatabaseSettings) -> ConnectionPool[Connection[DictRow]]:
     return ConnectionPool(
         conninfo(settings),
         connection_class=Connection[DictRow],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,15 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys
 }
 
 
+# Adds request-scoped fields (for example trace ids) to a log entry about to be written.
+ContextFields = Callable[[dict[str, Any]], None]
+
+
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, context_fields: ContextFields | None = None) -> None:
         super().__init__()
         self._service = service
+        self._context_fields = context_fields
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -38,6 +43,8 @@ class JsonFormatter(logging.Formatter):
         job_id = _job_id.get()
         if job_id is not None:
             entry["job_id"] = job_id
+        if self._context_fields is not None:
+            self._context_fields(entry)
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -46,9 +53,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(service: str, level: str) -> None:
+def configure_logging(service: str, level: str, context_fields: ContextFields | None = None) -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(JsonFormatter(service, context_fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -208,6 +208,19 @@ def test_the_boundary_connects_to_databases_only_as_the_application_users():
     ]
 
 
+def test_the_boundary_lets_services_send_email_only_through_ses_identities():
+    identity = "arn:aws:ses:eu-west-1:123456789012:identity/shop.example.org"
+    assert bounded(
+        settings(),
+        [
+            Request("ses:SendEmail", identity, in_region()),
+            Request("ses:SendRawEmail", identity, in_region()),
+            Request("ses:SendEmail", identity, {"aws:RequestedRegion": "us-east-1"}),
+            Request("ses:CreateEmailIdentity", identity, in_region()),
+        ],
+    ) == ["Allowed", "Allowed", "ImplicitlyDenied", "ImplicitlyDenied"]
+
+
 # --- Images pulled through the account's cache (the tracing collector) ---
 
 

@@ -105,7 +105,8 @@ def test_the_step_audits_the_lock_and_the_image_requirements(tmp_path: Path) -> 
     [audit] = [argv for argv in calls if argv[0] == "uvx"]
     assert option_values(audit, "--from") == [audit_step(audit_job())["env"]["PIP_AUDIT"]]
     audited = option_values(audit, "-r", "--requirement")
-    assert sorted(audited) == sorted([*option_values(export, "--output-file", "-o"), "services/requirements.txt"])
+    images = ["services/requirements.txt", "services/shop/requirements.txt"]
+    assert sorted(audited) == sorted([*option_values(export, "--output-file", "-o"), *images])
     assert {"--strict", "--require-hashes"} <= set(audit), f"audit exactly the hashed pins, strictly: {audit}"
 
 

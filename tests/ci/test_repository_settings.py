@@ -26,15 +26,17 @@ def test_dependabot_covers_every_ecosystem_the_repository_pins():
         ("github-actions", "/.github/actions/*"),
         ("uv", "/"),
         ("pip", "/services"),
+        ("pip", "/services/shop"),
         ("pip", "/policy"),
         ("docker", "/services/api"),
         ("docker", "/services/worker"),
+        ("docker", "/services/shop/*"),
         ("npm", "/"),
     }
     assert covered == expected
     for ecosystem, directory in covered:
         if ecosystem == "docker":
-            assert (ROOT / directory.lstrip("/") / "Dockerfile").is_file()
+            assert list(ROOT.glob(directory.lstrip("/") + "/Dockerfile")), f"no Dockerfile in {directory}"
         if ecosystem == "pip":
             assert (ROOT / directory.lstrip("/") / "requirements.txt").is_file()
     assert all(update["cooldown"]["default-days"] >= 7 for update in _updates())

@@ -191,6 +191,20 @@ def test_connections_alarm_threshold_can_be_set():
         ({"app_username": "rds_iam"}, "app_username='rds_iam' must differ from master_username='dbadmin' and not"),
         ({"app_username": "pg_app"}, "app_username='pg_app' must differ from master_username='dbadmin' and not"),
         ({"roles_function_reserved_concurrency": 0}, "roles_function_reserved_concurrency=0 must be at least 1"),
+        ({"service_roles": ["orders", "Orders"]}, "service_roles: 'Orders' must be lowercase letters, digits, _"),
+        (
+            {"service_roles": ["rds_proxy"]},
+            "service_roles: 'rds_proxy' must be lowercase letters, digits, _, not start",
+        ),
+        (
+            {"service_roles": ["app"]},
+            "service_roles: 'app' must be lowercase letters, digits, _, not start with pg_ or "
+            "rds, and differ from dbadmin and app",
+        ),
+        (
+            {"service_roles": ["orders", "orders"]},
+            "service_roles: orders listed more than once; allowed: each role once",
+        ),
     ],
 )
 def test_unknown_or_contradicting_args_are_rejected(overrides, message):
@@ -267,7 +281,65 @@ def test_the_app_role_name_is_configurable():
     policy = json_input(recorded.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-task-policy"), "policy")
     assert policy["Statement"][0]["Resource"] == [f"arn:aws:rds-db:us-east-1:{ACCOUNT}:dbuser:{RESOURCE_ID}/jobs_api"]
     function = inputs(recorded.one("aws:lambda/function:Function"))
-    assert function["environment"]["variables"]["APP_USER"] == "jobs_api"
+    assert function["environment"]["variables"]["ROLES"] == "jobs_api"
+
+
+# --- Services of the `services:` map: a role and a schema each ---
+
+
+@pytest.fixture(scope="module")
+def shop() -> Recorded:
+    def program() -> None:
+        database = Database("database", database_args(service_roles=["users", "orders"]))
+        for role in ("users", "orders"):
+            WebService(role, web_args(service_name=role, attachments=[database.attachment(role=role)]))
+
+    return build(program)
+
+
+def test_each_service_connects_as_its_own_role_in_its_own_schema(shop):
+    for role in ("users", "orders"):
+        task = shop.find("aws:ecs/taskDefinition:TaskDefinition", f"jobs-dev-{role}-task")
+        (definition,) = json_input(task, "containerDefinitions")
+        environment = env_map(definition["environment"])
+        assert (environment["DB_USER"], environment["DB_SCHEMA"], environment["DB_AUTH"]) == (role, role, "iam")
+        policy = json_input(shop.find("aws:iam/rolePolicy:RolePolicy", f"jobs-dev-{role}-task-policy"), "policy")
+        assert policy["Statement"] == [
+            {
+                "Sid": "ConnectAsOwnRole",
+                "Effect": "Allow",
+                "Action": ["rds-db:connect"],
+                "Resource": [f"arn:aws:rds-db:us-east-1:{ACCOUNT}:dbuser:{RESOURCE_ID}/{role}"],
+            }
+        ]
+
+
+def test_each_role_has_its_own_invocation_and_a_service_waits_only_for_its_own(shop):
+    function = inputs(shop.one("aws:lambda/function:Function"))
+    assert function["environment"]["variables"]["ROLES"] == "app,users,orders"
+    invocations = {r.name: r for r in shop.of_type("aws:lambda/invocation:Invocation")}
+    assert set(invocations) == {
+        "database-roles-invocation",
+        "database-roles-invocation-users",
+        "database-roles-invocation-orders",
+    }
+    assert {name: inputs(r)["input"] for name, r in invocations.items()} == {
+        "database-roles-invocation": '{"roles": ["app"]}',
+        "database-roles-invocation-users": '{"roles": ["users"]}',
+        "database-roles-invocation-orders": '{"roles": ["orders"]}',
+    }
+    task = shop.find("aws:ecs/taskDefinition:TaskDefinition", "jobs-dev-users-task")
+    waits_for = {name for name, r in invocations.items() if r.urn in task.dependencies}
+    assert waits_for == {"database-roles-invocation-users"}
+
+
+def test_a_role_that_is_not_a_service_role_is_refused():
+    def program() -> None:
+        Database("database", database_args(service_roles=["users"])).attachment(role="orders")
+
+    with pytest.raises(ValueError, match=r"attachment\(role='orders'\): not one of the database's service_roles; "
+                                         "allowed: users"):  # fmt: skip
+        build(program)
 
 
 # --- The role bootstrap function ---
@@ -297,7 +369,7 @@ def test_roles_function_runs_in_the_private_subnets_with_its_own_security_group(
         "DB_PORT": "5432",
         "DB_NAME": "app",
         "MASTER_SECRET_ARN": secret,
-        "APP_USER": "app",
+        "ROLES": "app",
         "DB_SSLMODE": "require",
     }
     assert (
@@ -362,12 +434,13 @@ def test_invocation_runs_after_the_network_path_and_again_when_instance_role_or_
     invocation = dev.one("aws:lambda/invocation:Invocation")
     values = inputs(invocation)
     assert values["functionName"] == "jobs-dev-db-roles"
+    assert values["input"] == '{"roles": ["app"]}'
     assert "lifecycleScope" not in values  # CREATE_ONLY: never invoked on destroy
     triggers = values["triggers"]
     assert {k: v for k, v in triggers.items() if k != "code"} == {
         "instance": RESOURCE_ID,
         "database": "app",
-        "appUser": "app",
+        "role": "app",
     }
     assert re.fullmatch(r"[0-9a-f]{64}", triggers["code"])
     rules = [

@@ -3,15 +3,17 @@ config that drives it (one message per problem, each naming the key)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pulumi
 import pytest
 
-from components.config import ConfigError, parse_stack_config
+from components.config import ConfigError, database_role, parse_stack_config
 from components.ecs_task import SidecarError
-from components.microservice import AlbEntry, AlbRoute, Microservice, MicroserviceArgs, allow_call
+from components.microservice import AlbEntry, AlbRoute, EmailSender, Microservice, MicroserviceArgs, allow_call
 from components.tracing import collector_image_through_cache
+from runner.records import SECRET_SIG_KEY, SECRET_SIG_VALUE
 from tests.support import Recorded, build, inputs, json_input
 
 IMAGE = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop-orders@sha256:" + "a" * 64
@@ -466,3 +468,237 @@ def test_the_refused_ports_are_the_collectors():
 
     listening = {int(e.rsplit(":", 1)[1]) for e in (tracing.OTLP_HTTP_ENDPOINT, tracing.HEALTH_CHECK_ENDPOINT)}
     assert set(TRACING_COLLECTOR_PORTS) == listening
+
+
+# --- What a service owns: generated secrets, email -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def users() -> Recorded:
+    return build(
+        lambda: Microservice(
+            "users",
+            args(
+                "users",
+                generated_secrets={"JWT_SIGNING_KEY": 32},
+                secrets={"PEPPER": "arn:aws:secretsmanager:us-east-1:210987654321:secret:pepper-AbCdEf"},
+            ),
+        )
+    )
+
+
+def test_a_generated_secret_is_random_bytes_in_secrets_manager_under_the_services_key(users):
+    (random_bytes,) = users.of_type("random:index/randomBytes:RandomBytes")
+    assert inputs(random_bytes) == {"length": 32}
+    key = users.find("aws:kms/key:Key", "shop-dev-users-key")
+    secret = inputs(users.find("aws:secretsmanager/secret:Secret", "shop-dev-users-jwt-signing-key-secret"))
+    assert secret["kmsKeyId"] == f"arn:aws:kms:us-east-1:123456789012:key/{key.name}-key-id"
+    assert secret["namePrefix"] == "shop-dev/users/JWT_SIGNING_KEY-"
+    version = users.find("aws:secretsmanager/secretVersion:SecretVersion", "shop-dev-users-jwt-signing-key-version")
+    assert random_bytes.urn in version.dependencies
+    # The random provider's base64 of the bytes (unknown offline), kept secret in the state.
+    assert version.inputs["secretString"][SECRET_SIG_KEY] == SECRET_SIG_VALUE
+
+
+def test_the_container_reads_it_at_start_and_the_execution_role_reads_exactly_its_secrets(users):
+    (main,) = containers(users)
+    secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:shop-dev-users-jwt-signing-key-secret-AbCdEf"
+    pepper = "arn:aws:secretsmanager:us-east-1:210987654321:secret:pepper-AbCdEf"
+    assert main["secrets"] == [
+        {"name": "JWT_SIGNING_KEY", "valueFrom": secret_arn},
+        {"name": "PEPPER", "valueFrom": pepper},
+    ]
+    assert not [e for e in main["environment"] if e["name"] == "JWT_SIGNING_KEY"]
+    (read,) = json_input(users.find("aws:iam/rolePolicy:RolePolicy", "shop-dev-users-exec-secrets"), "policy")[
+        "Statement"
+    ]
+    assert (read["Action"], sorted(read["Resource"])) == (["secretsmanager:GetSecretValue"], [secret_arn, pepper])
+    (decrypt,) = json_input(users.find("aws:iam/rolePolicy:RolePolicy", "shop-dev-users-exec-policy"), "policy")[
+        "Statement"
+    ]
+    assert decrypt["Action"] == ["kms:Decrypt"]
+    assert decrypt["Resource"] == ["arn:aws:kms:us-east-1:123456789012:key/shop-dev-users-key-key-id"]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
+    # The task definition names the secret only once its value exists.
+    version = users.find("aws:secretsmanager/secretVersion:SecretVersion", "shop-dev-users-jwt-signing-key-version")
+    assert version.urn in users.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
+
+
+def test_a_service_that_owns_nothing_has_no_key():
+    plain = build_one()
+    assert not plain.of_type("aws:kms/key:Key")
+    assert not plain.of_type("aws:secretsmanager/secret:Secret")
+    assert "shop-dev-orders-exec-policy" not in {r.name for r in plain.of_type("aws:iam/rolePolicy:RolePolicy")}
+
+
+def test_a_generated_secret_may_not_shadow_a_variable():
+    with pytest.raises(ValueError, match=re.escape("generated_secrets.TOKEN_KEY: also in environment or secrets")):
+        build_one(generated_secrets={"TOKEN_KEY": 32}, environment={"TOKEN_KEY": "x"})
+    with pytest.raises(ValueError, match=re.escape("generated_secrets.SEED: 8 bytes; allowed: 16-1024")):
+        build_one(generated_secrets={"SEED": 8})
+
+
+def test_email_is_from_one_address_on_one_identity():
+    recorded = build_one(email=EmailSender(from_address="orders@shop.io", identity="shop.io"))
+    (main,) = containers(recorded)
+    assert {"name": "EMAIL_FROM", "value": "orders@shop.io"} in main["environment"]
+    (send,) = json_input(recorded.find("aws:iam/rolePolicy:RolePolicy", "shop-dev-orders-task-policy"), "policy")[
+        "Statement"
+    ]
+    assert send == {
+        "Sid": "SendEmailAsFromAddress",
+        "Effect": "Allow",
+        "Action": ["ses:SendEmail", "ses:SendRawEmail"],
+        "Resource": ["arn:aws:ses:us-east-1:210987654321:identity/shop.io"],
+        "Condition": {"StringEquals": {"ses:FromAddress": "orders@shop.io"}},
+    }
+
+
+# --- The config of what a service owns ---------------------------------------------------------------------
+
+
+def owning(**values: Any) -> dict[str, Any]:
+    return service(port=8085, **values)
+
+
+def test_queue_send_secret_and_email_settings_parse_with_their_defaults():
+    config = parse_stack_config(
+        {
+            "environment": "dev",
+            "services": {
+                "notifications": owning(queue={}, email={"fromAddress": "orders@mail.shop.io", "identity": "shop.io"}),
+                "orders": service(sendsTo=["notifications"], generatedSecrets={"SEED": {"bytes": 32}}),
+            },
+        }
+    )
+    notifications, orders = config.services["notifications"], config.services["orders"]
+    assert notifications.queue is not None
+    assert notifications.queue.model_dump() == {
+        "maxReceives": 5,
+        "visibilityTimeoutSeconds": 60,
+        "retentionDays": 4,
+        "acceptableLatencySeconds": 60,
+        "averageProcessingSeconds": 1.0,
+        "oldestMessageAlarmSeconds": 600,
+    }
+    assert notifications.email is not None and notifications.email.sending_identity == "shop.io"
+    assert orders.sendsTo == ["notifications"] and orders.generatedSecrets["SEED"].bytes == 32
+    bare = parse_stack_config({"environment": "dev", "services": {"mailer": owning(email={"fromAddress": "a@b.io"})}})
+    assert bare.services["mailer"].email is not None and bare.services["mailer"].email.sending_identity == "b.io"
+
+
+def test_sends_must_name_another_service_with_a_queue_once():
+    found = config_problems(
+        {
+            "notifications": owning(queue={}),
+            "payments": owning(),
+            "orders": service(sendsTo=["orders", "payments", "nope", "notifications", "notifications"]),
+        }
+    )
+    assert found == [
+        "services.orders.sendsTo: 'orders' is the service itself; allowed: other services with a queue: notifications",
+        "services.orders.sendsTo: 'payments' has no queue; allowed: services with a queue: notifications (or give "
+        "services.payments a queue)",
+        "services.orders.sendsTo: 'nope' is not a service here; allowed: services with a queue: notifications",
+        "services.orders.sendsTo: 'notifications' is listed twice; allowed: each service once",
+    ]
+
+
+def test_senders_in_a_cycle_are_refused_since_each_queue_is_built_before_its_senders():
+    found = config_problems(
+        {
+            "ledger": owning(queue={}, sendsTo=["mailer"]),
+            "mailer": owning(queue={}, sendsTo=["audit"]),
+            "audit": owning(queue={}, sendsTo=["ledger"]),
+        }
+    )
+    assert len(found) == 1
+    assert re.fullmatch(
+        r"services\.(ledger|mailer|audit)\.sendsTo: (\w+) -> (\w+) -> (\w+) -> \2 is a cycle; allowed: senders "
+        r"without a cycle \(each queue is built before the services that send to it\)",
+        found[0],
+    ), found
+    assert set(found[0].split(": ")[1].split(" is a")[0].split(" -> ")) == {"ledger", "mailer", "audit"}
+
+
+def test_generated_secrets_and_platform_variables_are_given_once():
+    found = config_problems(
+        {
+            "notifications": owning(queue={}, email={"fromAddress": "orders@shop.io"}, environment={"EMAIL_FROM": "x"}),
+            "orders": service(
+                sendsTo=["notifications"],
+                environment={"SEED": "plain"},
+                generatedSecrets={
+                    "SEED": {"bytes": 32},
+                    "NOTIFICATIONS_QUEUE_URL": {"bytes": 16},
+                    "lower": {"bytes": 16},
+                },
+            ),
+        }
+    )
+    assert found == [
+        "services.notifications.environment.EMAIL_FROM: set by the platform (from email.fromAddress); allowed: "
+        "another name",
+        "services.orders.generatedSecrets.SEED: also in services.orders.environment; allowed: a name given only once",
+        "services.orders.generatedSecrets.lower: not a variable name; allowed: A-Z, 0-9 and _, not starting with a "
+        "digit",
+        "services.orders.generatedSecrets.NOTIFICATIONS_QUEUE_URL: set by the platform (from sendsTo notifications); "
+        "allowed: another name",
+    ]
+    assert config_problems({"users": service(generatedSecrets={"SEED": {"bytes": 8}})}) == [
+        "services.users.generatedSecrets.SEED.bytes: 8; allowed: 16-1024 (at least 128 random bits)"
+    ]
+
+
+def test_email_needs_an_address_its_identity_covers():
+    found = config_problems({"mailer": owning(email={"fromAddress": "orders@shop.io", "identity": "other.io"})})
+    assert found == [
+        "services.mailer.email.identity: 'other.io' does not cover fromAddress 'orders@shop.io'; allowed: the "
+        "address itself, shop.io or a parent domain of it"
+    ]
+    for identity in ("orders@shop.io", "shop.io"):
+        parse_stack_config(
+            {
+                "environment": "dev",
+                "services": {"mailer": owning(email={"fromAddress": "orders@shop.io", "identity": identity})},
+            }
+        )
+    parse_stack_config(
+        {
+            "environment": "dev",
+            "services": {"mailer": owning(email={"fromAddress": "o@mail.shop.io", "identity": "shop.io"})},
+        }
+    )
+    assert config_problems({"mailer": owning(email={"fromAddress": "not-an-address"})}) == [
+        "services.mailer.email.fromAddress: 'not-an-address'; allowed: an email address like orders@shop.example.org"
+    ]
+
+
+def test_a_queue_needs_container_insights_for_its_scaling():
+    found = config_problems({"mailer": owning(queue={})}, containerInsights="disabled")
+    assert (
+        "services.mailer.queue: set with containerInsights 'disabled'; allowed: containerInsights enabled or "
+        "enhanced (scaling on the queue divides its backlog by Container Insights' RunningTaskCount)"
+    ) in found
+    assert not [p for p in config_problems({"mailer": owning()}, containerInsights="disabled") if "mailer" in p]
+
+
+def test_a_service_that_attaches_the_database_needs_a_role_name_of_its_own():
+    found = config_problems({"rds-sync": service(attaches=["database"]), "app": service(attaches=["database"])})
+    assert found == [
+        "services.rds-sync.attaches: 'database' makes 'rds-sync' connect as role 'rds_sync', which is taken or "
+        "reserved; allowed: a service name whose role is not app, dbadmin and does not start with pg_ or rds",
+        "services.app.attaches: 'database' makes 'app' connect as role 'app', which is taken or reserved; allowed: a "
+        "service name whose role is not app, dbadmin and does not start with pg_ or rds",
+    ]
+    config = parse_stack_config({"environment": "dev", "services": {"order-history": service(attaches=["database"])}})
+    assert database_role(next(iter(config.services))) == "order_history"
+
+
+def test_a_service_builds_from_a_nested_directory():
+    config = parse_stack_config({"environment": "dev", "services": {"users": {"build": "services/shop/users"}}})
+    assert config.services["users"].build == "services/shop/users"
+    assert config_problems({"users": {"build": "shop/users"}}) == [
+        "services.users.build: 'shop/users'; allowed: services/<dir> or services/<dir>/<dir> (a directory with a "
+        "Dockerfile)"
+    ]

@@ -147,7 +147,7 @@ def test_plan_cli_json_has_the_documented_shape(capsys):
 def test_plan_cli_rejects_a_missing_stack_file(capsys):
     assert check.main(["--program", str(ROOT), "--stack", "nope"]) == 2
     assert (
-        "Pulumi.nope.yaml does not exist; stacks with a config file here: dev, dev-lean, prod, staging"
+        "Pulumi.nope.yaml does not exist; stacks with a config file here: dev, dev-lean, prod, shop, staging"
         in capsys.readouterr().err
     )
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_AWS_REQUESTS = {
     "docker:index/image:Image": "built and pushed by the Docker provider (registry protocol, not an AWS API)",
     "random:index/randomPassword:RandomPassword": "generated locally by the random provider",
+    "random:index/randomBytes:RandomBytes": "generated locally by the random provider",
 }
 
 

@@ -1,0 +1,314 @@
+"""Load benchmark: 1,000 concurrent shoppers through the local gateway (issue 18).
+
+    uv run python bench/shop_load.py --users 1000 --seconds 30 [--products 300] [--ramp-seconds 15]
+
+Starts the whole shop with `ShopProcesses` (five services and the gateway, routes and throttling from
+Pulumi.shop.yaml) on a throwaway database, seeds a catalog, and creates the accounts (one argon2 hash made with the
+users service's own parameters, inserted directly: registration is not what this measures). Then every virtual user
+arrives during the ramp, logs in through `POST /auth/token`, and until the end browses (listings, searches,
+product pages), checks out (`POST /orders` with an Idempotency-Key, retried with the same key after a 5xx or a
+timeout, as a careful client does) and reads its order history, with a think time between actions. After the run it
+waits for unfinished orders to settle and audits the databases. Prints one JSON document:
+
+    {"users", "requests", "errors", "p50_ms", "p99_ms", "orders_completed", "orders_lost", "oversold",
+     "double_charged"}
+
+- `errors`: answers other than 2xx and the intended ones (429 from throttling, 409/422 business refusals such as
+  out of stock), plus connection failures and timeouts.
+- `orders_lost`: orders the shop accepted (201/202) that are missing or still unfinished after the drain.
+- `oversold`: products whose held and committed reservations exceed the stock they were seeded with.
+- `double_charged`: orders with more than one captured provider charge, or captured and not confirmed yet
+  not refunded.
+Targets on this 2-core machine (issue 18): 0 errors, p99 < 250 ms, 0 lost, 0 oversold, 0 double charges.
+Figures: docs/shop.md ("Load"). The client is bench/http1.py (one keep-alive connection per user).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.http1 import Connection, HttpError
+from services.shop.local import ADMIN_CONNINFO, ShopProcesses
+from services.shop.products.seed import generate_products
+from services.shop.users.app import password_hasher
+from services.shop.users.settings import UsersSettings
+
+PASSWORD = "correct horse battery staple 18"
+INTENDED = frozenset({429, 409, 422})
+UNFINISHED = ("pending", "reserved", "payment_pending", "paid", "releasing", "refunding")
+# Action weights per think cycle: what a shopper mostly does is look.
+ACTIONS = ("list", "search", "product", "checkout", "history")
+ACTION_WEIGHTS = (30, 15, 35, 12, 8)
+
+
+@dataclass
+class Stats:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    accepted_orders: set[str] = field(default_factory=set)
+
+    def record(self, started: float, status: int) -> None:
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.statuses[status] += 1
+
+    @property
+    def errors(self) -> int:
+        unexpected = sum(n for status, n in self.statuses.items() if status >= 300 and status not in INTENDED)
+        return unexpected + sum(self.failures.values())
+
+
+@dataclass(frozen=True)
+class Plan:
+    url: str
+    users: int
+    seconds: float
+    ramp_seconds: float
+    think_seconds: float
+    product_ids: list[str]
+
+
+async def timed(conn: Connection, stats: Stats, method: str, path: str, **kwargs: object) -> tuple[int, object]:
+    started = time.perf_counter()
+    try:
+        response = await conn.request(method, path, **kwargs)  # pyright: ignore[reportArgumentType]
+    except HttpError as exc:
+        stats.failures[f"{method} {path.split('?')[0]}: {str(exc)[:60]}"] += 1
+        return 0, None
+    stats.record(started, response.status)
+    if response.status >= 300:
+        stats.refusals[f"{response.status} {method} {path.split('?')[0][:9]}"] += 1
+    body = (
+        response.json()
+        if response.body and response.headers.get("content-type", "").startswith("application/json")
+        else None
+    )
+    if response.status == 429 or response.status == 503:
+        await asyncio.sleep(float(response.headers.get("retry-after", "1") or 1))
+    return response.status, body
+
+
+async def login(conn: Connection, stats: Stats, email: str, deadline: float) -> str | None:
+    while time.monotonic() < deadline:
+        status, body = await timed(conn, stats, "POST", "/auth/token", json={"email": email, "password": PASSWORD})
+        if status == 200 and isinstance(body, dict):
+            return str(body["access_token"])
+        if status not in (429, 503, 0):
+            return None
+    return None
+
+
+async def checkout(conn: Connection, stats: Stats, plan: Plan, token: str, deadline: float) -> None:
+    items = [
+        {"product_id": product, "quantity": random.randint(1, 2)}
+        for product in random.sample(plan.product_ids, random.randint(1, 3))
+    ]
+    key = str(uuid.uuid4())
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+    for _ in range(5):  # the same key every time: a retry can never place a second order
+        status, body = await timed(
+            conn, stats, "POST", "/orders", json={"items": items, "currency": "USD"}, headers=headers
+        )
+        if status in (201, 202) and isinstance(body, dict):
+            stats.accepted_orders.add(str(body["id"]))
+            return
+        if status in INTENDED - {429} or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def shopper(index: int, plan: Plan, stats: Stats, started: float) -> None:
+    await asyncio.sleep(random.uniform(0, plan.ramp_seconds))
+    deadline = started + plan.seconds
+    conn = Connection(plan.url, timeout=10.0)
+    try:
+        token = await login(conn, stats, f"shopper{index}@example.com", deadline)
+        if token is None:
+            return
+        auth = {"Authorization": f"Bearer {token}"}
+        while time.monotonic() < deadline:
+            await asyncio.sleep(random.expovariate(1 / plan.think_seconds))
+            if time.monotonic() >= deadline:
+                break
+            action = random.choices(ACTIONS, ACTION_WEIGHTS)[0]
+            if action == "list":
+                await timed(conn, stats, "GET", f"/products?limit=20&category={random.choice(CATEGORIES)}")
+            elif action == "search":
+                await timed(conn, stats, "GET", f"/products?q={random.choice(SEARCHES)}&limit=20")
+            elif action == "product":
+                await timed(conn, stats, "GET", f"/products/{random.choice(plan.product_ids)}")
+            elif action == "checkout":
+                await checkout(conn, stats, plan, token, deadline)
+            else:
+                await timed(conn, stats, "GET", "/orders?limit=10", headers=auth)
+    finally:
+        await conn.close()
+
+
+CATEGORIES = sorted({p.category for p in generate_products(64)})
+SEARCHES = ("lamp", "coffee", "wool", "steel", "blue", "travel", "desk", "garden")
+
+
+async def run_load(plan: Plan) -> Stats:
+    stats = Stats()
+    started = time.monotonic()
+    await asyncio.gather(*(shopper(i, plan, stats, started) for i in range(plan.users)))
+    return stats
+
+
+def create_accounts(shop: ShopProcesses, users: int) -> None:
+    settings = UsersSettings.model_validate(shop.environment("users"))
+    password_hash = password_hasher(settings).hash(PASSWORD)
+    rows = [(uuid.uuid4(), f"shopper{i}@example.com", f"Shopper {i}", password_hash) for i in range(users)]
+    with admin_connection(shop) as conn, conn.cursor() as cursor:
+        cursor.executemany("INSERT INTO users.users (id, email, name, password_hash) VALUES (%s, %s, %s, %s)", rows)
+
+
+def settle_and_audit(shop: ShopProcesses, stats: Stats, seed_count: int, drain_seconds: float) -> dict[str, int]:
+    with admin_connection(shop) as conn:
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM orders.orders WHERE status = ANY(%s)", (list(UNFINISHED),)
+            ).fetchone()
+            if row is None or row[0] == 0:
+                break
+            time.sleep(1)
+        accepted = list(stats.accepted_orders)
+        found = dict(
+            conn.execute("SELECT id::text, status FROM orders.orders WHERE id::text = ANY(%s)", (accepted,)).fetchall()
+        )
+        lost = sum(1 for order in accepted if found.get(order) in (None, *UNFINISHED))
+        completed = conn.execute("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'").fetchone()
+        seeded = {p.sku: p.stock for p in generate_products(seed_count)}
+        taken = conn.execute(
+            "SELECT p.sku, coalesce(sum(i.quantity) FILTER (WHERE r.status IN ('held', 'committed')), 0)"
+            " FROM products.products p"
+            " LEFT JOIN products.reservation_items i ON i.product_id = p.id"
+            " LEFT JOIN products.reservations r ON r.order_id = i.order_id GROUP BY p.sku"
+        ).fetchall()
+        oversold = sum(1 for sku, quantity in taken if quantity > seeded.get(sku, 0))
+        doubled = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM ("
+                " SELECT reference FROM payments.provider_charges c"
+                " WHERE c.status = 'captured' AND NOT EXISTS"
+                "  (SELECT 1 FROM payments.provider_refunds r WHERE r.charge_id = c.id)"
+                " GROUP BY reference HAVING count(*) > 1"
+                "  OR bool_and(reference NOT IN (SELECT id::text FROM orders.orders WHERE status = 'confirmed'))) AS d"
+            )
+        ).fetchone()
+    return {
+        "orders_completed": int(completed[0]) if completed else 0,
+        "orders_lost": lost,
+        "oversold": oversold,
+        "double_charged": int(doubled[0]) if doubled else 0,
+    }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--ramp-seconds", type=float, default=None, help="default: half of --seconds")
+    parser.add_argument("--think-seconds", type=float, default=2.0, help="mean pause between a user's actions")
+    parser.add_argument("--products", type=int, default=300)
+    parser.add_argument("--drain-seconds", type=float, default=30.0)
+    parser.add_argument("--verbose", action="store_true", help="status counts and failures on stderr")
+    args = parser.parse_args(argv)
+    if args.users < 1 or args.seconds <= 0:
+        parser.error("--users must be 1 or more and --seconds more than 0")
+    tag = uuid.uuid4().hex[:8]
+    with (
+        tempfile.TemporaryDirectory(prefix="shop-load-") as logs,
+        ShopProcesses(
+            database=f"shop_bench_{tag}",
+            redis_prefix=f"shop-bench-{tag}",
+            port=0,
+            service_ports="free",
+            log_dir=Path(logs),
+            log_level="WARNING",
+        ) as shop,
+    ):
+        try:
+            shop.seed_products(args.products)
+            create_accounts(shop, args.users)
+            product_ids = product_ids_of(shop)
+            plan = Plan(
+                shop.url,
+                args.users,
+                args.seconds,
+                args.ramp_seconds or args.seconds / 2,
+                args.think_seconds,
+                product_ids,
+            )
+            stats = asyncio.run(run_load(plan))
+            audit = settle_and_audit(shop, stats, args.products, args.drain_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                shop.stop()
+            drop_database(shop.database)
+    if args.verbose:
+        print(
+            json.dumps(
+                {"statuses": dict(stats.statuses), "refusals": dict(stats.refusals), "failures": dict(stats.failures)}
+            ),
+            file=sys.stderr,
+        )
+    print(
+        json.dumps(
+            {
+                "users": args.users,
+                "requests": len(stats.latencies_ms) + sum(stats.failures.values()),
+                "errors": stats.errors,
+                "p50_ms": round(statistics.median(stats.latencies_ms), 1) if stats.latencies_ms else 0.0,
+                "p99_ms": round(percentile(stats.latencies_ms, 0.99), 1),
+                **audit,
+            }
+        )
+    )
+    return 0
+
+
+def product_ids_of(shop: ShopProcesses) -> list[str]:
+    with admin_connection(shop) as conn:
+        return [row[0] for row in conn.execute("SELECT id::text FROM products.products").fetchall()]
+
+
+def admin_connection(shop: ShopProcesses) -> psycopg.Connection:
+    """The local superuser on the benchmark's database (it reads every service's schema to audit it)."""
+    return psycopg.connect(ADMIN_CONNINFO.replace("dbname=postgres", f"dbname={shop.database}"), autocommit=True)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

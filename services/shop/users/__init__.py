@@ -1,0 +1,1 @@
+"""The shop's users service: accounts, password login, access tokens and their public keys (docs/shop.md)."""
