@@ -3,10 +3,12 @@ against the role the plan attaches to it, for every stack.
 
 - `PlanIndex` reads one stack's plan: the principals (ECS containers with their task role, Lambdas with their
   role, each with its planned environment), their identity policies and permissions boundary, the resources.
-- `planned_resource` is the one place a local resource becomes a planned ARN, through the environment
+- `planned_target` is the one place a local resource becomes a planned ARN, through the environment
   contract: the local value (a fauxqs queue URL) was carried by an environment variable (QUEUE_URL_HIGH); the
   plan gives that container a value for the same variable; that value names a planned resource, whose ARN
-  is what AWS would authorize.
+  is what AWS would authorize (with the request context AWS would add, e.g. `ses:FromAddress`).
+- Each stack checks the calls of the principals it plans (`calls_planned_in`): the job platform's stacks plan the
+  api and the worker, the `shop` stack the shop's services; both plan the Lambdas.
 - `evaluate` asks a real IAM evaluator (iam-simulate, see simulate.mjs) for a decision on every request.
 """
 
@@ -27,9 +29,14 @@ from tests.iam.resources import UNMAPPED, ResourceRef
 from tests.iam.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("dev", "staging", "prod", "dev-lean")
+STACKS = ("dev", "staging", "prod", "dev-lean", "shop")
 # Every AWS SDK call from our code uses HTTPS; resource policies deny the rest.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
+# What SQS asks KMS for, with the caller's permissions, on a queue encrypted with a KMS key.
+SQS_KEY_ACTIONS: dict[str, tuple[str, ...]] = {
+    "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "sqs:ReceiveMessage": ("kms:Decrypt",),
+}
 
 
 class ContractError(Exception):
@@ -67,6 +74,16 @@ class IamRequest:
     resource_tags: Mapping[str, str] = field(default_factory=dict)
     """The tags the plan gives the resource (`aws:ResourceTag/...` in the request: the boundary denies other
     environments' tagged resources)."""
+    context: Mapping[str, str] = field(default_factory=dict)
+    """Condition keys the service puts in this request (e.g. `ses:FromAddress`), besides REQUEST_CONTEXT's."""
+
+
+@dataclass(frozen=True)
+class PlannedTarget:
+    """What AWS would authorize a recorded call on, in one stack: the resource and the call's condition keys."""
+
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -261,15 +278,24 @@ def _lambda_directory(code: Any) -> str | None:
 
 def planned_resource(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> str:
     """The ARN the plan gives `principal` for the resource the code named locally as `ref`."""
+    return planned_target(ref, principal, index, names_for).resource
+
+
+def planned_target(
+    ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor
+) -> PlannedTarget:
+    """The planned resource of `ref` for `principal`, and the condition keys the call puts in its request."""
     if ref.kind == UNMAPPED:
         raise ContractError(
             f"{principal.name} calls {ref.value}, whose resource parameter has no rule (parameters: "
             f"{dict(ref.detail)}); add one to tests/iam/resources.py `resource_of`"
         )
     if ref.kind == "rds-db-user":
-        return _rds_db_user(ref, principal, index, names_for)
+        return PlannedTarget(_rds_db_user(ref, principal, index, names_for))
+    if ref.kind == "ses-from-address":
+        return _ses_sending(ref, principal, index, names_for)
     resolve = _RESOLVERS[ref.kind]
-    return _through_environment(ref.value, principal, index, names_for, resolve, ref.kind)
+    return PlannedTarget(_through_environment(ref.value, principal, index, names_for, resolve, ref.kind))
 
 
 NamesFor = Callable[[str], set[str]]
@@ -360,7 +386,63 @@ def _rds_db_user(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex
     return f"arn:{partition}:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"
 
 
+def _ses_sending(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> PlannedTarget:
+    """SES v2 SendEmail: authorized on the verified identity that covers the From address, the address identity
+    if that is verified, else its domain's (https://docs.aws.amazon.com/ses/latest/dg/
+    sending-authorization-identity-owner-tasks-policy.html: address identities take precedence), with the From
+    address as `ses:FromAddress` (https://docs.aws.amazon.com/ses/latest/dg/control-user-access.html). Which
+    identity is verified is decided out of band and declared in the stack (`services.<name>.email.identity`, by
+    default the From address's domain); the From address is the value the plan gives the variable that carried
+    the local one (EMAIL_FROM)."""
+    if ref.optional("configuration_set"):
+        raise ContractError(
+            f"{index.stack}: {principal.name} sends email with the configuration set "
+            f"{ref.optional('configuration_set')!r}, which SES also authorizes SendEmail on; map configuration sets "
+            "to the plan in tests/iam/contract.py `_ses_sending` first"
+        )
+    from_address = _through_environment(
+        ref.value, principal, index, names_for, lambda _index, value: value or None, "From address"
+    )
+    identity = _declared_ses_identity(index, principal)
+    if not _identity_covers(identity, from_address):
+        raise ContractError(
+            f"{index.stack}: {principal.name} sends as {from_address!r} but its declared SES identity {identity!r} "
+            "covers neither that address nor its domain; SES would reject the message"
+        )
+    _, partition, _, _, account, _ = principal.role_arn.split(":", 5)
+    region = principal.environment.get("AWS_REGION") or index.plan_config().get("aws:region", "")
+    context = {"ses:FromAddress": from_address, "ses:ApiVersion": "2"}
+    if display_name := ref.optional("display_name"):
+        context["ses:FromDisplayName"] = display_name
+    return PlannedTarget(f"arn:{partition}:ses:{region}:{account}:identity/{identity}", context)
+
+
+def _declared_ses_identity(index: PlanIndex, principal: PlannedPrincipal) -> str:
+    service = principal.name.removeprefix("ecs:")
+    services = json.loads(index.plan_config().get("container-platform:services", "{}"))
+    email = (services.get(service) or {}).get("email")
+    if not email:
+        raise ContractError(
+            f"{index.stack}: {principal.name} sends email through SES but the stack declares no "
+            f"services.{service}.email (fromAddress, identity)"
+        )
+    return email.get("identity") or email["fromAddress"].rpartition("@")[2].lower()
+
+
+def _identity_covers(identity: str, address: str) -> bool:
+    """An address identity covers itself; a domain identity its addresses and its subdomains' addresses."""
+    domain = address.rpartition("@")[2].lower()
+    return identity.lower() in (address.lower(), domain) or domain.endswith(f".{identity.lower()}")
+
+
 # --- Requests and evaluation -----------------------------------------------------------------------------
+
+
+def calls_planned_in(index: PlanIndex, calls: Iterable[AwsCall]) -> list[AwsCall]:
+    """The calls whose principal `index`'s stack plans, in a stable order: a stack is checked for what it runs
+    (the shop stack has no api, the job platform's stacks no shop services)."""
+    planned = [call for call in calls if call.principal in index.principals]
+    return sorted(planned, key=lambda c: (c.principal, c.action, c.resource.value))
 
 
 def requests_for(calls: Iterable[AwsCall], index: PlanIndex, names_for: NamesFor) -> list[IamRequest]:
@@ -374,15 +456,16 @@ def requests_for(calls: Iterable[AwsCall], index: PlanIndex, names_for: NamesFor
                 f"{index.stack}: {call.principal} made {call.action} ({call.origin}) but the plan has no such "
                 f"container or Lambda; planned: {', '.join(sorted(index.principals))}"
             )
-        resource = planned_resource(call.resource, principal, index, names_for)
+        target = planned_target(call.resource, principal, index, names_for)
         request = IamRequest(
             index.stack,
             principal,
             call.action,
-            resource,
-            index.resource_policy(resource),
+            target.resource,
+            index.resource_policy(target.resource),
             call,
-            resource_tags=index.resource_tags(resource),
+            resource_tags=index.resource_tags(target.resource),
+            context=target.context,
         )
         requests += [request, *_implied(request, index)]
     return requests
@@ -392,17 +475,25 @@ def _implied(request: IamRequest, index: PlanIndex) -> list[IamRequest]:
     """KMS calls AWS makes with the caller's permissions:
     - publishing to an encrypted topic needs kms:GenerateDataKey* and kms:Decrypt on its key
       (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html);
+    - sending to a queue encrypted with a KMS key needs kms:GenerateDataKey and kms:Decrypt on it, receiving from
+      one kms:Decrypt (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+      sqs-key-management.html); SSE-SQS queues have no key;
     - reading a secret encrypted with a customer managed key needs kms:Decrypt on it
       (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
     if request.action == "sns:Publish":
         topic = index.find("aws:sns/topic:Topic", "arn", request.resource)
         key, actions = (topic.inputs.get("kmsMasterKeyId") if topic else None), ("kms:GenerateDataKey", "kms:Decrypt")
         service = "SNS"
+    elif request.action in SQS_KEY_ACTIONS:
+        queue = index.find("aws:sqs/queue:Queue", "arn", request.resource)
+        key = queue.inputs.get("kmsMasterKeyId") if queue else None
+        actions, service = SQS_KEY_ACTIONS[request.action], "SQS"
     elif request.action == "secretsmanager:GetSecretValue":
         key, actions, service = index.secret_key(request.resource), ("kms:Decrypt",), "Secrets Manager"
     else:
         return []
-    if not key:
+    # No key, or an AWS managed key (alias/aws/<service>), whose key policy lets the service use it for the account.
+    if not key or key.startswith("alias/aws/"):
         return []
     reason = f"{service} uses {key} for {request.call.action} on {request.resource}"
     return [
@@ -437,7 +528,11 @@ def evaluate(requests: Sequence[IamRequest]) -> list[Decision]:
                 if r.principal.boundary
                 else [],
                 "resourcePolicy": r.resource_policy,
-                "context": {**REQUEST_CONTEXT, **{f"aws:ResourceTag/{k}": v for k, v in r.resource_tags.items()}},
+                "context": {
+                    **REQUEST_CONTEXT,
+                    **r.context,
+                    **{f"aws:ResourceTag/{k}": v for k, v in r.resource_tags.items()},
+                },
             }
             for i, r in enumerate(requests)
         ]
@@ -454,6 +549,8 @@ def explain(decision: Decision) -> str:
         f"  called as {request.call.operation} on {request.call.resource.value!r} at {request.call.origin}"
         + (f"; {request.reason}" if request.reason else ""),
     ]
+    if request.context:
+        lines.append(f"  request context: {json.dumps(dict(request.context))}")
     if decision.errors:
         lines.append(f"  evaluator rejected the request: {json.dumps(decision.errors)[:600]}")
     for policy in request.principal.policies:

@@ -1,13 +1,17 @@
 """The flows the contract drives itself, so that it never passes on an empty recording when run alone: the API
-(readiness, a job through the outbox relay), the worker (DLQ sweep, receive, delete) and the scan alerts Lambda
-(an alert published), each through its own code so the recorder attributes the calls as in the containers.
-The rest of the session adds every other path (retries, visibility extension, poison messages, errors)."""
+(readiness, a job through the outbox relay), the worker (DLQ sweep, receive, delete), the shop (the orders relay
+sends an order event; notifications reads its queue for /ready, receives the event, emails it through SES, deletes
+it) and the scan alerts Lambda (an alert published), each through its own code so the recorder attributes the
+calls as in the containers. The rest of the session adds every other path (retries, visibility extension, poison
+messages, errors)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,16 +21,28 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from services.api.app import create_app
 from services.common.migrate import apply_migrations
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs
+from services.shop.common.database import ensure_service_role, search_path_option
+from services.shop.common.events import add_event
+from services.shop.notifications.app import create_app as create_notifications_app
+from services.shop.notifications.settings import NotificationsSettings
+from services.shop.orders.app import create_app as create_orders_app
+from services.shop.orders.settings import OrdersSettings
 from tests.services.conftest import build_worker
 from tests.services.helpers import ADMIN_DSN, drain
 
 SCAN_EVENT = Path(__file__).resolve().parents[1] / "lambdas" / "events" / "ecr-scan-critical.json"
+# The orders flow places no order: its callees are never called, so they may point at a closed port.
+UNCALLED = "http://127.0.0.1:9"
+SHOP_SENDER_DOMAIN = "iam-contract.example.com"
+"""The SES identity the shop flow verifies in moto and sends from (as orders@ it)."""
+SHOP_WAIT_SECONDS = 20.0
 
 
 @contextmanager
@@ -41,8 +57,29 @@ def throwaway_database() -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def drive_services(storage: Path) -> None:
-    with Fauxqs() as fauxqs, throwaway_database() as database:
+@contextmanager
+def throwaway_roles(*services: str) -> Iterator[dict[str, str]]:
+    """Service -> a fresh role name; the roles are dropped at the end (after the databases they own objects in)."""
+    tag = uuid.uuid4().hex[:8]
+    roles = {service: f"{service}_iam{tag}" for service in services}
+    try:
+        yield roles
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            for role in roles.values():
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = SHOP_WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def drive_services(storage: Path, fauxqs: Fauxqs) -> None:
+    with throwaway_database() as database:
         base: dict[str, Any] = {
             "APP_ENV": "local",
             "LOG_LEVEL": "WARNING",
@@ -67,6 +104,96 @@ def drive_services(storage: Path) -> None:
                 drain(worker, lambda: client.get(f"/jobs/{job['id']}").json()["status"] == "succeeded")
             finally:
                 close()
+
+
+def drive_shop(fauxqs: Fauxqs) -> None:
+    """One order event from the orders relay to an email sent by notifications, through both apps' own start-up."""
+    with throwaway_roles("orders", "notifications") as roles, throwaway_database() as database:
+        for service, role in roles.items():
+            ensure_service_role(ADMIN_DSN, database, role, service)
+        local_sqs = boto3.client(
+            "sqs",
+            endpoint_url=fauxqs.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        queue_url = local_sqs.create_queue(QueueName=f"iam-shop-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        base: dict[str, Any] = {
+            "DB_NAME": database,
+            "DB_POOL_MIN": 1,
+            "DB_POOL_MAX": 2,
+            "LOG_LEVEL": "WARNING",
+            "SQS_ENDPOINT_URL": fauxqs.endpoint_url,
+        }
+        orders = OrdersSettings(
+            SERVICE_NAME="orders",
+            DB_USER=roles["orders"],
+            NOTIFICATIONS_QUEUE_URL=queue_url,
+            PRODUCTS_URL=UNCALLED,
+            PAYMENTS_URL=UNCALLED,
+            USERS_URL=UNCALLED,
+            RELAY_POLL_SECONDS=0.1,
+            **base,
+        )
+        order_id = relay_one_order_event(orders)
+        notifications = NotificationsSettings(
+            SERVICE_NAME="notifications",
+            DB_USER=roles["notifications"],
+            QUEUE_URL=queue_url,
+            EMAIL_FROM=f"orders@{SHOP_SENDER_DOMAIN}",
+            RECEIVE_WAIT_SECONDS=1,
+            **base,
+        )
+        email_the_order_event(notifications, order_id, lambda: _depth(local_sqs, queue_url))
+
+
+def relay_one_order_event(settings: OrdersSettings) -> str:
+    """Start orders (its relay starts with it), commit an order event to its outbox, wait until the relay sent it;
+    returns the order id."""
+    order_id = str(uuid.uuid4())
+    payload = {"order_id": order_id, "email": "ada@example.com", "total_cents": 4200, "currency": "EUR"}
+    conninfo = make_conninfo(ADMIN_DSN, dbname=settings.DB_NAME, options=search_path_option(settings.DB_SCHEMA))
+    with TestClient(create_orders_app(settings)):
+        event_id = asyncio.run(_commit_event(conninfo, "order.confirmed", payload))
+        wait_until(lambda: _sent(conninfo, event_id), "the orders relay to send the order event")
+    return order_id
+
+
+def email_the_order_event(settings: NotificationsSettings, order_id: str, depth: Callable[[], int]) -> None:
+    """Start notifications against SES (moto, the sender's domain verified): /ready reads the queue, the consumer
+    receives the event, emails it and deletes it."""
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("sesv2", region_name=settings.AWS_REGION).create_email_identity(EmailIdentity=SHOP_SENDER_DOMAIN)
+        with TestClient(create_notifications_app(settings)) as client:
+            ready = client.get("/ready")
+            assert ready.status_code == 200, ready.text
+            wait_until(lambda: depth() == 0 and _emailed(client, order_id), "notifications to email the order event")
+
+
+async def _commit_event(conninfo: str, topic: str, payload: dict[str, Any]) -> uuid.UUID:
+    async with await psycopg.AsyncConnection.connect(conninfo) as conn, conn.transaction():
+        return await add_event(conn, topic, payload)
+
+
+def _sent(conninfo: str, event_id: uuid.UUID) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT sent_at FROM outbox WHERE id = %s", (event_id,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+def _emailed(client: TestClient, order_id: str) -> bool:
+    rows = client.get("/notifications", params={"order_id": order_id}).json()
+    return [row["status"] for row in rows] == ["sent"]
+
+
+def _depth(sqs: Any, queue_url: str) -> int:
+    """Messages in the queue, visible or in flight."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
 
 
 def drive_scan_alerts(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,13 +8,17 @@ Three kinds of call reach AWS from our code:
   `rds-db:connect` on the database user when the connection opens, so a token counts as that call.
 
 Who made a call (the principal whose role AWS would check) is found by walking the stack to the first frame in
-deployed code: services/<name>/ runs in the ECS container <name>, lambdas/<name>/ in that Lambda. A frame in
-tests/ met first means test set-up code made the call: it is ignored. Code with no such frame on its stack
-(pool threads, event-loop tasks, executor threads) inherits the principal of the code that started it: thread
-starts and task creations carry it along in a context variable; a client made by deployed code keeps its maker.
+deployed code: services/<name>/ runs in the ECS container <name>, and so does services/shop/<name>/ (the shop's
+services); lambdas/<name>/ runs in that Lambda. Shared libraries (services/common, services/shop/common) are no
+principal: the walk goes on to their caller. A frame in tests/ or in the shop's local tooling (services/shop/<file>.py:
+the local runner, the gateway) met first means set-up code made the call: it is ignored. Code with no such frame on
+its stack (pool threads, event-loop tasks, executor threads) inherits the principal of the code that started it:
+thread starts and task creations carry it along in a context variable; a client made by deployed code keeps its
+maker.
 
-Every Settings the services build is kept as environment bindings (value -> variable names): the contract maps a
-local resource (a fauxqs queue URL) back to the variable that carried it and from there to the planned resource.
+Every Settings and ShopSettings the services build (or copy) is kept as environment bindings (value -> variable
+names): the contract maps a local resource (a fauxqs queue URL) back to the variable that carried it and from there
+to the planned resource.
 """
 
 from __future__ import annotations
@@ -132,22 +136,38 @@ RECORDING = Recording()
 # --- Attribution -----------------------------------------------------------------------------------------
 
 
+SHARED_LIBRARIES = ("common",)
+"""Directories of code every service imports, under services/ and under services/shop/: never a principal."""
+SHOP = "shop"
+"""services/shop/<service>/ are the shop's services; services/shop/<file>.py is local tooling (set-up)."""
+
+
 @functools.cache
 def _classify(filename: str) -> str | None:
-    """`ecs:<name>`, `lambda:<name>`, SETUP, or None for code that is neither (libraries, services/common)."""
+    """`ecs:<name>`, `lambda:<name>`, SETUP, or None for code that is neither (libraries, services/common,
+    services/shop/common)."""
     if filename == _THIS_FILE:
         return None
     try:
         parts: tuple[str, ...] = Path(filename).resolve().relative_to(ROOT).parts
     except ValueError:
         return None
-    if len(parts) >= 3 and parts[0] == "services" and parts[1] != "common":
-        return f"ecs:{parts[1]}"
+    if len(parts) >= 3 and parts[0] == "services":
+        return _service_principal(parts[1:])
     if len(parts) >= 3 and parts[0] == "lambdas":
         return f"lambda:{parts[1]}"
     if parts[:1] == ("tests",):
         return SETUP
     return None
+
+
+def _service_principal(parts: tuple[str, ...]) -> str | None:
+    """The principal of a file at `parts` under services/ (at least a directory and a file)."""
+    if parts[0] == SHOP:
+        if len(parts) == 2:
+            return SETUP
+        parts = parts[1:]
+    return None if parts[0] in SHARED_LIBRARIES else f"ecs:{parts[0]}"
 
 
 def _stack_principal(frame: FrameType | None) -> tuple[str, str] | None:
@@ -354,17 +374,35 @@ def _hook_propagation() -> None:
 
 
 def _hook_settings() -> None:
+    """Bind the values of every Settings (job platform) and ShopSettings (the shop, subclasses included) built, and
+    of their copies: `model_copy(update=...)` makes settings without running `__init__`."""
     from services.common.settings import Settings
+    from services.shop.common.settings import ShopSettings
 
-    def make(original: Any) -> Any:
+    def make_init(original: Any) -> Any:
         @functools.wraps(original)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
-            RECORDING.bind_environment({name: getattr(self, name) for name in type(self).model_fields})
+            _bind_settings(self)
 
         return __init__
 
-    _patch(Settings, "__init__", make)
+    def make_copy(original: Any) -> Any:
+        @functools.wraps(original)
+        def model_copy(self: Any, *args: Any, **kwargs: Any) -> Any:
+            copy = original(self, *args, **kwargs)
+            _bind_settings(copy)
+            return copy
+
+        return model_copy
+
+    for settings_class in (Settings, ShopSettings):
+        _patch(settings_class, "__init__", make_init)
+        _patch(settings_class, "model_copy", make_copy)
+
+
+def _bind_settings(settings: Any) -> None:
+    RECORDING.bind_environment({name: getattr(settings, name) for name in type(settings).model_fields})
 
 
 def bind_process_environment() -> None:

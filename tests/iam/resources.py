@@ -7,12 +7,17 @@ that does not exist, so a wrong entry here fails the contract instead of passing
 
 `resource_of` says which request parameter names the resource, per service and operation. An operation without
 a rule is recorded as unmapped and fails the contract with a message saying where to add one.
+
+SES v2 SendEmail names no identity: SES authorizes it on the verified identity that covers the From address, and
+its policies see that address as `ses:FromAddress`. The rule records the From address (and its display name, and
+the configuration set when one is named); the contract finds the identity (tests/iam/contract.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any
 
 # The batch APIs are authorized as the action of each entry.
@@ -33,15 +38,20 @@ class ResourceRef:
     """A resource as named in a request: `kind` says how to find it in the plan, `value` is the name used."""
 
     kind: str
-    """`sqs-queue-url`, `sns-topic-arn`, `ecr-repository-name`, `secretsmanager-secret`, `rds-db-user`, or
-    `unmapped`."""
+    """`sqs-queue-url`, `sns-topic-arn`, `ecr-repository-name`, `secretsmanager-secret`, `rds-db-user`,
+    `ses-from-address`, or `unmapped`."""
     value: str
-    """The queue URL, topic ARN, repository name; for `rds-db-user` the DB host; for `unmapped` the operation."""
+    """The queue URL, topic ARN, repository name; for `rds-db-user` the DB host; for `ses-from-address` the From
+    address (without its display name); for `unmapped` the operation."""
     detail: tuple[tuple[str, str], ...] = ()
-    """Further request parameters the mapping needs (the DB user and port)."""
+    """Further request parameters the mapping needs (the DB user and port; the From display name and the SES
+    configuration set, when given)."""
 
     def get(self, name: str) -> str:
         return dict(self.detail)[name]
+
+    def optional(self, name: str) -> str | None:
+        return dict(self.detail).get(name)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value, "detail": [list(pair) for pair in self.detail]}
@@ -67,6 +77,27 @@ def resource_of(prefix: str, operation: str, params: Mapping[str, Any]) -> Resou
     if prefix == "rds-db" and operation == "connect":
         detail = (("user", str(params["DBUsername"])), ("port", str(params["Port"])))
         return ResourceRef("rds-db-user", str(params["DBHostname"]), detail)
+    if prefix == "ses" and _is_own_identity_send(operation, params):
+        return _ses_from_address(params)
     return ResourceRef(
         UNMAPPED, f"{prefix}:{operation}", tuple(sorted((k, type(v).__name__) for k, v in params.items()))
     )
+
+
+def _is_own_identity_send(operation: str, params: Mapping[str, Any]) -> bool:
+    """SES v2 SendEmail of a simple or templated message from an identity of the caller's own account. Raw content
+    and sending authorization (another account's identity ARN) stay unmapped: their rules differ."""
+    content = params.get("Content")
+    return (
+        operation == "SendEmail"
+        and "FromEmailAddress" in params
+        and "FromEmailAddressIdentityArn" not in params
+        and isinstance(content, Mapping)
+        and "Raw" not in content
+    )
+
+
+def _ses_from_address(params: Mapping[str, Any]) -> ResourceRef:
+    display_name, address = parseaddr(str(params["FromEmailAddress"]))
+    detail = {"display_name": display_name, "configuration_set": str(params.get("ConfigurationSetName") or "")}
+    return ResourceRef("ses-from-address", address, tuple((k, v) for k, v in detail.items() if v))

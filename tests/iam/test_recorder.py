@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,13 +21,16 @@ from tests.iam.contract import (
     IamRequest,
     NamedPolicy,
     PlannedPrincipal,
+    calls_planned_in,
     evaluate,
     plan_for,
     planned_resource,
+    planned_target,
+    requests_for,
 )
 from tests.iam.ordering import run_contract_last
-from tests.iam.recorder import ROOT, AwsCall, Recording
-from tests.iam.resources import ResourceRef, iam_action
+from tests.iam.recorder import ROOT, SETUP, AwsCall, Recording
+from tests.iam.resources import ResourceRef, iam_action, resource_of
 from tests.iam.simulator import ensure_simulator
 
 QUEUE = "http://127.0.0.1:9/000000000000/probe-high"
@@ -230,3 +236,171 @@ def test_threads_started_by_test_code_stay_unattributed(recording: Recording) ->
     thread.start()
     thread.join()
     assert recording.calls == {}
+
+
+# --- The shop: attribution, settings, SES, stacks ------------------------------------------------------------
+
+SHOP_QUEUE = "http://127.0.0.1:9/000000000000/probe-notifications"
+SENDER = "orders@shop.example.com"
+
+
+@pytest.mark.parametrize(
+    ("path", "principal"),
+    [
+        ("services/shop/orders/app.py", "ecs:orders"),
+        ("services/shop/notifications/senders.py", "ecs:notifications"),
+        ("services/shop/common/events.py", None),
+        ("services/shop/local.py", SETUP),
+        ("services/shop/gateway.py", SETUP),
+        ("services/worker/main.py", "ecs:worker"),
+        ("services/common/sqs_async.py", None),
+        ("services/fauxqs.py", None),
+        ("lambdas/scan_alerts/handler.py", "lambda:scan_alerts"),
+        ("tests/shop/conftest.py", SETUP),
+    ],
+)
+def test_each_file_is_attributed_to_the_container_it_runs_in(path: str, principal: str | None) -> None:
+    assert recorder._classify(str(ROOT / path)) == principal  # pyright: ignore[reportPrivateUsage]
+
+
+def test_each_shop_service_is_attributed_to_its_planned_container() -> None:
+    index = plan_for("shop")
+    services = json.loads(index.plan_config()["container-platform:services"])
+    built = {
+        name: spec["build"] for name, spec in services.items() if spec.get("build", "").startswith("services/shop/")
+    }
+    on_disk = {path.parent.name for path in (ROOT / "services" / "shop").glob("*/__main__.py")}
+    assert sorted(Path(build).name for build in built.values()) == sorted(on_disk)
+    for name, build in built.items():
+        principal = recorder._classify(str(ROOT / build / "app.py"))  # pyright: ignore[reportPrivateUsage]
+        assert principal == f"ecs:{name}", f"{build} is attributed to {principal}, its container is {name}"
+        assert principal in index.principals, f"the shop plan has no container {name}: {sorted(index.principals)}"
+
+
+def test_a_call_from_the_shops_library_is_attributed_to_the_service_that_called_it(recording: Recording) -> None:
+    library = as_deployed_code(
+        "services/shop/common", "def probe(client, url):\n    client.receive_message(QueueUrl=url)\n"
+    )
+    service = as_deployed_code(
+        "services/shop/notifications", "def probe(library, client, url):\n    library(client, url)\n"
+    )
+    service(library, stubbed_sqs(), QUEUE)
+    assert recorded(recording) == {("ecs:notifications", "sqs:ReceiveMessage", QUEUE)}
+
+
+def test_shop_settings_and_their_copies_bind_their_values(recording: Recording) -> None:
+    from services.shop.notifications.settings import NotificationsSettings
+    from services.shop.orders.settings import OrdersSettings
+
+    OrdersSettings(
+        SERVICE_NAME="orders", NOTIFICATIONS_QUEUE_URL=SHOP_QUEUE, PRODUCTS_URL="http://products:8082",
+        PAYMENTS_URL="http://payments:8084", USERS_URL="http://users:8081",
+    )  # fmt: skip
+    settings = NotificationsSettings(SERVICE_NAME="notifications", QUEUE_URL=SHOP_QUEUE, EMAIL_FROM=SENDER)
+    assert recording.names_for(SHOP_QUEUE) == {"NOTIFICATIONS_QUEUE_URL", "QUEUE_URL"}
+    assert recording.names_for(SENDER) == {"EMAIL_FROM"}
+    settings.model_copy(update={"QUEUE_URL": SHOP_QUEUE + "-copy"})
+    assert recording.names_for(SHOP_QUEUE + "-copy") == {"QUEUE_URL"}
+
+
+def ses_request(**extra: Any) -> dict[str, Any]:
+    simple = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}
+    return {
+        "FromEmailAddress": SENDER,
+        "Destination": {"ToAddresses": ["ada@example.com"]},
+        "Content": {"Simple": simple},
+    } | extra
+
+
+def test_an_ses_send_is_recorded_with_its_from_address(recording: Recording) -> None:
+    ses = boto3.client("sesv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(ses)
+    stubber.add_response("send_email", {"MessageId": "m-1"}, ses_request())
+    stubber.activate()
+    probe = as_deployed_code("services/shop/notifications", "def probe(ses, request):\n    ses.send_email(**request)\n")
+    probe(ses, ses_request())
+    (call,) = recording.calls.values()
+    assert (call.principal, call.action) == ("ecs:notifications", "ses:SendEmail")
+    assert call.resource == ResourceRef("ses-from-address", SENDER)
+
+
+def test_the_from_display_name_and_configuration_set_are_kept_and_raw_content_is_unmapped() -> None:
+    named = resource_of("ses", "SendEmail", ses_request(FromEmailAddress=f"Shop <{SENDER}>", ConfigurationSetName="cs"))
+    assert named == ResourceRef("ses-from-address", SENDER, (("display_name", "Shop"), ("configuration_set", "cs")))
+    raw = resource_of("ses", "SendEmail", ses_request(Content={"Raw": {"Data": b"..."}}))
+    assert raw.kind == "unmapped"
+
+
+def carried_by_email_from(value: str) -> set[str]:
+    return {"EMAIL_FROM"} if value == SENDER else set()
+
+
+def test_an_ses_send_is_checked_on_the_declared_identity_with_the_planned_from_address() -> None:
+    index = plan_for("shop")
+    call = AwsCall("ecs:notifications", "ses:SendEmail", "SendEmail", ResourceRef("ses-from-address", SENDER), "probe")
+    (request,) = requests_for([call], index, carried_by_email_from)
+    # Pulumi.shop.yaml: fromAddress orders@example.com, no identity declared, so its domain's.
+    assert request.resource == "arn:aws:ses:us-east-1:123456789012:identity/example.com"
+    assert request.context == {"ses:FromAddress": "orders@example.com", "ses:ApiVersion": "2"}
+    assert [d.result for d in evaluate([request])] == ["Allowed"]
+    # The role may send as EMAIL_FROM only: the same request from another address is denied.
+    other = dataclasses.replace(request, context={**request.context, "ses:FromAddress": "sales@example.com"})
+    assert [d.result for d in evaluate([other])] == ["ImplicitlyDenied"]
+
+
+def test_a_from_address_no_setting_carried_is_reported() -> None:
+    index = plan_for("shop")
+    with pytest.raises(ContractError, match=r"carried locally by no environment variable"):
+        planned_target(
+            ResourceRef("ses-from-address", "noreply@shop.example.com"),
+            index.principals["ecs:notifications"],
+            index,
+            lambda v: set(),
+        )
+
+
+def test_a_configuration_set_is_reported_until_it_is_mapped() -> None:
+    index = plan_for("shop")
+    ref = ResourceRef("ses-from-address", SENDER, (("configuration_set", "cs"),))
+    with pytest.raises(ContractError, match=r"configuration set 'cs'"):
+        planned_target(ref, index.principals["ecs:notifications"], index, lambda v: {"EMAIL_FROM"})
+
+
+def test_sending_to_a_queue_encrypted_with_a_kms_key_needs_the_key_too() -> None:
+    index = plan_for("shop")
+    call = AwsCall(
+        "ecs:orders", "sqs:SendMessage", "SendMessageBatch", ResourceRef("sqs-queue-url", SHOP_QUEUE), "probe"
+    )
+    requests = requests_for([call], index, lambda v: {"NOTIFICATIONS_QUEUE_URL"})
+    queue = index.find("aws:sqs/queue:Queue", "arn", requests[0].resource)
+    assert queue is not None
+    key = queue.inputs["kmsMasterKeyId"]
+    assert [(r.action, r.resource) for r in requests[1:]] == [("kms:GenerateDataKey", key), ("kms:Decrypt", key)]
+    worker = AwsCall("ecs:worker", "sqs:ReceiveMessage", "ReceiveMessage", ResourceRef("sqs-queue-url", QUEUE), "probe")
+    assert len(requests_for([worker], plan_for("dev"), lambda v: {"QUEUE_URL_HIGH"})) == 1  # SSE-SQS: no key to use
+
+
+def test_each_stack_checks_the_calls_of_the_principals_it_plans() -> None:
+    calls = [
+        AwsCall(principal, "sqs:SendMessage", "SendMessage", ResourceRef("sqs-queue-url", QUEUE), "probe")
+        for principal in ("ecs:api", "ecs:orders", "lambda:scan_alerts")
+    ]
+    assert [c.principal for c in calls_planned_in(plan_for("shop"), calls)] == ["ecs:orders", "lambda:scan_alerts"]
+    assert [c.principal for c in calls_planned_in(plan_for("dev"), calls)] == ["ecs:api", "lambda:scan_alerts"]
+
+
+@pytest.mark.parametrize(
+    ("identity", "address", "covers"),
+    [
+        ("orders@example.com", "orders@example.com", True),
+        ("example.com", "orders@example.com", True),
+        ("example.com", "orders@mail.example.com", True),
+        ("mail.example.com", "orders@example.com", False),
+        ("sales@example.com", "orders@example.com", False),
+        ("ample.com", "orders@example.com", False),
+    ],
+)
+def test_an_identity_covers_its_address_its_domain_and_subdomains(identity: str, address: str, covers: bool) -> None:
+    from tests.iam.contract import _identity_covers  # pyright: ignore[reportPrivateUsage]
+
+    assert _identity_covers(identity, address) is covers

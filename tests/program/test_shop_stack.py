@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from components.build_context import context_files, ignore_file_for, parse_dockerignore
+from runner.diff import compare
 from runner.engine import PolicyPackProcess
 from runner.plan import MOCK_ACCOUNT_ID, Plan, run_program
 from runner.records import ResourceRecord
-from tests.program.test_microservices import owner
+from tests.program.test_microservices import owner, plan_of, report
 from tests.support import Recorded, env_map, inputs, json_input
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,3 +228,27 @@ def test_the_shop_stack_has_no_mandatory_policy_violation(plan):
     with PolicyPackProcess() as pack:
         report = pack.evaluate(plan.resources)
     assert report.mandatory_count == 0, [v.message for v in report.violations if v.level == "mandatory"]
+
+
+@pytest.mark.parametrize(
+    ("changed", "edit"),
+    [
+        ("orders", {"environment": {"ORDER_DEADLINE_SECONDS": "4"}}),
+        ("payments", {"cpu": 512, "memory": 1024}),
+    ],
+)
+def test_the_shop_deploys_one_service_without_touching_the_others(tmp_path, changed, edit):
+    """Lab 6.1's "deploy independently": a change to one service's config changes only that service's resources.
+    Both plans run from copies of the program (asset paths are part of the plan)."""
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    document = yaml.safe_load(STACK_FILE.read_text())
+    before = plan_of(tmp_path / "before", yaml.safe_dump(document))
+    document["config"]["container-platform:services"][changed].update(edit)
+    after = plan_of(tmp_path / "after", yaml.safe_dump(document))
+    diff = compare(report(before), report(after), "before", "after")
+    assert not diff.added and not diff.removed
+    assert diff.changed, "the change must show"
+    by_key = {r.urn.split("::", 2)[-1]: r for r in after.resources}
+    owners = {owner(Recorded(after.resources, after.outputs), by_key[c.key].urn) for c in diff.changed}
+    assert owners == {changed}, [(c.name, c.paths) for c in diff.changed]

@@ -7,7 +7,6 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,15 +17,12 @@ from runner.plan import run_program
 from services.common.settings import Settings
 from services.fauxqs import Fauxqs
 from tests.sandbox.sandbox import Endpoint, HostBridges, ensure_tools
+from tests.sandbox.stacks import ROOT, STACKS
 from tests.sandbox.task import Container, planned_containers
 
 # Session fixtures shared with the service tests: one fauxqs, one tag that names (and cleans) Redis keys.
 from tests.services.conftest import fauxqs_server, session_tag  # noqa: F401
 from tests.services.helpers import ADMIN_DSN
-
-ROOT = Path(__file__).resolve().parents[2]
-# Every stack with a config file is planned and run: a new stack cannot skip the sandbox.
-STACKS = tuple(sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml")))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """What a service image gives its container, read from the Dockerfile's final stage (no Docker engine here).
 
-The environment (`ENV`), working directory, entry point (`ENTRYPOINT` + `CMD`), the `VOLUME` paths and the owner and
-mode of a directory at a given path. The last matters on Fargate: a task's bind-mount volume starts as a copy of the
+The environment (`ENV`), working directory, entry point (`ENTRYPOINT` + `CMD`), the `VOLUME` paths, the repository
+paths the image holds at its working directory (what the sandbox mounts there) and the owner and mode of a directory
+at a given path. The last matters on Fargate: a task's bind-mount volume starts as a copy of the
 image's directory when the image declares `VOLUME` at the mount's path (see `tests/sandbox/fargate.py`). Only the forms
 listed in `DirectoryModel` are modelled; anything else that touches the path raises `UnmodelledDockerfile`, so the
 model never guesses.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -68,14 +70,21 @@ class Image:
     argv: Sequence[str]
     volumes: frozenset[str]
     instructions: Sequence[Mapping[str, Any]] = field(repr=False, default=())
+    stages: Mapping[str, Sequence[Mapping[str, Any]]] = field(repr=False, default_factory=dict)
+    """The named build stages (`FROM ... AS name`), each from its FROM on."""
 
     def directory(self, path: str) -> Directory | None:
         """Owner and mode of `path` in the image (None: it does not exist)."""
         return DirectoryModel(self, path).run()
 
+    def code(self) -> tuple[str, ...]:
+        """Repository paths the image holds at the same path under WORKDIR (`COPY services/x services/x`)."""
+        return CodeModel(self.dockerfile, self.stages).copied_to(self.instructions, self.workdir, self.workdir)
+
 
 def read_image(dockerfile: Path) -> Image:
-    instructions = final_stage(parse(dockerfile).structure, dockerfile)
+    structure = parse(dockerfile).structure
+    instructions = final_stage(structure, dockerfile)
     base = from_image(instructions[0]["value"])
     base_image = base_image_of(base, dockerfile)
     env = {**base_image.env, **parse(dockerfile, base_image.env).envs}
@@ -96,7 +105,7 @@ def read_image(dockerfile: Path) -> Image:
     argv = [*entrypoint, *cmd]
     if not argv:
         raise UnmodelledDockerfile(f"{dockerfile}: the final stage has neither ENTRYPOINT nor CMD")
-    return Image(dockerfile, base, env, workdir, argv, frozenset(volumes), instructions)
+    return Image(dockerfile, base, env, workdir, argv, frozenset(volumes), instructions, named_stages(structure))
 
 
 def parse(dockerfile: Path, parent_env: Mapping[str, str] | None = None) -> DockerfileParser:
@@ -123,6 +132,21 @@ def final_stage(structure: Sequence[Mapping[str, Any]], dockerfile: Path) -> lis
             "reads one stage from an external base image"
         )
     return stage
+
+
+def named_stages(structure: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Each named stage (`FROM ... AS name`, lower-cased) -> its instructions from FROM on, without comments."""
+    named: dict[str, list[Mapping[str, Any]]] = {}
+    current: list[Mapping[str, Any]] = []
+    for instruction in structure:
+        if instruction["instruction"] == "FROM":
+            words = instruction["value"].split()
+            current = [instruction]
+            if len(words) > 2 and words[-2].lower() == "as":
+                named[words[-1].lower()] = current
+        elif instruction["instruction"] != "COMMENT":
+            current.append(instruction)
+    return named
 
 
 def from_image(value: str) -> str:
@@ -159,6 +183,58 @@ def volume_paths(value: str) -> list[str]:
     if stripped.startswith("["):
         return [str(p) for p in json.loads(stripped)]
     return stripped.split()
+
+
+class CodeModel:
+    """Which repository paths end up under a directory of the image: `COPY <path> <path>` from the build context
+    (same path relative to WORKDIR), directly or through `COPY --from=<stage> <dir> <dir>` of an earlier stage.
+
+    Any other copy into that directory (another layout, several sources, ADD, an external `--from`) is refused."""
+
+    def __init__(self, dockerfile: Path, named_stages: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        self.dockerfile = dockerfile
+        self.stages = named_stages
+
+    def fail(self, instruction: Mapping[str, Any], why: str) -> UnmodelledDockerfile:
+        line = instruction["startline"] + 1
+        return UnmodelledDockerfile(f"{self.dockerfile}:{line}: {instruction['instruction']} {why}")
+
+    def copied_to(self, instructions: Sequence[Mapping[str, Any]], target: str, root: str) -> tuple[str, ...]:
+        """The repository paths a stage (its instructions from FROM on) copies to `target` or below it, each at its
+        repository path under `root` (the final WORKDIR)."""
+        code: list[str] = []
+        workdir = "/"
+        for instruction in instructions[1:]:  # after FROM
+            kind, value = instruction["instruction"], instruction["value"]
+            if kind == "WORKDIR":
+                workdir = str(Path(workdir) / value)
+            elif kind in ("COPY", "ADD"):
+                code += self.copy(instruction, workdir, target, root)
+        return tuple(code)
+
+    def copy(self, instruction: Mapping[str, Any], workdir: str, target: str, root: str) -> list[str]:
+        words = shlex.split(instruction["value"])
+        stage = next((w.removeprefix("--from=").lower() for w in words if w.startswith("--from=")), "")
+        *sources, destination = [word for word in words if not word.startswith("--")]
+        path = os.path.normpath(Path(workdir) / destination)
+        if path != target and not path.startswith(target.rstrip("/") + "/"):
+            return []
+        where = f"copies into {target}, which the sandbox mounts from the repository"
+        if instruction["instruction"] == "ADD" or len(sources) != 1:
+            raise self.fail(instruction, f"{instruction['value']} {where}: only COPY of one path is modelled")
+        source = sources[0].rstrip("/")
+        if stage:
+            if stage not in self.stages or source != path:
+                raise self.fail(
+                    instruction,
+                    f"{instruction['value']} {where}: only --from=<an earlier stage> <dir> <dir> is modelled",
+                )
+            return list(self.copied_to(self.stages[stage], path, root))
+        if os.path.normpath(Path(root) / source) != path:
+            raise self.fail(
+                instruction, f"{instruction['value']} {where}: only the repository's layout (COPY a/b a/b) is modelled"
+            )
+        return [source]
 
 
 SIMPLE_COMMAND_SEPARATOR = re.compile(r"&&|\|\||;|\n")

@@ -8,8 +8,10 @@ dropped): a user namespace would map root-owned files to the app user and hide e
 
 The sandbox has its own network namespace (the planned port, no collisions, no leaks). Local PostgreSQL, Redis and
 SQS are reached through bridges: a TCP listener inside on the same port, a Unix socket across, `socat` on both sides.
-The API is reached through a Unix socket bridged to its port. Health checks run inside the sandbox's namespaces
-with the same user and environment, as ECS runs them inside the container.
+A service with a port is reached through a Unix socket bridged to that port. Other sandboxes a service calls by name
+(`http://users:8081`, Service Connect in AWS) are its peers: as in a Service Connect task, the name resolves (here
+through /etc/hosts) to a loopback address of its own, where a proxy forwards the port to the peer's socket. Health
+checks run inside the sandbox's namespaces with the same user and environment, as ECS runs them inside the container.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,15 +38,11 @@ TOOLS: Mapping[str, str] = {"bwrap": "bubblewrap", "socat": "socat", "setpriv": 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # Where the images keep their virtualenv (`ENV PATH=/opt/venv/bin:$PATH`); the project's venv is mounted there.
 IMAGE_VENV = "/opt/venv"
-# What the Dockerfiles copy into WORKDIR, per service (`COPY services/... services/...` in the builder stage).
-IMAGE_CODE: Mapping[str, Sequence[str]] = {
-    "api": ("services/__init__.py", "services/common", "services/api"),
-    "worker": ("services/__init__.py", "services/common", "services/worker"),
-}
 SYSTEM_DIRECTORIES = ("/usr", "/etc")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 BRIDGE_OUT = "/run/sandbox/out"
 BRIDGE_IN = "/run/sandbox/in"
+PEERS = "/run/sandbox/peers"
 INBOUND_SOCKET = "http.sock"
 STOP_GRACE_SECONDS = 10.0
 
@@ -152,6 +151,21 @@ def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals, grace: f
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Another sandbox this one calls as `http://<name>:<port>`."""
+
+    name: str
+    port: int
+    inbound: Path
+    """The peer's inbound directory (`Sandbox.inbound`), which holds the socket bridged to its port."""
+
+
+def peer_address(index: int) -> str:
+    """The loopback address the caller resolves its `index`th peer to: one per peer, so each may use any port."""
+    return f"127.255.0.{index + 1}"
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """Everything one sandboxed container needs."""
 
@@ -162,7 +176,8 @@ class SandboxSpec:
     mounts: Mapping[str, Path]
     """containerPath -> the fresh host directory behind it."""
     inbound_port: int | None = None
-    """Port to expose to the test through a Unix socket (the API's)."""
+    """Port to expose to the test (and to peers) through a Unix socket."""
+    peers: Sequence[Peer] = ()
 
 
 @dataclass
@@ -203,7 +218,13 @@ def interpreter_home() -> Path:
     return Path(sys.base_prefix).resolve()
 
 
-def root_filesystem(spec: SandboxSpec, bridges: Path, inbound: Path) -> list[str]:
+def hosts_file(peers: Sequence[Peer]) -> str:
+    """The host's /etc/hosts with a line per peer."""
+    lines = [f"{peer_address(index)}\t{peer.name}" for index, peer in enumerate(peers)]
+    return "\n".join([Path("/etc/hosts").read_text().rstrip("\n"), "# sandbox peers", *lines]) + "\n"
+
+
+def root_filesystem(spec: SandboxSpec, bridges: Path, inbound: Path, hosts: Path | None = None) -> list[str]:
     root = RootFilesystem()
     for directory in SYSTEM_DIRECTORIES:
         root.bind(directory, directory)
@@ -220,11 +241,18 @@ def root_filesystem(spec: SandboxSpec, bridges: Path, inbound: Path) -> list[str
     if venv_bin not in spec.image.env.get("PATH", "").split(":"):
         raise AssertionError(f"{spec.image.dockerfile}: PATH no longer has {venv_bin}; update IMAGE_VENV")
     root.bind(Path(sys.prefix), IMAGE_VENV)
-    for relative in IMAGE_CODE[spec.container.service]:
+    code = spec.image.code()
+    if not code:
+        raise AssertionError(f"{spec.image.dockerfile}: copies nothing from this repository to {spec.image.workdir}")
+    for relative in code:
         root.bind(REPOSITORY / relative, f"{spec.image.workdir}/{relative}")
     root.directory(spec.image.workdir)
     root.bind(bridges, BRIDGE_OUT)
     root.bind(inbound, BRIDGE_IN, writable=True)
+    for peer in spec.peers:  # root-only directories (0700): only the proxies, not the app user, use them
+        root.bind(peer.inbound, f"{PEERS}/{peer.name}")
+    if hosts is not None:
+        root.bind(hosts, "/etc/hosts")
     for container_path, host_directory in spec.mounts.items():
         read_only = next(m.read_only for m in spec.container.mounts if m.container_path == container_path)
         root.bind(host_directory, container_path, writable=not read_only)
@@ -240,29 +268,44 @@ def drop_privileges(container: Container) -> list[str]:
     return [*argv, "--"]
 
 
-def init_script(endpoints: Sequence[Endpoint], inbound_port: int | None, container: Container) -> str:
+def init_script(
+    endpoints: Sequence[Endpoint], inbound_port: int | None, container: Container, peers: Sequence[Peer] = ()
+) -> str:
     """Root inside the sandbox: start the bridges, wait until they listen, then become the container's process."""
     lines = ["set -eu"]
+    listening: list[tuple[str, int]] = []
     for endpoint in endpoints:
         lines.append(
             f"/usr/bin/socat TCP-LISTEN:{endpoint.port},bind=127.0.0.1,reuseaddr,fork "
             f"UNIX-CONNECT:{BRIDGE_OUT}/{endpoint.name}.sock &"
         )
+        listening.append(("127.0.0.1", endpoint.port))
+    for index, peer in enumerate(peers):
+        address = peer_address(index)
+        lines.append(
+            f"/usr/bin/socat TCP-LISTEN:{peer.port},bind={address},reuseaddr,fork "
+            f"UNIX-CONNECT:{PEERS}/{peer.name}/{INBOUND_SOCKET} &"
+        )
+        listening.append((address, peer.port))
     if inbound_port is not None:
         lines.append(f"/usr/bin/socat UNIX-LISTEN:{BRIDGE_IN}/{INBOUND_SOCKET},fork TCP:127.0.0.1:{inbound_port} &")
-    ports = " ".join(str(e.port) for e in endpoints)
     lines += [
-        f"for port in {ports}; do",
-        "  hex=$(printf '%04X' \"$port\"); tries=0",
-        '  until grep -q "^ *[0-9]*: 0100007F:$hex 00000000:0000 0A" /proc/net/tcp; do',
+        f"for socket in {' '.join(proc_net_tcp_address(address, port) for address, port in listening)}; do",
+        "  tries=0",
+        '  until grep -q "^ *[0-9]*: $socket 00000000:0000 0A" /proc/net/tcp; do',
         "    tries=$((tries + 1))",
-        '    [ "$tries" -lt 1000 ] || { echo "bridge on port $port never listened" >&2; exit 97; }',
+        '    [ "$tries" -lt 1000 ] || { echo "bridge on $socket never listened" >&2; exit 97; }',
         "    sleep 0.01",
         "  done",
         "done",
         f'exec {shlex.join(drop_privileges(container))} "$@"',
     ]
     return "\n".join(lines)
+
+
+def proc_net_tcp_address(address: str, port: int) -> str:
+    """`address:port` as /proc/net/tcp shows a local socket: the IPv4 address as a little-endian hex word."""
+    return f"{int.from_bytes(socket.inet_aton(address), 'little'):08X}:{port:04X}"
 
 
 class Sandbox:
@@ -273,6 +316,7 @@ class Sandbox:
         self.bridges = bridges
         self.inbound = scratch / "inbound"
         self.log_path = scratch / "output.log"
+        self.hosts_path = scratch / "hosts"
         self.process: subprocess.Popen[bytes] | None = None
         self.sandbox_pid = 0
 
@@ -282,14 +326,18 @@ class Sandbox:
 
     def __enter__(self) -> Sandbox:
         self.inbound.mkdir(mode=0o700, parents=True)  # root only: the app cannot use it as scratch space
+        hosts = None
+        if self.spec.peers:
+            hosts = self.hosts_path
+            hosts.write_text(hosts_file(self.spec.peers))
+        init = init_script(self.bridges.endpoints, self.spec.inbound_port, self.spec.container, self.spec.peers)
         read_info, write_info = os.pipe()
         argv = [
             tool("bwrap"), "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--info-fd", str(write_info),
-            *root_filesystem(self.spec, self.bridges.directory, self.inbound),
+            *root_filesystem(self.spec, self.bridges.directory, self.inbound, hosts),
             "--chdir", self.spec.image.workdir,
-            "--", "/bin/sh", "-c", init_script(self.bridges.endpoints, self.spec.inbound_port, self.spec.container),
-            "sh", *self.spec.argv,
+            "--", "/bin/sh", "-c", init, "sh", *self.spec.argv,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

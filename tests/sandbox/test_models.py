@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.environment import LocalServices, UnknownVariables, Variable, container_environment, stale_rows
+from tests.sandbox.environment import (
+    LocalServices,
+    UnknownVariables,
+    Variable,
+    container_environment,
+    local_queue,
+    stale_rows,
+)
 from tests.sandbox.fargate import fresh_mount
 from tests.sandbox.image import Directory, UnmodelledDockerfile, read_image
-from tests.sandbox.sandbox import REPOSITORY
+from tests.sandbox.sandbox import REPOSITORY, Peer, hosts_file, peer_address, proc_net_tcp_address
+from tests.sandbox.stacks import JOB_PLATFORM_DOCKERFILES, STACKS, stack_config
 from tests.sandbox.task import AccessPoint, Container, HealthCheck, Mount, UnmodelledTask
 
 BASE = "FROM python:3.11.16-slim-bookworm@sha256:" + "0" * 64
@@ -40,14 +48,53 @@ def dockerfile(tmp_path: Path, *lines: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("service", ["api", "worker"])
-def test_the_service_images_declare_tmp_and_keep_it_world_writable(service: str) -> None:
-    image = read_image(REPOSITORY / "services" / service / "Dockerfile")
+SERVICE_DIRECTORIES = sorted(
+    {str(Path(path).parent) for path in JOB_PLATFORM_DOCKERFILES.values()}
+    | {spec.build for stack in STACKS for spec in stack_config(stack).services.values() if spec.build}
+)
+
+
+@pytest.mark.parametrize("directory", SERVICE_DIRECTORIES)
+def test_the_service_images_declare_tmp_and_keep_it_world_writable(directory: str) -> None:
+    image = read_image(REPOSITORY / directory / "Dockerfile")
     assert "/tmp" in image.volumes
     assert image.directory("/tmp") == Directory(0, 0, 0o1777)
-    assert image.argv == ["python", "-m", f"services.{service}"]
+    assert image.argv == ["python", "-m", directory.replace("/", ".")]
     assert image.env["PATH"].startswith("/opt/venv/bin:") and image.env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert image.workdir == "/app"
+    code = image.code()
+    assert code[:2] == ("services/__init__.py", "services/common") and code[-1] == directory, code
+
+
+BUILDER = BASE + " AS builder"
+
+
+def test_the_code_at_workdir_is_what_a_builder_stage_copies(tmp_path: Path) -> None:
+    path = tmp_path / "Dockerfile"
+    path.write_text(
+        "\n".join([
+            BUILDER, "COPY services/requirements.txt /tmp/requirements.txt", "WORKDIR /app",
+            "COPY services/__init__.py services/__init__.py", "COPY services/api/ /app/services/api",
+            BASE, "WORKDIR /app", "COPY --from=builder /opt/venv /opt/venv", "COPY --from=builder /app /app",
+            "COPY services/extra services/extra", 'CMD ["python", "-m", "services.api"]',
+        ]) + "\n"
+    )  # fmt: skip
+    assert read_image(path).code() == ("services/__init__.py", "services/api", "services/extra")
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["WORKDIR /app", "COPY services/api api"], "only the repository's layout"),
+        (["WORKDIR /app", "COPY services/api services/common services/"], "only COPY of one path"),
+        (["ADD services.tar.gz /app/"], "only COPY of one path"),
+        (["COPY --from=python:3.11 /usr/local /app/python"], "only --from=<an earlier stage> <dir> <dir>"),
+    ],
+)
+def test_code_copied_in_other_forms_fails_loudly(tmp_path: Path, lines: list[str], message: str) -> None:
+    image = read_image(dockerfile(tmp_path, "WORKDIR /app", *lines))
+    with pytest.raises(UnmodelledDockerfile, match=re.escape(message)):
+        image.code()
 
 
 def test_without_volume_fargate_gives_a_root_owned_0755_directory(tmp_path: Path) -> None:
@@ -147,6 +194,27 @@ def test_the_table_maps_planned_variables_and_adds_local_ones() -> None:
 def test_a_variable_the_table_does_not_know_fails(change: dict[str, object], message: str) -> None:
     with pytest.raises(UnknownVariables, match=message):
         container_environment(replace(CONTAINER, **change), LOCAL, TABLE)  # pyright: ignore[reportArgumentType]
+
+
+def test_a_local_row_given_with_a_variable_is_only_for_containers_planned_with_it() -> None:
+    table = {**TABLE, "EMAIL_SINK_DIR": Variable("local", lambda local, _: "/tmp/mail", given_with="LOG_LEVEL")}
+    assert container_environment(CONTAINER, LOCAL, table)["EMAIL_SINK_DIR"] == "/tmp/mail"
+    without = replace(CONTAINER, environment={})
+    assert "EMAIL_SINK_DIR" not in container_environment(without, LOCAL, table)
+
+
+def test_a_planned_queue_maps_to_its_local_queue_or_fails_by_name() -> None:
+    local = replace(LOCAL, queue_urls={"https://sqs/planned": "http://127.0.0.1:1/local"})
+    assert local_queue(local, "https://sqs/planned") == "http://127.0.0.1:1/local"
+    with pytest.raises(UnknownVariables, match=re.escape("queue https://sqs/other has no local queue")):
+        local_queue(local, "https://sqs/other")
+
+
+def test_peers_resolve_to_a_loopback_address_each_and_bridges_wait_for_them() -> None:
+    peers = [Peer("users", 8081, Path("/x")), Peer("products", 8082, Path("/y"))]
+    assert hosts_file(peers).endswith("127.255.0.1\tusers\n127.255.0.2\tproducts\n")
+    assert proc_net_tcp_address("127.0.0.1", 5432) == "0100007F:1538"
+    assert proc_net_tcp_address(peer_address(1), 8082) == "0200FF7F:1F92"
 
 
 def test_a_row_for_a_variable_no_container_has_is_stale() -> None:

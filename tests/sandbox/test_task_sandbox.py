@@ -1,9 +1,11 @@
 """Task sandbox: each service of each stack runs its real entry point as its planned container definition says.
 
 Read-only root, the planned uid/gid for real, each mount a fresh directory owned as Fargate creates it, the planned
-environment (through the one table in environment.py), the planned command and health check. The API must pass its
-health check and /ready, accept a > 1 MiB upload and a job on it; the worker must pass its health check and finish
-that job. See docs/runtime-proofs.md ("Task sandbox").
+environment (through the one table in environment.py), the planned command and health check. Here: what every
+stack's plan asks for (checked without running anything), and the job platform of the stacks that have it: the API
+must pass its health check and /ready, accept a > 1 MiB upload and a job on it; the worker must pass its health check
+and finish that job. The stacks' `services` (the shop) run in test_shop_sandbox.py. See docs/runtime-proofs.md
+("Task sandbox").
 """
 
 from __future__ import annotations
@@ -21,49 +23,40 @@ from psycopg import sql
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs
-from tests.sandbox.conftest import STACKS, admin_execute
-from tests.sandbox.environment import LocalServices, container_environment, stale_rows, table_problems
-from tests.sandbox.fargate import fresh_mount
-from tests.sandbox.image import Directory, Image, read_image
-from tests.sandbox.sandbox import IMAGE_CODE, REPOSITORY, HostBridges, Sandbox, SandboxSpec, prepare_directory
+from tests.sandbox.conftest import admin_execute
+from tests.sandbox.deployment import assert_runs_as_planned, client_of, sandbox_spec, unwritable_mounts
+from tests.sandbox.environment import LocalServices, stale_rows, table_problems
+from tests.sandbox.sandbox import HostBridges, Sandbox
+from tests.sandbox.stacks import JOB_PLATFORM_DOCKERFILES, JOB_PLATFORM_STACKS, STACKS, sandboxed, unrun_containers
 from tests.sandbox.task import Container
 
 UPLOAD_BYTES = 1024 * 1024 + 4096  # over 1 MiB, where request bodies stop being held in memory
 JOB_TIMEOUT_SECONDS = 60.0
 
 
-def image_of(service: str) -> Image:
-    return read_image(REPOSITORY / "services" / service / "Dockerfile")
-
-
-def containers_of(planned: dict[str, list[Container]], stack: str) -> dict[str, Container]:
-    found = {c.service: c for c in planned[stack]}
-    untested = sorted(set(found) - set(IMAGE_CODE))
-    assert not untested, f"{stack}: containers {untested} have no sandbox (add them to IMAGE_CODE in sandbox.py)"
-    missing = sorted(set(IMAGE_CODE) - set(found))
-    assert not missing, f"{stack}: the plan has no container for {missing}"
-    return found
-
-
-def writable_by(directory: Directory, uid: int, gid: int) -> bool:
-    if uid == directory.uid:
-        return bool(directory.mode & 0o200 and directory.mode & 0o100)
-    if gid == directory.gid:
-        return bool(directory.mode & 0o020 and directory.mode & 0o010)
-    return bool(directory.mode & 0o002 and directory.mode & 0o001)
+def job_platform(planned: dict[str, list[Container]], stack: str) -> dict[str, Container]:
+    found = sandboxed(stack, planned[stack])
+    return {name: found[name] for name in JOB_PLATFORM_DOCKERFILES}
 
 
 # --- What the plan asks for, checked without running anything ---------------------------------------------------
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_every_planned_container_is_run_by_the_sandbox(planned: dict[str, list[Container]], stack: str) -> None:
+    problems = unrun_containers(stack, planned[stack])
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_every_planned_variable_has_a_local_value(planned: dict[str, list[Container]], stack: str) -> None:
-    problems = [f"{c.label}: {p}" for c in planned[stack] for p in table_problems(c)]
+    containers = sandboxed(stack, planned[stack]).values()
+    problems = [f"{c.label}: {p}" for c in containers for p in table_problems(c)]
     assert not problems, "the sandbox cannot run what the plan gives these containers:\n" + "\n".join(problems)
 
 
 def test_the_variable_table_has_no_stale_rows(planned: dict[str, list[Container]]) -> None:
-    stale = stale_rows(c for containers in planned.values() for c in containers)
+    stale = stale_rows(c for stack, containers in planned.items() for c in sandboxed(stack, containers).values())
     assert not stale, f"rows in tests/sandbox/environment.py for variables no stack plans any more: {stale}"
 
 
@@ -72,16 +65,7 @@ def test_planned_writable_mounts_are_writable_by_the_planned_user(
     planned: dict[str, list[Container]], stack: str
 ) -> None:
     """The ownership model alone (no root needed): each writable mount as Fargate creates it, for the task's user."""
-    problems: list[str] = []
-    for service, container in containers_of(planned, stack).items():
-        image = image_of(service)
-        for mount in (m for m in container.mounts if not m.read_only):
-            directory = fresh_mount(mount, image, container)
-            if not writable_by(directory, container.uid, container.gid):
-                problems.append(
-                    f"{container.label}: {mount.container_path} ({mount.kind} volume {mount.volume!r}) starts as "
-                    f"{directory}, not writable by {container.uid}:{container.gid}"
-                )
+    problems = [p for container in sandboxed(stack, planned[stack]).values() for p in unwritable_mounts(container)]
     assert not problems, "\n".join(problems)
 
 
@@ -90,7 +74,7 @@ def test_planned_writable_mounts_are_writable_by_the_planned_user(
 
 @dataclass
 class Deployment:
-    """Both services of one stack, running in their sandboxes against fresh local stand-ins."""
+    """The job platform's two services of one stack, running in their sandboxes against fresh local stand-ins."""
 
     stack: str
     containers: dict[str, Container]
@@ -115,6 +99,7 @@ def local_services(
         int(worker.get("MAX_RECEIVES", probe.MAX_RECEIVES)),
         int(worker.get("VISIBILITY_TIMEOUT_SECONDS", probe.VISIBILITY_TIMEOUT_SECONDS)),
     )
+    # The worker plans every queue (QUEUE_URL_HIGH/NORMAL/LOW, DLQ_URL); the API plans the same URLs.
     return LocalServices(
         postgres_host="127.0.0.1",
         postgres_port=endpoints["postgres"].port,
@@ -125,30 +110,11 @@ def local_services(
         redis_port=endpoints["redis"].port,
         redis_key_prefix=f"cp-test-{tag}:sbx-{stack}:",
         sqs_endpoint_url=sqs_url,
-        queue_urls=queues,
+        queue_urls={worker[name]: url for name, url in queues.items()},
     )
 
 
-def sandbox_spec(container: Container, local: LocalServices, storage: dict[str, Path], scratch: Path) -> SandboxSpec:
-    image = image_of(container.service)
-    mounts: dict[str, Path] = {}
-    for mount in container.mounts:
-        if mount.kind == "efs":  # one file system: every task that mounts the same access point shares it
-            fresh = fresh_mount(mount, image, container)
-            if mount.efs_identity not in storage:
-                storage[mount.efs_identity] = prepare_directory(scratch / f"efs-{len(storage)}", fresh)
-            mounts[mount.container_path] = storage[mount.efs_identity]
-        else:  # task storage: fresh for each task
-            name = f"{container.service}-{mount.volume}"
-            mounts[mount.container_path] = prepare_directory(scratch / name, fresh_mount(mount, image, container))
-    # The container's environment: the image's ENV, then the task definition's, as Docker merges them; HOME is
-    # what Docker sets for a user without a passwd entry.
-    env = {**image.env, "HOME": "/", **container_environment(container, local)}
-    port = int(env["PORT"]) if container.service == "api" else None
-    return SandboxSpec(container, image, container.command or image.argv, env, mounts, inbound_port=port)
-
-
-@pytest.fixture(scope="module", params=STACKS)
+@pytest.fixture(scope="module", params=JOB_PLATFORM_STACKS)
 def deployment(
     request: pytest.FixtureRequest,
     sandbox_tools: None,
@@ -160,7 +126,7 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     stack: str = request.param
-    containers = containers_of(planned, stack)
+    containers = job_platform(planned, stack)
     local = local_services(stack, containers, app_role, session_tag, bridges, fauxqs_server.endpoint_url)
     admin_execute(
         sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(local.database), sql.Identifier(local.db_user))
@@ -171,12 +137,7 @@ def deployment(
         with (
             Sandbox(sandbox_spec(containers["api"], local, storage, scratch), bridges, scratch / "api") as api,
             Sandbox(sandbox_spec(containers["worker"], local, storage, scratch), bridges, scratch / "worker") as worker,
-            httpx.Client(
-                transport=httpx.HTTPTransport(uds=str(api.inbound_socket)),
-                base_url="http://api",
-                headers={"X-Client-Id": f"sbx-{uuid.uuid4().hex[:8]}"},
-                timeout=10,
-            ) as client,
+            client_of(api) as client,
         ):
             yield Deployment(stack, containers, {"api": api, "worker": worker}, client)
     finally:
@@ -248,21 +209,4 @@ def test_worker_finishes_the_job(deployment: Deployment, worker: Sandbox, submit
 def test_runs_as_planned_inside(deployment: Deployment, service: str, request: pytest.FixtureRequest) -> None:
     """The sandbox seen from inside, as the service's user: the planned uid/gid, a read-only root filesystem, and
     every planned writable mount writable."""
-    sandbox: Sandbox = request.getfixturevalue(service)  # healthy first
-    container = sandbox.spec.container
-    writable = [m.container_path for m in container.mounts if not m.read_only]
-    probe = sandbox.run_inside(["python", "-c", PROBE, *writable], timeout=30)
-    assert probe.returncode == 0, f"{sandbox.label}: {probe.stderr}"
-    uid, gid, root_read_only, *answers = probe.stdout.split()
-    assert (int(uid), int(gid)) == (container.uid, container.gid)
-    assert root_read_only == str(container.read_only_root)
-    refused = [path for path, answer in zip(writable, answers, strict=True) if answer != "True"]
-    assert not refused, f"{sandbox.label}: as {uid}:{gid}, these planned writable mounts are not writable: {refused}"
-
-
-PROBE = """
-import os, sys
-print(os.getuid(), os.getgid(), bool(os.statvfs("/").f_flag & os.ST_RDONLY))
-for path in sys.argv[1:]:
-    print(os.access(path, os.W_OK))
-"""
+    assert_runs_as_planned(request.getfixturevalue(service))  # healthy first; `deployment` gives the stack

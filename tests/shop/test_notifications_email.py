@@ -32,9 +32,11 @@ from services.shop.notifications.senders import (
     ses_client,
     ses_request,
 )
+from services.shop.notifications.settings import NotificationsSettings
 
 REGION = "us-east-1"
 SENDER = "orders@shop.example.com"
+QUEUE_URL = "http://127.0.0.1:9/000000000000/notifications"
 
 
 def payload(**overrides: Any) -> dict[str, Any]:
@@ -180,6 +182,13 @@ def test_header_injection_through_the_subject_is_impossible() -> None:
 # --- SES v2 ---
 
 
+def ses_sender(client: Any, from_address: str = SENDER) -> SesSender:
+    """An SES sender from `from_address` as the service sets it up: EMAIL_FROM of its settings (the IAM contract,
+    tests/iam, maps the From of every recorded send back to the variable that carried it)."""
+    settings = NotificationsSettings(SERVICE_NAME="notifications", QUEUE_URL=QUEUE_URL, EMAIL_FROM=from_address)
+    return SesSender(client, settings.sender_address)
+
+
 @pytest.fixture
 def ses() -> Iterator[Any]:
     with mock_aws():
@@ -200,7 +209,7 @@ def test_the_ses_request_matches_botocores_sesv2_model() -> None:
 
 def test_ses_sends_from_a_verified_identity(ses: Any) -> None:
     email_ = rendered()
-    message_id = asyncio.run(SesSender(ses, SENDER).send(email_))
+    message_id = asyncio.run(ses_sender(ses).send(email_))
     [sent] = sent_messages()
     assert sent.id == message_id
     assert sent.source == SENDER and sent.destinations == {"ToAddresses": ["ada@example.com"]}
@@ -209,7 +218,7 @@ def test_ses_sends_from_a_verified_identity(ses: Any) -> None:
 
 def test_an_unverified_sender_is_a_permanent_error(ses: Any) -> None:
     with pytest.raises(PermanentSendError) as caught:
-        asyncio.run(SesSender(ses, "someone@unverified.example.org").send(rendered()))
+        asyncio.run(ses_sender(ses, "someone@unverified.example.org").send(rendered()))
     assert caught.value.code == "MessageRejected"
     assert sent_messages() == []
 
@@ -245,14 +254,14 @@ def answer_failing_first(client: Any, count: int, status: int, code: str) -> lis
 
 def test_throttling_is_retried_with_backoff_and_then_sent_once(offline_ses: Any) -> None:
     attempts = answer_failing_first(offline_ses, 2, 429, "TooManyRequestsException")
-    assert asyncio.run(SesSender(offline_ses, SENDER).send(rendered())) == "attempt-3"
+    assert asyncio.run(ses_sender(offline_ses).send(rendered())) == "attempt-3"
     assert attempts == [1, 2, 3]
 
 
 def test_transient_failures_beyond_the_attempts_are_raised_for_redelivery(offline_ses: Any) -> None:
     attempts = answer_failing_first(offline_ses, 99, 503, "ServiceUnavailable")
     with pytest.raises(ClientError) as caught:
-        asyncio.run(SesSender(offline_ses, SENDER).send(rendered()))
+        asyncio.run(ses_sender(offline_ses).send(rendered()))
     assert not isinstance(caught.value, PermanentSendError)
     assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
     assert attempts == [1, 2, 3, 4]
@@ -262,5 +271,5 @@ def test_transient_failures_beyond_the_attempts_are_raised_for_redelivery(offlin
 def test_permanent_errors_are_not_retried(offline_ses: Any, code: str) -> None:
     attempts = answer_failing_first(offline_ses, 99, 400, code)
     with pytest.raises(PermanentSendError, match=code):
-        asyncio.run(SesSender(offline_ses, SENDER).send(rendered()))
+        asyncio.run(ses_sender(offline_ses).send(rendered()))
     assert attempts == [1]
