@@ -17,6 +17,7 @@ from runner.diff import compare
 from runner.engine import PolicyPackProcess
 from runner.plan import MOCK_ACCOUNT_ID, Plan, run_program
 from runner.records import ResourceRecord
+from services.shop.common.database import pool_budget
 from tests.program.test_microservices import owner, plan_of, report
 from tests.support import Recorded, env_map, inputs, json_input
 
@@ -252,3 +253,18 @@ def test_the_shop_deploys_one_service_without_touching_the_others(tmp_path, chan
     by_key = {r.urn.split("::", 2)[-1]: r for r in after.resources}
     owners = {owner(Recorded(after.resources, after.outputs), by_key[c.key].urn) for c in diff.changed}
     assert owners == {changed}, [(c.name, c.paths) for c in diff.changed]
+
+
+def test_every_service_s_pool_fits_the_database_s_connection_budget(shop):
+    """pool_budget: services x most tasks x 2 (deployment surge) x (DB_POOL_MAX + 1) + reserved <= max_connections."""
+    config = yaml.safe_load(STACK_FILE.read_text())["config"]
+    max_connections = int(config.get("container-platform:database", {}).get("maxConnections", 200))
+    on_database = [name for name in SERVICES if "DB_USER" in environment(shop, name)]
+    most_tasks = max(
+        int(inputs(target)["maxCapacity"])
+        for target in shop.of_type("aws:appautoscaling/target:Target")
+        if any(f"service/shop-dev/shop-dev-{name}" in inputs(target)["resourceId"] for name in on_database)
+    )
+    budget = pool_budget(len(on_database), most_tasks, max_connections)
+    pools = {name: int(environment(shop, name)["DB_POOL_MAX"]) for name in on_database}
+    assert all(size <= budget for size in pools.values()), (pools, budget)

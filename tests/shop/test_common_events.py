@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.common.sqs_async import AsyncSqsClient
 from services.fauxqs import Fauxqs
 from services.shop.common.events import (
+    HOUSEKEEPING_BATCH,
     LOCAL_CREDENTIALS,
     MAX_PAYLOAD_BYTES,
     OUTBOX_DDL,
@@ -30,6 +31,7 @@ from services.shop.common.events import (
     QueueConsumer,
     add_event,
     async_sqs_client,
+    purge_in_batches,
 )
 from services.shop.common.observability import TraceContext, current_trace, reset_trace, use_trace
 from tests.services.helpers import ADMIN_DSN, TcpProxy
@@ -449,6 +451,36 @@ def test_old_sent_events_and_old_dedupe_records_are_purged(tables: str, fauxqs: 
             assert [row[0] for row in await cursor.fetchall()] == [recent]
 
     run(tables, fauxqs.endpoint_url, scenario)
+
+
+def test_a_row_failing_for_a_very_long_time_keeps_backing_off_without_jamming_the_relay(
+    tables: str, fauxqs: Fauxqs
+) -> None:
+    """power(2, attempts) overflows PostgreSQL's double after ~1,000 failures: the error would roll back every round."""
+
+    async def scenario(h: Harness) -> None:
+        poison = await h.add()
+        async with h.pool.connection() as conn, conn.transaction():
+            await conn.execute("UPDATE outbox SET attempts = 5000 WHERE id = %s", (poison,))
+            await h.relay().mark(conn, [], [poison])
+            cursor = await conn.execute("SELECT attempts, next_attempt_at > now() FROM outbox WHERE id = %s", (poison,))
+            assert await cursor.fetchone() == (5001, True)
+
+    run(tables, fauxqs.endpoint_url, scenario)
+
+
+def test_housekeeping_purges_in_batches_until_one_comes_back_short() -> None:
+    remaining = [2 * HOUSEKEEPING_BATCH + 7]
+
+    async def purge() -> int:
+        deleted = min(HOUSEKEEPING_BATCH, remaining[0])
+        remaining[0] -= deleted
+        return deleted
+
+    assert asyncio.run(purge_in_batches(purge)) == 2 * HOUSEKEEPING_BATCH + 7
+    assert remaining == [0]
+    remaining[0] = 10 * HOUSEKEEPING_BATCH
+    assert asyncio.run(purge_in_batches(purge, max_batches=3)) == 3 * HOUSEKEEPING_BATCH
 
 
 # --- bad input ---

@@ -40,7 +40,7 @@ from services.common.logging import JsonFormatter
 from services.common.tracing import Tracing
 from services.fauxqs import REPO_ROOT, free_port
 from services.shop.common import healthcheck
-from services.shop.common.app import ServiceError, create_service_app
+from services.shop.common.app import ServiceError, ServiceRuntime, create_service_app
 from services.shop.common.auth import (
     JWKS_PATH,
     CurrentUser,
@@ -65,6 +65,7 @@ from services.shop.common.idempotency import (
     IdempotencyKeyReusedError,
     Replay,
     begin,
+    expired_key_purging,
     idempotent,
     validate_key,
 )
@@ -815,6 +816,30 @@ def test_expired_keys_and_orphaned_claims_are_taken_over(idempotency_settings: S
     assert not isinstance(run_begin(idempotency_settings, "k-orphan", b"a"), Replay)
     with pytest.raises(IdempotencyKeyReusedError):
         run_begin(idempotency_settings, "k-orphan", b"b")
+
+
+def test_expired_keys_are_purged_while_the_service_runs(idempotency_settings: ShopSettings) -> None:
+    run_begin(idempotency_settings, "k-stale", b"a")
+    run_begin(idempotency_settings, "k-fresh", b"a")
+    with connect(idempotency_settings) as conn:
+        conn.execute("UPDATE kappa.idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'k-stale'")
+
+    async def scenario() -> list[str]:
+        pool = await open_service_pool(idempotency_settings)
+        runtime = ServiceRuntime(app=FastAPI(), settings=idempotency_settings, pool=pool, tracing=None)
+        try:
+            async with expired_key_purging(interval_seconds=0.05)(runtime):
+                for _ in range(100):
+                    async with pool.connection() as conn:
+                        rows = await (await conn.execute("SELECT key FROM idempotency_keys ORDER BY key")).fetchall()
+                    if len(rows) < 2:
+                        break
+                    await asyncio.sleep(0.05)
+            return [row["key"] for row in rows]
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ["k-fresh"]
 
 
 @pytest.mark.parametrize("key", [None, "", "x" * 256, "caf\u00e9", "tab\there"])

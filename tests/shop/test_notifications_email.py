@@ -220,6 +220,7 @@ def test_an_unverified_sender_is_a_permanent_error(ses: Any) -> None:
     with pytest.raises(PermanentSendError) as caught:
         asyncio.run(ses_sender(ses, "someone@unverified.example.org").send(rendered()))
     assert caught.value.code == "MessageRejected"
+    assert "@" not in str(caught.value), "SES's message names addresses; it must not reach logs or the table"
     assert sent_messages() == []
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -273,6 +274,19 @@ def test_failed_logins_are_throttled_per_email(client: TestClient, settings: Use
     assert throttled.json()["error"] == "too_many_failed_logins"
     assert 1 <= int(throttled.headers["Retry-After"]) <= settings.LOGIN_FAILURE_WINDOW_SECONDS
     assert login(client, bystander).status_code == 200
+
+
+def test_concurrent_guesses_cannot_slip_past_the_failure_limit(client: TestClient, settings: UsersSettings) -> None:
+    """The count is taken before the ~30 ms hash: a burst must not all read a count under the limit."""
+    email = new_email()
+    register(client, email)
+    guesses = 3 * settings.LOGIN_MAX_FAILURES
+    with ThreadPoolExecutor(max_workers=guesses) as pool:
+        statuses = list(
+            pool.map(lambda _: login(client, email, "not the right passphrase").status_code, range(guesses))
+        )
+    assert statuses.count(401) <= settings.LOGIN_MAX_FAILURES, sorted(statuses)
+    assert set(statuses) <= {401, 429, 503}, sorted(statuses)
 
 
 def test_unknown_emails_are_throttled_too(client: TestClient, settings: UsersSettings) -> None:

@@ -87,6 +87,8 @@ PROCESSED_EVENTS_RETENTION = timedelta(days=14)
 SENT_EVENTS_RETENTION = timedelta(days=7)
 HOUSEKEEPING_INTERVAL_SECONDS = 600.0
 HOUSEKEEPING_BATCH = 1000
+# Batches per housekeeping round: up to 100,000 rows per 10 minutes, far above the orders the gateway admits.
+HOUSEKEEPING_MAX_BATCHES = 100
 LONG_POLL_MARGIN_SECONDS = 10.0
 # Local endpoints (fauxqs) accept any credentials; never reach for real ones when pointed at one.
 LOCAL_CREDENTIALS = Credentials("local", "local")
@@ -183,10 +185,13 @@ LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
 _MARK_SENT = "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)"
-# Exponential backoff per row with jitter (50-100% of the step), capped.
+# Exponential backoff per row with jitter (50-100% of the step), capped; the exponent too, or power() overflows
+# after ~1,000 failures and the error would roll back every round (a poison row jamming the relay).
 _MARK_FAILED = """
 UPDATE outbox SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => least(%(cap)s, %(base)s * power(2, attempts)) * (0.5 + random() / 2))
+    next_attempt_at = now() + make_interval(
+        secs => least(%(cap)s, %(base)s * power(2, least(attempts, 30))) * (0.5 + random() / 2)
+    )
 WHERE id = ANY(%(ids)s)
 """
 _PURGE_SENT = """
@@ -343,7 +348,18 @@ class OutboxRelay:
     async def _housekeeping(self) -> None:
         if time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_SECONDS
-            await self.purge_sent()
+            await purge_in_batches(self.purge_sent)
+
+
+async def purge_in_batches(purge: Callable[[], Awaitable[int]], max_batches: int = HOUSEKEEPING_MAX_BATCHES) -> int:
+    """Run `purge` (which deletes up to HOUSEKEEPING_BATCH rows) until a batch comes back short; return the total."""
+    total = 0
+    for _ in range(max_batches):
+        deleted = await purge()
+        total += deleted
+        if deleted < HOUSEKEEPING_BATCH:
+            break
+    return total
 
 
 class QueueConsumer:
@@ -538,7 +554,7 @@ class QueueConsumer:
             return
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_SECONDS
         try:
-            await self.purge_processed()
+            await purge_in_batches(self.purge_processed)
         except Exception:
             log.exception("purging old processed_events failed; will try again later")
 

@@ -27,11 +27,13 @@ response that reports it commit together:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +43,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from services.shop.common.app import ServiceError
+from services.shop.common.app import ServiceError, ServiceRuntime
 from services.shop.common.database import ServicePool, SharedMigration
 
 log = logging.getLogger(__name__)
@@ -199,6 +201,40 @@ async def purge_expired(conn: AsyncConnection[DictRow]) -> int:
         "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => %s)", (RETENTION_HOURS,)
     )
     return result.rowcount
+
+
+PURGE_INTERVAL_SECONDS = 600.0
+
+
+def expired_key_purging(
+    interval_seconds: float = PURGE_INTERVAL_SECONDS,
+) -> Callable[[ServiceRuntime], AbstractAsyncContextManager[None]]:
+    """Lifespan hook: delete expired keys every `interval_seconds` while the service runs (every task does it; the
+    DELETE is harmless twice). Without it the table keeps a row and its stored answer per request, forever."""
+
+    @asynccontextmanager
+    async def hook(runtime: ServiceRuntime) -> AsyncIterator[None]:
+        task = asyncio.create_task(_purge_periodically(runtime.pool, interval_seconds), name="idempotency-purge")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return hook
+
+
+async def _purge_periodically(pool: ServicePool, interval_seconds: float) -> None:
+    while True:
+        try:
+            async with pool.connection() as conn:
+                deleted = await purge_expired(conn)
+            if deleted:
+                log.info("purged expired idempotency keys", extra={"deleted": deleted})
+        except Exception:
+            log.exception("purging expired idempotency keys failed; will try again")
+        await asyncio.sleep(interval_seconds)
 
 
 def _dumps(value: Any) -> str:

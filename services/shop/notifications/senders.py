@@ -26,7 +26,12 @@ from services.shop.notifications.messages import Email
 # SES v2 SendEmail errors that no retry can fix for this message. Configuration errors that affect every
 # message (a missing configuration set, a paused account) stay transient on purpose: they end in the DLQ,
 # which alarms and can be redriven once fixed, instead of silently dropping every email.
-PERMANENT_SES_ERRORS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "BadRequestException"})
+# What each permanent SES error means, said without SES's own message (which names the refused addresses).
+PERMANENT_SES_ERRORS = {
+    "MessageRejected": "SES rejected the message (unverified sender or recipient, or suppressed address)",
+    "MailFromDomainNotVerifiedException": "the sender's MAIL FROM domain is not verified in SES",
+    "BadRequestException": "SES refused the request as malformed",
+}
 
 
 class PermanentSendError(Exception):
@@ -99,7 +104,8 @@ class SesSender:
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in PERMANENT_SES_ERRORS:
-                raise PermanentSendError(code, str(error.response.get("Error", {}).get("Message", ""))) from error
+                # SES's message names the refused addresses: customers' emails stay out of logs and the table.
+                raise PermanentSendError(code, PERMANENT_SES_ERRORS[code]) from None
             raise
         return str(response["MessageId"])
 

@@ -18,7 +18,7 @@ from services.shop.common.auth import token_verification
 from services.shop.common.breaker import BreakerPolicy, CircuitBreaker
 from services.shop.common.calls import RetryPolicy, ServiceClient, Timeouts
 from services.shop.common.events import OUTBOX_MIGRATION, OutboxRelay, async_sqs_client
-from services.shop.common.idempotency import IDEMPOTENCY_MIGRATION
+from services.shop.common.idempotency import IDEMPOTENCY_MIGRATION, expired_key_purging
 from services.shop.common.observability import outgoing_traceparent
 from services.shop.orders.checkout import Checkout, UserDirectory
 from services.shop.orders.clients import PaymentsClient, ProductsClient
@@ -102,5 +102,5 @@ def create_app(settings: OrdersSettings) -> FastAPI:
         routers=[router],
         migrations_dir=MIGRATIONS_DIR,
         shared_migrations=[IDEMPOTENCY_MIGRATION, OUTBOX_MIGRATION],
-        lifespan_hooks=[token_verification, orders_runtime],
+        lifespan_hooks=[token_verification, orders_runtime, expired_key_purging()],
     )

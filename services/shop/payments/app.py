@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.shop.common.app import LifespanHook, ServiceRuntime, create_service_app
-from services.shop.common.idempotency import IDEMPOTENCY_MIGRATION
+from services.shop.common.idempotency import IDEMPOTENCY_MIGRATION, expired_key_purging
 from services.shop.payments import routes
 from services.shop.payments.provider import SimulatedProvider
 from services.shop.payments.service import PaymentService
@@ -40,5 +40,5 @@ def create_app(settings: PaymentsSettings) -> FastAPI:
         routers=[routes.router],
         migrations_dir=MIGRATIONS_DIR,
         shared_migrations=[IDEMPOTENCY_MIGRATION],
-        lifespan_hooks=[_payments_resources(settings)],
+        lifespan_hooks=[_payments_resources(settings), expired_key_purging()],
     )

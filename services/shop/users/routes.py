@@ -149,7 +149,7 @@ def _invalid(error: ValidationError, field_names: dict[str, str]) -> RequestVali
 async def issue_token(request: Request, response: Response, state: State, pool: Pool) -> AccessToken:
     """Log in: an access token (15 minutes) for a correct email and password."""
     credentials = await _credentials(request)
-    throttle = await state.throttle.check(credentials.email)
+    throttle = await state.throttle.begin(credentials.email)
     if throttle.retry_after_seconds:
         raise ServiceError(
             429,
@@ -164,12 +164,11 @@ async def issue_token(request: Request, response: Response, state: State, pool: 
         # Unknown emails are verified against a dummy hash: the same work, so the timing tells nothing.
         valid = await state.hashing.verify(stored_hash, credentials.password)
     except HashingBusyError as error:
+        await state.throttle.give_back(credentials.email)
         raise _busy(error) from None
-    if row is None or not valid:
-        await state.throttle.record_failure(credentials.email)
+    if row is None or not valid:  # already counted by `begin`
         raise ServiceError(401, "invalid_credentials", "wrong email or password", {"WWW-Authenticate": "Bearer"})
-    if throttle.failures:
-        await state.throttle.clear(credentials.email)
+    await state.throttle.clear(credentials.email)
     await _upgrade_hash(state, pool, row["id"], row["password_hash"], credentials.password)
     issued = state.signer.issue(str(row["id"]))
     response.headers["Cache-Control"] = "no-store"  # RFC 6749 section 5.1

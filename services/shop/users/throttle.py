@@ -70,36 +70,36 @@ class LoginThrottle:
     def _key(self, email: str) -> str:
         return self._settings.redis_key("login-failures", hashlib.sha256(email.encode()).hexdigest()[:32])
 
-    async def check(self, email: str) -> ThrottleState:
-        """The email's failure count, and how long it must wait if it reached the limit."""
-        if not self._breaker.closed:
-            return ALLOWED
-        key = self._key(email)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(key)
-                pipe.ttl(key)
-                raw_count, ttl = await pipe.execute()
-        except RedisError as error:
-            self._fail_open("check", error)
-            return ALLOWED
-        failures = int(raw_count or 0)
-        if failures < self._max_failures:
-            return ThrottleState(failures, 0)
-        return ThrottleState(failures, max(1, int(ttl)))
+    async def begin(self, email: str) -> ThrottleState:
+        """Count this attempt as a failure before the password is checked, and say whether it may go on.
 
-    async def record_failure(self, email: str) -> None:
+        Counting first means concurrent guesses cannot all read a count under the limit and slip past it; a
+        successful login then clears the count (`clear`), an attempt never judged gives it back (`give_back`)."""
         if not self._breaker.closed:
-            return
+            return ALLOWED
         key = self._key(email)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                # NX: the window runs from the first failure; later failures do not extend it.
                 pipe.incr(key)
+                # NX: the window runs from the first failure; later failures do not extend it.
                 pipe.expire(key, self._window_seconds, nx=True)
-                await pipe.execute()
+                pipe.ttl(key)
+                count, _, ttl = await pipe.execute()
         except RedisError as error:
-            self._fail_open("record a failure", error)
+            self._fail_open("count an attempt", error)
+            return ALLOWED
+        if int(count) <= self._max_failures:
+            return ThrottleState(int(count), 0)
+        return ThrottleState(int(count), max(1, int(ttl)))
+
+    async def give_back(self, email: str) -> None:
+        """Un-count an attempt that was never judged (the hashing pool was full)."""
+        if not self._breaker.closed:
+            return
+        try:
+            await self._redis.decr(self._key(email))
+        except RedisError as error:
+            self._fail_open("give back an attempt", error)
 
     async def clear(self, email: str) -> None:
         if not self._breaker.closed:
