@@ -827,6 +827,7 @@ def test_expired_keys_are_purged_while_the_service_runs(idempotency_settings: Sh
     async def scenario() -> list[str]:
         pool = await open_service_pool(idempotency_settings)
         runtime = ServiceRuntime(app=FastAPI(), settings=idempotency_settings, pool=pool, tracing=None)
+        rows: list[Any] = []
         try:
             async with expired_key_purging(interval_seconds=0.05)(runtime):
                 for _ in range(100):
