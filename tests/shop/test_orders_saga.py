@@ -45,6 +45,7 @@ class FakeInventory:
     stock: dict[str, int]
     unavailable: bool = False
     reservations: dict[uuid.UUID, tuple[str, list[tuple[str, int]]]] = field(default_factory=dict)
+    expiries: dict[uuid.UUID, datetime] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
 
     def _check(self, call: str) -> None:
@@ -56,15 +57,19 @@ class FakeInventory:
         self, order_id: uuid.UUID, lines: list[tuple[str, int]], ttl_seconds: int
     ) -> Reserved | OutOfStock:
         self._check("reserve")
+        if order_id in self.reservations:  # as products: the original expiry, or a refusal once it has ended
+            status = self.reservations[order_id][0]
+            if status in ("released", "expired"):
+                return OutOfStock(None, f"reservation_{status}")
+            return Reserved(self.expiries[order_id])
         expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
-        if order_id in self.reservations:
-            return Reserved(expires_at)
         for product_id, quantity in lines:
             if self.stock.get(product_id, 0) < quantity:
                 return OutOfStock(product_id)
         for product_id, quantity in lines:
             self.stock[product_id] -= quantity
         self.reservations[order_id] = ("held", lines)
+        self.expiries[order_id] = expires_at
         return Reserved(expires_at)
 
     async def commit(self, order_id: uuid.UUID) -> bool:
@@ -433,6 +438,22 @@ def test_products_down_parks_the_reservation_and_gives_up_after_the_limit(settin
         assert world.payments.provider_charges == 0
 
     run_world(settings, scenario, timings=timings)
+
+
+def test_a_reservation_that_ended_before_its_answer_was_recorded_rejects_the_order(settings: OrdersSettings) -> None:
+    """Products reserved, the answer was lost (orders died), the reservation expired: the resumed saga is refused
+    the reservation and rejects the order without charging."""
+
+    async def scenario(world: World) -> None:
+        order = await world.place()
+        await world.inventory.reserve(order.id, [(PRODUCT_A, 1)], 600)  # processed; the answer never arrived
+        world.inventory.expire(order.id)
+        final = await world.saga.drive(order)
+        assert (final.status, final.reason) == ("rejected", "reservation_expired")
+        assert world.payments.provider_charges == 0
+        assert world.inventory.stock[PRODUCT_A] == 10
+
+    run_world(settings, scenario)
 
 
 # --- Crashes and concurrent drivers ---
