@@ -5,7 +5,9 @@
 Starts the whole shop with `ShopProcesses` (five services and the gateway, routes and throttling from
 Pulumi.shop.yaml) on a throwaway database, seeds a catalog, and creates the accounts (one argon2 hash made with the
 users service's own parameters, inserted directly: registration is not what this measures). Then every virtual user
-arrives during the ramp, logs in through `POST /auth/token`, and until the end browses (listings, searches,
+arrives during the ramp; `--login-share` of them (default 20 %) log in through `POST /auth/token` (argon2, throttled
+at the HTTP API's 40/s), the others are returning shoppers whose session token was issued before the run (signed with
+the users service's key, as `/auth/token` signs). Until the end each browses (listings, searches,
 product pages), checks out (`POST /orders` with an Idempotency-Key, retried with the same key after a 5xx or a
 timeout, as a careful client does) and reads its order history, with a think time between actions. After the run it
 waits for unfinished orders to settle and audits the databases. Prints one JSON document:
@@ -20,7 +22,8 @@ waits for unfinished orders to settle and audits the databases. Prints one JSON 
 - `double_charged`: orders with more than one captured provider charge, or captured and not confirmed yet
   not refunded.
 Targets on this 2-core machine (issue 18): 0 errors, p99 < 250 ms, 0 lost, 0 oversold, 0 double charges.
-Figures: docs/shop.md ("Load"). The client is bench/http1.py (one keep-alive connection per user).
+Figures: docs/shop.md ("Load"). The client is the shop's own lean HTTP/1.1 client (services/shop/common/http1.py),
+one keep-alive connection per user, so the load generator takes little of the CPU it shares with the shop.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import statistics
@@ -39,12 +43,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.http1 import Connection, HttpError
+from services.shop.common.auth import TokenSigner
+from services.shop.common.http1 import ConnectionPool, HttpError
 from services.shop.local import ADMIN_CONNINFO, ShopProcesses
 from services.shop.products.seed import generate_products
 from services.shop.users.app import password_hasher
@@ -86,37 +92,54 @@ class Plan:
     product_ids: list[str]
 
 
-async def timed(conn: Connection, stats: Stats, method: str, path: str, **kwargs: object) -> tuple[int, object]:
+REQUEST_TIMEOUT_SECONDS = 10.0
+# Below the gateway's 65 s keep-alive: a user's connection is retired before the gateway would close it.
+IDLE_CONNECTION_SECONDS = 60.0
+
+
+async def timed(
+    conn: ConnectionPool,
+    stats: Stats,
+    method: str,
+    path: str,
+    *,
+    json: object | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, object]:
     started = time.perf_counter()
+    sent = {"Accept": "application/json", **(headers or {})}
+    if json is not None:
+        sent["Content-Type"] = "application/json"
+    body = None if json is None else orjson.dumps(json)
     try:
-        response = await conn.request(method, path, **kwargs)  # pyright: ignore[reportArgumentType]
+        response = await conn.request(method, path, headers=sent, body=body, timeout=REQUEST_TIMEOUT_SECONDS)
     except HttpError as exc:
         stats.failures[f"{method} {path.split('?')[0]}: {str(exc)[:60]}"] += 1
         return 0, None
-    stats.record(started, response.status)
-    if response.status >= 300:
-        stats.refusals[f"{response.status} {method} {path.split('?')[0][:9]}"] += 1
-    body = (
+    stats.record(started, response.status_code)
+    if response.status_code >= 300:
+        stats.refusals[f"{response.status_code} {method} {path.split('?')[0][:9]}"] += 1
+    answer = (
         response.json()
-        if response.body and response.headers.get("content-type", "").startswith("application/json")
+        if response.content and response.headers.get("content-type", "").startswith("application/json")
         else None
     )
-    if response.status == 429 or response.status == 503:
-        await asyncio.sleep(float(response.headers.get("retry-after", "1") or 1))
-    return response.status, body
+    return response.status_code, answer
 
 
-async def login(conn: Connection, stats: Stats, email: str, deadline: float) -> str | None:
-    while time.monotonic() < deadline:
+async def login(conn: ConnectionPool, stats: Stats, email: str, deadline: float) -> str | None:
+    """Log in, backing off (exponential, full jitter) while the gateway throttles or users sheds load."""
+    for attempt in itertools.count():
         status, body = await timed(conn, stats, "POST", "/auth/token", json={"email": email, "password": PASSWORD})
         if status == 200 and isinstance(body, dict):
             return str(body["access_token"])
-        if status not in (429, 503, 0):
+        if status not in (429, 503, 0) or time.monotonic() >= deadline:
             return None
+        await asyncio.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))
     return None
 
 
-async def checkout(conn: Connection, stats: Stats, plan: Plan, token: str, deadline: float) -> None:
+async def checkout(conn: ConnectionPool, stats: Stats, plan: Plan, token: str, deadline: float) -> None:
     items = [
         {"product_id": product, "quantity": random.randint(1, 2)}
         for product in random.sample(plan.product_ids, random.randint(1, 3))
@@ -135,12 +158,12 @@ async def checkout(conn: Connection, stats: Stats, plan: Plan, token: str, deadl
         await asyncio.sleep(0.5)
 
 
-async def shopper(index: int, plan: Plan, stats: Stats, started: float) -> None:
+async def shopper(index: int, session: str | None, plan: Plan, stats: Stats, started: float) -> None:
     await asyncio.sleep(random.uniform(0, plan.ramp_seconds))
     deadline = started + plan.seconds
-    conn = Connection(plan.url, timeout=10.0)
+    conn = ConnectionPool(plan.url, max_connections=1, idle_seconds=IDLE_CONNECTION_SECONDS)
     try:
-        token = await login(conn, stats, f"shopper{index}@example.com", deadline)
+        token = session or await login(conn, stats, f"shopper{index}@example.com", deadline)
         if token is None:
             return
         auth = {"Authorization": f"Bearer {token}"}
@@ -160,26 +183,30 @@ async def shopper(index: int, plan: Plan, stats: Stats, started: float) -> None:
             else:
                 await timed(conn, stats, "GET", "/orders?limit=10", headers=auth)
     finally:
-        await conn.close()
+        await conn.aclose()
 
 
 CATEGORIES = sorted({p.category for p in generate_products(64)})
 SEARCHES = ("lamp", "coffee", "wool", "steel", "blue", "travel", "desk", "garden")
 
 
-async def run_load(plan: Plan) -> Stats:
+async def run_load(plan: Plan, sessions: list[str | None]) -> Stats:
     stats = Stats()
     started = time.monotonic()
-    await asyncio.gather(*(shopper(i, plan, stats, started) for i in range(plan.users)))
+    await asyncio.gather(*(shopper(i, session, plan, stats, started) for i, session in enumerate(sessions)))
     return stats
 
 
-def create_accounts(shop: ShopProcesses, users: int) -> None:
+def create_accounts(shop: ShopProcesses, users: int, logins: int) -> list[str | None]:
+    """The accounts, and each user's session: None for the `logins` users who log in during the run; for the others
+    a token issued before it (returning shoppers), signed with the users service's own key and settings."""
     settings = UsersSettings.model_validate(shop.environment("users"))
     password_hash = password_hasher(settings).hash(PASSWORD)
     rows = [(uuid.uuid4(), f"shopper{i}@example.com", f"Shopper {i}", password_hash) for i in range(users)]
     with admin_connection(shop) as conn, conn.cursor() as cursor:
         cursor.executemany("INSERT INTO users.users (id, email, name, password_hash) VALUES (%s, %s, %s, %s)", rows)
+    signer = TokenSigner.from_settings(settings)
+    return [None if i < logins else signer.issue(str(user_id)).token for i, (user_id, *_) in enumerate(rows)]
 
 
 def settle_and_audit(shop: ShopProcesses, stats: Stats, seed_count: int, drain_seconds: float) -> dict[str, int]:
@@ -238,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp-seconds", type=float, default=None, help="default: half of --seconds")
     parser.add_argument("--think-seconds", type=float, default=2.0, help="mean pause between a user's actions")
     parser.add_argument("--products", type=int, default=300)
+    parser.add_argument(
+        "--login-share",
+        type=float,
+        default=0.2,
+        help="share of users who log in during the run (the rest arrive with a session)",
+    )
     parser.add_argument("--drain-seconds", type=float, default=30.0)
     parser.add_argument("--verbose", action="store_true", help="status counts and failures on stderr")
     args = parser.parse_args(argv)
@@ -257,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         try:
             shop.seed_products(args.products)
-            create_accounts(shop, args.users)
+            sessions = create_accounts(shop, args.users, round(args.users * args.login_share))
             product_ids = product_ids_of(shop)
             plan = Plan(
                 shop.url,
@@ -267,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.think_seconds,
                 product_ids,
             )
-            stats = asyncio.run(run_load(plan))
+            stats = asyncio.run(run_load(plan, sessions))
             audit = settle_and_audit(shop, stats, args.products, args.drain_seconds)
         finally:
             with contextlib.suppress(Exception):

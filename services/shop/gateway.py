@@ -14,10 +14,11 @@ It behaves as the HTTP API does for the shop's clients (services/shop/routes.py 
 
 Why not httpx: measured on this 2-core machine with wrk (50 connections, a trivial upstream, other work running),
 a plain ASGI proxy on one shared httpx.AsyncClient served 80-550 requests/s at 0.3-4 ms of CPU per request (anyio,
-h11, a failed `import sniffio` on every call, and pool bookkeeping that grows with concurrency). The HTTP/1.1
-client below (an asyncio protocol, httptools' C parser, a keep-alive pool per service) costs the gateway about
-130-150 µs of CPU per request, most of it uvicorn and the socket calls, and served 2,500-4,000 requests/s there
-(1,600-2,900/s with 1,000 connections, no errors); uvicorn alone answering the same requests: 12,000-14,000/s.
+h11, a failed `import sniffio` on every call, and pool bookkeeping that grows with concurrency). The shop's lean
+HTTP/1.1 client (services/shop/common/http1.py: an asyncio protocol, httptools' C parser, a keep-alive pool per
+service, streaming both ways) costs the gateway about 130-150 µs of CPU per request, most of it uvicorn and the
+socket calls, and served 2,500-4,000 requests/s there (1,600-2,900/s with 1,000 connections, no errors); uvicorn
+alone answering the same requests: 12,000-14,000/s.
 """
 
 from __future__ import annotations
@@ -26,19 +27,24 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
-import httptools
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from services.common.logging import configure_logging
+from services.shop.common.http1 import (
+    BaseUrl,
+    ConnectError,
+    Connection,
+    ConnectionPool,
+    HttpTimeoutError,
+    PeerClosedError,
+    ProtocolError,
+)
 from services.shop.common.observability import TraceContext, new_span_id, new_trace_id, parse_traceparent
 from services.shop.routes import SHOP_STACK_FILE, Limit, Route, RouteTable, TokenBucket, load_stack_config, route_limits
 
@@ -53,8 +59,6 @@ IDLE_CONNECTION_SECONDS = 4.0
 MAX_CONNECTIONS_PER_SERVICE = 512
 # The gateway's clients (load generators, browsers) keep connections longer than a load balancer's 60 s idle.
 CLIENT_KEEP_ALIVE_SECONDS = 65
-# A streamed response body stops being read from the service while this much is waiting for the client.
-READ_HIGH_WATER_BYTES = 256 * 1024
 
 # Hop-by-hop (RFC 9110 7.6.1) and what the gateway sets itself; never forwarded as received.
 REQUEST_HEADERS_NOT_FORWARDED = frozenset(
@@ -84,14 +88,6 @@ RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class UpstreamUnavailableError(Exception):
-    """The service refused the connection or closed it before its response."""
-
-
-class UpstreamProtocolError(Exception):
-    """The service's response was not valid HTTP/1.1."""
-
-
 class PayloadTooLargeError(Exception):
     """The request body passed the payload limit while it was streamed."""
 
@@ -100,257 +96,12 @@ class ClientDisconnectedError(Exception):
     """The client went away while its request body was being forwarded."""
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """Where one service listens (`http://host:port`)."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, service: str, url: str) -> Upstream:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
-            raise ValueError(f"upstream of {service!r}: {url!r}; allowed: http://host:port (no path, no query)")
-        return cls(parts.hostname, parts.port or 80)
-
-    @property
-    def host_header(self) -> bytes:
-        return f"{self.host}:{self.port}".encode()
-
-
-# --- The HTTP/1.1 client -------------------------------------------------------------------------------
-
-
-class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to a service, carrying one request at a time.
-
-    Response bytes are parsed as they arrive (httptools calls `on_*`); the gateway awaits the response head,
-    then takes body chunks with `next_chunk()` until it returns None."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._reading_paused = False
-        self._begin()
-
-    def _begin(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self._head_received = False
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self.complete = False
-        self._body_until_close = False
-        self._bodyless = False
-        self._error: Exception | None = None
-        self._request_cut = False
-        self._keep_alive = False
-
-    def start_request(self, head: bytes, *, bodyless_response: bool) -> None:
-        """Send a request's head; `bodyless_response` for HEAD, whose response has headers only."""
-        if self.status or self.complete:
-            self._begin()
-        self._bodyless = bodyless_response
-        assert self.transport is not None
-        self.transport.write(head)
-
-    async def write(self, data: bytes) -> None:
-        """Send part of the request body, waiting while the service reads slower than the client sends."""
-        assert self.transport is not None
-        self.transport.write(data)
-        if self._drain is not None:
-            await self._drain
-
-    @property
-    def answered(self) -> bool:
-        """The response head is in (a service may answer, e.g. 413, before it has read the whole body)."""
-        return self._head_received
-
-    def abandon_request(self) -> None:
-        """The rest of the request body will not be sent: the connection cannot carry another request."""
-        self._request_cut = True
-
-    async def response_head(self) -> None:
-        """Wait until the status line and headers are in (`status`, `headers`)."""
-        while not self._head_received:
-            self._raise_if_failed()
-            await self._wait()
-
-    async def next_chunk(self) -> bytes | None:
-        """The next piece of the response body, or None once it is complete."""
-        while not self._chunks:
-            if self.complete:
-                return None
-            self._raise_if_failed()
-            await self._wait()
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._reading_paused and self._buffered < READ_HIGH_WATER_BYTES and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        return chunk
-
-    def take_body(self) -> bytes:
-        """The whole body of a response that is already complete."""
-        body = b"".join(self._chunks)
-        self._chunks.clear()
-        self._buffered = 0
-        return body
-
-    @property
-    def reusable(self) -> bool:
-        return self.complete and not self.closed and not self._bodyless and not self._request_cut and self._keep_alive
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-        self.closed = True
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self.closed:
-            raise UpstreamUnavailableError("the service closed the connection before its response")
-
-    async def _wait(self) -> None:
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCP transport does not subclass asyncio's
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as error:
-            self._error = UpstreamProtocolError(f"invalid response from the service: {error}")
-            self.close()
-            self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._head_received and self._body_until_close:
-            self.complete = True  # a body without Content-Length or chunked encoding ends with the connection
-        self._release_writer()
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self._drain = self._loop.create_future()
-
-    def resume_writing(self) -> None:
-        self._release_writer()
-        self._drain = None
-
-    def _release_writer(self) -> None:
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
-    # httptools callbacks
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if status < 200:  # an interim response (1xx): the real one follows
-            self.headers.clear()
-            return
-        self.status = status
-        self._head_received = True
-        names = {name for name, _ in self.headers}
-        self._body_until_close = b"content-length" not in names and b"transfer-encoding" not in names
-        if self._bodyless or status in (204, 304):
-            self._body_until_close = False
-            self.complete = True
-        self._wake()
-        self._release_writer()  # a service that answers before reading the whole body will not read the rest
-
-    def on_body(self, body: bytes) -> None:
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered >= READ_HIGH_WATER_BYTES and not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self._head_received:
-            # Only valid inside this callback: the parser has forgotten the message once it returns.
-            self._keep_alive = self._parser.should_keep_alive()
-            self.complete = True
-            self._wake()
-
-
-class UpstreamPool:
-    """Keep-alive connections to one service: the most recently used idle one first, at most `max_connections`."""
-
-    def __init__(self, upstream: Upstream, max_connections: int, idle_seconds: float) -> None:
-        self.upstream = upstream
-        self._idle: deque[UpstreamConnection] = deque()
-        self._slots = asyncio.Semaphore(max_connections)
-        self._idle_seconds = idle_seconds
-
-    async def acquire(self) -> UpstreamConnection:
-        await self._slots.acquire()
-        try:
-            return self._reuse() or await self._connect()
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def release(self, connection: UpstreamConnection, reusable: bool) -> None:
-        self._slots.release()
-        if reusable:
-            connection.idle_since = time.monotonic()
-            self._idle.append(connection)
-        else:
-            connection.close()
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
-
-    def _reuse(self) -> UpstreamConnection | None:
-        now = time.monotonic()
-        while self._idle:
-            connection = self._idle.pop()
-            if connection.closed:
-                continue
-            if now - connection.idle_since > self._idle_seconds:
-                connection.close()
-                self.close()  # the rest went idle even earlier
-                return None
-            return connection
-        return None
-
-    async def _connect(self) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
-        try:
-            _, connection = await loop.create_connection(UpstreamConnection, self.upstream.host, self.upstream.port)
-        except TimeoutError:
-            raise
-        except OSError as error:
-            where = f"{self.upstream.host}:{self.upstream.port}"
-            raise UpstreamUnavailableError(f"cannot connect to {where}: {error}") from error
-        return connection
-
-
-# --- The gateway ---------------------------------------------------------------------------------------
+def checked_upstream(service: str, url: str) -> BaseUrl:
+    """Where one service listens: `http://host:port`, nothing else."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"upstream of {service!r}: {url!r}; allowed: http://host:port (no path, no query)")
+    return BaseUrl.parse(url)
 
 
 @dataclass(frozen=True)
@@ -393,7 +144,7 @@ class GatewayConfig:
         if problems:
             raise ValueError("invalid gateway config:\n" + "\n".join(f"  - {p}" for p in problems))
         for service, url in self.upstreams.items():
-            Upstream.parse(service, url)
+            checked_upstream(service, url)
 
 
 def gateway_config(
@@ -429,8 +180,10 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self._pools = {
-            service: UpstreamPool(
-                Upstream.parse(service, url), config.max_connections_per_service, config.idle_connection_seconds
+            service: ConnectionPool(
+                checked_upstream(service, url),
+                max_connections=config.max_connections_per_service,
+                idle_seconds=config.idle_connection_seconds,
             )
             for service, url in config.upstreams.items()
         }
@@ -467,18 +220,18 @@ class Gateway:
             await _error(send, 413, b'{"message":"Request Entity Too Large"}')
             return
         traceparent, tracestate = _trace(incoming)
-        head = _request_head(scope, self._pools[route.service].upstream, incoming, traceparent, tracestate)
+        head = _request_head(scope, self._pools[route.service].base_url, incoming, traceparent, tracestate)
         exchange = _Exchange(route, trace_id=traceparent[3:35])
         try:
             async with asyncio.timeout(self.config.integration_timeout_seconds):
                 await self._forward(exchange, scope, head, incoming, receive, send)
-        except TimeoutError:
+        except (TimeoutError, HttpTimeoutError):  # the integration timeout (the pool itself has none)
             await self._fail(
                 exchange, send, 504, b'{"message":"Gateway Timeout"}', "the service did not answer in time"
             )
-        except UpstreamUnavailableError as error:
+        except (ConnectError, PeerClosedError) as error:
             await self._fail(exchange, send, 503, b'{"message":"Service Unavailable"}', str(error))
-        except UpstreamProtocolError as error:
+        except ProtocolError as error:
             await self._fail(exchange, send, 502, b'{"message":"Bad Gateway"}', str(error))
         except PayloadTooLargeError:
             await self._fail(exchange, send, 413, b'{"message":"Request Entity Too Large"}', "")
@@ -509,7 +262,7 @@ class Gateway:
         finally:
             pool.release(connection, reusable)
 
-    async def _forward_body(self, connection: UpstreamConnection, incoming: _Incoming, receive: Receive) -> None:
+    async def _forward_body(self, connection: Connection, incoming: _Incoming, receive: Receive) -> None:
         limit = self.config.max_payload_bytes
         sent = 0
         while True:
@@ -602,7 +355,7 @@ def _trace(incoming: _Incoming) -> tuple[str, bytes | None]:
 
 
 def _request_head(
-    scope: Scope, upstream: Upstream, incoming: _Incoming, traceparent: str, tracestate: bytes | None
+    scope: Scope, upstream: BaseUrl, incoming: _Incoming, traceparent: str, tracestate: bytes | None
 ) -> bytes:
     """The request line and headers the service gets."""
     target = scope["raw_path"] or scope["path"].encode()

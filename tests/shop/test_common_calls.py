@@ -14,19 +14,27 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
+import orjson
 import pytest
 import stamina
 import uvicorn
 from stamina.instrumentation import RetryDetails
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
 from services.fauxqs import free_port
 from services.shop.common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, DependencyUnavailable
-from services.shop.common.calls import PoolLimits, RetryPolicy, ServiceClient, Timeouts, retry_after_seconds
+from services.shop.common.calls import (
+    PoolLimits,
+    Response,
+    RetryPolicy,
+    ServiceClient,
+    Timeouts,
+    retry_after_seconds,
+)
 from tests.services.helpers import wait_until
 
 FAST_RETRY = RetryPolicy(attempts=3, budget_seconds=5.0, wait_initial=0.001, wait_max=0.01)
@@ -74,7 +82,7 @@ class Callee:
 
 
 def callee_app(callee: Callee) -> Starlette:
-    async def scripted(request: Request) -> Response:
+    async def scripted(request: Request) -> StarletteResponse:
         key = request.path_params["key"]
         callee.received[key].append(request)
         queue = callee.scripts[key]
@@ -83,7 +91,7 @@ def callee_app(callee: Callee) -> Starlette:
             return JSONResponse({"status": reply.status}, reply.status, headers=reply.headers)
         return JSONResponse({"ok": True, "method": request.method})
 
-    async def slow(request: Request) -> Response:
+    async def slow(request: Request) -> StarletteResponse:
         callee.received[request.path_params["key"]].append(request)
         for _ in range(600):
             if callee.release.is_set():
@@ -91,7 +99,7 @@ def callee_app(callee: Callee) -> Starlette:
             await asyncio.sleep(0.05)
         return JSONResponse({"late": True})
 
-    async def drip(request: Request) -> Response:
+    async def drip(request: Request) -> StarletteResponse:
         callee.received[request.path_params["key"]].append(request)
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -103,9 +111,24 @@ def callee_app(callee: Callee) -> Starlette:
 
         return StreamingResponse(chunks())
 
+    async def echo(request: Request) -> StarletteResponse:
+        callee.received[request.path_params["key"]].append(request)
+        return JSONResponse(
+            {
+                "method": request.method,
+                "raw_path": request.scope["raw_path"].decode(),
+                "query": request.scope["query_string"].decode(),
+                "content_type": request.headers.get("content-type"),
+                "body": (await request.body()).decode(),
+                "client_port": request.client.port if request.client else None,
+            },
+            headers={"X-Callee": "echo"},
+        )
+
     methods = ["GET", "POST", "PUT", "DELETE"]
     return Starlette(
         routes=[
+            Route("/echo/{key}/{rest:path}", echo, methods=methods),
             Route("/scripted/{key}", scripted, methods=methods),
             Route("/slow/{key}", slow, methods=methods),
             Route("/drip/{key}", drip, methods=methods),
@@ -258,14 +281,14 @@ def test_the_budget_bounds_the_whole_call(callee: Callee, key: str) -> None:
 def test_read_timeout_is_honoured_and_retried_for_get(callee: Callee, key: str) -> None:
     timeouts = Timeouts(connect=0.5, read=0.1, total=5.0)
     reason = unavailable(callee.url, lambda client: client.get(f"/slow/{key}"), timeouts=timeouts)
-    assert "timeout (ReadTimeout)" in reason
+    assert "timeout (ReadTimeoutError)" in reason
     assert callee.hits(key) == 3
 
 
 def test_total_timeout_cuts_a_trickling_response(callee: Callee, key: str) -> None:
     timeouts = Timeouts(connect=0.5, read=1.0, total=0.3)
     reason = unavailable(callee.url, lambda client: client.post(f"/drip/{key}"), timeouts=timeouts)
-    assert "timeout (TimeoutError)" in reason
+    assert "timeout (TotalTimeoutError)" in reason
     assert callee.hits(key) == 1  # a POST without an Idempotency-Key: no retry
 
 
@@ -361,7 +384,7 @@ def test_a_cancelled_trial_call_frees_its_slot(callee: Callee, key: str) -> None
 
 
 def test_traceparent_and_authorization_are_forwarded(callee: Callee, key: str) -> None:
-    def call(client: ServiceClient) -> Awaitable[httpx.Response]:
+    def call(client: ServiceClient) -> Awaitable[Response]:
         return client.get(f"/scripted/{key}", authorization="Bearer t0k3n", headers={"X-Extra": "1"})
 
     run(callee.url, call, traceparent=lambda: TRACEPARENT)
@@ -390,6 +413,55 @@ def test_the_traceparent_is_read_for_every_request(callee: Callee, key: str) -> 
     run(callee.url, two_calls, traceparent=lambda: next(parents))
     # One value per call (its retries carry the same one), a new one for the next call.
     assert [headers["traceparent"][3:35] for headers in callee.headers(key)] == [f"{1:032x}"] * 2 + [f"{2:032x}"]
+
+
+def test_a_json_body_is_sent_with_its_content_type(callee: Callee, key: str) -> None:
+    response = run(callee.url, lambda client: client.put(f"/echo/{key}/x", json={"note": "caf\u00e9", "n": [1, 2]}))
+    echo = response.json()
+    assert echo["method"] == "PUT"
+    assert echo["content_type"] == "application/json"
+    assert orjson.loads(echo["body"]) == {"note": "caf\u00e9", "n": [1, 2]}
+
+
+def test_params_become_the_query_and_the_path_is_percent_encoded(callee: Callee, key: str) -> None:
+    params = {"order_id": "a&b", "tag": ["x", "y z"]}
+    echo = run(callee.url, lambda client: client.get(f"/echo/{key}/two words/caf\u00e9", params=params)).json()
+    assert echo["raw_path"] == f"/echo/{key}/two%20words/caf%C3%A9"
+    assert echo["query"] == "order_id=a%26b&tag=x&tag=y+z"
+    assert echo["body"] == ""
+
+
+def test_responses_carry_what_callers_read(callee: Callee, key: str) -> None:
+    response = run(callee.url, lambda client: client.delete(f"/echo/{key}/x"))
+    assert response.status_code == 200
+    assert response.headers["x-callee"] == response.headers["X-Callee"] == "echo"
+    assert response.headers.get("Content-Type") == "application/json"
+    assert response.json()["method"] == "DELETE"
+    assert response.text == response.content.decode()
+    assert response.url == f"{callee.url}/echo/{key}/x"
+
+
+def test_calls_share_one_keep_alive_connection(callee: Callee, key: str) -> None:
+    async def ports(client: ServiceClient) -> set[int]:
+        return {(await client.get(f"/echo/{key}/x")).json()["client_port"] for _ in range(5)}
+
+    assert len(run(callee.url, ports)) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-Note": "a\r\nX-Injected: 1"}, "allowed: Latin-1 text without control characters"),
+        ({"Bad Name": "1"}, "header name 'Bad Name'; allowed: a token"),
+        ({"Content-Length": "0"}, "is set by the client itself"),
+    ],
+)
+def test_bad_headers_are_refused_before_any_call(
+    callee: Callee, key: str, headers: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(callee.url, lambda client: client.get(f"/echo/{key}/x", headers=headers))
+    assert callee.hits(key) == 0
 
 
 def test_the_base_url_prefix_is_kept(callee: Callee, key: str) -> None:
@@ -438,11 +510,20 @@ def test_policies_reject_bad_values(factory: Callable[[], Any], message: str) ->
         factory()
 
 
-def test_pool_limits_reach_httpx(callee: Callee) -> None:
-    async def limits(client: ServiceClient) -> Any:
-        return client.http._transport._pool._max_connections  # pyright: ignore[reportAttributeAccessIssue]
+def test_pool_limits_and_timeouts_reach_the_connection_pool(callee: Callee) -> None:
+    async def pool_settings(client: ServiceClient) -> tuple[Any, ...]:
+        pool = client.http
+        return (
+            pool.max_connections,
+            pool.max_idle_connections,
+            pool.idle_seconds,
+            pool.connect_timeout,
+            pool.read_timeout,
+        )
 
-    assert run(callee.url, limits, limits=PoolLimits(max_connections=7)) == 7
+    limits = PoolLimits(max_connections=7, max_keepalive_connections=3, keepalive_expiry=2.5)
+    timeouts = Timeouts(connect=0.25, read=1.5, total=2.0)
+    assert run(callee.url, pool_settings, limits=limits, timeouts=timeouts) == (7, 3, 2.5, 0.25, 1.5)
 
 
 # --- Retry-After parsing ---

@@ -112,7 +112,7 @@ def test_throttling_comes_from_route_throttling_else_the_stage_defaults() -> Non
     config = load_stack_config()
     limits = route_limits(config)
     assert limits["POST /orders"] == Limit(burst=200, rate=100)
-    assert limits["POST /auth/token"] == Limit(burst=100, rate=50)
+    assert limits["POST /auth/token"] == Limit(burst=50, rate=40)
     stage = Limit(config.httpApi.throttlingBurstLimit, config.httpApi.throttlingRateLimit)
     assert limits["GET /products"] == stage
     assert set(limits) == {route.key for route in RouteTable.from_config(config).routes}

@@ -1,6 +1,7 @@
-"""Calls between services: one `ServiceClient` per callee, on one keep-alive httpx connection pool, with
-timeouts on every attempt, bounded retries with jitter for idempotent calls only, a circuit breaker, and the
-W3C `traceparent` (and the caller's Authorization header, when given) on every request.
+"""Calls between services: one `ServiceClient` per callee, on one keep-alive connection pool (the shop's lean
+HTTP/1.1 client, services/shop/common/http1.py), with timeouts on every attempt, bounded retries with jitter for
+idempotent calls only, a circuit breaker, and the W3C `traceparent` (and the caller's Authorization header, when
+given) on every request.
 
     products = ServiceClient("products", settings.PRODUCTS_URL, traceparent=current_traceparent)
     try:
@@ -13,7 +14,12 @@ DELETE, and POST with an Idempotency-Key. A 429's or 503's Retry-After is honour
 budget; a wait that would not fit ends the call at once. Other 4xx responses are returned to the caller (they
 are answers, not failures); any 5xx left after retries, a transport error or an open circuit raises
 `DependencyUnavailable`. For the breaker, transport errors, timeouts, 5xx and 429 count as failures; every other
-answer counts as a success. Measured here, the retry loop and breaker add about 35 µs of CPU to a call.
+answer counts as a success.
+
+Responses are `http1.Response`: `status_code`, `headers` (case-insensitive), `content`, `json()`, `text`, `url`.
+Measured here against a local uvicorn callee, a call costs the caller 35-45 µs of CPU with several in flight and
+75-90 µs one at a time (most of it the socket calls), where httpx.AsyncClient cost 0.7-1.2 ms; stamina's retry
+loop (about 35 µs to set up) is entered only after a failed first attempt.
 """
 
 from __future__ import annotations
@@ -26,16 +32,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode
 
-import httpx
+import orjson
 import stamina
 
 from services.shop.common.breaker import CircuitBreaker, DependencyUnavailable
+from services.shop.common.http1 import BaseUrl, ConnectionPool, HttpError, HttpTimeoutError, PreparedRequest, Response
 
 __all__ = [
     "DependencyUnavailable",
     "PoolLimits",
+    "Response",
     "RetryPolicy",
     "ServiceClient",
     "Timeouts",
@@ -46,14 +54,17 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Characters a path keeps as they are; anything else (spaces, non-ASCII, CR/LF) is percent-encoded, as httpx did.
+PATH_SAFE_CHARACTERS = "/?&=%:@!$'()*+,;~"
 
 TraceparentProvider = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. `connect` and `read` are httpx's (per socket operation); `total` bounds one attempt end to end,
-    so a response that trickles in byte by byte is cut too."""
+    """Seconds. `connect` bounds opening a connection; `read` each wait for the next bytes of the response;
+    `total` bounds one attempt end to end (waiting for a free connection included), so a response that trickles
+    in byte by byte is cut too."""
 
     connect: float = 0.5
     read: float = 2.0
@@ -150,32 +161,26 @@ class ServiceClient:
         if not name:
             raise ValueError("ServiceClient needs the callee's name")
         self.name = name
-        self.base_url = _checked_base_url(name, base_url)
+        parsed = _checked_base_url(name, base_url)
+        self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(name)
         self._traceparent = traceparent
         pool = limits or PoolLimits()
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(
-                connect=self.timeouts.connect,
-                read=self.timeouts.read,
-                write=self.timeouts.read,
-                pool=self.timeouts.total,
-            ),
-            limits=httpx.Limits(
-                max_connections=pool.max_connections,
-                max_keepalive_connections=pool.max_keepalive_connections,
-                keepalive_expiry=pool.keepalive_expiry,
-            ),
-            trust_env=False,  # calls between services never go through an HTTP(S)_PROXY from the environment
+        self._pool = ConnectionPool(
+            parsed,
+            max_connections=pool.max_connections,
+            max_idle_connections=min(pool.max_keepalive_connections, pool.max_connections),
+            idle_seconds=pool.keepalive_expiry,
+            connect_timeout=self.timeouts.connect,
+            read_timeout=self.timeouts.read,
         )
 
     @property
-    def http(self) -> httpx.AsyncClient:
-        """The underlying client (to instrument it with OpenTelemetry, for example)."""
-        return self._client
+    def http(self) -> ConnectionPool:
+        """The underlying connection pool."""
+        return self._pool
 
     async def get(
         self,
@@ -184,7 +189,7 @@ class ServiceClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         return await self.request("GET", path, params=params, headers=headers, authorization=authorization)
 
     async def post(
@@ -195,7 +200,7 @@ class ServiceClient:
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         """Retried only with an `idempotency_key` (sent as the Idempotency-Key header)."""
         return await self.request(
             "POST", path, json=json, idempotency_key=idempotency_key, headers=headers, authorization=authorization
@@ -208,7 +213,7 @@ class ServiceClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         return await self.request("PUT", path, json=json, headers=headers, authorization=authorization)
 
     async def delete(
@@ -217,7 +222,7 @@ class ServiceClient:
         *,
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         return await self.request("DELETE", path, headers=headers, authorization=authorization)
 
     async def request(
@@ -230,23 +235,39 @@ class ServiceClient:
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         """The response (2xx-4xx), or `DependencyUnavailable`. `path` is relative to the base URL."""
         method = method.upper()
         _check_path(path)
-        all_headers = self._headers(headers, authorization, idempotency_key)
+        body = None if json is None else orjson.dumps(json)
+        all_headers = self._headers(headers, authorization, idempotency_key, json=body is not None)
+        prepared = self._pool.prepare(method, _target(path, params), headers=all_headers, body=body)
         deadline = asyncio.get_running_loop().time() + self.retry.budget_seconds
+        try:
+            return await self._attempt(prepared, path, deadline)
+        except _AttemptFailed as failure:
+            first_failure = failure
         retryable = method in IDEMPOTENT_METHODS or idempotency_key is not None
+        return await self._retry(prepared, path, deadline, first_failure, retryable=retryable)
+
+    async def _retry(
+        self, request: PreparedRequest, path: str, deadline: float, first_failure: _AttemptFailed, *, retryable: bool
+    ) -> Response:
+        """Retries after a failed first attempt. Most calls succeed at once, and setting up stamina's loop costs
+        about 35 µs of CPU, so the first attempt runs before it; stamina's loop then starts by replaying that
+        failure, so its decisions, limits and hooks see every attempt."""
         decide = _RetryDecision(self.retry, deadline, retryable=retryable)
         attempts = 0
         try:
             async for attempt in stamina.retry_context(on=decide, attempts=self.retry.attempts, timeout=None):
                 with attempt:
                     attempts += 1
-                    return await self._attempt(method, path, params, json, all_headers, deadline)
+                    if attempts == 1:
+                        raise first_failure
+                    return await self._attempt(request, path, deadline)
         except _AttemptFailed as failure:
             tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-            raise DependencyUnavailable(self.name, f"{failure.reason} ({method} {path}, {tries})") from failure
+            raise DependencyUnavailable(self.name, f"{failure.reason} ({request.method} {path}, {tries})") from failure
         raise AssertionError("unreachable: stamina either returns a response or raises")
 
     def snapshot(self) -> dict[str, Any]:
@@ -254,7 +275,7 @@ class ServiceClient:
         return self.breaker.snapshot()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -264,21 +285,13 @@ class ServiceClient:
     ) -> None:
         await self.aclose()
 
-    async def _attempt(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        headers: dict[str, str],
-        deadline: float,
-    ) -> httpx.Response:
+    async def _attempt(self, request: PreparedRequest, path: str, deadline: float) -> Response:
+        method = request.method
         permit = self.breaker.acquire()  # DependencyUnavailable when open: no network call, no retry
         remaining = deadline - asyncio.get_running_loop().time()
         try:
-            async with asyncio.timeout(min(self.timeouts.total, remaining)):
-                response = await self._client.request(method, path, params=params, json=json, headers=headers)
-        except (httpx.TransportError, TimeoutError) as error:
+            response = await self._pool.send(request, timeout=min(self.timeouts.total, remaining))
+        except HttpError as error:
             self.breaker.record(permit, success=False)
             raise _AttemptFailed(f"{self.name} {method} {path}", _describe(error)) from error
         except BaseException:
@@ -294,9 +307,11 @@ class ServiceClient:
         return response
 
     def _headers(
-        self, extra: Mapping[str, str] | None, authorization: str | None, idempotency_key: str | None
+        self, extra: Mapping[str, str] | None, authorization: str | None, idempotency_key: str | None, *, json: bool
     ) -> dict[str, str]:
         headers = dict(extra or {})
+        if json:
+            headers["Content-Type"] = "application/json"
         traceparent = self._traceparent() if self._traceparent else None
         if traceparent:
             headers["traceparent"] = traceparent
@@ -323,19 +338,28 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def _describe(error: BaseException) -> str:
-    if isinstance(error, httpx.TimeoutException | TimeoutError):
+def _describe(error: HttpError) -> str:
+    if isinstance(error, HttpTimeoutError):
         return f"timeout ({type(error).__name__})"
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _checked_base_url(name: str, base_url: str) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+def _target(path: str, params: Mapping[str, Any] | None) -> str:
+    """The path percent-encoded, with `params` as its query (values as str; a sequence repeats its name)."""
+    target = quote(path, safe=PATH_SAFE_CHARACTERS)
+    if params:
+        target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
+    return target
+
+
+def _checked_base_url(name: str, base_url: str) -> BaseUrl:
+    try:
+        return BaseUrl.parse(base_url)
+    except ValueError as error:
         raise ValueError(
-            f"{name}: base URL must be http(s)://host[:port][/prefix] without query or fragment, got {base_url!r}"
-        )
-    return base_url.rstrip("/")
+            f"{name}: base URL must be http(s)://host[:port][/prefix] without query, fragment or credentials, "
+            f"got {base_url!r}"
+        ) from error
 
 
 def _check_path(path: str) -> None:

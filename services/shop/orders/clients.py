@@ -13,33 +13,33 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
-import httpx
 import orjson
 
 from services.shop.common.breaker import DependencyUnavailable
-from services.shop.common.calls import ServiceClient
+from services.shop.common.calls import Response, ServiceClient
 from services.shop.orders.domain import Charge, OutOfStock, PaymentRecord, Reserved
 
 log = logging.getLogger(__name__)
 
 
-def _unexpected(client: ServiceClient, response: httpx.Response) -> DependencyUnavailable:
+def _unexpected(client: ServiceClient, response: Response) -> DependencyUnavailable:
     detail = response.text[:300]
     log.error(
         "unexpected answer from a dependency",
         extra={
             "dependency": client.name,
             "status": response.status_code,
-            "path": response.request.url.path,
+            "path": urlsplit(response.url).path,
             "body": detail,
         },
     )
     return DependencyUnavailable(client.name, f"unexpected HTTP {response.status_code}: {detail}")
 
 
-def json_object(client: ServiceClient, response: httpx.Response) -> dict[str, Any]:
+def json_object(client: ServiceClient, response: Response) -> dict[str, Any]:
     """The response's JSON object; DependencyUnavailable (logged) if it is not one."""
     try:
         body = orjson.loads(response.content)
