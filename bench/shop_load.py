@@ -50,13 +50,16 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.shop.common.auth import TokenSigner
+from services.shop.common.database import pool_budget
 from services.shop.common.http1 import ConnectionPool, HttpError
 from services.shop.local import ADMIN_CONNINFO, ShopProcesses
 from services.shop.products.seed import generate_products
+from services.shop.routes import load_stack_config
 from services.shop.users.app import password_hasher
 from services.shop.users.settings import UsersSettings
 
 PASSWORD = "correct horse battery staple 18"
+DATABASE_MAX_CONNECTIONS = 200  # the stack's database.maxConnections (the default)
 INTENDED = frozenset({429, 409, 422})
 UNFINISHED = ("pending", "reserved", "payment_pending", "paid", "releasing", "refunding")
 # Action weights per think cycle: what a shopper mostly does is look.
@@ -117,13 +120,14 @@ async def timed(
         stats.failures[f"{method} {path.split('?')[0]}: {str(exc)[:60]}"] += 1
         return 0, None
     stats.record(started, response.status_code)
-    if response.status_code >= 300:
-        stats.refusals[f"{response.status_code} {method} {path.split('?')[0][:9]}"] += 1
     answer = (
         response.json()
         if response.content and response.headers.get("content-type", "").startswith("application/json")
         else None
     )
+    if response.status_code >= 300:
+        code = (answer.get("error") or answer.get("message")) if isinstance(answer, dict) else None
+        stats.refusals[f"{response.status_code} {method} {path.split('?')[0][:9]} {code}"] += 1
     return response.status_code, answer
 
 
@@ -263,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--ramp-seconds", type=float, default=None, help="default: half of --seconds")
-    parser.add_argument("--think-seconds", type=float, default=2.0, help="mean pause between a user's actions")
+    parser.add_argument(
+        "--think-seconds", type=float, default=5.0, help="mean pause between a user's actions (exponential)"
+    )
     parser.add_argument("--products", type=int, default=300)
     parser.add_argument(
         "--login-share",
@@ -286,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             service_ports="free",
             log_dir=Path(logs),
             log_level="WARNING",
+            service_env=one_task_pools(),
         ) as shop,
     ):
         try:
@@ -331,6 +338,14 @@ def main(argv: list[str] | None = None) -> int:
 def product_ids_of(shop: ShopProcesses) -> list[str]:
     with admin_connection(shop) as conn:
         return [row[0] for row in conn.execute("SELECT id::text FROM products.products").fetchall()]
+
+
+def one_task_pools() -> dict[str, dict[str, str]]:
+    """Here every service runs one process: its pool may be what the connection budget allows one task per service
+    (the stack file's DB_POOL_MAX is sized for its 3 tasks each, and 3 processes do not fit on 2 cores)."""
+    services = load_stack_config().services
+    size = pool_budget(len(services), 1, DATABASE_MAX_CONNECTIONS)
+    return {name: {"DB_POOL_MAX": str(size)} for name in services}
 
 
 def admin_connection(shop: ShopProcesses) -> psycopg.Connection:
