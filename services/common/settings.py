@@ -25,6 +25,40 @@ CLOUD_ENVS: frozenset[str] = frozenset({"dev", "staging", "prod"})
 TLS_SSLMODES: tuple[SslMode, ...] = ("require", "verify-ca", "verify-full")
 
 
+def check_pool_bounds(pool_min: int | None, pool_max: int) -> None:
+    if pool_min is not None and pool_min > pool_max:
+        raise ValueError(f"DB_POOL_MIN={pool_min} exceeds DB_POOL_MAX={pool_max}; it must be between 0 and DB_POOL_MAX")
+
+
+def pool_min(configured: int | None, pool_max: int) -> int:
+    """Connections a pool opens at start-up: DB_POOL_MIN, or 2 (at most DB_POOL_MAX)."""
+    return min(2, pool_max) if configured is None else configured
+
+
+def database_connection_problems(
+    app_env: str, db_auth: DbAuth, db_password: SecretStr | None, db_sslmode: SslMode
+) -> list[str]:
+    """What the cloud requires of a database connection (every service's settings check it): IAM authentication,
+    no stored password beside it, TLS."""
+    cloud = app_env in CLOUD_ENVS
+    iam = db_auth == "iam"
+    problems: list[str] = []
+    if cloud and not iam:
+        problems.append(
+            f"DB_AUTH={db_auth!r} is not allowed when APP_ENV={app_env!r}; use iam "
+            "(a stored password goes stale when RDS rotates it)"
+        )
+    if iam and db_password is not None:
+        problems.append("DB_PASSWORD is set but DB_AUTH='iam' connects with IAM tokens; unset DB_PASSWORD")
+    # RDS accepts IAM authentication tokens only over SSL/TLS.
+    if (cloud or iam) and db_sslmode not in TLS_SSLMODES:
+        because = f"APP_ENV={app_env!r}" if cloud else "DB_AUTH='iam'"
+        problems.append(
+            f"DB_SSLMODE={db_sslmode!r} is not allowed when {because}; use require, verify-ca or verify-full"
+        )
+    return problems
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
 
@@ -93,32 +127,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:
-        if self.DB_POOL_MIN is not None and self.DB_POOL_MIN > self.DB_POOL_MAX:
-            raise ValueError(
-                f"DB_POOL_MIN={self.DB_POOL_MIN} exceeds DB_POOL_MAX={self.DB_POOL_MAX}; "
-                "it must be between 0 and DB_POOL_MAX"
-            )
+        check_pool_bounds(self.DB_POOL_MIN, self.DB_POOL_MAX)
         return self
 
     @model_validator(mode="after")
     def _enforce_connection_requirements(self) -> Self:
-        cloud = self.APP_ENV in CLOUD_ENVS
-        iam = self.DB_AUTH == "iam"
-        problems: list[str] = []
-        if cloud and not iam:
-            problems.append(
-                f"DB_AUTH={self.DB_AUTH!r} is not allowed when APP_ENV={self.APP_ENV!r}; use iam "
-                "(a stored password goes stale when RDS rotates it)"
-            )
-        if iam and self.DB_PASSWORD is not None:
-            problems.append("DB_PASSWORD is set but DB_AUTH='iam' connects with IAM tokens; unset DB_PASSWORD")
-        # RDS accepts IAM authentication tokens only over SSL/TLS.
-        if (cloud or iam) and self.DB_SSLMODE not in TLS_SSLMODES:
-            because = f"APP_ENV={self.APP_ENV!r}" if cloud else "DB_AUTH='iam'"
-            problems.append(
-                f"DB_SSLMODE={self.DB_SSLMODE!r} is not allowed when {because}; use require, verify-ca or verify-full"
-            )
-        if cloud and self.SQS_ENDPOINT_URL:
+        problems = database_connection_problems(self.APP_ENV, self.DB_AUTH, self.DB_PASSWORD, self.DB_SSLMODE)
+        if self.APP_ENV in CLOUD_ENVS and self.SQS_ENDPOINT_URL:
             problems.append("SQS_ENDPOINT_URL is for local runs and tests only; unset it in the cloud")
         if problems:
             raise ValueError("; ".join(problems))
@@ -127,7 +142,7 @@ class Settings(BaseSettings):
     @property
     def pool_min(self) -> int:
         """Connections each pool opens at start-up."""
-        return min(2, self.DB_POOL_MAX) if self.DB_POOL_MIN is None else self.DB_POOL_MIN
+        return pool_min(self.DB_POOL_MIN, self.DB_POOL_MAX)
 
     @cached_property
     def queue_urls(self) -> dict[Priority, str]:

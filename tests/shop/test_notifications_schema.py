@@ -4,7 +4,6 @@ status codes, content types and schemas."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +12,11 @@ from typing import Any
 import boto3
 import pytest
 import schemathesis
-import uvicorn
-from hypothesis import HealthCheck, given, settings
 
-from services.fauxqs import Fauxqs, free_port
+from services.fauxqs import Fauxqs
 from services.shop.notifications.app import create_app
 from services.shop.notifications.settings import NotificationsSettings
-from tests.services.helpers import wait_until
+from tests.shop.serving import fuzz, served
 
 
 @pytest.fixture
@@ -45,31 +42,8 @@ def service_settings(make_service_settings: Any, fauxqs_server: Fauxqs, tmp_path
 
 @pytest.fixture
 def api_schema(service_settings: NotificationsSettings) -> Iterator[Any]:
-    port = free_port()
-    app = create_app(service_settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=15, what="uvicorn to start")
-    try:
-        yield schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-def _fuzz(operation: Any) -> None:
-    @given(case=operation.as_strategy())
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
-        derandomize=True,
-    )
-    def run(case: Any) -> None:
-        case.call_and_validate(timeout=10)
-
-    run()
+    with served(create_app(service_settings)) as base_url:
+        yield schemathesis.openapi.from_url(f"{base_url}/openapi.json")
 
 
 @pytest.mark.timeout(150)
@@ -81,4 +55,4 @@ def test_notifications_conforms_to_its_schema_and_never_fails(api_schema: Any) -
         "GET /ready",
     ]
     for operation in operations:
-        _fuzz(operation)
+        fuzz(operation)

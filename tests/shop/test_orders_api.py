@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +21,6 @@ import httpx
 import orjson
 import psycopg
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -41,23 +38,9 @@ from services.shop.users.app import create_app as create_users_app
 from services.shop.users.settings import UsersSettings
 from tests.services.helpers import TcpProxy, wait_until
 from tests.shop.conftest import ADMIN_DSN, ServiceSettingsFactory
+from tests.shop.serving import served
 
 PASSWORD = "correct horse battery staple"
-
-
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """`app` under uvicorn on a free loopback port, lifespan included; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=20, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class LatencyProxy(TcpProxy):

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from services.fauxqs import Fauxqs
 from services.shop.orders.app import create_app
 from tests.shop.conftest import ServiceSettingsFactory
-from tests.shop.test_orders_api import Customer, served, shop_stack
+from tests.shop.serving import fuzz, served
+from tests.shop.test_orders_api import Customer, shop_stack
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +29,10 @@ def orders_schema(
 
 
 def _fuzz(operation: Any, customer: Customer) -> None:
-    @given(case=operation.as_strategy())
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
-        derandomize=True,
-    )
-    def run(case: Any) -> None:
-        # positive_data_acceptance is excluded: a schema-valid order names random product ids, which products does
-        # not have (422 unknown_product), and a cursor must be one this API issued (422 invalid_cursor). Every other
-        # check runs, with a real customer's token so requests get past authentication.
-        case.call_and_validate(headers=customer.headers, timeout=15, excluded_checks=[positive_data_acceptance])
-
-    run()
+    # positive_data_acceptance is excluded: a schema-valid order names random product ids, which products does
+    # not have (422 unknown_product), and a cursor must be one this API issued (422 invalid_cursor). Every other
+    # check runs, with a real customer's token so requests get past authentication.
+    fuzz(operation, headers=customer.headers, timeout=15, excluded_checks=[positive_data_acceptance])
 
 
 @pytest.mark.timeout(300)

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from services.common.db import connect
-from services.fauxqs import free_port
 from services.shop.common.database import open_service_pool
 from services.shop.payments.app import create_app
 from services.shop.payments.models import PaymentRequest
@@ -30,24 +26,9 @@ from services.shop.payments.provider import (
 )
 from services.shop.payments.service import PaymentService
 from services.shop.payments.settings import PaymentsSettings
-from tests.services.helpers import wait_until
+from tests.shop.serving import served
 
 CONCURRENT_REQUESTS = 50
-
-
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """`app` under uvicorn on a free loopback port (its lifespan included); yields the base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=15, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class ScriptedRandom(random.Random):

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from services.shop.payments.app import create_app
 from services.shop.payments.settings import PaymentsSettings
-from tests.shop.test_payments import served
+from tests.shop.serving import fuzz, served
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +25,10 @@ def payments_schema(make_service_settings: Any) -> Iterator[Any]:
 
 
 def _fuzz(operation: Any) -> None:
-    @given(case=operation.as_strategy())
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
-        derandomize=True,
-    )
-    def run(case: Any) -> None:
-        # positive_data_acceptance is excluded: generated requests reuse Idempotency-Keys with other bodies, which
-        # is rightly a 422 (idempotency_key_reused) that no schema can express. Every other check runs (no 5xx,
-        # documented status codes, content types and response schemas, negative data rejected).
-        case.call_and_validate(timeout=10, excluded_checks=[positive_data_acceptance])
-
-    run()
+    # positive_data_acceptance is excluded: generated requests reuse Idempotency-Keys with other bodies, which
+    # is rightly a 422 (idempotency_key_reused) that no schema can express. Every other check runs (no 5xx,
+    # documented status codes, content types and response schemas, negative data rejected).
+    fuzz(operation, timeout=10, excluded_checks=[positive_data_acceptance])
 
 
 @pytest.mark.timeout(240)

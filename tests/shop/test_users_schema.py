@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from services.shop.users.app import create_app
 from services.shop.users.settings import UsersSettings
-from tests.shop.test_payments import served
+from tests.shop.serving import fuzz, served
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +23,10 @@ def users_schema(make_service_settings: Any) -> Iterator[Any]:
 
 
 def _fuzz(operation: Any) -> None:
-    @given(case=operation.as_strategy())
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),  # pyright: ignore[reportArgumentType]
-        derandomize=True,
-    )
-    def run(case: Any) -> None:
-        # positive_data_acceptance is excluded: the password policy (no common passwords, at least 5 different
-        # characters, not the email) goes beyond what a schema can say, so schema-valid sign-ups can rightly get a
-        # 422 (weak_password), and a generated email may already be taken (409). Every other check runs.
-        case.call_and_validate(timeout=10, excluded_checks=[positive_data_acceptance])
-
-    run()
+    # positive_data_acceptance is excluded: the password policy (no common passwords, at least 5 different
+    # characters, not the email) goes beyond what a schema can say, so schema-valid sign-ups can rightly get a
+    # 422 (weak_password), and a generated email may already be taken (409). Every other check runs.
+    fuzz(operation, timeout=10, excluded_checks=[positive_data_acceptance])
 
 
 @pytest.mark.timeout(240)

@@ -18,7 +18,16 @@ from typing import Any, Self, TypeVar
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import CLOUD_ENVS, TLS_SSLMODES, AppEnv, DbAuth, LogLevel, SslMode
+from services.common.settings import (
+    CLOUD_ENVS,
+    AppEnv,
+    DbAuth,
+    LogLevel,
+    SslMode,
+    check_pool_bounds,
+    database_connection_problems,
+    pool_min,
+)
 
 # Lower-case letters, digits and underscores (as the db_roles Lambda accepts): the service name is also a
 # PostgreSQL schema and role name and a Redis key part.
@@ -96,30 +105,13 @@ class ShopSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:
-        if self.DB_POOL_MIN is not None and self.DB_POOL_MIN > self.DB_POOL_MAX:
-            raise ValueError(
-                f"DB_POOL_MIN={self.DB_POOL_MIN} exceeds DB_POOL_MAX={self.DB_POOL_MAX}; "
-                "it must be between 0 and DB_POOL_MAX"
-            )
+        check_pool_bounds(self.DB_POOL_MIN, self.DB_POOL_MAX)
         return self
 
     @model_validator(mode="after")
     def _enforce_connection_requirements(self) -> Self:
         cloud = self.APP_ENV in CLOUD_ENVS
-        iam = self.DB_AUTH == "iam"
-        problems: list[str] = []
-        if cloud and not iam:
-            problems.append(
-                f"DB_AUTH={self.DB_AUTH!r} is not allowed when APP_ENV={self.APP_ENV!r}; use iam "
-                "(a stored password goes stale when RDS rotates it)"
-            )
-        if iam and self.DB_PASSWORD is not None:
-            problems.append("DB_PASSWORD is set but DB_AUTH='iam' connects with IAM tokens; unset DB_PASSWORD")
-        if (cloud or iam) and self.DB_SSLMODE not in TLS_SSLMODES:
-            because = f"APP_ENV={self.APP_ENV!r}" if cloud else "DB_AUTH='iam'"
-            problems.append(
-                f"DB_SSLMODE={self.DB_SSLMODE!r} is not allowed when {because}; use require, verify-ca or verify-full"
-            )
+        problems = database_connection_problems(self.APP_ENV, self.DB_AUTH, self.DB_PASSWORD, self.DB_SSLMODE)
         if cloud and self.JWT_SIGNING_KEY_FILE is not None:
             problems.append(
                 "JWT_SIGNING_KEY_FILE is for local runs; in the cloud set JWT_SIGNING_KEY (Secrets Manager)"
@@ -133,7 +125,7 @@ class ShopSettings(BaseSettings):
     @property
     def pool_min(self) -> int:
         """Connections the pool opens at start-up: DB_POOL_MIN, or 2 (at most DB_POOL_MAX)."""
-        return min(2, self.DB_POOL_MAX) if self.DB_POOL_MIN is None else self.DB_POOL_MIN
+        return pool_min(self.DB_POOL_MIN, self.DB_POOL_MAX)
 
     def redis_key(self, *parts: str) -> str:
         return self.REDIS_KEY_PREFIX + ":".join(parts)
