@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.common.settings import Priority, Settings
 from services.common.sqs import SQS_BATCH_LIMIT, job_message
 from services.common.sqs_async import AsyncSqsClient
+from services.common.tasks import finish_or_cancel
 
 CLAIM_LIMIT = 100
 
@@ -45,12 +46,7 @@ class OutboxRelay:
             return
         self._stopping = True
         self._wake.set()
-        done, _ = await asyncio.wait({self._task}, timeout=timeout)
-        if not done:
-            log.warning("outbox relay did not stop in time; cancelling it")
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_or_cancel(self._task, timeout, "outbox relay")
         await self._sqs.aclose()
 
     def wake(self) -> None:

@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.common.sqs_async import AsyncSqsClient
+from services.common.tasks import finish_or_cancel
 from services.shop.common.database import SharedMigration
 from services.shop.common.observability import continue_or_start, current_trace, reset_trace, use_trace
 
@@ -260,12 +261,7 @@ class OutboxRelay:
             return
         self._stopping = True
         self._wake.set()
-        done, _ = await asyncio.wait({self._task}, timeout=timeout)
-        if not done:
-            log.warning("outbox relay did not stop in time; cancelling it")
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_or_cancel(self._task, timeout, "outbox relay")
         self._task = None
 
     async def relay_once(self) -> int:
@@ -423,12 +419,7 @@ class QueueConsumer:
         self._stopping.set()
         if self._receiving is not None:
             self._receiving.cancel()
-        done, _ = await asyncio.wait({self._task}, timeout=timeout)
-        if not done:
-            log.warning("queue consumer did not stop in time; cancelling it")
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_or_cancel(self._task, timeout, "queue consumer")
         self._task = None
 
     async def poll_once(self) -> int:

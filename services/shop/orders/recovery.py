@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 
+from services.common.tasks import finish_or_cancel
 from services.shop.common.observability import continue_or_start, reset_trace, use_trace
 from services.shop.orders.saga import Order, Saga
 from services.shop.orders.store import OrderStore
@@ -34,12 +35,7 @@ class RecoveryLoop:
         if self._task is None:
             return
         self._stopping.set()
-        done, _ = await asyncio.wait({self._task}, timeout=timeout)
-        if not done:
-            log.warning("recovery loop did not stop in time; cancelling it")
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_or_cancel(self._task, timeout, "recovery loop")
 
     async def run_once(self) -> int:
         """Claim the due orders (at most `batch`) and drive each as far as it goes; return how many were claimed."""
