@@ -35,7 +35,7 @@ from services.shop.notifications.settings import NotificationsSettings
 from services.shop.orders.app import create_app as create_orders_app
 from services.shop.orders.settings import OrdersSettings
 from tests.services.conftest import build_worker
-from tests.services.helpers import ADMIN_DSN, drain
+from tests.services.helpers import ADMIN_DSN, drain, throwaway_database
 
 SCAN_EVENT = Path(__file__).resolve().parents[1] / "lambdas" / "events" / "ecr-scan-critical.json"
 # The orders flow places no order: its callees are never called, so they may point at a closed port.
@@ -43,18 +43,6 @@ UNCALLED = "http://127.0.0.1:9"
 SHOP_SENDER_DOMAIN = "iam-contract.example.com"
 """The SES identity the shop flow verifies in moto and sends from (as orders@ it)."""
 SHOP_WAIT_SECONDS = 20.0
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    name = f"cp_iam_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield name
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
@@ -79,7 +67,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = SHOP_W
 
 
 def drive_services(storage: Path, fauxqs: Fauxqs) -> None:
-    with throwaway_database() as database:
+    with throwaway_database(f"cp_iam_{uuid.uuid4().hex[:10]}") as database:
         base: dict[str, Any] = {
             "APP_ENV": "local",
             "LOG_LEVEL": "WARNING",
@@ -108,7 +96,10 @@ def drive_services(storage: Path, fauxqs: Fauxqs) -> None:
 
 def drive_shop(fauxqs: Fauxqs) -> None:
     """One order event from the orders relay to an email sent by notifications, through both apps' own start-up."""
-    with throwaway_roles("orders", "notifications") as roles, throwaway_database() as database:
+    with (
+        throwaway_roles("orders", "notifications") as roles,
+        throwaway_database(f"cp_iam_{uuid.uuid4().hex[:10]}") as database,
+    ):
         for service, role in roles.items():
             ensure_service_role(ADMIN_DSN, database, role, service)
         local_sqs = boto3.client(

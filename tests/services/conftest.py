@@ -11,7 +11,6 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
 from psycopg.rows import DictRow
 
 from services.api.app import create_app
@@ -23,7 +22,7 @@ from services.common.sqs import blocking_sqs_client, ensure_queues, sqs_client
 from services.fauxqs import FAUXQS_ENTRY, Fauxqs, npm_ci
 from services.worker.events import SnapshotPublisher
 from services.worker.runner import Worker
-from tests.services.helpers import ADMIN_DSN
+from tests.services.helpers import throwaway_database
 
 EnvFactory = Callable[..., dict[str, str]]
 
@@ -47,14 +46,8 @@ def session_tag() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database(session_tag: str) -> Iterator[str]:
-    name = f"cp_test_{session_tag}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with throwaway_database(f"cp_test_{session_tag}") as name:
         yield name
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,7 @@ from services.fauxqs import FAUXQS_ENTRY, Fauxqs, npm_ci
 from services.shop.common.auth import TokenSigner, write_signing_key_file
 from services.shop.common.database import ensure_service_role
 from services.shop.common.settings import ShopSettings
-
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+from tests.services.helpers import ADMIN_DSN, throwaway_database
 
 SettingsT = TypeVar("SettingsT", bound=ShopSettings)
 ServiceSettingsFactory = Callable[..., Any]
@@ -45,14 +44,11 @@ def shop_tag() -> str:
 
 @pytest.fixture(scope="session")
 def shop_database(shop_tag: str) -> Iterator[str]:
-    name = f"shop_test_{shop_tag}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield name
+        with throwaway_database(f"shop_test_{shop_tag}") as name:
+            yield name
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             roles = admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%\\_{shop_tag}",))
             for (role,) in roles.fetchall():
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from services.common.sqs_async import AsyncSqsClient
@@ -34,7 +34,7 @@ from services.shop.common.events import (
     purge_in_batches,
 )
 from services.shop.common.observability import TraceContext, current_trace, reset_trace, use_trace
-from tests.services.helpers import ADMIN_DSN, TcpProxy
+from tests.services.helpers import TcpProxy, throwaway_database
 
 RECEIVED_DDL = "CREATE TABLE received (event_id uuid NOT NULL, topic text NOT NULL, payload jsonb NOT NULL)"
 DRAIN_TIMEOUT = 30.0
@@ -52,14 +52,8 @@ def fauxqs() -> Iterator[Fauxqs]:
 
 @pytest.fixture(scope="module")
 def dsn() -> Iterator[str]:
-    name = f"shop_events_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with throwaway_database(f"shop_events_{uuid.uuid4().hex[:10]}") as name:
         yield f"host=127.0.0.1 port=5432 user=postgres dbname={name}"
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
