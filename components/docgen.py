@@ -1,7 +1,8 @@
 """Docs generated from the config models: the stack config reference in README.md and a JSON Schema for editors.
 
 `python -m components.docgen` rewrites the README block between the markers and `schema/stack-config.schema.json`;
-tests fail when either drifts. Descriptions are the fields' docstrings (pydantic's `use_attribute_docstrings`).
+tests fail when either drifts. Descriptions are the fields' docstrings, attached here (`describe_config_models`)
+rather than by pydantic's `use_attribute_docstrings`, which would read the source at every plan's import.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from components.config import ENVIRONMENTS, StackConfig, parse_stack_config
+from components import config as config_module
+from components.config import ENVIRONMENTS, ConfigModel, StackConfig, parse_stack_config
 
 EXAMPLE_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 BEGIN, END = "<!-- BEGIN STACK CONFIG (python -m components.docgen) -->", "<!-- END STACK CONFIG -->"
@@ -45,8 +47,21 @@ def field_docstrings(source: str) -> dict[str, dict[str, str]]:
     return found
 
 
+def describe_config_models() -> None:
+    """Give every config field its docstring as description (what `use_attribute_docstrings` would). Models are
+    rebuilt in definition order, so each one that nests another embeds the described version."""
+    docs = field_docstrings(Path(config_module.__file__).read_text())
+    models = [m for m in vars(config_module).values() if isinstance(m, type) and issubclass(m, ConfigModel)]
+    for model in models:
+        for name, info in model.model_fields.items():
+            if info.description is None and name in docs.get(model.__name__, {}):
+                info.description = docs[model.__name__][name]
+        model.model_rebuild(force=True)
+
+
 def config_rows() -> list[tuple[str, str, list[str], str]]:
     """(key, type, default per environment, description) for every stack config key."""
+    describe_config_models()
     defaults = {env: parse_stack_config({"environment": env, "certificateArn": EXAMPLE_CERT}) for env in ENVIRONMENTS}
     rows: list[tuple[str, str, list[str], str]] = []
 
@@ -118,6 +133,7 @@ def render(readme: str) -> str:
 def stack_file_schema() -> dict[str, Any]:
     """JSON Schema of a `Pulumi.<stack>.yaml`: each section under `container-platform:<key>`, as stack files
     write it. Rules across keys (Fargate sizes, prod's requirements) are the program's, not the schema's."""
+    describe_config_models()
     sections = StackConfig.model_json_schema(ref_template="#/$defs/{model}")
     definitions = sections.pop("$defs", {})
     properties = {f"{PROJECT}:{key}": value for key, value in sections["properties"].items() if key != "region"}
