@@ -89,6 +89,13 @@ class Assumptions:
         ),
     )
     flow_log_gb_per_day: float = field(default=0.1, metadata=_doc("GB a day of VPC flow log records per flow log."))
+    event_log_gb_per_day: float = field(
+        default=0.002,
+        metadata=_doc(
+            "GB a day into each log group that only events write: a Lambda function's, a CodeBuild project's, the ECS "
+            "Exec audit log, an RDS upgrade log (runs, builds, sessions and upgrades, not traffic)."
+        ),
+    )
     container_insights_metrics_per_cluster: float = field(
         default=12, metadata=_doc("Container Insights custom metrics per cluster (the ClusterName dimension).")
     )
@@ -1496,12 +1503,23 @@ def price_scaling_policy(policy: Node, ctx: Context) -> Outcome:
 NEVER_EXPIRES_DAYS = 365
 
 
+LAMBDA_FUNCTION = "aws:lambda/function:Function"
+CODEBUILD_PROJECT = "aws:codebuild/project:Project"
+RDS_UPGRADE_LOG = re.compile(r"^/aws/rds/instance/[^/]+/upgrade$")
+
+
 @prices("aws:cloudwatch/logGroup:LogGroup")
 def price_log_group(group: Node, ctx: Context) -> Outcome:
     flow_logs = [f for f in ctx.of_type(FLOW_LOG) if _delivers_to(f, group)]
-    per_day = ctx.assumptions.flow_log_gb_per_day * len(flow_logs) if flow_logs else ctx.assumptions.log_gb_per_day
+    writer = None if flow_logs else event_writer(group, ctx)
+    if flow_logs:
+        per_day, assumption = ctx.assumptions.flow_log_gb_per_day * len(flow_logs), "flow_log_gb_per_day"
+    elif writer:
+        per_day, assumption = ctx.assumptions.event_log_gb_per_day, "event_log_gb_per_day"
+    else:
+        per_day, assumption = ctx.assumptions.log_gb_per_day, "log_gb_per_day"
     if per_day <= 0:
-        return Free("no ingestion assumed (log_gb_per_day is 0)")
+        return Free(f"no ingestion assumed ({assumption} is 0)")
     retention = number(prop(group, "retentionInDays"), 0) or 0
     stored_days = retention or NEVER_EXPIRES_DAYS
     storage_note = f"{retention:g}-day retention" if retention else "never expires: one year of logs shown, growing"
@@ -1510,9 +1528,35 @@ def price_log_group(group: Node, ctx: Context) -> Outcome:
         return [storage]  # ingestion is priced on the flow log, as vended logs
     log_class = "infrequentAccess" if prop(group, "logGroupClass") == "INFREQUENT_ACCESS" else "standard"
     return [
-        ctx.daily(f"Log ingestion ({log_class})", per_day, f"logs.ingest.{log_class}", "assumed log_gb_per_day"),
+        ctx.daily(
+            f"Log ingestion ({log_class})",
+            per_day,
+            f"logs.ingest.{log_class}",
+            f"assumed {assumption}" + (f": written by {writer}" if writer else ""),
+        ),
         storage,
     ]
+
+
+def event_writer(group: Node, ctx: Context) -> str | None:
+    """What writes the group, when only events do (runs, builds, sessions, upgrades); None for traffic-driven logs."""
+    name = prop(group, "name")
+    for function in ctx.of_type(LAMBDA_FUNCTION):
+        named = prop(function, "name")
+        if refers_to(prop(function, "loggingConfig", "logGroup"), group, "name") or (
+            isinstance(named, str) and name == f"/aws/lambda/{named}"
+        ):
+            return f"the Lambda function {function.name}"
+    for project in ctx.of_type(CODEBUILD_PROJECT):
+        if refers_to(prop(project, "logsConfig", "cloudwatchLogs", "groupName"), group, "name"):
+            return f"the CodeBuild project {project.name}"
+    for cluster in ctx.of_type(ECS_CLUSTER):
+        exec_log = prop(cluster, "configuration", "executeCommandConfiguration", "logConfiguration")
+        if isinstance(exec_log, Mapping) and refers_to(_plain(exec_log.get("cloudWatchLogGroupName")), group, "name"):
+            return f"ECS Exec sessions on {cluster.name}"
+    if isinstance(name, str) and RDS_UPGRADE_LOG.match(name):
+        return "RDS engine upgrades"
+    return None
 
 
 def _delivers_to(flow_log: Node, group: Node) -> bool:

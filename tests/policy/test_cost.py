@@ -223,6 +223,49 @@ def test_log_group_storage_follows_retention_and_flow_logs_are_ingested_once() -
     assert line(cost, "flow", "Flow log delivery").per_month == pytest.approx(1 * 30.4 * 0.50)
 
 
+@pytest.mark.parametrize(
+    ("writer", "group_name"),
+    [
+        (
+            record(
+                "aws:lambda/function:Function", "roles", {"name": "roles", "loggingConfig": {"logGroup": "/x/roles"}}
+            ),
+            "/x/roles",
+        ),
+        (record("aws:lambda/function:Function", "alerts", {"name": "alerts"}), "/aws/lambda/alerts"),
+        (
+            record(
+                "aws:codebuild/project:Project", "build", {"logsConfig": {"cloudwatchLogs": {"groupName": "/cb/b"}}}
+            ),
+            "/cb/b",
+        ),
+        (
+            record(
+                "aws:ecs/cluster:Cluster",
+                "main",
+                {
+                    "configuration": {
+                        "executeCommandConfiguration": {"logConfiguration": {"cloudWatchLogGroupName": "/ecs/exec"}}
+                    }
+                },
+            ),
+            "/ecs/exec",
+        ),
+        (None, "/aws/rds/instance/db-1/upgrade"),
+    ],
+)
+def test_a_log_group_only_events_write_is_priced_at_the_event_assumption(
+    writer: ResourceRecord | None, group_name: str
+) -> None:
+    group = record("aws:cloudwatch/logGroup:LogGroup", "logs", {"name": group_name, "retentionInDays": 7})
+    traffic = record("aws:cloudwatch/logGroup:LogGroup", "api", {"name": "/ecs/api", "retentionInDays": 7})
+    cost = estimate([group, traffic, *([writer] if writer else [])], assumptions=Assumptions(event_log_gb_per_day=0.01))
+    ingestion = line(cost, "logs", "Log ingestion (standard)")
+    assert ingestion.per_month == pytest.approx(0.01 * 30.4 * 0.50)
+    assert "event_log_gb_per_day: written by" in ingestion.note
+    assert line(cost, "api", "Log ingestion (standard)").per_month == pytest.approx(0.05 * 30.4 * 0.50)
+
+
 def test_unpriced_and_free_types_are_listed_never_silently_zero() -> None:
     component = record("acme:index:Thing", "thing", {}, custom=False)
     graph = [
