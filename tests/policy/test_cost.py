@@ -262,7 +262,7 @@ def test_a_log_group_only_events_write_is_priced_at_the_event_assumption(
     cost = estimate([group, traffic, *([writer] if writer else [])], assumptions=Assumptions(event_log_gb_per_day=0.01))
     ingestion = line(cost, "logs", "Log ingestion (standard)")
     assert ingestion.per_month == pytest.approx(0.01 * 30.4 * 0.50)
-    assert "event_log_gb_per_day: written by" in ingestion.note
+    assert "event_log_gb_per_day: written by" in (ingestion.note or "")
     assert line(cost, "api", "Log ingestion (standard)").per_month == pytest.approx(0.05 * 30.4 * 0.50)
 
 
