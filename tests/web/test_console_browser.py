@@ -1,0 +1,164 @@
+"""The web console in a real browser: Playwright drives Debian's Chromium against the job platform running locally
+(the API and a worker as subprocesses, PostgreSQL in a throwaway database, Redis under a private prefix, fauxqs)
+behind the console server (services/console.py), which serves web/dist with CloudFront's headers and proxies /api.
+
+The API is reached through a TCP proxy the browser tests can cut (POST $CONTROL_URL/stop, /start): to the console
+that is the API stopped mid-session. Vitest's unit tests run here too, so `./platform test` runs both layers.
+Screenshots land in docs/images/ (the README shows one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from services.common.migrate import apply_migrations
+from services.common.redis_client import delete_prefix, sync_client
+from services.common.settings import Settings
+from services.common.sqs import ensure_queues, sqs_client
+from services.fauxqs import Fauxqs, free_port
+from tests.services.helpers import TcpProxy, throwaway_database, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+SCREENSHOTS = ROOT / "docs" / "images"
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+# Small enough that the 429 test reaches the limit in a few clicks, large enough for the steps before it.
+RATE_LIMIT = {"RATE_LIMIT_PER_SECOND": "0.2", "RATE_LIMIT_BURST": "6"}
+
+
+def npm(*args: str) -> None:
+    npm_path = shutil.which("npm")
+    assert npm_path, "npm is needed to build and test the web console (node >= 20.19)"
+    subprocess.run([npm_path, *args], cwd=WEB, check=True)  # noqa: S603 - fixed arguments
+
+
+@pytest.fixture(scope="module")
+def built_console() -> Path:
+    if not (WEB / "node_modules" / ".package-lock.json").exists():
+        npm("ci", "--no-audit", "--no-fund")
+    npm("run", "build")
+    return WEB / "dist"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if not CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], check=True)  # noqa: S607
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM)")
+    return CHROMIUM
+
+
+def _wait_http(url: str, what: str) -> None:
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own loopback URL
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_until(answers, timeout=30, what=what, interval=0.2)
+
+
+@contextlib.contextmanager
+def control_server(proxy: TcpProxy) -> Iterator[str]:
+    """POST /stop cuts the API off (every connection dropped, new ones refused), POST /start lets it back."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            action = {"/stop": proxy.stop, "/start": proxy.start}.get(self.path)
+            if action:
+                action()
+            self.send_response(204 if action else 404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def platform(built_console: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    tag = uuid.uuid4().hex[:10]
+    processes: list[subprocess.Popen[bytes]] = []
+    storage = tmp_path_factory.mktemp("console-storage")
+    with Fauxqs() as fauxqs, throwaway_database(f"cp_console_{tag}") as database:
+        api_port, console_port = free_port(), free_port()
+        env = {
+            "APP_ENV": "local",
+            "LOG_LEVEL": "WARNING",
+            "DB_HOST": "127.0.0.1",
+            "DB_NAME": database,
+            "REDIS_KEY_PREFIX": f"cp-console-{tag}:",
+            "SQS_ENDPOINT_URL": fauxqs.endpoint_url,
+            "STORAGE_PATH": str(storage),
+            "HEARTBEAT_FILE": str(storage / "heartbeat"),
+            "PORT": str(api_port),
+            "IDLE_WAIT_SECONDS": "1",
+            "RELAY_POLL_SECONDS": "0.2",
+            **RATE_LIMIT,
+        }
+        settings = Settings(**env)  # pyright: ignore[reportArgumentType] - validated from strings like the env
+        env |= ensure_queues(sqs_client(settings), f"console{tag}", settings.MAX_RECEIVES, 30)
+        apply_migrations(Settings(**env))  # pyright: ignore[reportArgumentType]
+        child_env = {**os.environ, **env}
+        proxy = TcpProxy(api_port)
+        try:
+            for module in ("services.api", "services.worker"):
+                processes.append(subprocess.Popen([sys.executable, "-m", module], env=child_env))  # noqa: S603
+            _wait_http(f"http://127.0.0.1:{api_port}/health", "the API")
+            proxy.start()
+            processes.append(
+                subprocess.Popen(  # noqa: S603 - this interpreter and our own module
+                    [sys.executable, "-m", "services.console", "--api", f"http://127.0.0.1:{proxy.port}"]
+                    + ["--port", str(console_port), "--dist", str(built_console)],
+                    env=child_env,
+                )
+            )
+            _wait_http(f"http://127.0.0.1:{console_port}/", "the console server")
+            with control_server(proxy) as control:
+                yield {"CONSOLE_URL": f"http://127.0.0.1:{console_port}", "CONTROL_URL": control}
+        finally:
+            proxy.stop()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            client = sync_client(Settings())
+            delete_prefix(client, f"cp-console-{tag}:")
+            client.close()
+
+
+def test_unit_tests_pass(built_console: Path) -> None:
+    npm("test")
+
+
+def test_the_console_works_in_chromium(platform: dict[str, str], chromium: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **platform, "CHROMIUM": str(chromium), "SCREENSHOT_DIR": str(SCREENSHOTS)}
+    node = shutil.which("node")
+    assert node, "node is needed to run Playwright"
+    cli = WEB / "node_modules" / "@playwright" / "test" / "cli.js"
+    result = subprocess.run([node, str(cli), "test"], cwd=WEB, env=env, capture_output=True, text=True)  # noqa: S603
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
