@@ -10,6 +10,7 @@ prefix stripped and nothing buffered (server-sent events stream through).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import mimetypes
 from collections.abc import AsyncIterator
@@ -108,8 +109,16 @@ def create_app(api_url: str, dist: Path = DIST) -> Starlette:
             Route("/api/{rest:path}", proxy, methods=methods),
             Route("/{rest:path}", static, methods=["GET", "HEAD"]),
         ],
-        on_shutdown=[client.aclose],
+        lifespan=lambda _: _closing(client),
     )
+
+
+@contextlib.asynccontextmanager
+async def _closing(client: httpx.AsyncClient) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

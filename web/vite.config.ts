@@ -11,5 +11,5 @@ export default defineConfig({
       "/api": { target: "http://127.0.0.1:8080", rewrite: (path) => path.replace(/^\/api(?=\/|$)/, "") || "/" },
     },
   },
-  test: { environment: "jsdom", include: ["src/**/*.test.ts", "src/**/*.test.tsx"] },
+  test: { environment: "node", include: ["src/**/*.test.ts", "src/**/*.test.tsx"] },
 });

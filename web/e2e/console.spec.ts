@@ -17,7 +17,8 @@ async function expectAccessible(page: Page) {
 let page: Page;
 
 test.beforeAll(async ({ browser }) => {
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
   const violations: string[] = [];
   page.on("console", (message) => {
     if (message.type() === "error" && /Content.Security.Policy/i.test(message.text())) violations.push(message.text());
@@ -28,7 +29,7 @@ test.beforeAll(async ({ browser }) => {
 });
 
 test.afterAll(async () => {
-  await page.close();
+  await page.context().close();
 });
 
 test("upload a CSV, submit a job, watch it succeed live, open the result", async () => {
@@ -46,7 +47,9 @@ test("upload a CSV, submit a job, watch it succeed live, open the result", async
   await expectAccessible(page);
   await page.screenshot({ path: `${SCREENSHOTS}/console-jobs.png` });
   await row.getByRole("button").click();
-  await expect(page.getByTestId("result-summary")).toContainText("amount");
+  await expect(page.getByTestId("result-summary")).toContainText(`"rows": 3`);
+  await page.getByRole("button", { name: "Open result" }).click();
+  await expect(page.getByTestId("result-content")).toContainText("amount");
   await page.screenshot({ path: `${SCREENSHOTS}/console-result.png` });
   await page.getByRole("button", { name: "Close" }).click();
   await page.getByRole("button", { name: "Remove" }).click();
@@ -79,9 +82,10 @@ test("a 429 shows Retry-After as a countdown and holds submissions", async () =>
   await page.getByLabel(/Or paste CSV text/).fill(CSV);
   const submit = page.getByRole("button", { name: "Submit job" });
   const countdown = page.getByTestId("countdown");
-  for (let i = 0; i < 12 && !(await countdown.isVisible()); i++) {
+  for (let i = 0; i < 20 && !(await countdown.isVisible()); i++) {
+    const answered = page.waitForResponse((r) => r.url().endsWith("/api/jobs") && r.request().method() === "POST");
     await submit.click();
-    await expect(submit).toBeEnabled({ timeout: 5_000 }).catch(() => undefined);
+    await answered;
   }
   await expect(countdown).toContainText(/submit again in \d+ s/);
   await expect(submit).toBeDisabled();
@@ -102,13 +106,21 @@ test("the API stopped mid-session: a banner, retried, then back", async () => {
 });
 
 test("a phone-sized viewport: nothing scrolls sideways, still accessible", async ({ browser }) => {
-  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  // The same browser identity (the console keeps it in localStorage), so the same jobs are listed.
+  const client = await page.evaluate(() => localStorage.getItem("job-console-client-id"));
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await context.addInitScript((id) => localStorage.setItem("job-console-client-id", id ?? ""), client);
+  const phone = await context.newPage();
   await phone.goto("/jobs");
   await expect(phone.getByRole("heading", { name: "Your jobs" })).toBeVisible();
-  await expect(phone.locator("tbody tr").first()).toBeVisible();
+  // A fresh page lists what the API lists for this browser: nothing lives only in a page.
+  const listed = await phone.request.get("/api/jobs?limit=100", { headers: { "X-Client-Id": client ?? "" } });
+  const { items } = (await listed.json()) as { items: unknown[] };
+  expect(items.length).toBeGreaterThanOrEqual(4);
+  await expect(phone.locator("tbody tr")).toHaveCount(Math.min(items.length, 20));
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   await expectAccessible(phone);
   await phone.screenshot({ path: `${SCREENSHOTS}/console-phone.png` });
-  await phone.close();
+  await context.close();
 });

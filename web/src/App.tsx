@@ -14,6 +14,8 @@ import {
   type UploadedFile,
   formatBytes,
   getJob,
+  getResult,
+  type ResultContent,
   getLimits,
   listJobs,
   request,
@@ -411,9 +413,16 @@ function JobDetail(props: { id: string; onClose: () => void; onError: (e: unknow
   const { id, onClose, onError } = props;
   const [job, setJob] = useState<Job | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
+  const [content, setContent] = useState<ResultContent | null>(null);
+  const open = () =>
+    getResult(id).then(setContent, (error: unknown) => {
+      onError(error);
+      setProblem(error instanceof Error ? error.message : String(error));
+    });
   useEffect(() => {
     setJob(null);
     setProblem(null);
+    setContent(null);
     getJob(id).then(setJob, (error: unknown) => {
       onError(error);
       setProblem(
@@ -455,6 +464,18 @@ function JobDetail(props: { id: string; onClose: () => void; onError: (e: unknow
           )}
         </dl>
       )}
+      {job?.result && !content && (
+        <button type="button" onClick={() => void open()}>
+          Open result
+        </button>
+      )}
+      {content?.kind === "text" && (
+        <pre data-testid="result-content" tabIndex={0} aria-label="Result">
+          {content.text}
+          {content.truncated ? "\n… (preview truncated)" : ""}
+        </pre>
+      )}
+      {content?.kind === "image" && <img src={content.url} alt={`Result of job ${id.slice(0, 8)}`} />}
       <button type="button" onClick={onClose}>
         Close
       </button>

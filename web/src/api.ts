@@ -204,3 +204,23 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${value} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
+
+export type ResultContent = { kind: "text"; text: string; truncated: boolean } | { kind: "image"; url: string };
+const RESULT_PREVIEW_CHARS = 20_000;
+
+/** A finished job's result file: text (JSON, CSV) shown as is, images as an object URL. */
+export async function getResult(id: string): Promise<ResultContent> {
+  let response: Response;
+  try {
+    response = await fetch(`${API}/jobs/${encodeURIComponent(id)}/result`, { headers: { "X-Client-Id": clientId() } });
+  } catch {
+    throw new ApiError(0, "The job platform is not reachable right now.");
+  }
+  if (response.status === 410) throw new ApiError(410, "This job's result has expired: run the job again.");
+  if (!response.ok) throw await errorFrom(response);
+  if ((response.headers.get("Content-Type") ?? "").startsWith("image/")) {
+    return { kind: "image", url: URL.createObjectURL(await response.blob()) };
+  }
+  const text = await response.text();
+  return { kind: "text", text: text.slice(0, RESULT_PREVIEW_CHARS), truncated: text.length > RESULT_PREVIEW_CHARS };
+}

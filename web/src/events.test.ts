@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { type Job } from "./api";
 import { followJob, parseSse } from "./events";
@@ -21,6 +21,10 @@ function stream(...events: Job[]): Response {
   return new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } });
 }
 
+const storage = new Map<string, string>();
+beforeEach(() => {
+  vi.stubGlobal("localStorage", { getItem: (k: string) => storage.get(k) ?? null, setItem: (k: string, v: string) => storage.set(k, v) });
+});
 afterEach(() => vi.unstubAllGlobals());
 
 describe("followJob", () => {
