@@ -223,7 +223,9 @@ class StaticSite(pulumi.ComponentResource):
             signing_protocol="sigv4",
             opts=child,
         )
-        spa_rewrite = self._function(f"{name}-spa-routes", f"{prefix}-console-spa-routes", SPA_REWRITE_CODE)
+        spa_rewrite = self._function(
+            f"{name}-spa-routes", f"{prefix}-console-spa-routes", SPA_REWRITE_CODE, "App routes are served index.html"
+        )
         headers_policy = self._headers_policy(name, prefix, headers)
         static_cache = aws.cloudfront.CachePolicy(
             f"{name}-static-cache",
@@ -257,7 +259,9 @@ class StaticSite(pulumi.ComponentResource):
         api_behaviors = []
         if args.api_origin is not None:
             origins.append(_api_origin(args.api_origin))
-            strip_prefix = self._function(f"{name}-api-prefix", f"{prefix}-console-api-prefix", STRIP_API_PREFIX_CODE)
+            strip_prefix = self._function(
+                f"{name}-api-prefix", f"{prefix}-console-api-prefix", STRIP_API_PREFIX_CODE, "The API sees its own paths"
+            )
             api_behaviors.append(
                 aws.cloudfront.DistributionOrderedCacheBehaviorArgs(
                     path_pattern=API_PATH,
@@ -351,10 +355,11 @@ class StaticSite(pulumi.ComponentResource):
             }
         )
 
-    def _function(self, name: str, function_name: str, code: str) -> aws.cloudfront.Function:
+    def _function(self, name: str, function_name: str, code: str, comment: str) -> aws.cloudfront.Function:
         return aws.cloudfront.Function(
             name,
             name=function_name,
+            comment=comment,
             runtime="cloudfront-js-2.0",
             code=code,
             publish=True,

@@ -25,6 +25,8 @@ from components.static_site import (
     StaticSiteArgs,
     site_files,
 )
+from runner.plan import Plan
+from tests.shapes.check import check_plan
 from tests.support import Recorded, build, inputs, json_input
 
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
@@ -195,7 +197,7 @@ def run_function(code: str, uris: list[str]) -> list[str]:
         "\nconsole.log(JSON.stringify(uris.map(u => handler({version: '1.0', context: {eventType: 'viewer-request'},"
         " viewer: {ip: '192.0.2.1'}, request: {method: 'GET', uri: u, querystring: {}, headers: {}, cookies: {}}}).uri)));"
     )
-    out = subprocess.run([node, "-e", script, json.dumps(uris)], capture_output=True, text=True, check=True)  # noqa: S603
+    out = subprocess.run([node, "-e", script, json.dumps(uris)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -215,3 +217,11 @@ def test_app_routes_are_served_index_html_and_files_are_not() -> None:
 def test_the_api_sees_its_own_paths() -> None:
     uris = ["/api/jobs", "/api", "/api/", "/api/jobs/1/events", "/apiary/x"]
     assert run_function(STRIP_API_PREFIX_CODE, uris) == ["/jobs", "/", "/", "/jobs/1/events", "/apiary/x"]
+
+
+@pytest.mark.parametrize("fixture", ["default_site", "full_site"])
+def test_every_request_is_one_cloudfront_logs_and_s3_accept(fixture: str, request: pytest.FixtureRequest) -> None:
+    recorded: Recorded = request.getfixturevalue(fixture)
+    plan = Plan(project="test", stack="test", resources=recorded.resources)
+    problems = [f"{r.label}: {p}" for r in check_plan(plan) for p in r.problems]
+    assert problems == []
