@@ -121,6 +121,7 @@ test("a phone-sized viewport: nothing scrolls sideways, still accessible", async
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   await expectAccessible(phone);
+  await phone.getByRole("heading", { name: "Your jobs" }).scrollIntoViewIfNeeded();
   await phone.screenshot({ path: `${SCREENSHOTS}/console-phone.png` });
   await context.close();
 });
