@@ -899,6 +899,7 @@ FREE_TYPES: Mapping[str, str] = {
         "CloudFront's always-free tier (1 TB out, 10M requests and 2M function calls a month) covers a console's "
         "traffic; beyond it $0.085/GB and $0.01 per 10,000 HTTPS requests (North America and Europe)"
     ),
+    "aws:s3/bucketObjectv2:BucketObjectv2": "an object in a bucket: storage is priced on the bucket",
     "aws:cloudfront/function:Function": "CloudFront Functions: 2M invocations a month free, then $0.10 per million",
     "aws:cloudwatch/logDelivery:LogDelivery": (
         "vended CloudFront logs to S3 bill $0.25/GB delivered; a console's access logs are megabytes a month"

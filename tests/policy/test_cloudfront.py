@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from tests.policy import baselines as b
 from tests.policy.helpers import run_policy, run_stack_policy
 
-DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+DISTRIBUTION = b.DISTRIBUTION
 SOURCE = "aws:cloudwatch/logDeliverySource:LogDeliverySource"
 DELIVERY = "aws:cloudwatch/logDelivery:LogDelivery"
-ARN = "arn:aws:cloudfront::123456789012:distribution/E1"
-CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0b4f7a52-5c1e-4a8e-9d1f-3c2b1a0e9f87"
+ARN = b.DISTRIBUTION_ARN
 
 HTTPS = "aws-cloudfront-distribution-require-https"
 TLS = "aws-cloudfront-distribution-require-tls-1-2-2021"
@@ -24,34 +24,7 @@ WEBSITE = "aws-cloudfront-distribution-disallow-s3-website-origins"
 ORIGIN_TLS = "aws-cloudfront-distribution-encrypt-origin-traffic"
 LOGGING = "aws-cloudfront-distribution-enable-access-logging"
 
-# What components/static_site.py creates with a custom domain and an API origin.
-BASELINE: dict[str, Any] = {
-    "enabled": True,
-    "origins": [
-        {
-            "originId": "site",
-            "domainName": "jobs-console-1.s3.us-east-1.amazonaws.com",
-            "originAccessControlId": "oac-1",
-        },
-        {
-            "originId": "api",
-            "domainName": "api.jobs.example.net",
-            "customOriginConfig": {
-                "httpPort": 80,
-                "httpsPort": 443,
-                "originProtocolPolicy": "https-only",
-                "originSslProtocols": ["TLSv1.2"],
-            },
-        },
-    ],
-    "defaultCacheBehavior": {"targetOriginId": "site", "viewerProtocolPolicy": "redirect-to-https"},
-    "orderedCacheBehaviors": [{"pathPattern": "/api/*", "targetOriginId": "api", "viewerProtocolPolicy": "https-only"}],
-    "viewerCertificate": {
-        "acmCertificateArn": CERT,
-        "minimumProtocolVersion": "TLSv1.2_2021",
-        "sslSupportMethod": "sni-only",
-    },
-}
+BASELINE: dict[str, Any] = b.BASELINES[DISTRIBUTION]
 
 
 def changed(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
@@ -137,13 +110,11 @@ def test_plaintext_or_old_tls_to_a_custom_origin_is_flagged() -> None:
 
 
 def _stack(*extra: tuple[str, str, dict[str, Any]], distribution: dict[str, Any] | None = None) -> list[Any]:
-    return [(DISTRIBUTION, "cdn", {**BASELINE, "id": "E1", "arn": ARN, **(distribution or {})}), *extra]
+    return [(DISTRIBUTION, "cdn", {**BASELINE, **(distribution or {})}), *extra]
 
 
 def test_access_logs_through_a_delivered_v2_source_pass() -> None:
-    source = (SOURCE, "src", {"name": "console-access", "logType": "ACCESS_LOGS", "resourceArn": ARN})
-    delivery = (DELIVERY, "delivery", {"deliverySourceName": "console-access", "deliveryDestinationArn": "arn:d"})
-    assert run_stack_policy(LOGGING, _stack(source, delivery)).messages == []
+    assert run_stack_policy(LOGGING, _stack(*b.distribution_access_logs())).messages == []
     assert (
         run_stack_policy(LOGGING, _stack(distribution={"loggingConfig": {"bucket": "logs.s3.amazonaws.com"}})).messages
         == []
