@@ -260,7 +260,10 @@ class StaticSite(pulumi.ComponentResource):
         if args.api_origin is not None:
             origins.append(_api_origin(args.api_origin))
             strip_prefix = self._function(
-                f"{name}-api-prefix", f"{prefix}-console-api-prefix", STRIP_API_PREFIX_CODE, "The API sees its own paths"
+                f"{name}-api-prefix",
+                f"{prefix}-console-api-prefix",
+                STRIP_API_PREFIX_CODE,
+                "The API sees its own paths",
             )
             api_behaviors.append(
                 aws.cloudfront.DistributionOrderedCacheBehaviorArgs(

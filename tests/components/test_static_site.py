@@ -5,6 +5,7 @@ file with its content type and cache headers. The viewer-request functions run i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -182,7 +183,7 @@ def test_refuses_a_certificate_outside_us_east_1_and_a_regional_web_acl(dist: Pa
 
 
 def test_a_directory_without_index_html_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no index.html; build the app first"):
+    with pytest.raises(ValueError, match=r"no index\.html; build the app first"):
         site_files(tmp_path)
 
 
@@ -225,3 +226,53 @@ def test_every_request_is_one_cloudfront_logs_and_s3_accept(fixture: str, reques
     plan = Plan(project="test", stack="test", resources=recorded.resources)
     problems = [f"{r.label}: {p}" for r in check_plan(plan) for p in r.problems]
     assert problems == []
+
+
+# --- Stack config ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (
+            {"jobPlatform": {"enabled": False}, "entry": "httpApi", "services": {}, "console": {"enabled": True}},
+            "console.enabled: true with jobPlatform.enabled false",
+        ),
+        (
+            {"console": {"apiOriginDomain": "api.example.net"}},
+            "console.apiOriginDomain: set without an ALB certificate",
+        ),
+        (
+            {"certificateArn": CERT, "console": {"enabled": True}},
+            "console.apiOriginDomain: missing with entry alb and certificateArn",
+        ),
+        (
+            {
+                "console": {
+                    "customDomain": {
+                        "domainName": "console.example.net",
+                        "certificateArn": CERT.replace("us-east-1", "eu-west-1"),
+                    }
+                }
+            },
+            "console.customDomain.certificateArn",
+        ),
+        ({"console": {"webAclArn": WEB_ACL.replace("global", "regional")}}, "console.webAclArn"),
+        ({"console": {"buildDirectory": "../elsewhere"}}, "console.buildDirectory"),
+    ],
+)
+def test_console_config_errors_name_the_key(raw: dict[str, Any], problem: str) -> None:
+    from components.config import ConfigError, parse_stack_config
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_stack_config({"environment": "dev", **raw})
+
+
+def test_the_console_is_on_where_the_job_platform_is_unless_the_alb_cannot_be_named() -> None:
+    from components.config import parse_stack_config
+
+    assert parse_stack_config({"environment": "dev"}).console_enabled
+    assert not parse_stack_config({"environment": "dev", "certificateArn": CERT}).console_enabled
+    named = {"environment": "dev", "certificateArn": CERT, "console": {"apiOriginDomain": "api.example.net"}}
+    assert parse_stack_config(named).console_enabled
+    assert not parse_stack_config({"environment": "dev", "console": {"enabled": False}}).console_enabled
