@@ -1485,6 +1485,8 @@ def _public_route_problems(config: StackConfig, owners: Mapping[str, str]) -> li
 DOCUMENTATION_ACCOUNT_IDS = frozenset({"123456789012", "111122223333", "444455556666", "777788889999", "210987654321"})
 ACCOUNT_IN_VALUE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):|^(\d{12})\.dkr\.ecr\.")
 # RFC 2606 / RFC 6761 names reserved for documentation and tests: mail to them reaches nobody.
+# Config keys that hold a DNS name the deployment serves or calls (custom domains, the console's API origin).
+DOMAIN_NAME_KEYS = ("domainName", "apiOriginDomain")
 RESERVED_DOMAIN = re.compile(r"(^|\.)(example\.(com|net|org)|[a-z0-9-]+\.(example|test|invalid|localhost))$")
 
 
@@ -1542,6 +1544,8 @@ def _placeholder(key: str, value: str) -> str | None:
     domain = value.rpartition("@")[2].lower() if "@" in value else ""
     if domain and RESERVED_DOMAIN.search(domain):
         return f"{key}: {value!r} is at {domain}, a domain reserved for examples; allowed: an address that reaches your team"
+    if key.endswith(DOMAIN_NAME_KEYS) and RESERVED_DOMAIN.search(value.lower()):
+        return f"{key}: {value!r} is a domain reserved for examples; allowed: a domain of yours"
     return None
 
 

@@ -276,3 +276,17 @@ def test_the_console_is_on_where_the_job_platform_is_unless_the_alb_cannot_be_na
     named = {"environment": "dev", "certificateArn": CERT, "console": {"apiOriginDomain": "api.example.net"}}
     assert parse_stack_config(named).console_enabled
     assert not parse_stack_config({"environment": "dev", "console": {"enabled": False}}).console_enabled
+
+
+def test_example_domains_of_the_console_are_placeholders() -> None:
+    from components.config import parse_stack_config, placeholder_problems
+
+    raw = {
+        "environment": "prod",
+        "certificateArn": CERT.replace("123456789012", "210987654322"),
+        "images": {"build": True},
+        "console": {"apiOriginDomain": "api.jobs.example.com"},
+    }
+    assert placeholder_problems(parse_stack_config(raw)) == [
+        "console.apiOriginDomain: 'api.jobs.example.com' is a domain reserved for examples; allowed: a domain of yours"
+    ]
