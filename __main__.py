@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pulumi
@@ -22,6 +23,7 @@ from components.cluster import ContainerCluster, ContainerClusterArgs
 from components.config import (
     JOB_PLATFORM_API_ROUTES,
     OFFLINE_DIGEST,
+    ConfigError,
     ServiceSpec,
     StackConfig,
     database_role,
@@ -33,6 +35,7 @@ from components.config import (
     refuse_ci_without_boundary,
     refuse_placeholders,
     refuse_untagged_deployment,
+    running_offline,
     service_build_order,
 )
 from components.database import Database, DatabaseArgs
@@ -53,6 +56,7 @@ from components.network import Network, NetworkArgs
 from components.registry_cache import PullThroughCache, PullThroughCacheArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
 from components.service_queue import ServiceQueueArgs
+from components.static_site import ApiOrigin, SiteDomain, StaticSite, StaticSiteArgs
 from components.storage import SharedStorage, SharedStorageArgs
 from components.tracing import CollectorImage, collector_image_through_cache
 from components.web_service import WebService, WebServiceArgs
@@ -167,15 +171,22 @@ def main() -> None:
             api = job_platform_api(config, common, network, cluster, alerts, images, api_attachments, guarded)
         http_api = http_entry(config, in_vpc, alerts, services, guarded, platform_targets=api_targets(config, api))
         pulumi.export("url", http_api.endpoint)
+        api_origin = ApiOrigin(http_api.endpoint.apply(lambda url: url.removeprefix("https://")), "https-only")
         if api is not None or config.dashboards == "single":
             platform_monitoring(config, cluster, alerts, api, data.dashboard_widgets, guarded, http_api=http_api)
     else:
         api = job_platform_api(config, common, network, cluster, alerts, images, api_attachments, guarded)
         platform_monitoring(config, cluster, alerts, api, data.dashboard_widgets, guarded)
+        api_origin = alb_api_origin(config, cluster)
         pulumi.export("albDnsName", cluster.alb_dns_name)
         pulumi.export(
             "url", pulumi.Output.concat("https://" if config.certificateArn else "http://", cluster.alb_dns_name)
         )
+    if config.console_enabled:
+        console = web_console(config, account_id, api_origin, placeholders)
+        pulumi.export("consoleUrl", console.url)
+        pulumi.export("consoleBucket", console.bucket_name)
+        pulumi.export("consoleDistributionId", console.distribution_id)
     pulumi.export("clusterName", cluster.cluster_name)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
@@ -523,6 +534,44 @@ def http_entry(
     for target in targets:
         receivers[target.service].allow_ingress_from("http-api", api.vpc_link_security_group_id)
     return api
+
+
+def alb_api_origin(config: StackConfig, cluster: ContainerCluster) -> ApiOrigin:
+    """The ALB as the console's API origin: by the name its certificate covers over TLS, else by its DNS name over
+    HTTP (an ALB without a certificate serves nothing else; the pack flags the plaintext hop)."""
+    if config.certificateArn is not None and config.console.apiOriginDomain is not None:
+        return ApiOrigin(config.console.apiOriginDomain, "https-only")
+    return ApiOrigin(cluster.alb_dns_name, "http-only")
+
+
+def web_console(
+    config: StackConfig, account_id: pulumi.Input[str], api_origin: ApiOrigin, placeholders: list[str]
+) -> StaticSite:
+    """The console on S3 + CloudFront. Offline, an unbuilt app plans with no content (listed with the
+    placeholders); a real deployment refuses it, as it refuses placeholders."""
+    settings = config.console
+    built = Path(__file__).resolve().parent / settings.buildDirectory
+    content: Path | None = built
+    if not (built / "index.html").is_file():
+        problem = f"console.buildDirectory: {settings.buildDirectory} has no index.html; run `npm --prefix web ci && npm --prefix web run build` first"
+        if not running_offline():
+            raise ConfigError([problem])
+        placeholders.append(problem)
+        content = None
+    domain = settings.customDomain
+    return StaticSite(
+        "console",
+        StaticSiteArgs(
+            name_prefix=config.name_prefix,
+            account_id=account_id,
+            content_directory=content,
+            api_origin=api_origin,
+            custom_domain=SiteDomain(domain.domainName, domain.certificateArn) if domain else None,
+            web_acl_arn=settings.webAclArn,
+            price_class=settings.priceClass,
+            log_expiration_days=config.logRetentionDays,
+        ),
+    )
 
 
 def promoted_digests(config: StackConfig) -> dict[str, str]:

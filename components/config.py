@@ -555,6 +555,54 @@ class HttpApiConfig(ConfigModel):
     """Routes that stay unauthenticated with a jwtAuthorizer, each a route of some service (e.g. "GET /products"). Default: none."""
 
 
+WAF_CLOUDFRONT_ACL_PATTERN = re.compile(r"^arn:aws:wafv2:us-east-1:\d{12}:global/webacl/[\w-]{1,128}/[0-9a-f-]{36}$")
+CONSOLE_BUILD_DIRECTORY = re.compile(r"^web(/[A-Za-z0-9_.-]+)+$")
+
+
+class ConsoleDomain(ConfigModel):
+    domainName: Annotated[
+        str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like console.example.com")
+    ]
+    """Domain the console is served on (TLSv1.2_2021 minimum). Required."""
+    certificateArn: Annotated[
+        str,
+        Check(
+            lambda v: bool(ACM_ARN_PATTERN.match(v)) and ":acm:us-east-1:" in v,
+            "an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)",
+        ),
+    ]
+    """ACM certificate for domainName, in us-east-1. Required."""
+
+
+class ConsoleConfig(ConfigModel):
+    enabled: bool | None = None
+    """Serve the web console (web/) from S3 + CloudFront, with the API at /api/*. Default: on when jobPlatform.enabled, except with entry alb and certificateArn but no console.apiOriginDomain."""
+    buildDirectory: Annotated[
+        str, Check(lambda v: bool(CONSOLE_BUILD_DIRECTORY.match(v)), "a directory under web/, like web/dist")
+    ] = "web/dist"
+    """The built app (`npm --prefix web run build`); a real deployment refuses to run without it. Default: web/dist."""
+    customDomain: ConsoleDomain | None = None
+    """Custom domain with a us-east-1 ACM certificate (object: domainName, certificateArn). Default: none (the *.cloudfront.net name)."""
+    webAclArn: (
+        Annotated[
+            str,
+            Check(
+                lambda v: bool(WAF_CLOUDFRONT_ACL_PATTERN.match(v)),
+                "a WAFv2 web ACL ARN with CLOUDFRONT scope, arn:aws:wafv2:us-east-1:<account>:global/webacl/<name>/<id>",
+            ),
+        ]
+        | None
+    ) = None
+    """WAFv2 web ACL in front of the console and its API. Default: none."""
+    apiOriginDomain: (
+        Annotated[str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like api.example.com")]
+        | None
+    ) = None
+    """Name the ALB's certificate covers, which CloudFront calls the API by over TLS (required with entry alb and certificateArn). Default: none."""
+    priceClass: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
+    """CloudFront edge locations. Default: PriceClass_100."""
+
+
 class IamConfig(ConfigModel):
     path: Annotated[
         str,
@@ -638,6 +686,8 @@ class StackConfig(ConfigModel):
     """Sizing every entry of `services` gets unless it sets its own (object). Default: per environment."""
     httpApi: HttpApiConfig = Field(default_factory=HttpApiConfig)
     """The HTTP API entry with `entry: httpApi` (object). Default: see its keys."""
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    """The web console on S3 + CloudFront (object). Default: see its keys."""
 
     @property
     def name_prefix(self) -> str:
@@ -646,6 +696,15 @@ class StackConfig(ConfigModel):
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def console_enabled(self) -> bool:
+        if self.console.enabled is not None:
+            return self.console.enabled
+        # By default only where CloudFront can reach the API as configured: an ALB with a certificate needs the name
+        # that certificate covers.
+        named = self.entry != "alb" or self.certificateArn is None or self.console.apiOriginDomain is not None
+        return self.jobPlatform.enabled and named
 
 
 # --- The sizing table -------------------------------------------------------------------------------------
@@ -971,6 +1030,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
     problems.extend(_job_platform_problems(config))
     problems.extend(_images_problems(config))
     problems.extend(_entry_problems(config))
+    problems.extend(_console_problems(config))
     problems.extend(_services_problems(config))
     if config.is_prod and config.entry == "alb" and config.certificateArn is None:
         problems.append(
@@ -1082,6 +1142,27 @@ def _entry_problems(config: StackConfig) -> list[str]:
         problems.append(
             "entry: 'httpApi' without any services.<name>.routes; allowed: alb, give a service routes, or enable "
             "the job platform (its API is then the HTTP API's catch-all)"
+        )
+    return problems
+
+
+def _console_problems(config: StackConfig) -> list[str]:
+    if not config.console_enabled:
+        return []
+    problems: list[str] = []
+    if not config.jobPlatform.enabled:
+        problems.append(
+            "console.enabled: true with jobPlatform.enabled false; allowed: the console needs the job platform's API"
+        )
+    needs_origin_name = config.entry == "alb" and config.certificateArn is not None
+    if needs_origin_name and config.console.apiOriginDomain is None:
+        problems.append(
+            "console.apiOriginDomain: missing with entry alb and certificateArn; allowed: the DNS name the ALB's "
+            "certificate covers (CloudFront checks the origin's certificate against it)"
+        )
+    if not needs_origin_name and config.console.apiOriginDomain is not None:
+        problems.append(
+            "console.apiOriginDomain: set without an ALB certificate; allowed: only with entry alb and certificateArn"
         )
     return problems
 
@@ -1406,6 +1487,8 @@ def _public_route_problems(config: StackConfig, owners: Mapping[str, str]) -> li
 DOCUMENTATION_ACCOUNT_IDS = frozenset({"123456789012", "111122223333", "444455556666", "777788889999", "210987654321"})
 ACCOUNT_IN_VALUE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):|^(\d{12})\.dkr\.ecr\.")
 # RFC 2606 / RFC 6761 names reserved for documentation and tests: mail to them reaches nobody.
+# Config keys that hold a DNS name the deployment serves or calls (custom domains, the console's API origin).
+DOMAIN_NAME_KEYS = ("domainName", "apiOriginDomain")
 RESERVED_DOMAIN = re.compile(r"(^|\.)(example\.(com|net|org)|[a-z0-9-]+\.(example|test|invalid|localhost))$")
 
 
@@ -1463,6 +1546,8 @@ def _placeholder(key: str, value: str) -> str | None:
     domain = value.rpartition("@")[2].lower() if "@" in value else ""
     if domain and RESERVED_DOMAIN.search(domain):
         return f"{key}: {value!r} is at {domain}, a domain reserved for examples; allowed: an address that reaches your team"
+    if key.endswith(DOMAIN_NAME_KEYS) and RESERVED_DOMAIN.search(value.lower()):
+        return f"{key}: {value!r} is a domain reserved for examples; allowed: a domain of yours"
     return None
 
 

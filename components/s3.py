@@ -30,10 +30,14 @@ def private_bucket(
     versioned: bool = False,
     force_destroy: bool = False,
     grants: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] | None = None,
+    keep_current: bool = False,
 ) -> PrivateBucket:
     """Public access blocked, bucket-owner-enforced, encrypted (KMS when a key is given, else SSE-S3), objects
     (and old versions) expiring after `expiration_days`, and a policy that denies plaintext transport and adds
-    `grants(bucket_arn)`."""
+    `grants(bucket_arn)`. With `keep_current` (a versioned bucket whose objects are the content, e.g. a website)
+    current objects never expire, only replaced and deleted versions do."""
+    if keep_current and not versioned:
+        raise ValueError("keep_current needs versioned: only old versions can expire when current objects do not")
     bucket = aws.s3.Bucket(name, bucket_prefix=bucket_prefix, force_destroy=force_destroy, opts=opts)
     aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",
@@ -75,10 +79,12 @@ def private_bucket(
         bucket=bucket.id,
         rules=[
             aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-objects",
+                id="expire-old-versions" if keep_current else "expire-objects",
                 status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days),
+                expiration=None
+                if keep_current
+                else aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days),
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=expiration_days
                 )

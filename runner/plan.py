@@ -255,6 +255,13 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:s3/bucket:Bucket": lambda n, i, r: {
         "bucket": i.get("bucket") or n,
         "arn": f"arn:aws:s3:::{i.get('bucket') or n}",
+        "bucketRegionalDomainName": f"{i.get('bucket') or n}.s3.{r}.amazonaws.com",
+    },
+    # CloudFront is global: its ARNs carry no region; the distribution's host name is AWS's format.
+    "aws:cloudfront/distribution:Distribution": lambda n, i, r: {
+        "arn": f"arn:aws:cloudfront::{MOCK_ACCOUNT_ID}:distribution/E{n.upper()[:12]}",
+        "domainName": f"d{n.encode().hex()[:13]}.cloudfront.net",
+        "hostedZoneId": "Z2FDTNDATAQYW2",
     },
     "aws:s3/bucketV2:BucketV2": lambda n, i, r: {
         "bucket": i.get("bucket") or n,

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from psycopg import sql
 
@@ -26,6 +27,7 @@ from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs
 
 STOP_GRACE_SECONDS = 15.0
+CONSOLE_DIST = Path(__file__).resolve().parents[1] / "web" / "dist"
 
 
 def ensure_database(settings: Settings) -> None:
@@ -79,11 +81,28 @@ def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = STOP
             process.wait(timeout=5)
 
 
+def start_console(api_port: int, port: int) -> subprocess.Popen[bytes] | None:
+    """The web console (services/console.py) in front of the API, as CloudFront serves it; None when not built."""
+    if not (CONSOLE_DIST / "index.html").is_file():
+        return None
+    argv = [sys.executable, "-m", "services.console", "--api", f"http://127.0.0.1:{api_port}", "--port", str(port)]
+    return subprocess.Popen(argv, start_new_session=True)  # noqa: S603 - this interpreter and our own module
+
+
+def console_banner(console: subprocess.Popen[bytes] | None, port: int) -> str:
+    if console is None:
+        return "no web console (build it: npm --prefix web ci && npm --prefix web run build)"
+    return f"web console on http://127.0.0.1:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (default 8080)")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    parser.add_argument(
+        "--console-port", type=int, default=8000, help="web console port, when web/dist is built (default 8000)"
+    )
     args = parser.parse_args(argv)
     if args.workers < 0 or args.api_workers < 1:
         parser.error("--workers must be >= 0 and --api-workers >= 1")
@@ -97,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     with Fauxqs() as fauxqs:
         env = local_env(fauxqs.endpoint_url, args.port, overrides)
         processes = start_processes(env, args.workers, args.api_workers)
+        console = start_console(args.port, args.console_port)
+        if console is not None:
+            processes.append(console)
         banner = (
             f"API on http://127.0.0.1:{args.port} (docs at /docs), {args.workers} worker(s),"
-            f" SQS endpoint {fauxqs.endpoint_url}. Ctrl-C stops everything."
+            f" SQS endpoint {fauxqs.endpoint_url}, {console_banner(console, args.console_port)}. Ctrl-C stops everything."
         )
         print(banner, flush=True)  # noqa: T201
         try:

@@ -254,6 +254,7 @@ def deploy_permissions(
         "network": _network(scope),
         "data": _data(scope),
         "operations": [*_operations(scope), *_secrets(scope)],
+        "edge": _console(scope),
         "iam": [*_iam(scope, boundary_arn), *_guards(scope, boundary_arn)],
     }
     return {name: _document(*statements) for name, statements in groups.items()}
@@ -377,6 +378,108 @@ def _http_apis(scope: EnvironmentScope) -> list[Statement]:
             "NewHttpApis", ("apigateway:POST",), paths("/apis", "/vpclinks", "/domainnames"), scope.tagging_request()
         ),
         scope.allow("HttpApis", methods, paths("/apis/*", "/vpclinks/*", "/domainnames/*", "/tags/*"), scope.tagged()),
+    ]
+
+
+_DISTRIBUTION_ACTIONS = (
+    "cloudfront:AllowVendedLogDeliveryForResource",
+    "cloudfront:CreateInvalidation",
+    "cloudfront:DeleteDistribution",
+    "cloudfront:GetDistribution",
+    "cloudfront:GetDistributionConfig",
+    "cloudfront:ListTagsForResource",
+    "cloudfront:TagResource",
+    "cloudfront:UntagResource",
+    "cloudfront:UpdateDistribution",
+)
+_FUNCTION_ACTIONS = (
+    "cloudfront:DeleteFunction",
+    "cloudfront:DescribeFunction",
+    "cloudfront:GetFunction",
+    "cloudfront:PublishFunction",
+    "cloudfront:UpdateFunction",
+)
+_EDGE_POLICY_ACTIONS = (
+    *tuple(
+        f"cloudfront:{verb}{kind}"
+        for kind in ("CachePolicy", "ResponseHeadersPolicy", "OriginAccessControl")
+        for verb in ("Delete", "Get", "Update")
+    ),
+    "cloudfront:GetCachePolicyConfig",
+    "cloudfront:GetOriginAccessControlConfig",
+    "cloudfront:GetResponseHeadersPolicyConfig",
+)
+# CloudFront's Create* actions take no resource ARN (Service Authorization Reference): only `*`.
+_EDGE_CREATES = (
+    "cloudfront:CreateCachePolicy",
+    "cloudfront:CreateFunction",
+    "cloudfront:CreateOriginAccessControl",
+    "cloudfront:CreateResponseHeadersPolicy",
+)
+_LOG_DELIVERY_ACTIONS = (
+    "logs:CreateDelivery",
+    "logs:DeleteDelivery",
+    "logs:DeleteDeliveryDestination",
+    "logs:DeleteDeliverySource",
+    "logs:GetDelivery",
+    "logs:GetDeliveryDestination",
+    "logs:GetDeliverySource",
+    "logs:ListTagsForResource",
+    "logs:PutDeliveryDestination",
+    "logs:PutDeliverySource",
+    "logs:TagResource",
+    "logs:UntagResource",
+    "logs:UpdateDeliveryConfiguration",
+)
+# CloudFront's vended access logs are delivered through CloudWatch Logs in us-east-1, whatever the stack's region.
+_CLOUDFRONT_LOGS_REGION = "us-east-1"
+
+
+def _console(scope: EnvironmentScope) -> list[Statement]:
+    """The web console (components/static_site.py): CloudFront is global (ARNs without a region). Distributions are
+    named by id: created only with the environment's tag, changed only while they carry it. Functions are named
+    by the stack; cache policies, response headers policies and origin access controls take no tags and are named
+    by id, so any of the account's. Log deliveries join only this environment's sources and destinations."""
+    partition, account_id, p = scope.account.partition, scope.account.account_id, scope.prefix
+
+    def cloudfront(*parts: str) -> list[str]:
+        return [f"arn:{partition}:cloudfront::{account_id}:{part}" for part in parts]
+
+    def logs(*parts: str) -> list[str]:
+        return [f"arn:{partition}:logs:{_CLOUDFRONT_LOGS_REGION}:{account_id}:{part}" for part in parts]
+
+    in_logs_region = {"StringEquals": {"aws:RequestedRegion": _CLOUDFRONT_LOGS_REGION}}
+    return [
+        scope.allow(
+            "NewDistributions", ("cloudfront:CreateDistribution",), "*", scope.tagging_request(), global_service=True
+        ),
+        scope.allow(
+            "TagNewDistributions",
+            ("cloudfront:TagResource",),
+            cloudfront("distribution/*"),
+            scope.tagging_request(),
+            global_service=True,
+        ),
+        scope.allow("NewEdgeConfiguration", _EDGE_CREATES, "*", global_service=True),
+        scope.allow(
+            "Distributions", _DISTRIBUTION_ACTIONS, cloudfront("distribution/*"), scope.tagged(), global_service=True
+        ),
+        scope.allow("ConsoleFunctions", _FUNCTION_ACTIONS, cloudfront(f"function/{p}-*"), global_service=True),
+        scope.allow(
+            "EdgePolicies",
+            _EDGE_POLICY_ACTIONS,
+            cloudfront("cache-policy/*", "response-headers-policy/*", "origin-access-control/*"),
+            global_service=True,
+        ),
+        scope.allow("CloudFrontReads", ("cloudfront:List*",), "*", global_service=True),
+        scope.allow(
+            "ConsoleLogDelivery",
+            _LOG_DELIVERY_ACTIONS,
+            logs(f"delivery-source:{p}-*", f"delivery-destination:{p}-*", "delivery:*"),
+            in_logs_region,
+            global_service=True,
+        ),
+        scope.allow("LogDeliveryReads", ("logs:Describe*",), "*", in_logs_region, global_service=True),
     ]
 
 

@@ -2,7 +2,7 @@
 
 from pulumi_policy import Policy
 
-from . import apigateway, cost, ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, s3, stack
+from . import apigateway, cloudfront, cost, ecr, ecs, efs, elasticache, encryption_logging, lb, network, rds, s3, stack
 
 ALL_POLICIES: list[Policy] = [
     *ecs.POLICIES,
@@ -12,6 +12,7 @@ ALL_POLICIES: list[Policy] = [
     *elasticache.POLICIES,
     *lb.POLICIES,
     *apigateway.POLICIES,
+    *cloudfront.POLICIES,
     *network.POLICIES,
     *encryption_logging.POLICIES,
     *s3.POLICIES,

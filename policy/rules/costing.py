@@ -891,6 +891,26 @@ FREE_TYPES: Mapping[str, str] = {
     ),
     "aws:apigatewayv2/vpcLink:VpcLink": "VPC links for HTTP APIs have no charge (REST API VPC links bill their NLB)",
     "aws:lambda/invocation:Invocation": "one call of its function per deploy that changes it, priced on the function",
+    **dict.fromkeys(
+        (
+            "aws:cloudfront/originAccessControl:OriginAccessControl",
+            "aws:cloudfront/cachePolicy:CachePolicy",
+            "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy",
+            "aws:cloudfront/originRequestPolicy:OriginRequestPolicy",
+            "aws:cloudwatch/logDeliverySource:LogDeliverySource",
+            "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination",
+        ),
+        "configuration of a CloudFront distribution or a log delivery: no charge of its own",
+    ),
+    "aws:cloudfront/distribution:Distribution": (
+        "CloudFront's always-free tier (1 TB out, 10M requests and 2M function calls a month) covers a console's "
+        "traffic; beyond it $0.085/GB and $0.01 per 10,000 HTTPS requests (North America and Europe)"
+    ),
+    "aws:s3/bucketObjectv2:BucketObjectv2": "an object in a bucket: storage is priced on the bucket",
+    "aws:cloudfront/function:Function": "CloudFront Functions: 2M invocations a month free, then $0.10 per million",
+    "aws:cloudwatch/logDelivery:LogDelivery": (
+        "vended CloudFront logs to S3 bill $0.25/GB delivered; a console's access logs are megabytes a month"
+    ),
     "pulumi:pulumi:Stack": "the stack itself",
 }
 FREE_PACKAGES: Mapping[str, str] = {

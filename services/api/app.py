@@ -24,7 +24,7 @@ from services.api.group_commit import JobInserter
 from services.api.middleware import BodyLimitMiddleware, BodyTooLargeError
 from services.api.ratelimit import RateLimiter
 from services.api.relay import OutboxRelay
-from services.api.routes import batches, files, health, jobs
+from services.api.routes import batches, files, health, jobs, limits
 from services.common.db import async_pool
 from services.common.logging import configure_logging
 from services.common.migrate import apply_migrations
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(BodyTooLargeError, _body_too_large)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    for module in (health, files, jobs, batches):
+    for module in (health, limits, files, jobs, batches):
         app.include_router(module.router)
     mount_fast_submit(app)
     if tracing:

@@ -155,6 +155,9 @@ GLOBAL_STATEMENTS = (
     "CloudMapZones", "CloudMapRecords", "PlatformBuckets", "ListBuckets", "WhoAmI", "CreateRolesWithBoundary",
     "ManageRoles", "PassRoles", "ManagePolicies", "ManageInstanceProfiles", "ReadAwsManagedPolicies",
     "ServiceLinkedRoles",
+    # CloudFront is global; its vended access logs are delivered in us-east-1 whatever the allowed regions.
+    "NewDistributions", "TagNewDistributions", "NewEdgeConfiguration", "Distributions", "ConsoleFunctions",
+    "EdgePolicies", "CloudFrontReads", "ConsoleLogDelivery", "LogDeliveryReads",
 )  # fmt: skip
 
 

@@ -32,6 +32,7 @@ def test_dependabot_covers_every_ecosystem_the_repository_pins():
         ("docker", "/services/worker"),
         ("docker", "/services/shop/*"),
         ("npm", "/"),
+        ("npm", "/web"),
     }
     assert covered == expected
     for ecosystem, directory in covered:
@@ -39,6 +40,8 @@ def test_dependabot_covers_every_ecosystem_the_repository_pins():
             assert list(ROOT.glob(directory.lstrip("/") + "/Dockerfile")), f"no Dockerfile in {directory}"
         if ecosystem == "pip":
             assert (ROOT / directory.lstrip("/") / "requirements.txt").is_file()
+        if ecosystem == "npm":
+            assert (ROOT / directory.lstrip("/") / "package-lock.json").is_file()
     assert all(update["cooldown"]["default-days"] >= 7 for update in _updates())
 
 

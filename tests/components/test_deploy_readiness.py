@@ -86,6 +86,9 @@ def test_the_offline_plan_lists_the_stack_files_placeholders():
     assert [p.split(":")[0] for p in listed] == [
         "alertEmail",
         "certificateArn",
+        "console.customDomain.domainName",  # the web console's domain, certificate and the ALB's name (issue 19)
+        "console.customDomain.certificateArn",
+        "console.apiOriginDomain",
         "images.digests.api",  # prod deploys only digests CI promotes (tests/program/test_promotion.py)
         "images.digests.worker",
     ]

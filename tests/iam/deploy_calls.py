@@ -33,6 +33,7 @@ _ACTION_NAME = {
     ("s3", "PutPublicAccessBlock"): "PutBucketPublicAccessBlock",
     ("s3", "PutBucketEncryption"): "PutEncryptionConfiguration",
     ("lambda", "Invoke"): "InvokeFunction",
+    ("cloudfront", "CreateDistributionWithTags"): "CreateDistribution",
 }
 # Follow-up operations a mapping names that run on destroy, not on create.
 _DESTROY_OPERATIONS = ("Delete", "ScheduleKeyDeletion")
@@ -42,6 +43,10 @@ UNTAGGED_TYPES = frozenset(
     {
         "aws:appautoscaling/policy:Policy",
         "aws:cloudwatch/dashboard:Dashboard",
+        "aws:cloudfront/cachePolicy:CachePolicy",
+        "aws:cloudfront/function:Function",
+        "aws:cloudfront/originAccessControl:OriginAccessControl",
+        "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy",
         "aws:cloudwatch/eventTarget:EventTarget",
         "aws:cloudwatch/logMetricFilter:LogMetricFilter",
         "aws:ec2/route:Route",
@@ -1038,6 +1043,100 @@ def _awsx_vpc(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     return calls
 
 
+def _cloudfront_arn(resource: str) -> str:
+    return f"arn:aws:cloudfront::{MOCK_ACCOUNT_ID}:{resource}"
+
+
+def _cloudfront_by_id(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """Cache policies, response headers policies, origin access controls: CloudFront's Create* actions take no
+    resource ARN (the Service Authorization Reference lists none), so `*`."""
+    return _create(deploy, r, "*")
+
+
+def _cloudfront_function(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """CreateFunction takes no resource ARN; PublishFunction then names the function."""
+    label = _label(r)
+    calls = [DeployCall(label, _action(r), "*", deploy.creating(deploy.tags_of(r)))]
+    arn = _cloudfront_arn(f"function/{r.inputs['name']}")
+    return calls + [
+        DeployCall(label, _action(r, op), arn, deploy.region_context(), why=f"follow-up {op}") for op in _follow_ups(r)
+    ]
+
+
+def _distribution(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """CreateDistributionWithTags is authorized as cloudfront:CreateDistribution (no resource ARN: `*`, with the
+    request's tags) plus cloudfront:TagResource on the new distribution."""
+    tags = deploy.tags_of(r)
+    calls = [DeployCall(_label(r), _action(r), "*", deploy.creating(tags))]
+    if tags:
+        calls.append(
+            DeployCall(
+                _label(r),
+                "cloudfront:TagResource",
+                _cloudfront_arn("distribution/*"),
+                deploy.creating(tags),
+                why="tags on create",
+            )
+        )
+    return calls
+
+
+def _logs_arn(r: ResourceRecord, resource: str) -> str:
+    return f"arn:aws:logs:{r.inputs.get('region') or 'us-east-1'}:{MOCK_ACCOUNT_ID}:{resource}"
+
+
+def _in_region(calls: list[DeployCall], r: ResourceRecord) -> list[DeployCall]:
+    """Calls the provider sends to the resource's own `region` (CloudFront's log deliveries: us-east-1)."""
+    region = r.inputs.get("region")
+    return _with_context(calls, {"aws:RequestedRegion": region}) if region else calls
+
+
+def _delivery_source(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    calls = _create(deploy, r, _logs_arn(r, f"delivery-source:{r.inputs['name']}"), tag_action="logs:TagResource")
+    distribution = deploy.referenced(r.inputs["resourceArn"])
+    if distribution is not None and distribution.type == "aws:cloudfront/distribution:Distribution":
+        # CloudWatch Logs checks that the caller may have the distribution's logs delivered.
+        calls.append(
+            DeployCall(
+                _label(r),
+                "cloudfront:AllowVendedLogDeliveryForResource",
+                _cloudfront_arn(f"distribution/{distribution.name}-id"),
+                deploy.existing(deploy.tags_of(distribution)),
+                why="vended logs of the distribution",
+            )
+        )
+    return _in_region(calls, r)
+
+
+def _delivery_destination(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    arn = _logs_arn(r, f"delivery-destination:{r.inputs['name']}")
+    return _in_region(_create(deploy, r, arn, tag_action="logs:TagResource"), r)
+
+
+def _delivery(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """CreateDelivery is authorized on the new delivery and on the source and destination it joins."""
+    source = str(r.inputs["deliverySourceName"])
+    destination = deploy.referenced(r.inputs["deliveryDestinationArn"])
+    parents = [(_logs_arn(r, f"delivery-source:{source}"), {})]
+    if destination is not None:
+        parents.append(
+            (_logs_arn(r, f"delivery-destination:{destination.inputs['name']}"), deploy.tags_of(destination))
+        )
+    calls = _create(deploy, r, _logs_arn(r, "delivery:*"), parents=parents, tag_action="logs:TagResource")
+    return _in_region(calls, r)
+
+
+def _bucket_object(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    bucket = deploy.referenced(r.inputs["bucket"])
+    name = _bucket_name(bucket) if bucket else r.inputs["bucket"]
+    arn = f"arn:aws:s3:::{name}/{r.inputs['key']}"
+    calls = _create(deploy, r, arn)
+    if deploy.tags_of(r):
+        # Tags in a PutObject request (x-amz-tagging) are authorized as s3:PutObjectTagging too.
+        calls.append(DeployCall(_label(r), "s3:PutObjectTagging", arn, deploy.region_context(), why="tags on create"))
+    return calls
+
+
 _BUILDERS: dict[str, Builder] = {
     "aws:ecs/cluster:Cluster": _ecs_cluster,
     "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": _ecs_capacity,
@@ -1109,6 +1208,15 @@ _BUILDERS: dict[str, Builder] = {
     "aws:apigatewayv2/stage:Stage": _on_api("stages"),
     "aws:apigatewayv2/domainName:DomainName": _domain_name,
     "aws:apigatewayv2/apiMapping:ApiMapping": _api_mapping,
+    "aws:cloudfront/distribution:Distribution": _distribution,
+    "aws:cloudfront/function:Function": _cloudfront_function,
+    "aws:cloudfront/cachePolicy:CachePolicy": _cloudfront_by_id,
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": _cloudfront_by_id,
+    "aws:cloudfront/originAccessControl:OriginAccessControl": _cloudfront_by_id,
+    "aws:cloudwatch/logDeliverySource:LogDeliverySource": _delivery_source,
+    "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination": _delivery_destination,
+    "aws:cloudwatch/logDelivery:LogDelivery": _delivery,
+    "aws:s3/bucketObjectv2:BucketObjectv2": _bucket_object,
 }
 # Types whose calls need no request shape (tests/shapes/mappings.py has none for them yet).
 _UNMAPPED_BUILDERS: dict[str, Builder] = {

@@ -41,6 +41,8 @@ AWSX_REPOSITORY = "awsx:ecr:Repository"
 API_STAGE = "aws:apigatewayv2/stage:Stage"
 API_ROUTE = "aws:apigatewayv2/route:Route"
 API_DOMAIN_NAME = "aws:apigatewayv2/domainName:DomainName"
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+DISTRIBUTION_ARN = f"arn:aws:cloudfront::{ACCOUNT}:distribution/E1"
 VPC_ENDPOINT_ID = "vpce-0a1b2c3d"
 
 
@@ -231,6 +233,35 @@ BASELINES: dict[str, dict[str, Any]] = {
         "authorizerId": "jwt1",
         "target": "integrations/int1",
     },
+    # What components/static_site.py creates with a custom domain and an API origin (id and arn: the outputs the
+    # engine gives stack policies).
+    DISTRIBUTION: {
+        "id": "E1",
+        "arn": DISTRIBUTION_ARN,
+        "enabled": True,
+        "origins": [
+            {"originId": "site", "domainName": "app-site.s3.us-east-1.amazonaws.com", "originAccessControlId": "oac-1"},
+            {
+                "originId": "api",
+                "domainName": "api.example.com",
+                "customOriginConfig": {
+                    "httpPort": 80,
+                    "httpsPort": 443,
+                    "originProtocolPolicy": "https-only",
+                    "originSslProtocols": ["TLSv1.2"],
+                },
+            },
+        ],
+        "defaultCacheBehavior": {"targetOriginId": "site", "viewerProtocolPolicy": "redirect-to-https"},
+        "orderedCacheBehaviors": [
+            {"pathPattern": "/api/*", "targetOriginId": "api", "viewerProtocolPolicy": "https-only"}
+        ],
+        "viewerCertificate": {
+            "acmCertificateArn": f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/c",
+            "minimumProtocolVersion": "TLSv1.2_2021",
+            "sslSupportMethod": "sni-only",
+        },
+    },
     API_DOMAIN_NAME: {
         "domainName": "api.example.com",
         "domainNameConfiguration": {
@@ -264,5 +295,25 @@ def compliant_stack() -> list[tuple[str, str, dict[str, Any]]]:
             "aws:efs/backupPolicy:BackupPolicy",
             "backup",
             {"fileSystemId": "fs-1", "backupPolicy": {"status": "ENABLED"}},
+        ),
+        *distribution_access_logs(),
+    ]
+
+
+def distribution_access_logs(name: str = "site-access") -> list[tuple[str, str, dict[str, Any]]]:
+    """A v2 access log delivery of the baseline distribution (source, delivery)."""
+    return [
+        (
+            "aws:cloudwatch/logDeliverySource:LogDeliverySource",
+            "log-source",
+            {"name": name, "logType": "ACCESS_LOGS", "resourceArn": DISTRIBUTION_ARN},
+        ),
+        (
+            "aws:cloudwatch/logDelivery:LogDelivery",
+            "log-delivery",
+            {
+                "deliverySourceName": name,
+                "deliveryDestinationArn": f"arn:aws:logs:us-east-1:{ACCOUNT}:delivery-destination:d",
+            },
         ),
     ]

@@ -54,6 +54,11 @@ MANDATORY = {
     "aws-s3-bucket-configure-public-access-block",
     "aws-s3-bucket-disallow-public-acl",
     "aws-s3-bucket-disallow-public-policy",
+    # issue 19: the web console's CloudFront distribution
+    "aws-cloudfront-distribution-require-https",
+    "aws-cloudfront-distribution-require-tls-1-2-2021",
+    "aws-cloudfront-distribution-use-origin-access-control",
+    "aws-cloudfront-distribution-disallow-s3-website-origins",
 }
 
 

@@ -400,6 +400,52 @@ FAILURES: list[tuple[str, str, dict[str, Any], str]] = [
         with_props(b.BUCKET_POLICY, policy=b.bucket_policy({"Effect": "Allow", "Principal": "*", "Action": "s3:*"})),
         "policy statement #1 allows Principal '*' without a condition that restricts who can use it",
     ),
+    (
+        "aws-cloudfront-distribution-require-https",
+        b.DISTRIBUTION,
+        with_props(
+            b.DISTRIBUTION, defaultCacheBehavior={"targetOriginId": "site", "viewerProtocolPolicy": "allow-all"}
+        ),
+        "defaultCacheBehavior.viewerProtocolPolicy is allow-all, so viewers can use plain HTTP; set redirect-to-https",
+    ),
+    (
+        "aws-cloudfront-distribution-require-tls-1-2-2021",
+        b.DISTRIBUTION,
+        with_props(b.DISTRIBUTION, viewerCertificate={"acmCertificateArn": "arn:c", "minimumProtocolVersion": "TLSv1"}),
+        "viewerCertificate.minimumProtocolVersion is TLSv1, which accepts older TLS or weak ciphers; set TLSv1.2_2021 "
+        "or later",
+    ),
+    (
+        "aws-cloudfront-distribution-use-custom-certificate",
+        b.DISTRIBUTION,
+        with_props(b.DISTRIBUTION, viewerCertificate={"cloudfrontDefaultCertificate": True}),
+        "viewerCertificate uses the default *.cloudfront.net certificate, whose security policy AWS fixes at TLSv1 "
+        "(TLS 1.0 accepted)",
+    ),
+    (
+        "aws-cloudfront-distribution-use-origin-access-control",
+        b.DISTRIBUTION,
+        with_props(b.DISTRIBUTION, origins=[{"originId": "site", "domainName": "app.s3.us-east-1.amazonaws.com"}]),
+        "S3 origin 'site' has no originAccessControlId, so the bucket must be readable without one",
+    ),
+    (
+        "aws-cloudfront-distribution-disallow-s3-website-origins",
+        b.DISTRIBUTION,
+        with_props(b.DISTRIBUTION, origins=[{"originId": "w", "domainName": "app.s3-website-us-east-1.amazonaws.com"}]),
+        "origin 'w' is an S3 website endpoint (app.s3-website-us-east-1.amazonaws.com), which serves only a public "
+        "bucket; use the bucket's REST endpoint with an origin access control",
+    ),
+    (
+        "aws-cloudfront-distribution-encrypt-origin-traffic",
+        b.DISTRIBUTION,
+        with_props(
+            b.DISTRIBUTION,
+            origins=[
+                {"originId": "api", "domainName": "alb", "customOriginConfig": {"originProtocolPolicy": "http-only"}}
+            ],
+        ),
+        "origin 'api' has originProtocolPolicy http-only, so CloudFront may reach it over plain HTTP",
+    ),
 ]
 
 

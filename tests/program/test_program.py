@@ -167,13 +167,25 @@ def test_plan_never_prints_secret_values(tmp_path, capsys):
         assert "[secret]" in out
 
 
+# The console's CloudFront without a custom domain (*.cloudfront.net, TLS 1.0 accepted) in front of an ALB without a
+# certificate (HTTP to the origin).
+CONSOLE_WITHOUT_CERTIFICATES = (
+    "aws-cloudfront-distribution-use-custom-certificate",
+    "aws-cloudfront-distribution-encrypt-origin-traffic",
+)
 # Advisory findings our own stacks accept; README.md ("Accepted advisory findings") says why for each.
 ACCEPTED_ADVISORIES = {
-    "dev": {"aws-lb-listener-redirect-http-to-https", "aws-codebuild-project-restrict-privileged-mode", "cost-budget"},
+    "dev": {
+        "aws-lb-listener-redirect-http-to-https",
+        "aws-codebuild-project-restrict-privileged-mode",
+        "cost-budget",
+        *CONSOLE_WITHOUT_CERTIFICATES,
+    },
     "staging": {
         "aws-lb-listener-redirect-http-to-https",
         "aws-codebuild-project-restrict-privileged-mode",
         "cost-budget",
+        *CONSOLE_WITHOUT_CERTIFICATES,
     },
     "prod": {"aws-codebuild-project-restrict-privileged-mode", "cost-budget"},
 }
@@ -278,3 +290,56 @@ def test_behind_the_http_api_the_job_api_refuses_uploads_api_gateway_would_cut_o
                     limits[stack] = env.get("MAX_UPLOAD_BYTES")
     assert limits["dev-lean"] == "10000000"
     assert limits["dev"] is None and limits["prod"] is None, "behind the ALB the service default (50 MiB) holds"
+
+
+# --- The web console (issue 19) ---------------------------------------------------------------------------
+
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+
+
+def _api_origin(plan: Plan) -> dict:
+    distribution = inputs(recorded(plan).one(DISTRIBUTION))
+    return next(o for o in distribution["origins"] if o["originId"] == "api")
+
+
+def test_every_job_platform_stack_serves_the_console_with_the_api_on_the_same_origin(plans):
+    for stack, plan in plans.items():
+        site = recorded(plan)
+        assert site.one("container-platform:static-site:StaticSite")
+        distribution = inputs(site.one(DISTRIBUTION))
+        assert distribution["httpVersion"] == "http2and3", stack
+        assert [b["pathPattern"] for b in distribution["orderedCacheBehaviors"]] == ["/api/*"], stack
+        assert plan.outputs["consoleUrl"].startswith("https://"), stack
+    # prod: its own domain with TLSv1.2_2021, and the ALB by the name its certificate covers, over TLS.
+    prod = inputs(recorded(plans["prod"]).one(DISTRIBUTION))
+    assert prod["aliases"] == ["console.jobs.example.com"]
+    assert prod["viewerCertificate"]["minimumProtocolVersion"] == "TLSv1.2_2021"
+    assert _api_origin(plans["prod"])["domainName"] == "api.jobs.example.com"
+    assert _api_origin(plans["prod"])["customOriginConfig"]["originProtocolPolicy"] == "https-only"
+    # dev: the ALB has no certificate, so CloudFront reaches it by its DNS name over HTTP (an accepted advisory).
+    dev_origin = _api_origin(plans["dev"])
+    assert dev_origin["domainName"] == plans["dev"].outputs["albDnsName"]
+    assert dev_origin["customOriginConfig"]["originProtocolPolicy"] == "http-only"
+
+
+def test_dev_lean_reaches_the_http_api_over_tls():
+    plan = run_program(ROOT, "dev-lean")
+    origin = _api_origin(plan)
+    assert plan.outputs["url"] == f"https://{origin['domainName']}"
+    assert origin["customOriginConfig"]["originProtocolPolicy"] == "https-only"
+
+
+def test_an_unbuilt_console_plans_offline_as_a_placeholder(tmp_path):
+    program = copy_program(
+        tmp_path,
+        "config:\n"
+        "  container-platform:environment: dev\n"
+        "  container-platform:console:\n"
+        "    buildDirectory: web/never-built\n",
+    )
+    plan = run_program(program, "bad")
+    assert not recorded(plan).of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert any(
+        p.startswith("console.buildDirectory: web/never-built has no index.html")
+        for p in plan.outputs["offlineOnlyPlaceholders"]
+    )

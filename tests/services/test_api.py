@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,7 +19,7 @@ from services.common.redis_client import CircuitBreaker, async_client
 from services.common.settings import Settings
 from services.common.sqs import parse_job_message
 from tests.services.conftest import EnvFactory
-from tests.services.helpers import png_bytes, upload, wait_until
+from tests.services.helpers import drain, job_status, png_bytes, upload, wait_until
 
 CSV_JOB = {"type": "data.csv_summary", "params": {"csv": "a,b\n1,2\n"}}
 
@@ -299,3 +300,27 @@ def test_bad_client_id_is_422(client: TestClient) -> None:
     response = client.post("/jobs", json=CSV_JOB, headers={"X-Client-Id": "spaces are bad"})
     assert response.status_code == 422
     assert "x-client-id" in response.text
+
+
+# --- For the web console (issue 19) ------------------------------------------------------------------------
+
+
+def test_limits_tell_a_client_what_it_may_send(client: TestClient, settings: Settings) -> None:
+    body = client.get("/limits").json()
+    assert body["max_upload_bytes"] == settings.MAX_UPLOAD_BYTES
+    assert body["max_batch_jobs"] == 100 and "data.csv_summary" in body["job_types"]
+
+
+def test_a_result_is_downloadable_then_gone_when_it_expires(
+    client: TestClient, worker: Any, settings: Settings
+) -> None:
+    job_id = client.post("/jobs", json={"type": "convert.csv_to_json", "params": {"csv": "a,b\n1,2\n"}}).json()["id"]
+    assert client.get(f"/jobs/{job_id}/result").status_code == 404  # not finished yet
+    drain(worker, lambda: job_status(client, job_id) == "succeeded")
+    result = client.get(f"/jobs/{job_id}/result")
+    assert result.status_code == 200 and result.headers["content-type"].startswith("application/json")
+    assert result.json() == [{"a": "1", "b": "2"}]
+    location = client.get(f"/jobs/{job_id}").json()["result"]["location"]
+    (Path(settings.STORAGE_PATH) / location).unlink()
+    gone = client.get(f"/jobs/{job_id}/result")
+    assert gone.status_code == 410 and "expired" in gone.json()["detail"]

@@ -10,10 +10,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from psycopg import errors
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
@@ -144,6 +145,39 @@ async def _require_job(state: AppState, job_id: uuid.UUID) -> JobPublic:
 async def get_job(job_id: uuid.UUID, state: State) -> JobPublic:
     """Status and result location (Redis cache in front of PostgreSQL)."""
     return await _require_job(state, job_id)
+
+
+RESULT_MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+}
+
+
+@router.get(
+    "/{job_id}/result",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The result file (JSON, CSV or an image)."},
+        404: {"description": "No such job, or it has no result (not finished, or failed)."},
+        410: {"description": "The job's result file has expired from storage."},
+    },
+)
+async def job_result(job_id: uuid.UUID, state: State) -> FileResponse:
+    """The result file of a succeeded job, as a download."""
+    job = await _require_job(state, job_id)
+    if job.result is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no result (status {job.status})")
+    path = Path(state.storage.path(job.result.location))
+    if not await asyncio.to_thread(path.is_file):
+        raise HTTPException(status.HTTP_410_GONE, f"the result of job {job_id} has expired from storage")
+    extension = path.suffix.removeprefix(".")
+    media_type = RESULT_MEDIA_TYPES.get(extension, "application/octet-stream")
+    return FileResponse(
+        path, media_type=media_type, filename=f"{job_id}.{extension}", content_disposition_type="inline"
+    )
 
 
 def _sse(job: JobPublic) -> bytes:
