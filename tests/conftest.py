@@ -1,4 +1,3 @@
-import gc
 import sys
 from pathlib import Path
 
