@@ -100,7 +100,12 @@ def _is_pinned_image(value: str) -> bool:
 
 Strategy = Literal["rolling", "blueGreen", "canary", "linear"]
 # ECS's names for them (`deploymentConfiguration.strategy`).
-ECS_STRATEGIES: dict[str, str] = {"rolling": "ROLLING", "blueGreen": "BLUE_GREEN", "canary": "CANARY", "linear": "LINEAR"}
+ECS_STRATEGIES: dict[str, str] = {
+    "rolling": "ROLLING",
+    "blueGreen": "BLUE_GREEN",
+    "canary": "CANARY",
+    "linear": "LINEAR",
+}
 HTTP_STATUS = "an HTTP status code 100-599"
 
 
@@ -1646,7 +1651,12 @@ def _deployment_problems(config: StackConfig) -> list[str]:
         )
     for name, spec in config.services.items():
         override = spec.deployment
-        if override is not None and spec.routes and config.entry == "alb" and override.strategy not in (None, "rolling"):
+        if (
+            override is not None
+            and spec.routes
+            and config.entry == "alb"
+            and override.strategy not in (None, "rolling")
+        ):
             problems.append(
                 f"services.{name}.deployment.strategy: {override.strategy!r} with ALB routes; allowed: rolling (ECS "
                 "shifts traffic on one production listener rule, and a service gets one rule per route)"
