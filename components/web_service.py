@@ -392,7 +392,7 @@ class WebService(pulumi.ComponentResource):
         token = random.RandomPassword(f"{prefix}-deploy-test-token", length=40, special=False, opts=self._child)
         token_secret = aws.secretsmanager.Secret(
             f"{prefix}-deploy-test-token",
-            name_prefix=f"{prefix}-deploy-test-token-",
+            name=f"{prefix}-deploy-test-token",
             description=f"{prefix}: the header value the listener's test rule forwards to the new revision",
             kms_key_id=args.log_kms_key_arn,
             recovery_window_in_days=0,
@@ -413,7 +413,7 @@ class WebService(pulumi.ComponentResource):
             conditions=[
                 aws.lb.ListenerRuleConditionArgs(
                     http_header=aws.lb.ListenerRuleConditionHttpHeaderArgs(
-                        http_header_name=TEST_HEADER, values=[token.result]
+                        http_header_name=TEST_HEADER, values=[pulumi.Output.secret(token.result)]
                     )
                 ),
                 aws.lb.ListenerRuleConditionArgs(
