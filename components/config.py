@@ -379,7 +379,7 @@ class DeploymentConfig(ConfigModel):
     stepMinutes: Annotated[int, _bake_minutes()] = 5
     """With `canary` or `linear`: minutes between traffic steps. Default: 5."""
     rollbackAlarms: bool = False
-    """Roll back automatically when the service's rollback alarms fire during the deployment and bake time (5xx rate, p99 latency, unhealthy hosts behind the ALB; errors and the dead-letter queue for the worker), in addition to the circuit breaker. Default: per environment (dev false, staging and prod true)."""
+    """Roll back automatically when the service's rollback alarms fire during the deployment and bake time (5xx rate, p99 latency and unhealthy hosts behind the ALB, logged errors for the worker), in addition to the circuit breaker. Default: per environment (dev false, staging and prod true)."""
     smokeTests: list[SmokeTest] = Field(default_factory=list)
     """Requests (path, status) the hook Lambda sends to the new revision through the test route before traffic shifts, besides the health check path; a failed one rolls the deployment back. Only with blueGreen, canary or linear behind the ALB. Default: none."""
 
