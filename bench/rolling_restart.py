@@ -269,7 +269,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if shutil.which("haproxy") is None:
         raise SystemExit("haproxy is not installed: apt-get install -y haproxy (Debian), or brew install haproxy")
 
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     tag = uuid.uuid4().hex[:10]
     database = f"cp_bench_{tag}"
     admin = Settings(DB_NAME="postgres")
@@ -361,4 +360,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    # SIGTERM as Ctrl-C: unwind, so the finally in main stops the servers and drops the database.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     print(orjson.dumps(main(), option=orjson.OPT_INDENT_2).decode())

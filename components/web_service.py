@@ -389,7 +389,7 @@ class WebService(pulumi.ComponentResource):
         """The test rule, the role ECS shifts traffic with, and the smoke-test hook (ECS native blue/green)."""
         if self.target_group is None or self.alternate_target_group is None or args.listener_arn is None:
             raise ValueError("WebServiceArgs: blue/green needs both target groups and the listener")
-        token = random.RandomPassword(f"{prefix}-deploy-test-token", length=40, special=False, opts=self._child)
+        token = random.RandomPassword(f"{prefix}-deploy-test-token-random", length=40, special=False, opts=self._child)
         token_secret = aws.secretsmanager.Secret(
             f"{prefix}-deploy-test-token",
             name=f"{prefix}-deploy-test-token",
