@@ -2,7 +2,7 @@
 count what clients notice.
 
     uv run python bench/rolling_restart.py [--api 2] [--seconds 20] [--submitters 4] [--streams 4]
-                                           [--drain-seconds 2] [--rounds 1]
+                                           [--interval 0.02] [--drain-seconds 2] [--rounds 1]
 
 HAProxy (Debian's `haproxy`, `apt-get install -y haproxy`) plays the ALB, configured like the API's target group:
 HTTP health checks of `/health` expecting 200 (every 1 s, healthy after 2, unhealthy after 2: the target group's
@@ -61,7 +61,6 @@ from services.fauxqs import Fauxqs, free_port
 
 BACKEND = "api"
 ACCEPTED = frozenset({200, 201, 202})
-SUBMIT_INTERVAL_SECONDS = 0.02
 FINAL = frozenset({"succeeded", "failed"})
 
 
@@ -143,6 +142,7 @@ class Proxy:
 @dataclass
 class Load:
     port: int
+    interval: float
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     requests: int = 0
     failures: list[str] = field(default_factory=list)
@@ -176,7 +176,7 @@ class Load:
             while not self.stop.is_set():
                 await self.submit(client, f"s{index}-{count}-{uuid.uuid4().hex[:8]}")
                 count += 1
-                await asyncio.sleep(SUBMIT_INTERVAL_SECONDS)
+                await asyncio.sleep(self.interval)
 
     async def follower(self, index: int) -> None:
         """Submit one job and follow its events until its final status, reconnecting with Last-Event-ID."""
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=20, help="load phase at least this long (default 20)")
     parser.add_argument("--submitters", type=int, default=4, help="clients submitting jobs (default 4)")
     parser.add_argument("--streams", type=int, default=4, help="clients following a job's events (default 4)")
+    parser.add_argument("--interval", type=float, default=0.02, help="pause between a client's submissions (0.02)")
     parser.add_argument("--drain-seconds", type=float, default=2, help="deregistration delay (default 2)")
     parser.add_argument("--rounds", type=int, default=1, help="replace every process this many times (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="workers started after the load (default 1)")
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for index in range(args.api):
                 proxy.wait_for(f"s{index}", "UP")
 
-            load = Load(port)
+            load = Load(port, args.interval)
 
             def replace() -> int:
                 assert proxy is not None
