@@ -215,9 +215,16 @@ def start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def replace_all(
-    proxy: Proxy, env: dict[str, str], slots: list[int], live: dict[int, subprocess.Popen[bytes]], drain: float
+    proxy: Proxy,
+    env: dict[str, str],
+    slots: list[int],
+    live: dict[int, subprocess.Popen[bytes]],
+    drain: float,
+    *,
+    abrupt: bool = False,
 ) -> int:
-    """Replace each live API process by a new one on a free slot, in ECS's order. Returns how many."""
+    """Replace each live API process by a new one on a free slot, in ECS's order; `abrupt` instead kills the old
+    one at once, undrained (the control: what a crash or a missing drain costs). Returns how many."""
     replaced = 0
     for old in sorted(live):
         new = next(index for index in range(len(slots)) if index not in live)
@@ -226,9 +233,15 @@ def replace_all(
         proxy.command(f"set server {BACKEND}/s{new} health down")
         proxy.command(f"set server {BACKEND}/s{new} state ready")
         proxy.wait_for(f"s{new}", "UP")
+        process = live.pop(old)
+        if abrupt:
+            process.kill()
+            process.wait(timeout=60)
+            proxy.command(f"set server {BACKEND}/s{old} state maint")
+            replaced += 1
+            continue
         proxy.command(f"set server {BACKEND}/s{old} state drain")
         time.sleep(drain)  # the deregistration delay: no new requests, in-flight ones finish
-        process = live.pop(old)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         proxy.command(f"set server {BACKEND}/s{old} state maint")
@@ -264,6 +277,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--interval", type=float, default=0.02, help="pause between a client's submissions (0.02)")
     parser.add_argument("--drain-seconds", type=float, default=2, help="deregistration delay (default 2)")
     parser.add_argument("--rounds", type=int, default=1, help="replace every process this many times (default 1)")
+    parser.add_argument(
+        "--abrupt", action="store_true", help="control run: SIGKILL each old process at once, undrained"
+    )
     parser.add_argument("--workers", type=int, default=1, help="workers started after the load (default 1)")
     parser.add_argument("--timeout", type=float, default=120, help="wait this long for every job to be final")
     args = parser.parse_args(argv)
@@ -315,7 +331,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
             def replace() -> int:
                 assert proxy is not None
-                return sum(replace_all(proxy, child_env, slots, live, args.drain_seconds) for _ in range(args.rounds))
+                return sum(
+                    replace_all(proxy, child_env, slots, live, args.drain_seconds, abrupt=args.abrupt)
+                    for _ in range(args.rounds)
+                )
 
             def start_workers() -> None:  # the followed jobs now run to their final status
                 for index in range(args.workers):
