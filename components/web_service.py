@@ -5,6 +5,11 @@ per target. Behind the HTTP API (no ALB, `listener_arn` none): its Cloud Map ser
 and port, what an HTTP API private integration resolves), ingress comes from the VPC link's security group
 (`allow_ingress_from`), and autoscaling tracks CPU and memory only; the ECS container health check still replaces
 failing tasks, but there are no load balancer health checks and no weighted target groups.
+
+Deployments (`rollout`): behind the ALB, blue/green, canary and linear are ECS native deployments over two target
+groups, with a header-matched test rule, a least-privilege role ECS shifts traffic with, a smoke-test hook Lambda
+(lambdas/deploy_hook) and rollback alarms; docs/deployments.md. One `drain_seconds` sets the deregistration delay,
+the stop timeout and the application's graceful shutdown.
 """
 
 from __future__ import annotations
