@@ -145,6 +145,24 @@ def permissions_boundary(
                 arns("ecs", "service/{p}/*", "task/{p}/*"),
             ),
             allow("InvokeFunctions", ("lambda:InvokeFunction",), arns("lambda", "function:{p}-*")),
+            # Blue/green: the role ECS shifts traffic with (components/web_service.py) reweights the service's
+            # listener rules and registers its targets; target group names carry no prefix, so the tag deny below
+            # keeps other environments' load balancers out.
+            allow(
+                "LoadBalancerTrafficShift",
+                (
+                    "elasticloadbalancing:DeregisterTargets",
+                    "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:ModifyRule",
+                    "elasticloadbalancing:RegisterTargets",
+                ),
+                [
+                    account.arn("elasticloadbalancing", "listener-rule/app/*"),
+                    account.arn("elasticloadbalancing", "listener/app/*"),
+                    account.arn("elasticloadbalancing", "targetgroup/*"),
+                ],
+            ),
+            allow("LoadBalancerReads", ("elasticloadbalancing:Describe*",), "*"),
             # The NAT instance attaches its fixed network interface at boot and turns off its source/destination
             # check: only interfaces tagged with this environment (the instance it attaches to is its own).
             allow(
