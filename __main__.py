@@ -21,9 +21,11 @@ from components.alerts import Alerts, AlertsArgs
 from components.cache import Cache, CacheArgs
 from components.cluster import ContainerCluster, ContainerClusterArgs
 from components.config import (
+    ECS_STRATEGIES,
     JOB_PLATFORM_API_ROUTES,
     OFFLINE_DIGEST,
     ConfigError,
+    DeploymentConfig,
     ServiceSpec,
     StackConfig,
     database_role,
@@ -37,9 +39,11 @@ from components.config import (
     refuse_untagged_deployment,
     running_offline,
     service_build_order,
+    service_deployment,
+    worker_deployment,
 )
 from components.database import Database, DatabaseArgs
-from components.ecs_task import DeploymentWait, ServiceAttachment, service_connect_discovery_name
+from components.ecs_task import DeploymentWait, Rollout, ServiceAttachment, service_connect_discovery_name
 from components.guardrails import iam_role_guardrails
 from components.http_api import HttpApi, HttpApiArgs, HttpApiDomain, HttpApiTarget, JwtAuthorizer
 from components.microservice import AlbEntry, AlbRoute, EmailSender, Microservice, MicroserviceArgs, allow_call
@@ -79,6 +83,23 @@ def app_environment(config: StackConfig) -> dict[str, pulumi.Input[str]]:
 def deployment_wait(config: StackConfig) -> DeploymentWait:
     return DeploymentWait(
         wait_for_steady_state=config.deployment.waitForSteadyState, timeout_minutes=config.deployment.timeoutMinutes
+    )
+
+
+def rollout(settings: DeploymentConfig, *, shifts_traffic: bool = True, headless: bool = False) -> Rollout:
+    """The ECS deployment a service gets from its settings: ROLLING where ECS cannot run the chosen strategy (a
+    service with several ALB rules or Cloud Map SRV records only), BLUE_GREEN for canary or linear where there is
+    no traffic to shift in steps (`headless`: the worker, Service Connect clients)."""
+    strategy = settings.strategy if shifts_traffic else "rolling"
+    if headless and strategy in ("canary", "linear"):
+        strategy = "blueGreen"
+    return Rollout(
+        strategy=ECS_STRATEGIES[strategy],
+        bake_time_minutes=settings.bakeTimeMinutes,
+        canary_percent=settings.canaryPercent,
+        linear_step_percent=settings.linearStepPercent,
+        step_minutes=settings.stepMinutes,
+        rollback_alarms=settings.rollbackAlarms,
     )
 
 
@@ -254,7 +275,11 @@ def job_platform_api(
             "listener_arn": cluster.listener_arn,
             "alb_security_group_id": cluster.alb_security_group_id,
             "alb_arn_suffix": cluster.alb_arn_suffix,
+            "test_base_url": pulumi.Output.concat(
+                "https://" if config.certificateArn else "http://", cluster.alb_dns_name
+            ),
         }
+    deploy = service_deployment(config, service.deployment)
     api = WebService(
         "api",
         WebServiceArgs(
@@ -286,6 +311,9 @@ def job_platform_api(
             spot_weight=service.spotWeight,
             enable_execute_command=service.enableExecuteCommand,
             deployment=deployment_wait(config),
+            # Behind the HTTP API the API is found through Cloud Map SRV records, which ECS does not shift.
+            rollout=rollout(deploy, shifts_traffic=cluster.has_alb),
+            smoke_tests=[(test.path, test.status) for test in deploy.smokeTests],
             register_for_http_api=not cluster.has_alb,
             **alb,  # type: ignore[arg-type]
         ),
@@ -418,6 +446,11 @@ def microservices(
                 on_demand_base=spec.onDemandBase,
                 spot_weight=spec.spotWeight,
                 deployment=deployment_wait(config),
+                rollout=rollout(
+                    service_deployment(config, spec.deployment),
+                    shifts_traffic=alb is None and not (config.entry == "httpApi" and bool(spec.routes)),
+                    headless=spec.port is None,
+                ),
                 alb=alb,
                 register_for_http_api=config.entry == "httpApi" and bool(spec.routes),
                 tracing=collector if spec.tracing else None,
@@ -737,6 +770,7 @@ def job_worker(
             log_retention_days=config.logRetentionDays,
             cpu_architecture=config.service.cpuArchitecture,
             deployment=deployment_wait(config),
+            rollout=rollout(worker_deployment(config), headless=True),
         ),
         opts,
     )

@@ -100,6 +100,49 @@ def _is_pinned_image(value: str) -> bool:
 # --- Sections ---------------------------------------------------------------------------------------------
 
 
+Strategy = Literal["rolling", "blueGreen", "canary", "linear"]
+# ECS's names for them (`deploymentConfiguration.strategy`).
+ECS_STRATEGIES: dict[str, str] = {
+    "rolling": "ROLLING",
+    "blueGreen": "BLUE_GREEN",
+    "canary": "CANARY",
+    "linear": "LINEAR",
+}
+HTTP_STATUS = "an HTTP status code 100-599"
+
+
+class SmokeTest(ConfigModel):
+    """One request the deployment hook sends to the new revision through the test route before traffic shifts."""
+
+    path: Annotated[str, Check(lambda v: v.startswith("/"), "a path starting with /")]
+    """Path to request (GET). Required."""
+    status: Annotated[int, Check(lambda v: 100 <= v <= 599, HTTP_STATUS)] = 200
+    """Status the new revision must answer. Default: 200."""
+
+
+def _bake_minutes() -> Check:
+    return Check(lambda v: 0 <= v <= 1440, "0-1440 minutes")
+
+
+class DeploymentOverride(ConfigModel):
+    """A service's own deployment settings (`service.deployment`, `jobPlatform.worker.deployment`, `services.<name>.deployment`); each key left out comes from the stack's `deployment`."""
+
+    strategy: Strategy | None = None
+    """See deployment.strategy. Default: deployment.strategy."""
+    bakeTimeMinutes: Annotated[int, _bake_minutes()] | None = None
+    """See deployment.bakeTimeMinutes. Default: deployment.bakeTimeMinutes."""
+    canaryPercent: Annotated[float, Check(lambda v: 0.1 <= v <= 100, "0.1-100")] | None = None
+    """See deployment.canaryPercent. Default: deployment.canaryPercent."""
+    linearStepPercent: Annotated[float, Check(lambda v: 3 <= v <= 100, "3-100")] | None = None
+    """See deployment.linearStepPercent. Default: deployment.linearStepPercent."""
+    stepMinutes: Annotated[int, _bake_minutes()] | None = None
+    """See deployment.stepMinutes. Default: deployment.stepMinutes."""
+    rollbackAlarms: bool | None = None
+    """See deployment.rollbackAlarms. Default: deployment.rollbackAlarms."""
+    smokeTests: list[SmokeTest] | None = None
+    """See deployment.smokeTests. Default: deployment.smokeTests."""
+
+
 class NetworkConfig(ConfigModel):
     cidrBlock: Annotated[
         str, Check(lambda v: _is_vpc_cidr(v), "an IPv4 CIDR /16 to /22 (/21 or larger with 3 AZs)")
@@ -151,6 +194,8 @@ class ServiceConfig(ConfigModel):
     enableExecuteCommand: bool = False
     """Allow ECS Exec into running API tasks (audited to the cluster's exec log group; makes the root filesystem
     writable, which ECS Exec needs). Default: false."""
+    deployment: DeploymentOverride | None = None
+    """The API's own deployment settings (object; keys as in `deployment`). Default: the stack's `deployment`."""
 
 
 class StorageConfig(ConfigModel):
@@ -215,6 +260,8 @@ class WorkerConfig(ConfigModel):
     """Worker tasks always on on-demand FARGATE. Default: per environment (0 / 0 / 1)."""
     image: Annotated[str, Check(_is_pinned_image, PINNED_IMAGE)] | None = None
     """Image promoted into this stack's `<app>-<env>-worker` repository, run instead of building services/worker. Default: built by the program."""
+    deployment: DeploymentOverride | None = None
+    """The worker's own deployment settings (object; rolling or blueGreen: it has no load balancer to shift traffic on). Default: the stack's `deployment`, with canary or linear there taken as blueGreen."""
 
 
 class JobPlatformConfig(ConfigModel):
@@ -323,6 +370,27 @@ class DeploymentConfig(ConfigModel):
     """`pulumi up` waits until each service's new tasks run healthy, and fails if the circuit breaker rolled the deployment back. Default: per environment (dev false, staging and prod true)."""
     timeoutMinutes: Annotated[int, Check(lambda v: 5 <= v <= 180, "5-180")] = 30
     """How long `pulumi up` waits for one service's deployment before it fails. Default: per environment (20 / 20 / 30)."""
+    strategy: Strategy = "rolling"
+    """How ECS replaces a service's tasks (ECS native deployments, no CodeDeploy): `rolling`, `blueGreen` (the new revision at full size behind the test route, then all traffic at once), `canary` (canaryPercent, then the rest after stepMinutes) or `linear` (linearStepPercent every stepMinutes). The worker (no load balancer) allows rolling and blueGreen only. Default: per environment (dev rolling, staging and prod blueGreen)."""
+    bakeTimeMinutes: Annotated[int, _bake_minutes()] = 0
+    """Minutes the old revision stays up after all traffic moved, so a rollback is instant and rollback alarms still act. Default: per environment (0 / 5 / 15)."""
+    canaryPercent: Annotated[float, Check(lambda v: 0.1 <= v <= 100, "0.1-100")] = 10.0
+    """With `canary`: share of production traffic the new revision gets first. Default: 10."""
+    linearStepPercent: Annotated[float, Check(lambda v: 3 <= v <= 100, "3-100")] = 25.0
+    """With `linear`: share of production traffic moved at each step. Default: 25."""
+    stepMinutes: Annotated[int, _bake_minutes()] = 5
+    """With `canary` or `linear`: minutes between traffic steps. Default: 5."""
+    rollbackAlarms: bool = False
+    """Roll back automatically when the service's rollback alarms fire during the deployment and bake time (5xx rate, p99 latency and unhealthy hosts behind the ALB, logged errors for the worker), in addition to the circuit breaker. Default: per environment (dev false, staging and prod true)."""
+    smokeTests: list[SmokeTest] = Field(default_factory=list)
+    """Requests (path, status) the hook Lambda sends to the new revision through the test route before traffic shifts, besides the health check path; a failed one rolls the deployment back. Only with blueGreen, canary or linear behind the ALB. Default: none."""
+
+
+def service_deployment(config: StackConfig, override: DeploymentOverride | None) -> DeploymentConfig:
+    """The stack's deployment settings with a service's own on top."""
+    if override is None:
+        return config.deployment
+    return config.deployment.model_copy(update=override.model_dump(exclude_none=True))
 
 
 # --- Microservices ----------------------------------------------------------------------------------------
@@ -493,6 +561,8 @@ class ServiceSpec(ConfigModel):
     """Secrets the platform generates once (random bytes, base64) into a Secrets Manager secret encrypted with the service's own KMS key, given to the container as `secrets` (name -> {bytes}); the execution role may read exactly these. Default: none."""
     email: EmailSending | None = None
     """Send email through Amazon SES from one address (object: fromAddress, identity): `EMAIL_FROM` and `ses:SendEmail`/`ses:SendRawEmail` on that identity only, for that From address only. The identity is verified in SES out of band. Default: none."""
+    deployment: DeploymentOverride | None = None
+    """The service's own deployment settings (object; keys as in `deployment`). Services with ALB routes deploy rolling (ECS shifts one production listener rule, they have one per route); the others shift Service Connect traffic. Default: the stack's `deployment`, rolling for services with ALB routes."""
 
 
 class RouteThrottle(ConfigModel):
@@ -723,7 +793,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cache": {"nodeType": "cache.t4g.micro", "numCacheClusters": 1, "automaticFailover": False, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 3, "onDemandBase": 0}},
         "images": {"build": True, "manageRegistryScanning": False, "continuousScanning": False},
-        "deployment": {"waitForSteadyState": False, "timeoutMinutes": 20},
+        "deployment": {"waitForSteadyState": False, "timeoutMinutes": 20, "strategy": "rolling", "bakeTimeMinutes": 0, "rollbackAlarms": False},
         "logRetentionDays": 30,
         "containerInsights": "enabled",
         "deletionProtection": False,
@@ -738,7 +808,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cache": {"nodeType": "cache.t4g.small", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 1},
         "jobPlatform": {"worker": {"minCount": 0, "maxCount": 5, "onDemandBase": 0}},
         "images": {"build": False, "manageRegistryScanning": False, "continuousScanning": False},
-        "deployment": {"waitForSteadyState": True, "timeoutMinutes": 20},
+        "deployment": {"waitForSteadyState": True, "timeoutMinutes": 20, "strategy": "blueGreen", "bakeTimeMinutes": 5, "rollbackAlarms": True},
         "logRetentionDays": 30,
         "containerInsights": "enabled",
         "deletionProtection": False,
@@ -753,7 +823,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cache": {"nodeType": "cache.r7g.large", "numCacheClusters": 2, "automaticFailover": True, "snapshotRetentionDays": 7},
         "jobPlatform": {"worker": {"minCount": 1, "maxCount": 20, "onDemandBase": 1}},
         "images": {"build": False, "manageRegistryScanning": False, "continuousScanning": False},
-        "deployment": {"waitForSteadyState": True, "timeoutMinutes": 30},
+        "deployment": {"waitForSteadyState": True, "timeoutMinutes": 30, "strategy": "blueGreen", "bakeTimeMinutes": 15, "rollbackAlarms": True},
         "logRetentionDays": 90,
         "containerInsights": "enhanced",
         "deletionProtection": True,
@@ -1032,6 +1102,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
     problems.extend(_entry_problems(config))
     problems.extend(_console_problems(config))
     problems.extend(_services_problems(config))
+    problems.extend(_deployment_problems(config))
     if config.is_prod and config.entry == "alb" and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
@@ -1645,3 +1716,41 @@ def _is_vpc_cidr(value: str) -> bool:
     except ValueError:
         return False
     return 16 <= network.prefixlen <= 22
+
+
+def worker_deployment(config: StackConfig) -> DeploymentConfig:
+    """The worker's settings: with no load balancer or Service Connect, ECS cannot shift traffic by steps, so a
+    stack-wide canary or linear becomes blueGreen for it (the new revision at full size, the old one kept for the
+    bake time); its own `canary` or `linear` is refused by validation."""
+    settings = service_deployment(config, config.jobPlatform.worker.deployment)
+    if settings.strategy in ("canary", "linear"):
+        return settings.model_copy(update={"strategy": "blueGreen"})
+    return settings
+
+
+def _deployment_problems(config: StackConfig) -> list[str]:
+    problems: list[str] = []
+    worker = config.jobPlatform.worker.deployment
+    if worker is not None and worker.strategy in ("canary", "linear"):
+        problems.append(
+            f"jobPlatform.worker.deployment.strategy: {worker.strategy!r}; allowed: rolling or blueGreen (the worker "
+            "has no load balancer or Service Connect, so ECS cannot shift traffic to it in steps)"
+        )
+    for name, spec in config.services.items():
+        override = spec.deployment
+        if (
+            override is not None
+            and spec.routes
+            and config.entry == "alb"
+            and override.strategy not in (None, "rolling")
+        ):
+            problems.append(
+                f"services.{name}.deployment.strategy: {override.strategy!r} with ALB routes; allowed: rolling (ECS "
+                "shifts traffic on one production listener rule, and a service gets one rule per route)"
+            )
+        if override is not None and spec.port is None and override.strategy in ("canary", "linear"):
+            problems.append(
+                f"services.{name}.deployment.strategy: {override.strategy!r} without a port; allowed: rolling or "
+                "blueGreen (a service without a port receives no traffic to shift)"
+            )
+    return problems

@@ -73,6 +73,61 @@ class DeploymentWait:
     """How long `pulumi up` waits on a service create or update before it fails. Default: 30."""
 
 
+ROLLING = "ROLLING"
+TRAFFIC_SHIFTING = ("BLUE_GREEN", "CANARY", "LINEAR")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How ECS replaces a service's tasks: ECS native deployments (no CodeDeploy). With BLUE_GREEN, CANARY or
+    LINEAR the new revision starts at full size beside the old one; ECS shifts traffic (ALB listener rules or
+    Service Connect; none for a service without either) and keeps the old revision for the bake time."""
+
+    strategy: str = ROLLING
+    """ROLLING, BLUE_GREEN, CANARY or LINEAR. Default: ROLLING."""
+    bake_time_minutes: int = 0
+    """Minutes the old revision stays after all traffic moved (instant rollback window). Default: 0."""
+    canary_percent: float = 10.0
+    """CANARY: share of production traffic the new revision gets first. Default: 10."""
+    linear_step_percent: float = 25.0
+    """LINEAR: share of production traffic moved at each step. Default: 25."""
+    step_minutes: int = 5
+    """CANARY or LINEAR: minutes between traffic steps. Default: 5."""
+    rollback_alarms: bool = False
+    """Roll back when the service's rollback alarms fire during the deployment or bake time. Default: false."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in (ROLLING, *TRAFFIC_SHIFTING):
+            raise ValueError(f"Rollout.strategy: {self.strategy!r}; allowed: {ROLLING}, {', '.join(TRAFFIC_SHIFTING)}")
+
+    @property
+    def shifts_traffic(self) -> bool:
+        return self.strategy in TRAFFIC_SHIFTING
+
+    def deployment_configuration(
+        self, hooks: Sequence[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs] = ()
+    ) -> aws.ecs.ServiceDeploymentConfigurationArgs | None:
+        """None for ROLLING (ECS's default, so rolling services plan as before)."""
+        if not self.shifts_traffic:
+            return None
+        step = str(self.step_minutes)
+        return aws.ecs.ServiceDeploymentConfigurationArgs(
+            strategy=self.strategy,
+            bake_time_in_minutes=str(self.bake_time_minutes),
+            canary_configuration=aws.ecs.ServiceDeploymentConfigurationCanaryConfigurationArgs(
+                canary_percent=self.canary_percent, canary_bake_time_in_minutes=step
+            )
+            if self.strategy == "CANARY"
+            else None,
+            linear_configuration=aws.ecs.ServiceDeploymentConfigurationLinearConfigurationArgs(
+                step_percent=self.linear_step_percent, step_bake_time_in_minutes=step
+            )
+            if self.strategy == "LINEAR"
+            else None,
+            lifecycle_hooks=list(hooks) or None,
+        )
+
+
 @dataclass(frozen=True)
 class ServiceConnect:
     """The service joins the cluster's Service Connect namespace: always a client; with a container port also a
@@ -302,10 +357,20 @@ class FargateTask:
         on_demand_base: int,
         spot_weight: int,
         depends_on: Sequence[pulumi.Resource] = (),
+        rollout: Rollout | None = None,
+        rollback_alarm_names: Sequence[pulumi.Input[str]] = (),
+        lifecycle_hooks: Sequence[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs] = (),
         **extra: Any,
     ) -> aws.ecs.Service:
         """The Fargate service running this task: private subnets, no public IP, latest platform, circuit breaker
-        with rollback. `extra` adds what a kind of service needs (load balancers, discovery, ECS Exec)."""
+        with rollback; `rollout` picks the deployment strategy, and with its `rollback_alarms` the alarms named
+        here roll a deployment back too. `extra` adds what a kind of service needs (load balancers, discovery,
+        ECS Exec)."""
+        rollout = rollout or Rollout()
+        if rollout.rollback_alarms and rollback_alarm_names:
+            extra["alarms"] = aws.ecs.ServiceAlarmsArgs(
+                alarm_names=list(rollback_alarm_names), enable=True, rollback=True
+            )
         prefix = f"{self.spec.name_prefix}-{self.spec.service_name}"
         wait = self.spec.deployment
         timeout = f"{wait.timeout_minutes}m"
@@ -323,6 +388,7 @@ class FargateTask:
                 assign_public_ip=False,
             ),
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            deployment_configuration=rollout.deployment_configuration(lifecycle_hooks),
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
             enable_ecs_managed_tags=True,

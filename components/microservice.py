@@ -26,6 +26,7 @@ from components.ecs_task import (
     DeploymentWait,
     FargateTask,
     FargateTaskSpec,
+    Rollout,
     ServiceAttachment,
     ServiceConnect,
     allow_between,
@@ -133,6 +134,10 @@ class MicroserviceArgs:
     """FARGATE_SPOT weight relative to FARGATE's 1. Default: 0."""
     deployment: DeploymentWait = field(default_factory=DeploymentWait)
     """Whether `pulumi up` waits for deployments. Default: wait, 30 minutes."""
+    rollout: Rollout = field(default_factory=Rollout)
+    """Deployment strategy. Behind Service Connect only, ECS shifts the callers' traffic (BLUE_GREEN, CANARY,
+    LINEAR); with ALB routes or an HTTP API registration only ROLLING (ECS shifts one production listener rule,
+    and Cloud Map SRV records are not shifted). Default: rolling."""
     alb: AlbEntry | None = None
     """Serve these routes through the cluster's ALB. Default: none."""
     register_for_http_api: bool = False
@@ -217,6 +222,7 @@ class Microservice(pulumi.ComponentResource):
             on_demand_base=args.on_demand_base,
             spot_weight=args.spot_weight,
             depends_on=depends_on,
+            rollout=args.rollout,
             **extra,
         )
         self._autoscaling(args)

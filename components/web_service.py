@@ -5,23 +5,50 @@ per target. Behind the HTTP API (no ALB, `listener_arn` none): its Cloud Map ser
 and port, what an HTTP API private integration resolves), ingress comes from the VPC link's security group
 (`allow_ingress_from`), and autoscaling tracks CPU and memory only; the ECS container health check still replaces
 failing tasks, but there are no load balancer health checks and no weighted target groups.
+
+Deployments (`rollout`): behind the ALB, blue/green, canary and linear are ECS native deployments over two target
+groups, with a header-matched test rule, a least-privilege role ECS shifts traffic with, a smoke-test hook Lambda
+(lambdas/deploy_hook) and rollback alarms; docs/deployments.md. One `drain_seconds` sets the deregistration delay,
+the stop timeout and the application's graceful shutdown.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
-from components.ecs_task import DeploymentWait, FargateTask, FargateTaskSpec, ServiceAttachment, allow_between
+from components.ecs_task import (
+    DeploymentWait,
+    FargateTask,
+    FargateTaskSpec,
+    Rollout,
+    ServiceAttachment,
+    allow_between,
+)
+from components.iam import allow, assume_role_policy, policy_document
+from components.lambda_package import python_lambda_package
 
 SCALE_IN_COOLDOWN = 300
 SCALE_OUT_COOLDOWN = 60
 # The seed stepped on the whole ALB's 5-minute request count (2000 is ~7 req/s for the entire service, so it
 # would pin the service at max); tracking requests per target per minute scales with each task's share.
 REQUESTS_PER_TARGET_PER_MINUTE = 1000
+HOOK_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "deploy_hook"
+HOOK_RUNTIME, HOOK_PYTHON = "python3.13", "3.13"
+# The hook retries a test route without a healthy target yet for up to this long; the function may run longer.
+HOOK_READY_TIMEOUT_SECONDS = 120
+HOOK_FUNCTION_TIMEOUT_SECONDS = 180
+TEST_HEADER = "X-Deployment-Test"
+# Fargate's limit on a container's stop timeout.
+FARGATE_MAX_STOP_TIMEOUT = 120
+# The API's own graceful shutdown ends this long before ECS's SIGKILL.
+SHUTDOWN_MARGIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -93,8 +120,43 @@ class WebServiceArgs:
     register_for_http_api: bool = False
     """Cloud Map SRV records (address and port) for an HTTP API private integration, instead of A records; only
     without an ALB. Default: false."""
+    drain_seconds: int = 30
+    """The one value a stopping task's timing comes from: the target group's deregistration delay (in-flight
+    requests finish while the ALB sends no new ones), the container's stop timeout (SIGTERM to SIGKILL), and
+    `SHUTDOWN_TIMEOUT_SECONDS` for the application's graceful shutdown (5 s less). Default: 30."""
+    rollout: Rollout = field(default_factory=Rollout)
+    """Deployment strategy. BLUE_GREEN, CANARY or LINEAR behind the ALB add a second target group, a test rule
+    (requests with the deployment's secret test header), the role ECS shifts traffic with, and the smoke-test
+    hook; behind the HTTP API ECS replaces the tasks with no traffic shift (Cloud Map). Default: rolling."""
+    smoke_tests: Sequence[tuple[str, int]] = ()
+    """(path, status) the hook checks on the new revision through the test rule, after the health check path.
+    Default: none."""
+    test_base_url: pulumi.Input[str] | None = None
+    """URL of the ALB listener the rules are on (`http(s)://<alb dns name>`), where the hook sends its checks;
+    required behind the ALB with a traffic-shifting rollout. Default: none."""
+    test_rule_priority: int = 99
+    """Priority of the test rule; must win over the production rule's. Default: 99."""
+    error_rate_alarm_percent: float = 5.0
+    """Rollback alarm: share of requests answered 5xx by the targets. Default: 5."""
+    p99_latency_alarm_seconds: float = 2.0
+    """Rollback alarm: the targets' p99 response time. Default: 2."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.drain_seconds <= FARGATE_MAX_STOP_TIMEOUT:
+            raise ValueError(
+                f"WebServiceArgs.drain_seconds: {self.drain_seconds}; allowed: 1-{FARGATE_MAX_STOP_TIMEOUT} (Fargate's "
+                "maximum stop timeout)"
+            )
+        if self.behind_alb and self.rollout.shifts_traffic and self.test_base_url is None:
+            raise ValueError(
+                f"WebServiceArgs.test_base_url: missing with rollout {self.rollout.strategy} behind the ALB; allowed: "
+                "the listener's http(s)://<alb dns name> (the deployment hook tests the new revision there)"
+            )
+        if self.behind_alb and self.rollout.shifts_traffic and self.test_rule_priority >= self.listener_rule_priority:
+            raise ValueError(
+                f"WebServiceArgs.test_rule_priority: {self.test_rule_priority} with listener_rule_priority "
+                f"{self.listener_rule_priority}; allowed: a lower number (the test rule must be evaluated first)"
+            )
         alb = (self.listener_arn, self.alb_security_group_id, self.alb_arn_suffix)
         if any(value is None for value in alb) and any(value is not None for value in alb):
             raise ValueError(
@@ -122,6 +184,10 @@ class WebService(pulumi.ComponentResource):
     """Task role ARN."""
     log_group_name: pulumi.Output[str]
     """Log group name."""
+    rollback_alarm_names: list[pulumi.Output[str]]
+    """Alarms that roll a deployment back (behind the ALB with rollout.rollback_alarms); empty otherwise."""
+    deploy_hook_function_name: pulumi.Output[str] | None
+    """The smoke-test hook Lambda; None unless blue/green, canary or linear behind the ALB."""
 
     def __init__(self, name: str, args: WebServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:web-service:WebService", name, None, opts)
@@ -139,7 +205,11 @@ class WebService(pulumi.ComponentResource):
                 account_id=args.account_id,
                 log_kms_key_arn=args.log_kms_key_arn,
                 log_retention_days=args.log_retention_days,
-                environment={"PORT": str(args.container_port), **args.environment},
+                environment={
+                    "PORT": str(args.container_port),
+                    "SHUTDOWN_TIMEOUT_SECONDS": str(max(1, args.drain_seconds - SHUTDOWN_MARGIN_SECONDS)),
+                    **args.environment,
+                },
                 secrets=args.secrets,
                 container_port=args.container_port,
                 health_check_command=_http_probe(args.container_port, args.health_check_path),
@@ -147,22 +217,35 @@ class WebService(pulumi.ComponentResource):
                 attachments=args.attachments,
                 deployment=args.deployment,
                 enable_execute_command=args.enable_execute_command,
+                stop_timeout_seconds=args.drain_seconds,
             ),
             parent=self,
         )
         self._prefix = prefix
         self._port = args.container_port
         self.target_group: aws.lb.TargetGroup | None = None
+        self.alternate_target_group: aws.lb.TargetGroup | None = None
+        self.rollback_alarm_names = []
+        self.deploy_hook_function_name = None
         alb_extra: dict[str, object] = {}
         if args.behind_alb:
             self.target_group, listener_rule = self._routing(prefix, args)
-            alb_extra = {
-                "depends_on": [listener_rule],
+            advanced = None
+            depends_on: list[pulumi.Resource] = [listener_rule]
+            if args.rollout.shifts_traffic:
+                advanced, hooks, waits_for = self._blue_green(prefix, args, listener_rule)
+                alb_extra["lifecycle_hooks"] = hooks
+                depends_on += waits_for
+            if args.rollout.rollback_alarms:
+                self.rollback_alarm_names = self._rollback_alarms(prefix, args)
+            alb_extra |= {
+                "depends_on": depends_on,
                 "load_balancers": [
                     aws.ecs.ServiceLoadBalancerArgs(
                         target_group_arn=self.target_group.arn,
                         container_name=args.service_name,
                         container_port=args.container_port,
+                        advanced_configuration=advanced,
                     )
                 ],
                 "health_check_grace_period_seconds": 120,
@@ -184,6 +267,8 @@ class WebService(pulumi.ComponentResource):
             spot_weight=args.spot_weight,
             service_registries=registry,
             enable_execute_command=args.enable_execute_command,
+            rollout=args.rollout,
+            rollback_alarm_names=self.rollback_alarm_names,
             **alb_extra,  # type: ignore[arg-type]
         )
         self._autoscaling(prefix, args)
@@ -198,6 +283,8 @@ class WebService(pulumi.ComponentResource):
                 "service_name": self.service_name,
                 "security_group_id": self.security_group_id,
                 "target_group_arn_suffix": self.target_group_arn_suffix,
+                "rollback_alarm_names": self.rollback_alarm_names,
+                "deploy_hook_function_name": self.deploy_hook_function_name,
             }
         )
 
@@ -242,14 +329,47 @@ class WebService(pulumi.ComponentResource):
             description=f"ALB to {prefix}",
             opts=self._child,
         )
-        target_group = aws.lb.TargetGroup(
-            f"{prefix}-tg",
+        target_group = self._target_group(f"{prefix}-tg", args)
+        shifting = args.rollout.shifts_traffic
+        if shifting:
+            self.alternate_target_group = self._target_group(f"{prefix}-tg-alternate", args)
+        rule = aws.lb.ListenerRule(
+            f"{prefix}-rule",
+            listener_arn=args.listener_arn,
+            priority=args.listener_rule_priority,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(args.path_patterns))
+                )
+            ],
+            actions=[self._forward(target_group)],
+            # ECS rewrites the forward action's weights on every deployment: the program must not undo them.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["actions"] if shifting else None),
+        )
+        return target_group, rule
+
+    def _forward(self, target_group: aws.lb.TargetGroup) -> aws.lb.ListenerRuleActionArgs:
+        """All traffic to `target_group`; with an alternate group, as the weighted pair ECS shifts (100 / 0)."""
+        if self.alternate_target_group is None:
+            return aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)
+        pair = [
+            aws.lb.ListenerRuleActionForwardTargetGroupArgs(arn=target_group.arn, weight=100),
+            aws.lb.ListenerRuleActionForwardTargetGroupArgs(arn=self.alternate_target_group.arn, weight=0),
+        ]
+        return aws.lb.ListenerRuleActionArgs(
+            type="forward", forward=aws.lb.ListenerRuleActionForwardArgs(target_groups=pair)
+        )
+
+    def _target_group(self, name: str, args: WebServiceArgs) -> aws.lb.TargetGroup:
+        # The seed's 60 s deregistration delay and the task's 30 s stop timeout disagreed; both are drain_seconds.
+        return aws.lb.TargetGroup(
+            name,
             name_prefix=args.service_name[:6],
             port=args.container_port,
             protocol="HTTP",
             target_type="ip",
             vpc_id=args.vpc_id,
-            deregistration_delay=60,
+            deregistration_delay=args.drain_seconds,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 enabled=True,
                 path=args.health_check_path,
@@ -261,19 +381,263 @@ class WebService(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
-        rule = aws.lb.ListenerRule(
-            f"{prefix}-rule",
-            listener_arn=args.listener_arn,
-            priority=args.listener_rule_priority,
-            conditions=[
-                aws.lb.ListenerRuleConditionArgs(
-                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(args.path_patterns))
-                )
-            ],
-            actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
+
+    # --- Deployments ---
+
+    def _blue_green(
+        self, prefix: str, args: WebServiceArgs, production_rule: aws.lb.ListenerRule
+    ) -> tuple[
+        aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs,
+        list[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs],
+        list[pulumi.Resource],
+    ]:
+        """The test rule, the role ECS shifts traffic with, and the smoke-test hook (ECS native blue/green)."""
+        if self.target_group is None or self.alternate_target_group is None or args.listener_arn is None:
+            raise ValueError("WebServiceArgs: blue/green needs both target groups and the listener")
+        token = random.RandomPassword(f"{prefix}-deploy-test-token-random", length=40, special=False, opts=self._child)
+        token_secret = aws.secretsmanager.Secret(
+            f"{prefix}-deploy-test-token",
+            name=f"{prefix}-deploy-test-token",
+            description=f"{prefix}: the header value the listener's test rule forwards to the new revision",
+            kms_key_id=args.log_kms_key_arn,
+            recovery_window_in_days=0,
             opts=self._child,
         )
-        return target_group, rule
+        aws.secretsmanager.SecretVersion(
+            f"{prefix}-deploy-test-token-value",
+            secret_id=token_secret.id,
+            secret_string=token.result,
+            opts=self._child,
+        )
+        # The seed had no test route. Only requests carrying the deployment's secret header reach the new revision;
+        # everything else matches the production rule below it.
+        test_rule = aws.lb.ListenerRule(
+            f"{prefix}-test-rule",
+            listener_arn=args.listener_arn,
+            priority=args.test_rule_priority,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    http_header=aws.lb.ListenerRuleConditionHttpHeaderArgs(
+                        http_header_name=TEST_HEADER, values=[pulumi.Output.secret(token.result)]
+                    )
+                ),
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(args.path_patterns))
+                ),
+            ],
+            actions=[self._forward(self.target_group)],
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["actions"]),
+        )
+        role, role_policy = self._traffic_shift_role(prefix, args, production_rule, test_rule)
+        hook, waits_for = self._deploy_hook(prefix, args, token_secret)
+        advanced = aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs(
+            alternate_target_group_arn=self.alternate_target_group.arn,
+            production_listener_rule=production_rule.arn,
+            test_listener_rule=test_rule.arn,
+            role_arn=role.arn,
+        )
+        return advanced, [hook], [test_rule, role_policy, *waits_for]
+
+    def _traffic_shift_role(
+        self, prefix: str, args: WebServiceArgs, production_rule: aws.lb.ListenerRule, test_rule: aws.lb.ListenerRule
+    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers, scoped to this service's listener, rules and
+        target groups (the managed policy allows them on every load balancer of the account)."""
+        if self.target_group is None or self.alternate_target_group is None or args.listener_arn is None:
+            raise ValueError("WebServiceArgs: the traffic-shift role needs both target groups and the listener")
+        role = aws.iam.Role(
+            f"{prefix}-traffic-shift-role",
+            assume_role_policy=assume_role_policy("ecs.amazonaws.com", args.account_id),
+            description=f"{prefix}: ECS shifts traffic between its two target groups during deployments",
+            opts=self._child,
+        )
+        groups = [self.target_group.arn, self.alternate_target_group.arn]
+        policy = aws.iam.RolePolicy(
+            f"{prefix}-traffic-shift-policy",
+            role=role.id,
+            policy=policy_document(
+                [
+                    # Describe* cannot be scoped to resources (IAM's service authorization reference).
+                    allow(
+                        [
+                            "elasticloadbalancing:DescribeListeners",
+                            "elasticloadbalancing:DescribeRules",
+                            "elasticloadbalancing:DescribeTargetGroups",
+                            "elasticloadbalancing:DescribeTargetHealth",
+                        ],
+                        ["*"],
+                        sid="ReadLoadBalancers",
+                    ),
+                    allow(
+                        ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                        groups,
+                        sid="RegisterOwnTargets",
+                    ),
+                    allow(["elasticloadbalancing:ModifyListener"], [args.listener_arn], sid="ModifyOwnListener"),
+                    allow(
+                        ["elasticloadbalancing:ModifyRule"], [production_rule.arn, test_rule.arn], sid="ShiftOwnRules"
+                    ),
+                ]
+            ),
+            opts=self._child,
+        )
+        return role, policy
+
+    def _deploy_hook(
+        self, prefix: str, args: WebServiceArgs, token_secret: aws.secretsmanager.Secret
+    ) -> tuple[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs, list[pulumi.Resource]]:
+        """The smoke-test Lambda (lambdas/deploy_hook) at POST_TEST_TRAFFIC_SHIFT, and the role ECS invokes it
+        with. It runs outside the VPC: it reaches the internet-facing ALB like any client."""
+        function_name = f"{prefix}-deploy-hook"
+        log_group = aws.cloudwatch.LogGroup(
+            f"{prefix}-deploy-hook-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.log_kms_key_arn,
+            opts=self._child,
+        )
+        role = aws.iam.Role(
+            f"{prefix}-deploy-hook-role",
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
+            description=f"{function_name}: read the deployment test token, write its logs",
+            opts=self._child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{prefix}-deploy-hook-policy",
+            role=role.id,
+            policy=policy_document(
+                [
+                    allow(["secretsmanager:GetSecretValue"], [token_secret.arn], sid="ReadTestToken"),
+                    allow(["kms:Decrypt"], [args.log_kms_key_arn], sid="DecryptTestToken"),
+                    allow(
+                        ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        [pulumi.Output.concat(log_group.arn, ":*")],
+                        sid="WriteOwnLogs",
+                    ),
+                ]
+            ),
+            opts=self._child,
+        )
+        function = aws.lambda_.Function(
+            f"{prefix}-deploy-hook",
+            name=function_name,
+            description="Smoke-tests a new revision through the ALB's test rule before traffic shifts; FAILED rolls back",
+            runtime=HOOK_RUNTIME,
+            architectures=["arm64"],
+            handler="handler.handler",
+            code=python_lambda_package(HOOK_SOURCE, [], python_version=HOOK_PYTHON, architecture="arm64").archive,
+            role=role.arn,
+            timeout=HOOK_FUNCTION_TIMEOUT_SECONDS,
+            memory_size=128,
+            reserved_concurrent_executions=2,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "TEST_TOKEN_SECRET_ARN": token_secret.arn,
+                    "READY_TIMEOUT_SECONDS": str(HOOK_READY_TIMEOUT_SECONDS),
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
+        )
+        invoke_role = aws.iam.Role(
+            f"{prefix}-deploy-hook-invoke-role",
+            assume_role_policy=assume_role_policy("ecs.amazonaws.com", args.account_id),
+            description=f"{prefix}: ECS invokes the deployment hook",
+            opts=self._child,
+        )
+        invoke_policy = aws.iam.RolePolicy(
+            f"{prefix}-deploy-hook-invoke-policy",
+            role=invoke_role.id,
+            policy=policy_document([allow(["lambda:InvokeFunction"], [function.arn], sid="InvokeDeployHook")]),
+            opts=self._child,
+        )
+        self.deploy_hook_function_name = function.name
+        checks = [{"path": args.health_check_path, "status": 200}]
+        checks += [{"path": path, "status": status} for path, status in args.smoke_tests]
+        details = pulumi.Output.from_input(args.test_base_url).apply(
+            lambda url: json.dumps({"baseUrl": url, "header": TEST_HEADER, "checks": checks})
+        )
+        hook = aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs(
+            lifecycle_stages=["POST_TEST_TRAFFIC_SHIFT"],
+            hook_target_arn=function.arn,
+            role_arn=invoke_role.arn,
+            hook_details=details,
+        )
+        return hook, [function, invoke_policy]
+
+    def _rollback_alarms(self, prefix: str, args: WebServiceArgs) -> list[pulumi.Output[str]]:
+        """5xx rate, p99 latency and unhealthy hosts over both target groups (traffic is on either, or split),
+        each over 3 one-minute periods so one slow request does not roll back a deployment."""
+        if self.target_group is None or args.alb_arn_suffix is None:
+            raise ValueError("WebServiceArgs: rollback alarms need the target group and the ALB")
+        alb_arn_suffix = args.alb_arn_suffix
+        groups = [self.target_group] + ([self.alternate_target_group] if self.alternate_target_group else [])
+
+        def metric(
+            query_id: str, name: str, stat: str, group: aws.lb.TargetGroup
+        ) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=query_id,
+                return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace="AWS/ApplicationELB",
+                    metric_name=name,
+                    dimensions={"TargetGroup": group.arn_suffix, "LoadBalancer": alb_arn_suffix},
+                    period=60,
+                    stat=stat,
+                ),
+            )
+
+        def both(prefix_id: str, name: str, stat: str) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+            return [metric(f"{prefix_id}{i}", name, stat, group) for i, group in enumerate(groups)]
+
+        def ids(prefix_id: str) -> str:
+            return ", ".join(f"{prefix_id}{i}" for i in range(len(groups)))
+
+        rate = f"100 * SUM([{ids('e')}]) / MAX([1, SUM([{ids('r')}])])"
+        alarms = {
+            "5xx-rate": (
+                f"{prefix}: more than {args.error_rate_alarm_percent:g} % of requests answered 5xx by the targets",
+                [*both("e", "HTTPCode_Target_5XX_Count", "Sum"), *both("r", "RequestCount", "Sum")],
+                rate,
+                args.error_rate_alarm_percent,
+            ),
+            "p99-latency": (
+                f"{prefix}: p99 target response time above {args.p99_latency_alarm_seconds:g} s",
+                both("l", "TargetResponseTime", "p99"),
+                f"MAX([{ids('l')}])",
+                args.p99_latency_alarm_seconds,
+            ),
+            "unhealthy-hosts": (
+                f"{prefix}: a target failed its health checks",
+                both("u", "UnHealthyHostCount", "Maximum"),
+                f"MAX([{ids('u')}])",
+                0,
+            ),
+        }
+        names = []
+        for kind, (description, queries, expression, threshold) in alarms.items():
+            alarm = aws.cloudwatch.MetricAlarm(
+                f"{prefix}-rollback-{kind}",
+                name=f"{prefix}-rollback-{kind}",
+                alarm_description=f"{description} (rolls back a deployment in progress)",
+                metric_queries=[
+                    *queries,
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="value", expression=expression, label=kind, return_data=True
+                    ),
+                ],
+                comparison_operator="GreaterThanThreshold",
+                threshold=threshold,
+                evaluation_periods=3,
+                datapoints_to_alarm=3,
+                treat_missing_data="notBreaching",
+                opts=self._child,
+            )
+            names.append(alarm.name)
+        return names
 
     # --- Autoscaling ---
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs_task import DeploymentWait, FargateTask, FargateTaskSpec, ServiceAttachment
+from components.ecs_task import DeploymentWait, FargateTask, FargateTaskSpec, Rollout, ServiceAttachment
 from components.iam import allow, deny_insecure_transport, policy_document
 from components.monitoring import alarm
 from components.service_queue import backlog_per_task_scaling, wake_from_zero
@@ -85,6 +85,10 @@ class QueueWorkerArgs:
     """Plain environment variables (never secrets). Default: none."""
     deployment: DeploymentWait = field(default_factory=DeploymentWait)
     """Whether `pulumi up` waits for deployments and fails on a circuit-breaker rollback. Default: wait, 30 min."""
+    rollout: Rollout = field(default_factory=Rollout)
+    """Deployment strategy: ROLLING or BLUE_GREEN (no load balancer: the new revision runs at full size beside the
+    old one for the bake time, both consuming the queues, then the old one stops). With `rollback_alarms` the
+    error and dead-letter alarms roll a deployment back. Default: rolling."""
     attachments: Sequence[ServiceAttachment] = ()
     """Shared storage, database, cache the worker uses. Default: none."""
     log_retention_days: int = 30
@@ -99,6 +103,11 @@ class QueueWorkerArgs:
             raise ValueError(f"min_count ({self.min_count}) must not exceed max_count ({self.max_count})")
         if self.stop_timeout_seconds > 120:
             raise ValueError(f"stop_timeout_seconds ({self.stop_timeout_seconds}) exceeds Fargate's maximum of 120")
+        if self.rollout.strategy not in ("ROLLING", "BLUE_GREEN"):
+            raise ValueError(
+                f"rollout.strategy ({self.rollout.strategy}): the worker has no load balancer or Service Connect to "
+                "shift traffic on; allowed: ROLLING, BLUE_GREEN"
+            )
         if self.visibility_timeout_seconds < 30:
             raise ValueError(
                 f"visibility_timeout_seconds ({self.visibility_timeout_seconds}) must be at least 30: the worker "
@@ -163,15 +172,18 @@ class QueueWorker(pulumi.ComponentResource):
                 allow(SWEEP_DLQ_ACTIONS, [self.dead_letter_queue.arn], sid="SweepDeadLetterQueue"),
             ],
         )
+        # The alarms exist before the service: the ones a deployment rolls back on are named in it.
+        rollback_alarms = self._alarms(prefix)
         self.service = self.task.service(
             cluster_arn=args.cluster_arn,
             private_subnet_ids=args.private_subnet_ids,
             desired_count=args.min_count,
             on_demand_base=args.on_demand_base,
             spot_weight=args.spot_weight,
+            rollout=args.rollout,
+            rollback_alarm_names=[a.name for a in rollback_alarms],
         )
         self._scaling(prefix)
-        self._alarms(prefix)
         self.service_name = self.service.name
         self.security_group_id = self.task.security_group.id
         self.register_outputs(
@@ -243,7 +255,10 @@ class QueueWorker(pulumi.ComponentResource):
 
     # --- Alarms ---
 
-    def _alarms(self, prefix: str) -> None:
+    def _alarms(self, prefix: str) -> list[aws.cloudwatch.MetricAlarm]:
+        """Every alarm to the topic; returns the one a deployment rolls back on (errors logged). Not the dead-letter
+        alarm: its messages stay 14 days for operators, and an alarm already firing would refuse every deployment
+        until then; nor the queue age alarms: a backlog is not the new revision's fault."""
         args = self._args
         alarm(
             f"{prefix}-dlq-not-empty",
@@ -283,7 +298,7 @@ class QueueWorker(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
-        alarm(
+        errors = alarm(
             f"{prefix}-errors-alarm",
             description=f"{prefix}: the worker logs errors",
             namespace=namespace,
@@ -296,3 +311,4 @@ class QueueWorker(pulumi.ComponentResource):
             topic_arn=args.alert_topic_arn,
             opts=self._child,
         )
+        return [errors]

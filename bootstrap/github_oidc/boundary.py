@@ -30,9 +30,14 @@ _ANY_RESOURCE_ACTIONS = (
     "ec2:UnassignPrivateIpAddresses",
     "ecr:GetAuthorizationToken",
     "elasticache:Connect",
-    "elasticfilesystem:ClientMount",
-    "elasticfilesystem:ClientRootAccess",
-    "elasticfilesystem:ClientWrite",
+    # ClientMount, ClientRootAccess, ClientWrite (the service's only Client* actions).
+    "elasticfilesystem:Client*",
+    # Blue/green: the role ECS shifts traffic with (components/web_service.py) reweights the service's listener
+    # rules and registers its targets (target group names carry no environment prefix: the tag deny below).
+    "elasticloadbalancing:*Targets",  # RegisterTargets, DeregisterTargets
+    "elasticloadbalancing:Describe*",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:ModifyRule",
     "events:PutEvents",
     # The scan alert function reads the finding behind an Inspector event.
     "inspector2:BatchGetFindingDetails",
@@ -43,10 +48,9 @@ _ANY_RESOURCE_ACTIONS = (
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
     "logs:PutRetentionPolicy",
-    "ssmmessages:CreateControlChannel",
-    "ssmmessages:CreateDataChannel",
-    "ssmmessages:OpenControlChannel",
-    "ssmmessages:OpenDataChannel",
+    # Create/Open Control/Data Channel (ECS Exec): the service's only actions. Compact forms keep the boundary
+    # under IAM's 6,144-character limit for a managed policy.
+    "ssmmessages:*Channel",
     "xray:PutTelemetryRecords",
     "xray:PutTraceSegments",
 )

@@ -30,6 +30,8 @@ PASS_ROLE_SERVICES = (
     "codebuild.amazonaws.com",
     # The NAT instance's role, through its instance profile (AddRoleToInstanceProfile, the Auto Scaling group).
     "ec2.amazonaws.com",
+    # Blue/green: the roles ECS shifts load balancer traffic with and invokes the deployment hook with.
+    "ecs.amazonaws.com",
     "ecs-tasks.amazonaws.com",
     "events.amazonaws.com",
     "lambda.amazonaws.com",

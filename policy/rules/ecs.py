@@ -14,12 +14,14 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from .base import (
     CRITICAL,
+    ENVIRONMENTS_OPTION,
     HIGH,
     LOW,
     MANDATORY,
     MEDIUM,
     InvalidJson,
     Resource,
+    applies_to_stack,
     as_list,
     container_definitions,
     is_true,
@@ -293,6 +295,37 @@ def check_container_insights(resource: Resource) -> Iterator[str]:
     yield "the containerInsights setting is not 'enabled' or 'enhanced'"
 
 
+TRAFFIC_SHIFTING_STRATEGIES = ("BLUE_GREEN", "CANARY", "LINEAR")
+
+
+def check_safe_deployment(resource: Resource) -> Iterator[str]:
+    """Production services deploy blue/green, canary or linear (ECS native, or the CodeDeploy controller), or at
+    least roll back on CloudWatch alarms: the circuit breaker alone only notices tasks that fail to start."""
+    if not applies_to_stack(resource):
+        return
+    props = resource.props
+    controller = props.get("deploymentController")
+    if isinstance(controller, Mapping) and str(controller.get("type") or "ECS").upper() in ("CODE_DEPLOY", "EXTERNAL"):
+        return  # traffic shifting (or the whole deployment) is another tool's, with its own checks
+    configuration = props.get("deploymentConfiguration")
+    strategy = configuration.get("strategy") if isinstance(configuration, Mapping) else None
+    strategy = str(strategy or "ROLLING").upper()
+    if strategy in TRAFFIC_SHIFTING_STRATEGIES:
+        return
+    alarms = props.get("alarms")
+    if (
+        isinstance(alarms, Mapping)
+        and is_true(alarms.get("enable"))
+        and is_true(alarms.get("rollback"))
+        and as_list(alarms.get("alarmNames"))
+    ):
+        return
+    yield (
+        f"deploys {strategy} in stack '{resource.stack}' with no alarm-based rollback, so a revision that starts "
+        "but serves errors takes all traffic until someone notices"
+    )
+
+
 # --- Policies ---------------------------------------------------------------------------------------------
 
 USE_SECRETS = (
@@ -494,6 +527,18 @@ POLICIES = [
         severity=MEDIUM,
         remediation="Set `serviceConnectConfiguration.logConfiguration` with `logDriver: awslogs` and a KMS-encrypted "
         "log group with retention in its `options`.",
+    ),
+    resource_policy(
+        name="aws-ecs-service-configure-safe-deployments",
+        description="ECS services in production stacks should deploy blue/green, canary or linear, or roll back on "
+        "CloudWatch alarms.",
+        resource_types=SERVICE_TYPES,
+        check=check_safe_deployment,
+        severity=MEDIUM,
+        config=option(dict(ENVIRONMENTS_OPTION)),
+        remediation="Set `deploymentConfiguration.strategy` to BLUE_GREEN, CANARY or LINEAR (ECS native, with a "
+        "bake time and a test route), or set `alarms: {alarmNames: [...], enable: true, rollback: true}` with "
+        "alarms on the service's errors and latency, in the stacks listed in `requiredInStacks`.",
     ),
     resource_policy(
         name="aws-ecs-cluster-enable-container-insights",

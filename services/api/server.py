@@ -18,12 +18,13 @@ from types import FrameType
 
 import uvicorn
 
+from services.api.shutdown import DrainingServer
 from services.common.settings import load_settings
 
 log = logging.getLogger("services.api")
 
 
-def server_config(port: int) -> uvicorn.Config:
+def server_config(port: int, shutdown_timeout: float = 20.0) -> uvicorn.Config:
     return uvicorn.Config(
         "services.api.app:create_app",
         factory=True,
@@ -34,7 +35,8 @@ def server_config(port: int) -> uvicorn.Config:
         log_config=None,  # our JSON logging is configured by create_app
         access_log=False,  # the ALB writes access logs; one log call per request costs throughput here
         proxy_headers=True,
-        timeout_graceful_shutdown=20,
+        # In-flight requests get this long after SIGTERM; ECS's SIGKILL comes later (the program sets both).
+        timeout_graceful_shutdown=max(1, round(shutdown_timeout)),
     )
 
 
@@ -47,18 +49,19 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_one(port: int) -> None:
+def serve_one(port: int, shutdown_timeout: float = 20.0) -> None:
     """One server process with its own listening socket (the target of each spawned process)."""
-    config = server_config(port)
-    uvicorn.Server(config).run(sockets=[reuse_port_socket(config.host, config.port)])
+    config = server_config(port, shutdown_timeout)
+    DrainingServer(config).run(sockets=[reuse_port_socket(config.host, config.port)])
 
 
-def serve_many(port: int, workers: int) -> int:
+def serve_many(port: int, workers: int, shutdown_timeout: float = 20.0) -> int:
     """Run `workers` server processes until SIGTERM/SIGINT. If one dies on its own, stop the rest and exit
     non-zero so the orchestrator (ECS) replaces the task instead of running it at reduced capacity."""
     context = multiprocessing.get_context("spawn")
     processes: list[BaseProcess] = [
-        context.Process(target=serve_one, args=(port,), name=f"api-{index}") for index in range(workers)
+        context.Process(target=serve_one, args=(port, shutdown_timeout), name=f"api-{index}")
+        for index in range(workers)
     ]
     stopping = False
 
@@ -94,6 +97,6 @@ def main() -> int:
         raise SystemExit(f"API_WORKERS must be a positive integer (processes per task), got {raw_workers!r}")
     workers = int(raw_workers)
     if workers == 1:
-        uvicorn.Server(server_config(settings.PORT)).run()
+        DrainingServer(server_config(settings.PORT, settings.SHUTDOWN_TIMEOUT_SECONDS)).run()
         return 0
-    return serve_many(settings.PORT, workers)
+    return serve_many(settings.PORT, workers, settings.SHUTDOWN_TIMEOUT_SECONDS)

@@ -258,3 +258,28 @@ def test_the_boundary_names_the_platform_s_cache_prefix():
     from components.tracing import PULL_THROUGH_CACHE_PREFIX
 
     assert BOOTSTRAP_PREFIX == PULL_THROUGH_CACHE_PREFIX
+
+
+# --- Blue/green: the role ECS shifts load balancer traffic with ---
+
+
+def test_the_boundary_lets_ecs_shift_traffic_on_its_environments_load_balancer_only():
+    """The traffic-shift role (components/web_service.py) carries the boundary: without this statement ECS could not
+    reweight the listener rules or register the new revision's targets."""
+    rule = arn(
+        "elasticloadbalancing", "listener-rule/app/jobs-dev-alb/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee"
+    )
+    group = arn("elasticloadbalancing", "targetgroup/api1a2b/6d0ecf831eec9f09")
+    listener = arn("elasticloadbalancing", "listener/app/jobs-dev-alb/50dc6c495c0c9188/f2f7dc8efc522ab2")
+    assert bounded(
+        settings(),
+        [
+            Request("elasticloadbalancing:ModifyRule", rule, tagged("dev")),
+            Request("elasticloadbalancing:RegisterTargets", group, tagged("dev")),
+            Request("elasticloadbalancing:DeregisterTargets", group, tagged("dev")),
+            Request("elasticloadbalancing:ModifyListener", listener, tagged("dev")),
+            Request("elasticloadbalancing:DescribeTargetHealth", "*", in_region()),
+            Request("elasticloadbalancing:ModifyRule", rule, tagged("prod")),
+            Request("elasticloadbalancing:DeleteListener", listener, tagged("dev")),
+        ],
+    ) == ["Allowed"] * 5 + ["ExplicitlyDenied", "ImplicitlyDenied"]

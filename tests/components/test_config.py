@@ -199,3 +199,64 @@ def test_application_name_fits_aws_name_limits():
 def test_worker_scaling_needs_container_insights():
     (message,) = problems({"environment": "dev", "containerInsights": "disabled"})
     assert message.startswith("containerInsights: 'disabled' with jobPlatform.enabled true")
+
+
+# --- Deployments ---
+
+
+@pytest.mark.parametrize(
+    ("environment", "strategy", "bake", "alarms"),
+    [("dev", "rolling", 0, False), ("staging", "blueGreen", 5, True), ("prod", "blueGreen", 15, True)],
+)
+def test_deployments_are_rolling_in_dev_and_blue_green_with_a_bake_time_in_prod(environment, strategy, bake, alarms):
+    deployment = parse_stack_config({"environment": environment, "certificateArn": CERT}).deployment
+    assert (deployment.strategy, deployment.bakeTimeMinutes, deployment.rollbackAlarms) == (strategy, bake, alarms)
+
+
+def test_a_service_overrides_only_the_deployment_keys_it_sets():
+    from components.config import service_deployment, worker_deployment
+
+    config = parse_stack_config(
+        {
+            "environment": "prod",
+            "certificateArn": CERT,
+            "deployment": {"strategy": "linear", "smokeTests": [{"path": "/ready"}]},
+            "service": {"deployment": {"strategy": "canary", "canaryPercent": 5}},
+        }
+    )
+    api = service_deployment(config, config.service.deployment)
+    assert (api.strategy, api.canaryPercent, api.bakeTimeMinutes) == ("canary", 5, 15)
+    assert [(t.path, t.status) for t in api.smokeTests] == [("/ready", 200)]
+    # The worker has no traffic to shift in steps: the stack's linear becomes blue/green for it.
+    assert worker_deployment(config).strategy == "blueGreen"
+
+
+def test_deployment_values_outside_what_ecs_accepts_are_refused():
+    found = problems(
+        {"environment": "dev", "deployment": {"strategy": "gradual", "bakeTimeMinutes": 2000, "canaryPercent": 0}}
+    )
+    assert found == [
+        "deployment.strategy: 'gradual'; allowed: rolling, blueGreen, canary, linear",
+        "deployment.bakeTimeMinutes: 2000; allowed: 0-1440 minutes",
+        "deployment.canaryPercent: 0; allowed: 0.1-100",
+    ]
+
+
+def test_strategies_a_service_cannot_shift_traffic_for_are_refused_with_the_reason():
+    found = problems(
+        {
+            "environment": "dev",
+            "jobPlatform": {"worker": {"deployment": {"strategy": "canary"}}},
+            "services": {
+                "orders": {"build": "services/shop/orders", "port": 8080, "routes": ["GET /orders"],
+                           "deployment": {"strategy": "blueGreen"}},
+                "mailer": {"build": "services/shop/notifications", "deployment": {"strategy": "linear"}},
+            },
+        }
+    )  # fmt: skip
+    assert [p.split(";")[0] for p in found if "deployment" in p] == [
+        "jobPlatform.worker.deployment.strategy: 'canary'",
+        "services.orders.deployment.strategy: 'blueGreen' with ALB routes",
+        "services.mailer.deployment.strategy: 'linear' without a port",
+    ]
+    assert "allowed: rolling or blueGreen (the worker has no load balancer or Service Connect" in found[0]

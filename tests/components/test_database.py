@@ -241,6 +241,7 @@ def test_services_get_connection_settings_for_iam_auth_and_no_secret(service):
     definition = container(service)
     assert env_map(definition["environment"]) == {
         "PORT": "8080",
+        "SHUTDOWN_TIMEOUT_SECONDS": "25",
         "DB_HOST": "database-instance.abcdefghij.us-east-1.rds.amazonaws.com",
         "DB_PORT": "5432",
         "DB_NAME": "app",

@@ -83,6 +83,15 @@ def test_a_server_joins_service_connect_under_its_name_with_logs_and_its_timeout
     assert inputs(log_group)["kmsKeyId"] == KEY
 
 
+def test_a_service_connect_server_deploys_canary_and_ecs_shifts_its_callers():
+    from components.ecs_task import Rollout
+
+    recorded = build_one(rollout=Rollout(strategy="CANARY", canary_percent=10, bake_time_minutes=5))
+    configuration = inputs(recorded.one("aws:ecs/service:Service"))["deploymentConfiguration"]
+    assert configuration["strategy"] == "CANARY"
+    assert configuration["canaryConfiguration"] == {"canaryPercent": 10, "canaryBakeTimeInMinutes": "5"}
+
+
 def test_a_service_without_a_port_is_a_client_only():
     recorded = build_one(port=None)
     connect = service_connect(recorded)

@@ -277,6 +277,7 @@ def test_attached_service_gets_endpoints_in_env_and_credentials_only_as_secrets(
     token_secret = attached.one("aws:secretsmanager/secret:Secret").outputs["arn"]
     assert env_map(container["environment"]) == {
         "PORT": "8080",
+        "SHUTDOWN_TIMEOUT_SECONDS": "25",
         "STORAGE_PATH": "/mnt/shared",
         "DB_HOST": "database-instance.abcdefghij.us-east-1.rds.amazonaws.com",
         "DB_PORT": "5432",

@@ -8,7 +8,7 @@ import re
 import pulumi
 import pytest
 
-from components.ecs_task import EXECUTION_MANAGED_POLICY, ServiceAttachment
+from components.ecs_task import EXECUTION_MANAGED_POLICY, Rollout, ServiceAttachment
 from components.web_service import WebService, WebServiceArgs
 from tests.support import Recorded, actions_of, build, env_map, inputs, json_input
 
@@ -77,7 +77,7 @@ def test_container_runs_locked_down(recorded):
 def test_secrets_go_through_secrets_and_never_environment(recorded):
     c = container(recorded)
     assert env_map(c["secrets"], "valueFrom") == {"API_KEY": API_KEY_PARAM, "DATABASE_URL": f"{DB_SECRET}:url::"}
-    assert set(env_map(c["environment"])) == {"PORT"}
+    assert set(env_map(c["environment"])) == {"PORT", "SHUTDOWN_TIMEOUT_SECONDS"}
 
 
 def test_health_check_uses_the_seed_timings(recorded):
@@ -149,7 +149,10 @@ def test_only_the_alb_reaches_the_tasks(recorded):
 def test_target_group_uses_the_seed_health_check(recorded):
     group = inputs(recorded.one("aws:lb/targetGroup:TargetGroup"))
     assert group["targetType"] == "ip"
-    assert group["deregistrationDelay"] == 60
+    # One drain value: the deregistration delay, the stop timeout, and the API's graceful shutdown 5 s less.
+    assert group["deregistrationDelay"] == 30
+    assert container(recorded)["stopTimeout"] == 30
+    assert env_map(container(recorded)["environment"])["SHUTDOWN_TIMEOUT_SECONDS"] == "25"
     health = group["healthCheck"]
     assert (health["path"], health["matcher"], health["interval"], health["timeout"]) == ("/health", "200", 30, 5)
     assert (health["healthyThreshold"], health["unhealthyThreshold"]) == (2, 5)
@@ -278,5 +281,146 @@ def test_behind_the_alb_cloud_map_keeps_a_records():
     ],
 )
 def test_half_an_alb_or_both_entries_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        web_args(**overrides)
+
+
+# --- Deployments ---
+
+BLUE_GREEN = Rollout(strategy="BLUE_GREEN", bake_time_minutes=15, rollback_alarms=True)
+TEST_URL = "https://jobs-prod-alb-1.us-east-1.elb.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def blue_green() -> Recorded:
+    return build_service(rollout=BLUE_GREEN, test_base_url=TEST_URL, smoke_tests=[("/ready", 200)])
+
+
+def test_rolling_by_default_keeps_one_target_group_and_no_hook(recorded):
+    service = inputs(recorded.one("aws:ecs/service:Service"))
+    assert "deploymentConfiguration" not in service
+    assert "alarms" not in service
+    assert len(recorded.of_type("aws:lb/targetGroup:TargetGroup")) == 1
+    assert not recorded.of_type("aws:lambda/function:Function")
+
+
+def test_blue_green_gives_ecs_both_target_groups_the_rules_and_a_role(blue_green):
+    service = inputs(blue_green.one("aws:ecs/service:Service"))
+    assert service["deploymentConfiguration"]["strategy"] == "BLUE_GREEN"
+    assert service["deploymentConfiguration"]["bakeTimeInMinutes"] == "15"
+    (balancer,) = service["loadBalancers"]
+    advanced = balancer["advancedConfiguration"]
+    groups = {r.name: inputs(r) for r in blue_green.of_type("aws:lb/targetGroup:TargetGroup")}
+    assert set(groups) == {"jobs-dev-api-tg", "jobs-dev-api-tg-alternate"}
+    assert {g["deregistrationDelay"] for g in groups.values()} == {30}
+    assert advanced["alternateTargetGroupArn"].endswith("jobs-dev-api-tg-alternate")
+    assert balancer["targetGroupArn"].endswith("jobs-dev-api-tg")
+    assert advanced["productionListenerRule"].endswith("jobs-dev-api-rule")
+    assert advanced["testListenerRule"].endswith("jobs-dev-api-test-rule")
+    assert advanced["roleArn"].endswith("jobs-dev-api-traffic-shift-role")
+
+
+def test_the_rules_forward_to_the_weighted_pair_ecs_shifts(blue_green):
+    rules = {r.name: inputs(r) for r in blue_green.of_type("aws:lb/listenerRule:ListenerRule")}
+    for rule in rules.values():
+        (action,) = rule["actions"]
+        weights = [(g["arn"].rsplit(":", 1)[-1], g["weight"]) for g in action["forward"]["targetGroups"]]
+        assert weights == [("jobs-dev-api-tg", 100), ("jobs-dev-api-tg-alternate", 0)]
+    production, test = rules["jobs-dev-api-rule"], rules["jobs-dev-api-test-rule"]
+    assert test["priority"] < production["priority"]
+    header = next(c["httpHeader"] for c in test["conditions"] if "httpHeader" in c)
+    token = inputs(blue_green.one("random:index/randomPassword:RandomPassword"))
+    assert header["httpHeaderName"] == "X-Deployment-Test"
+    assert len(header["values"]) == 1 and token["length"] == 40
+    # The token is a secret in the plan, never a plain value.
+    raw = blue_green.find("aws:lb/listenerRule:ListenerRule", "jobs-dev-api-test-rule").inputs
+    assert "4dabf18193072939515e22adb298388d" in json.dumps(raw, default=str)
+
+
+def test_the_traffic_shift_role_touches_only_this_service(blue_green):
+    policy = json_input(blue_green.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-traffic-shift-policy"), "policy")
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ReadLoadBalancers"]["Resource"] == ["*"]
+    assert all(a.startswith("elasticloadbalancing:Describe") for a in by_sid["ReadLoadBalancers"]["Action"])
+    assert sorted(r.rsplit(":", 1)[-1] for r in by_sid["RegisterOwnTargets"]["Resource"]) == [
+        "jobs-dev-api-tg", "jobs-dev-api-tg-alternate"
+    ]  # fmt: skip
+    assert by_sid["ModifyOwnListener"]["Resource"] == ["arn:aws:elasticloadbalancing:listener/app/x"]
+    assert sorted(r.rsplit(":", 1)[-1] for r in by_sid["ShiftOwnRules"]["Resource"]) == [
+        "jobs-dev-api-rule", "jobs-dev-api-test-rule"
+    ]  # fmt: skip
+    trust = json_input(blue_green.find("aws:iam/role:Role", "jobs-dev-api-traffic-shift-role"), "assumeRolePolicy")
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "ecs.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+def test_the_hook_smoke_tests_through_the_test_rule_before_production_traffic(blue_green):
+    (hook,) = inputs(blue_green.one("aws:ecs/service:Service"))["deploymentConfiguration"]["lifecycleHooks"]
+    assert hook["lifecycleStages"] == ["POST_TEST_TRAFFIC_SHIFT"]
+    assert hook["hookTargetArn"].endswith("jobs-dev-api-deploy-hook")
+    assert hook["roleArn"].endswith("jobs-dev-api-deploy-hook-invoke-role")
+    assert json.loads(hook["hookDetails"]) == {
+        "baseUrl": TEST_URL,
+        "header": "X-Deployment-Test",
+        "checks": [{"path": "/health", "status": 200}, {"path": "/ready", "status": 200}],
+    }
+    function = inputs(blue_green.one("aws:lambda/function:Function"))
+    assert function["handler"] == "handler.handler"
+    assert ":secret:jobs-dev-api-deploy-test-token-" in function["environment"]["variables"]["TEST_TOKEN_SECRET_ARN"]
+    assert function["timeout"] > int(function["environment"]["variables"]["READY_TIMEOUT_SECONDS"])
+    invoke = json_input(
+        blue_green.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-deploy-hook-invoke-policy"), "policy"
+    )
+    assert [(s["Action"], s["Resource"]) for s in invoke["Statement"]] == [
+        (["lambda:InvokeFunction"], [hook["hookTargetArn"]])
+    ]
+    own = json_input(blue_green.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-deploy-hook-policy"), "policy")
+    assert actions_of(own) == {
+        "secretsmanager:GetSecretValue",
+        "kms:Decrypt",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+
+
+def test_rollback_alarms_watch_both_target_groups_and_roll_back(blue_green):
+    service = inputs(blue_green.one("aws:ecs/service:Service"))
+    alarms = {r.name: inputs(r) for r in blue_green.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert service["alarms"] == {"alarmNames": sorted(alarms), "enable": True, "rollback": True}
+    rate = alarms["jobs-dev-api-rollback-5xx-rate"]
+    expression = next(q["expression"] for q in rate["metricQueries"] if q.get("returnData"))
+    assert expression == "100 * SUM([e0, e1]) / MAX([1, SUM([r0, r1])])"
+    metrics = [q["metric"] for q in rate["metricQueries"] if "metric" in q]
+    assert {m["dimensions"]["TargetGroup"].split("/")[1] for m in metrics} == {
+        "jobs-dev-api-tg", "jobs-dev-api-tg-alternate"
+    }  # fmt: skip
+    latency = alarms["jobs-dev-api-rollback-p99-latency"]
+    assert {q["metric"]["stat"] for q in latency["metricQueries"] if "metric" in q} == {"p99"}
+    assert latency["threshold"] == 2.0
+    assert alarms["jobs-dev-api-rollback-unhealthy-hosts"]["threshold"] == 0
+
+
+def test_canary_and_linear_carry_their_steps():
+    canary = build_service(
+        rollout=Rollout(strategy="CANARY", canary_percent=5, step_minutes=10), test_base_url=TEST_URL
+    )
+    configuration = inputs(canary.one("aws:ecs/service:Service"))["deploymentConfiguration"]
+    assert configuration["canaryConfiguration"] == {"canaryPercent": 5, "canaryBakeTimeInMinutes": "10"}
+    assert "linearConfiguration" not in configuration
+    linear = build_service(rollout=Rollout(strategy="LINEAR", linear_step_percent=20), test_base_url=TEST_URL)
+    configuration = inputs(linear.one("aws:ecs/service:Service"))["deploymentConfiguration"]
+    assert configuration["linearConfiguration"] == {"stepPercent": 20, "stepBakeTimeInMinutes": "5"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rollout": BLUE_GREEN}, "test_base_url: missing with rollout BLUE_GREEN"),
+        ({"rollout": BLUE_GREEN, "test_base_url": TEST_URL, "test_rule_priority": 100}, "test_rule_priority: 100"),
+        ({"drain_seconds": 121}, "drain_seconds: 121; allowed: 1-120"),
+    ],
+)
+def test_deployment_settings_that_cannot_work_are_refused(overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         web_args(**overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.ecs_task import Rollout
 from components.worker import PRIORITIES, QueueWorker, QueueWorkerArgs
 from tests.support import Recorded, actions_of, build, env_map, inputs, json_input
 
@@ -200,8 +201,28 @@ def test_alarms_page_the_platform_topic(recorded):
         ({"min_count": 5, "max_count": 2}, "min_count (5) must not exceed max_count (2)"),
         ({"stop_timeout_seconds": 300}, "exceeds Fargate's maximum of 120"),
         ({"visibility_timeout_seconds": 10}, "visibility_timeout_seconds (10) must be at least 30"),
+        ({"rollout": Rollout(strategy="CANARY")}, "rollout.strategy (CANARY): the worker has no load balancer"),
     ],
 )
 def test_contradictory_args_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         worker_args(**overrides)
+
+
+def test_rolling_by_default_without_alarm_rollback(recorded):
+    service = inputs(recorded.one("aws:ecs/service:Service"))
+    assert "deploymentConfiguration" not in service
+    assert "alarms" not in service
+
+
+def test_blue_green_keeps_the_old_revision_for_the_bake_time_and_rolls_back_on_errors():
+    recorded = build(
+        lambda: QueueWorker(
+            "worker", worker_args(rollout=Rollout(strategy="BLUE_GREEN", bake_time_minutes=15, rollback_alarms=True))
+        )
+    )
+    service = inputs(recorded.one("aws:ecs/service:Service"))
+    assert service["deploymentConfiguration"] == {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "15"}
+    # Only the errors alarm: a dead-letter alarm already firing (its messages stay 14 days) would refuse every
+    # deployment, and a queue backlog is not the new revision's fault.
+    assert service["alarms"] == {"alarmNames": ["jobs-dev-worker-errors-alarm"], "enable": True, "rollback": True}

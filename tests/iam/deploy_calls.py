@@ -365,7 +365,13 @@ def _cluster_name(deploy: DeployPlan, value: Any) -> str:
 
 def _ecs_service(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     cluster = _cluster_name(deploy, r.inputs["cluster"])
-    return _create(deploy, r, deploy.arn("ecs", f"service/{cluster}/{r.inputs['name']}"), tag_action="ecs:TagResource")
+    calls = _create(deploy, r, deploy.arn("ecs", f"service/{cluster}/{r.inputs['name']}"), tag_action="ecs:TagResource")
+    # Blue/green: the role ECS shifts load balancer traffic with, and the one it invokes lifecycle hooks with.
+    passed = [(lb.get("advancedConfiguration") or {}).get("roleArn") for lb in r.inputs.get("loadBalancers") or []]
+    passed += [
+        hook.get("roleArn") for hook in (r.inputs.get("deploymentConfiguration") or {}).get("lifecycleHooks") or []
+    ]
+    return calls + [_pass_role(deploy, r, role, "ecs.amazonaws.com") for role in passed if role]
 
 
 def _scalable_target(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:

@@ -206,3 +206,40 @@ def drive_scan_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
             assert handler.handler(json.loads(SCAN_EVENT.read_text()), None)["status"] == "alerted"
     finally:
         handler._client.cache_clear()
+
+
+def drive_deploy_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment hook reads its test token (Secrets Manager in moto) and checks a local stand-in route."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from moto import mock_aws
+
+    from lambdas.deploy_hook import handler
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    handler._secrets.cache_clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        with mock_aws():
+            secrets = boto3.client("secretsmanager", region_name="us-east-1")
+            arn = secrets.create_secret(Name="iam-deploy-test-token", SecretString="token")["ARN"]
+            monkeypatch.setenv("TEST_TOKEN_SECRET_ARN", arn)
+            details = {"baseUrl": f"http://127.0.0.1:{server.server_address[1]}", "checks": [{"path": "/health"}]}
+            assert handler.handler({"hookDetails": details}, None) == {"hookStatus": "SUCCEEDED"}
+    finally:
+        server.shutdown()
+        server.server_close()
+        handler._secrets.cache_clear()

@@ -15,7 +15,7 @@ import pytest
 
 from services.fauxqs import Fauxqs
 from tests.iam.contract import STACKS, ContractError, calls_planned_in, evaluate, explain, plan_for, requests_for
-from tests.iam.flows import drive_scan_alerts, drive_services, drive_shop
+from tests.iam.flows import drive_deploy_hook, drive_scan_alerts, drive_services, drive_shop
 from tests.iam.recorder import RECORDING, installed
 from tests.iam.simulator import ensure_simulator
 
@@ -31,6 +31,7 @@ KNOWN_CALLS = {
     ("ecs:notifications", "sqs:DeleteMessage"),  # handled order events
     ("ecs:notifications", "ses:SendEmail"),  # the order emails (boto3 sesv2)
     ("lambda:scan_alerts", "sns:Publish"),  # an alert
+    ("lambda:deploy_hook", "secretsmanager:GetSecretValue"),  # the deployment test token
 }
 
 
@@ -43,6 +44,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pyte
         drive_services(tmp_path_factory.mktemp("iam-storage"), fauxqs)
         drive_shop(fauxqs)
     drive_scan_alerts(monkeypatch_module)
+    drive_deploy_hook(monkeypatch_module)
 
 
 @pytest.fixture(scope="module")

@@ -93,6 +93,7 @@ BASELINES: dict[str, dict[str, Any]] = {
     SERVICE: {
         "launchType": "FARGATE",
         "networkConfiguration": {"assignPublicIp": False, "subnets": ["subnet-a"], "securityGroups": ["sg-app"]},
+        "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "15"},
     },
     CLUSTER: {"settings": [{"name": "containerInsights", "value": "enabled"}]},
     REPOSITORY: {
@@ -212,6 +213,7 @@ BASELINES: dict[str, dict[str, Any]] = {
     },
     AWSX_FARGATE_SERVICE: {
         "cluster": f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/apps",
+        "alarms": {"alarmNames": ["apps-5xx"], "enable": True, "rollback": True},
         "networkConfiguration": {"subnets": ["subnet-a"], "securityGroups": ["sg-app"], "assignPublicIp": False},
         "taskDefinitionArgs": {"container": container()},
     },

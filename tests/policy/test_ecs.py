@@ -209,3 +209,27 @@ def test_invalid_container_definitions_json_is_reported() -> None:
         "containerDefinitions is not valid JSON (Expecting property name enclosed in double quotes at position 2); "
         "the containers cannot be checked"
     ]
+
+
+SAFE_DEPLOYMENTS = "aws-ecs-service-configure-safe-deployments"
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"deploymentConfiguration": {"strategy": "CANARY"}},
+        {"deploymentConfiguration": {"strategy": "linear"}},
+        {"alarms": {"alarmNames": ["api-5xx"], "enable": "true", "rollback": True}},
+        {"deploymentController": {"type": "CODE_DEPLOY"}},
+    ],
+)
+def test_traffic_shifting_alarm_rollback_or_another_controller_pass_in_prod(props: dict) -> None:
+    assert run_policy(SAFE_DEPLOYMENTS, "aws:ecs/service:Service", props, stack="prod").messages == []
+
+
+def test_rolling_without_alarms_passes_outside_production_and_fails_with_empty_alarms_in_prod() -> None:
+    rolling = {"alarms": {"alarmNames": [], "enable": True, "rollback": True}}
+    assert run_policy(SAFE_DEPLOYMENTS, "aws:ecs/service:Service", rolling, stack="dev").messages == []
+    assert run_policy(SAFE_DEPLOYMENTS, "aws:ecs/service:Service", rolling, stack="prod").messages != []
+    config = {"requiredInStacks": ["live"]}
+    assert run_policy(SAFE_DEPLOYMENTS, "aws:ecs/service:Service", rolling, config, stack="live").messages != []

@@ -395,6 +395,20 @@ FAILURES: list[tuple[str, str, dict[str, Any], str]] = [
         "acl is 'public-read', which grants access to everyone",
     ),
     (
+        "aws-ecs-service-configure-safe-deployments",
+        b.SERVICE,
+        with_props(b.SERVICE, deploymentConfiguration=None),
+        "deploys ROLLING in stack 'prod' with no alarm-based rollback, so a revision that starts but serves errors "
+        "takes all traffic until someone notices",
+    ),
+    (
+        "aws-ecs-service-configure-safe-deployments",
+        b.AWSX_FARGATE_SERVICE,
+        with_props(b.AWSX_FARGATE_SERVICE, alarms={"alarmNames": ["apps-5xx"], "enable": True, "rollback": False}),
+        "deploys ROLLING in stack 'prod' with no alarm-based rollback, so a revision that starts but serves errors "
+        "takes all traffic until someone notices",
+    ),
+    (
         "aws-s3-bucket-disallow-public-policy",
         b.BUCKET_POLICY,
         with_props(b.BUCKET_POLICY, policy=b.bucket_policy({"Effect": "Allow", "Principal": "*", "Action": "s3:*"})),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -343,3 +344,26 @@ def test_an_unbuilt_console_plans_offline_as_a_placeholder(tmp_path):
         p.startswith("console.buildDirectory: web/never-built has no index.html")
         for p in plan.outputs["offlineOnlyPlaceholders"]
     )
+
+
+def test_prod_deploys_the_api_blue_green_with_its_hook_and_alarms_and_dev_rolls(plans):
+    def services(stack: str) -> dict[str, dict[str, Any]]:
+        return {r.name: inputs(r) for r in plans[stack].resources if r.type == "aws:ecs/service:Service"}
+
+    prod = services("prod")
+    api, worker = prod["jobs-prod-api-service"], prod["jobs-prod-worker-service"]
+    assert api["deploymentConfiguration"]["strategy"] == "BLUE_GREEN"
+    assert api["deploymentConfiguration"]["bakeTimeInMinutes"] == "15"
+    (hook,) = api["deploymentConfiguration"]["lifecycleHooks"]
+    assert json.loads(hook["hookDetails"])["checks"] == [
+        {"path": "/health", "status": 200},
+        {"path": "/ready", "status": 200},
+    ]
+    assert hook["lifecycleStages"] == ["POST_TEST_TRAFFIC_SHIFT"]
+    assert json.loads(hook["hookDetails"])["baseUrl"].startswith("https://")  # prod's listener is HTTPS
+    assert api["alarms"]["rollback"] is True and len(api["alarms"]["alarmNames"]) == 3
+    assert api["loadBalancers"][0]["advancedConfiguration"]["testListenerRule"].endswith("jobs-prod-api-test-rule")
+    assert worker["deploymentConfiguration"] == {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "15"}
+    assert worker["alarms"]["alarmNames"] == ["jobs-prod-worker-errors-alarm"]
+    for service in services("dev").values():
+        assert "deploymentConfiguration" not in service and "alarms" not in service

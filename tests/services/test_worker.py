@@ -188,6 +188,19 @@ def test_sse_events_arrive_in_order(client: TestClient, worker: Worker) -> None:
     assert [(e["status"], e["version"]) for e in events] == [("queued", 1), ("running", 2), ("succeeded", 3)]
 
 
+def test_sse_reconnect_with_last_event_id_gets_only_newer_events(client: TestClient, worker: Worker) -> None:
+    job_id = client.post("/jobs", json={"type": "data.csv_summary", "params": {"csv": "a\n1\n"}}).json()["id"]
+    drain(worker, lambda: job_status(client, job_id) == "succeeded")
+    # A client that saw version 1 (queued) before its task stopped reconnects: only the final event comes.
+    with client.stream("GET", f"/jobs/{job_id}/events", headers={"Last-Event-ID": "1"}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith(("id: ", "data: "))]
+    assert lines[0] == "id: 3"
+    assert [orjson.loads(line.removeprefix("data: "))["status"] for line in lines[1::2]] == ["succeeded"]
+    # Nothing newer than what it saw: the stream ends at once (the job is final) without repeating anything.
+    with client.stream("GET", f"/jobs/{job_id}/events", headers={"Last-Event-ID": "3"}) as response:
+        assert [line for line in response.iter_lines() if line.startswith("data: ")] == []
+
+
 def test_sse_for_unknown_job_is_404(client: TestClient) -> None:
     assert client.get(f"/jobs/{uuid.uuid4()}/events").status_code == 404
 

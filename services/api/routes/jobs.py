@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 from psycopg import errors
 from pydantic import BaseModel, Field
@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from services.api import repository, snapshots
 from services.api.deps import AppState, ClientId, IdempotencyKey, RateLimitedClient, State
+from services.api.shutdown import draining
 from services.common.cache import events_channel
 from services.common.jobs import JOB_TYPES, TERMINAL, AnyJob, JobPublic, JobRequest, Status, fingerprint
 
@@ -214,13 +215,18 @@ async def _next_snapshot(state: AppState, pubsub: Any, job_id: uuid.UUID, rechec
     return await snapshots.load_from_db(state, job_id) if recheck_due else None
 
 
-async def _event_stream(state: AppState, job: JobPublic, pubsub: Any) -> AsyncIterator[bytes]:
+async def _event_stream(
+    state: AppState, job: JobPublic, pubsub: Any, last_event_id: int | None = None
+) -> AsyncIterator[bytes]:
     try:
         # Subscribed before this read, so no transition after it can be missed.
         current = await snapshots.load_from_db(state, job.id) or job
-        yield _sse(current)
+        # A reconnecting client (EventSource sends Last-Event-ID) gets only what it has not seen.
+        if last_event_id is None or current.version > last_event_id:
+            yield _sse(current)
         started = last_recheck = last_sent = time.monotonic()
-        while current.status not in TERMINAL and time.monotonic() - started < SSE_MAX_SECONDS:
+        # On SIGTERM the stream ends within a second; the client reconnects to another task.
+        while current.status not in TERMINAL and time.monotonic() - started < SSE_MAX_SECONDS and not draining():
             now = time.monotonic()
             recheck_due = now - last_recheck >= SSE_RECHECK_SECONDS
             if recheck_due:
@@ -249,12 +255,16 @@ async def _event_stream(state: AppState, job: JobPublic, pubsub: Any) -> AsyncIt
         404: {"description": "No such job."},
     },
 )
-async def job_events(job_id: uuid.UUID, state: State) -> StreamingResponse:
-    """Live status changes (server-sent events fed by Redis pub/sub); the stream ends at a final status."""
+async def job_events(
+    job_id: uuid.UUID, state: State, last_event_id: Annotated[str | None, Header()] = None
+) -> StreamingResponse:
+    """Live status changes (server-sent events fed by Redis pub/sub); the stream ends at a final status, or when
+    the task shuts down (reconnect with `Last-Event-ID` to get only newer events)."""
     job = await _require_job(state, job_id)
     pubsub = await _subscribe(state, job_id)
+    seen = int(last_event_id) if last_event_id is not None and last_event_id.isdigit() else None
     return StreamingResponse(
-        _event_stream(state, job, pubsub),
+        _event_stream(state, job, pubsub, seen),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
