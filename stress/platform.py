@@ -33,7 +33,7 @@ from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs
-from stress.servers import ADMIN_DSN, free_port, throwaway_database, wait_until
+from stress.servers import ADMIN_DSN, free_port, throwaway_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR = REPO_ROOT / ".local"
@@ -43,7 +43,7 @@ def wait_for_api(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -65,8 +65,8 @@ def completion(conn: psycopg.Connection[Any], ids: list[str] | None = None) -> d
     which is the cheap form for polling: an id list of 10,000 costs PostgreSQL more than the count."""
     where, params = ("WHERE id = ANY(%s::uuid[])", (ids,)) if ids is not None else ("", ())
     row = conn.execute(
-        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,"
-        f" count(*) FILTER (WHERE status = 'failed') AS failed FROM jobs {where}",  # noqa: S608 - literal fragments
+        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,"  # noqa: S608 - literal fragments
+        f" count(*) FILTER (WHERE status = 'failed') AS failed FROM jobs {where}",
         params,
     ).fetchone()
     assert row is not None
@@ -183,7 +183,10 @@ class LocalPlatform:
         direct = Endpoints(db_port=int(admin.get("port", 5432))).env(self.fauxqs.endpoint_url)
         probe = Settings(**(self.base_env | direct))  # pyright: ignore[reportArgumentType]
         self.base_env |= ensure_queues(
-            sqs_client(probe), f"stress-{self.tag.replace('_', '-')}", probe.MAX_RECEIVES, probe.VISIBILITY_TIMEOUT_SECONDS
+            sqs_client(probe),
+            f"stress-{self.tag.replace('_', '-')}",
+            probe.MAX_RECEIVES,
+            probe.VISIBILITY_TIMEOUT_SECONDS,
         )
         self.direct_settings = Settings(**(self.base_env | direct))  # pyright: ignore[reportArgumentType]
         apply_migrations(self.direct_settings)
@@ -220,18 +223,25 @@ class LocalPlatform:
         wait_for_api(self.api_port)
 
     def start_worker(self, wait: bool = True, nice: int = 0) -> subprocess.Popen[bytes]:
+        return self.start_workers(1, wait, nice)[0]
+
+    def start_workers(self, count: int, wait: bool = True, nice: int = 0) -> list[subprocess.Popen[bytes]]:
+        """Start `count` workers together; with `wait`, return once each polls its queues."""
         with self._lock:
-            index = self._started
-            self._started += 1
-        heartbeat = self.logs / f"heartbeat-{index}"
-        heartbeat.unlink(missing_ok=True)
-        env = self.base_env | self.config.worker.env(self.fauxqs.endpoint_url) | {"HEARTBEAT_FILE": str(heartbeat)}
-        worker = self._spawn("services.worker", env, f"worker-{index}", nice)
+            indexes = range(self._started, self._started + count)
+            self._started += count
+        started, heartbeats = [], []
+        for index in indexes:
+            heartbeat = self.logs / f"heartbeat-{index}"
+            heartbeat.unlink(missing_ok=True)
+            env = self.base_env | self.config.worker.env(self.fauxqs.endpoint_url) | {"HEARTBEAT_FILE": str(heartbeat)}
+            started.append(self._spawn("services.worker", env, f"worker-{index}", nice))
+            heartbeats.append(heartbeat)
         with self._lock:
-            self.workers.append(worker)
+            self.workers.extend(started)
         if wait:
-            wait_for_workers([heartbeat])
-        return worker
+            wait_for_workers(heartbeats)
+        return started
 
     def running_workers(self) -> list[subprocess.Popen[bytes]]:
         return [worker for worker in self.workers if worker.poll() is None]

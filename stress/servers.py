@@ -151,7 +151,7 @@ class RedisServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: S603 - fixed argv
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],  # noqa: S607
             stdout=subprocess.DEVNULL,
         )
@@ -202,17 +202,17 @@ class PostgresServer:
     def start(self, port: int | None = None) -> None:
         """Start (or restart after a crash, with crash recovery) on `port`, a free one by default."""
         self.port = port or free_port()
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self._dir),
+            "max_connections": "200",
+            "shared_buffers": "32MB",
+            "synchronous_commit": "on",  # what a Multi-AZ standby has is what was committed
+        }
+        argv = [_postgres_bin("postgres"), "-D", str(self.data), "-p", str(self.port)]
+        argv += [part for name, value in settings.items() for part in ("-c", f"{name}={value}")]
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv
-            _as_postgres_user(
-                [
-                    _postgres_bin("postgres"),
-                    "-D", str(self.data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-                    "-c", f"unix_socket_directories={self._dir}", "-c", "max_connections=200",
-                    "-c", "shared_buffers=32MB", "-c", "synchronous_commit=on",
-                ]
-            ),  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            _as_postgres_user(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
         def accepting() -> bool:

@@ -31,9 +31,12 @@ class Storage:
         probe = self.root / TMP / f".ready-{uuid.uuid4().hex}"
         try:
             probe.write_bytes(b"ok")
-            probe.unlink()
         except OSError:
             return False
+        finally:
+            # On a full disk the file is created and the write fails: remove it either way.
+            with contextlib.suppress(OSError):
+                probe.unlink()
         return True
 
     def path(self, key: str) -> Path:

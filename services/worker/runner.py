@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from services.common.jobs import TERMINAL
@@ -168,12 +169,16 @@ class Worker:
     def _handle_safely(self, received: Received) -> Outcome:
         try:
             return self._handle(received)
-        except Exception:
+        except Exception as exc:
             # Typically PostgreSQL unreachable: nothing was decided, so look at the message again soon.
             log.exception(
                 "could not handle message; retrying it shortly",
                 extra={"message_id": received.message.get("MessageId")},
             )
+            if isinstance(exc, psycopg.OperationalError):
+                # A failover or restart killed every pooled connection: drop the dead idle ones now, so that
+                # after recovery each does not fail one more job attempt.
+                self.pool.check()
             time.sleep(1)
             return Outcome(Action.DELAY, delay=INFRA_RETRY_SECONDS)
 

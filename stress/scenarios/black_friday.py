@@ -15,12 +15,11 @@ SEED_SECONDS = 300.0  # the seed's "10,000 jobs in 5 minutes"
 
 
 def run(short: bool) -> Result:
-    jobs, concurrency = (300, 16) if short else (10_000, 64)
+    jobs, concurrency = (200, 16) if short else (10_000, 64)
     result = Result("black-friday")
     with LocalPlatform(PlatformConfig("black-friday", env={"DB_POOL_MIN": "10"})) as platform:
         platform.start_api()
-        for _ in range(2):
-            platform.start_worker(nice=10)
+        platform.start_workers(2, nice=10)
         started = time.perf_counter()
         load = Load(platform.api_port, jobs, concurrency, Retrying(), key_prefix="bf")
         load.join(timeout=SEED_SECONDS)

@@ -33,8 +33,7 @@ def run(short: bool) -> Result:
         )
         with LocalPlatform(config) as platform:
             platform.start_api()
-            for _ in range(2):
-                platform.start_worker()
+            platform.start_workers(2)
             load = Load(platform.api_port, jobs, 8, Retrying(pace_per_second=rate), key_prefix="df")
             time.sleep(jobs / rate / 3)
             server.crash()

@@ -31,7 +31,7 @@ class Phase:
 
 
 def run(short: bool) -> Result:
-    cut_seconds, gap_seconds, rate, visibility = (1.0, 1.0, 30.0, 5) if short else (10.0, 6.0, 30.0, 20)
+    cut_seconds, gap_seconds, rate, visibility = (1.0, 0.5, 30.0, 5) if short else (10.0, 6.0, 30.0, 20)
     result = Result("network-partition")
     redis, sqs, postgres = TcpProxy(6379), TcpProxy(0), TcpProxy(5432)
     with LocalPlatform(PlatformConfig("network-partition", env={"VISIBILITY_TIMEOUT_SECONDS": str(visibility)})) as p:
@@ -42,8 +42,7 @@ def run(short: bool) -> Result:
             p.config.api = Endpoints(redis_port=redis.port)
             p.config.worker = Endpoints(db_port=postgres.port, sqs_url=f"http://127.0.0.1:{sqs.port}")
             p.start_api()
-            for _ in range(2):
-                p.start_worker()
+            p.start_workers(2)
             phases = [
                 Phase("api-redis", [redis]),
                 Phase("worker-sqs", [sqs]),
@@ -63,9 +62,7 @@ def run(short: bool) -> Result:
                 proxy.heal()
                 proxy.stop()
     degraded = [
-        seconds
-        for first, seconds in load.acceptances()
-        if any(phase.start <= first <= phase.end for phase in phases)
+        seconds for first, seconds in load.acceptances() if any(phase.start <= first <= phase.end for phase in phases)
     ]
     worst = percentile(degraded, 0.99) if degraded else 0.0
     result.recovery_seconds = round(max(phase.recovery for phase in phases), 1)

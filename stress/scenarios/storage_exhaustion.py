@@ -44,8 +44,7 @@ def run(short: bool) -> Result:
         config = PlatformConfig("storage-exhaustion", storage=storage, env={"RETRY_BACKOFF_BASE_SECONDS": "1"})
         with LocalPlatform(config) as platform:
             platform.start_api()
-            for _ in range(2):
-                platform.start_worker()
+            platform.start_workers(2)
             port = platform.api_port
             result.expect(_upload(port)[0] == 201, "upload refused before the disk filled")
             load = Load(port, jobs, 8, Retrying(pace_per_second=rate), key_prefix="se")
