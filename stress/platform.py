@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 from services.common.db import connect
@@ -162,7 +163,7 @@ class LocalPlatform:
             self.storage = Path(self._stack.enter_context(_temporary_directory(LOCAL_DIR)))
         else:
             self.storage = self.config.storage
-        admin = psycopg.conninfo.conninfo_to_dict(self.config.admin_dsn)
+        admin = conninfo_to_dict(self.config.admin_dsn)
         self.base_env = {
             "APP_ENV": "local",
             "LOG_LEVEL": "WARNING",
@@ -180,7 +181,7 @@ class LocalPlatform:
             "IDLE_WAIT_SECONDS": "1",
             "API_WORKERS": "1",
         } | self.config.env
-        direct = Endpoints(db_port=int(admin.get("port", 5432))).env(self.fauxqs.endpoint_url)
+        direct = Endpoints(db_port=int(str(admin.get("port", 5432)))).env(self.fauxqs.endpoint_url)
         probe = Settings(**(self.base_env | direct))  # pyright: ignore[reportArgumentType]
         self.base_env |= ensure_queues(
             sqs_client(probe),
@@ -217,10 +218,14 @@ class LocalPlatform:
                 argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
             )
 
-    def start_api(self) -> None:
+    def start(self, workers: int, nice: int = 0) -> None:
+        """Start the API and `workers` workers together; return once the API answers and every worker polls."""
         env = self.base_env | self.config.api.env(self.fauxqs.endpoint_url)
         self.api = self._spawn("services.api", env, "api")
+        first = self._started
+        self.start_workers(workers, wait=False, nice=nice)
         wait_for_api(self.api_port)
+        wait_for_workers([self.logs / f"heartbeat-{index}" for index in range(first, first + workers)])
 
     def start_worker(self, wait: bool = True, nice: int = 0) -> subprocess.Popen[bytes]:
         return self.start_workers(1, wait, nice)[0]

@@ -18,8 +18,7 @@ def run(short: bool) -> Result:
     jobs, concurrency = (200, 16) if short else (10_000, 64)
     result = Result("black-friday")
     with LocalPlatform(PlatformConfig("black-friday", env={"DB_POOL_MIN": "10"})) as platform:
-        platform.start_api()
-        platform.start_workers(2, nice=10)
+        platform.start(2, nice=10)
         started = time.perf_counter()
         load = Load(platform.api_port, jobs, concurrency, Retrying(), key_prefix="bf")
         load.join(timeout=SEED_SECONDS)

@@ -17,7 +17,7 @@ from stress.servers import PostgresServer, TcpProxy, wait_until
 
 
 def run(short: bool) -> Result:
-    jobs, rate, down_seconds, visibility = (150, 40.0, 2.0, 5) if short else (2400, 40.0, 20.0, 20)
+    jobs, rate, down_seconds, visibility = (80, 40.0, 1.5, 3) if short else (2400, 40.0, 20.0, 20)
     result = Result("database-failover")
     server = PostgresServer()
     server.start()
@@ -32,8 +32,7 @@ def run(short: bool) -> Result:
             env={"VISIBILITY_TIMEOUT_SECONDS": str(visibility)},
         )
         with LocalPlatform(config) as platform:
-            platform.start_api()
-            platform.start_workers(2)
+            platform.start(2)
             load = Load(platform.api_port, jobs, 8, Retrying(pace_per_second=rate), key_prefix="df")
             time.sleep(jobs / rate / 3)
             server.crash()

@@ -31,7 +31,7 @@ class Phase:
 
 
 def run(short: bool) -> Result:
-    cut_seconds, gap_seconds, rate, visibility = (1.0, 0.5, 30.0, 5) if short else (10.0, 6.0, 30.0, 20)
+    cut_seconds, gap_seconds, rate, visibility = (0.8, 0.4, 30.0, 3) if short else (10.0, 6.0, 30.0, 20)
     result = Result("network-partition")
     redis, sqs, postgres = TcpProxy(6379), TcpProxy(0), TcpProxy(5432)
     with LocalPlatform(PlatformConfig("network-partition", env={"VISIBILITY_TIMEOUT_SECONDS": str(visibility)})) as p:
@@ -41,8 +41,7 @@ def run(short: bool) -> Result:
         try:
             p.config.api = Endpoints(redis_port=redis.port)
             p.config.worker = Endpoints(db_port=postgres.port, sqs_url=f"http://127.0.0.1:{sqs.port}")
-            p.start_api()
-            p.start_workers(2)
+            p.start(2)
             phases = [
                 Phase("api-redis", [redis]),
                 Phase("worker-sqs", [sqs]),

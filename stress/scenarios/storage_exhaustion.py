@@ -38,13 +38,12 @@ EXPECTED_ROWS = 4  # stress.load.CSV
 def run(short: bool) -> Result:
     if os.geteuid() != 0:
         return _in_user_namespace(short)
-    size, jobs, rate, full_seconds = (8, 120, 40.0, 2.0) if short else (64, 1500, 30.0, 25.0)
+    size, jobs, rate, full_seconds = (8, 80, 40.0, 1.5) if short else (64, 1500, 30.0, 25.0)
     result = Result("storage-exhaustion")
     with small_filesystem(size * 1024 * 1024) as storage:
         config = PlatformConfig("storage-exhaustion", storage=storage, env={"RETRY_BACKOFF_BASE_SECONDS": "1"})
         with LocalPlatform(config) as platform:
-            platform.start_api()
-            platform.start_workers(2)
+            platform.start(2)
             port = platform.api_port
             result.expect(_upload(port)[0] == 201, "upload refused before the disk filled")
             load = Load(port, jobs, 8, Retrying(pace_per_second=rate), key_prefix="se")

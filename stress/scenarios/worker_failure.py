@@ -17,13 +17,12 @@ REPLACEMENT_DELAY_SECONDS = 0.5  # ECS takes tens of seconds to place and start 
 
 
 def run(short: bool) -> Result:
-    jobs, rate, workers, visibility = (100, 40.0, 2, 3) if short else (3000, 60.0, 3, 10)
-    chaos_seconds = 3.0 if short else 60.0
+    jobs, rate, workers, visibility = (80, 40.0, 2, 3) if short else (3000, 60.0, 3, 10)
+    chaos_seconds = 2.5 if short else 60.0
     result = Result("worker-failure")
     config = PlatformConfig("worker-failure", env={"VISIBILITY_TIMEOUT_SECONDS": str(visibility)})
     with LocalPlatform(config) as platform:
-        platform.start_api()
-        platform.start_workers(workers)
+        platform.start(workers)
         started = time.perf_counter()
         load = Load(platform.api_port, jobs, 8, Retrying(pace_per_second=rate), key_prefix="wf")
         kills, last_kill = 0, started

@@ -4,6 +4,7 @@ does not fail one more request or job attempt per pooled connection."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,12 @@ def test_api_pool_drops_every_dead_connection_after_the_first_error(make_env: En
             assert client.post("/jobs", json=CSV_JOB).status_code == 202
             proxy.drop_connections()  # as a failover does: every pooled connection is dead, the name answers
             assert client.post("/jobs", json=CSV_JOB).status_code == 503
-            check = lambda: getattr(app.state, "pool_check", None)  # noqa: E731
-            wait_until(lambda: check() is not None and check().done(), timeout=5, what="a check of the pool")
+
+            def checked() -> bool:
+                check: asyncio.Task[None] | None = getattr(app.state, "pool_check", None)
+                return check is not None and check.done()
+
+            wait_until(checked, timeout=5, what="a check of the pool")
             assert [client.post("/jobs", json=CSV_JOB).status_code for _ in range(4)] == [202] * 4
     finally:
         proxy.stop()
