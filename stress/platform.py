@@ -33,8 +33,10 @@ from services.common.migrate import apply_migrations
 from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
+from services.common.storage import RESULTS, Storage
 from services.fauxqs import Fauxqs
 from stress.servers import ADMIN_DSN, free_port, throwaway_database
+from stress.writes import ResultWrites
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR = REPO_ROOT / ".local"
@@ -163,6 +165,8 @@ class LocalPlatform:
             self.storage = Path(self._stack.enter_context(_temporary_directory(LOCAL_DIR)))
         else:
             self.storage = self.config.storage
+        Storage(self.storage).ensure_layout()
+        self.result_writes = self._stack.enter_context(ResultWrites(self.storage / RESULTS))
         admin = conninfo_to_dict(self.config.admin_dsn)
         self.base_env = {
             "APP_ENV": "local",
@@ -286,24 +290,35 @@ class LocalPlatform:
             ).fetchone()
         return row["n"] if row else 0
 
-    def duplicates(self) -> tuple[int, int]:
-        """(jobs completed more than once, per the audit trail; results written after their job completed,
-        per the result files' modification times: a stale worker overwriting a finished job's result)."""
+    def duplicates(self) -> Duplicates:
+        """Jobs done twice, measured: completions in the audit trail, result writes in the kernel's record."""
         with self.connect() as conn:
             twice = conn.execute(
                 "SELECT count(*) AS n FROM (SELECT job_id FROM job_transitions"
                 " WHERE to_status IN ('succeeded', 'failed') GROUP BY job_id HAVING count(*) > 1) d"
             ).fetchone()
-            finished = conn.execute(
-                "SELECT result_key, extract(epoch FROM finished_at) AS at FROM jobs WHERE result_key IS NOT NULL"
-            ).fetchall()
-        late = 0
-        for row in finished:
-            with contextlib.suppress(FileNotFoundError):
-                # The temp file's write time, kept by the rename; a margin for the clock's resolution.
-                if (self.storage / row["result_key"]).stat().st_mtime > float(row["at"]) + 0.05:
-                    late += 1
-        return (twice["n"] if twice else 0), late
+        return Duplicates(
+            completed_twice=twice["n"] if twice else 0,
+            results_written_twice=self.result_writes.rewritten(),
+            writes_unmeasured=self.result_writes.overflowed,
+            results_seen=len(self.result_writes.counts),
+        )
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    completed_twice: int
+    """Jobs with more than one final transition (succeeded or failed) in job_transitions."""
+    results_written_twice: int
+    """Result files written more than once (inotify on results/)."""
+    writes_unmeasured: bool
+    """The kernel's event queue overflowed: some writes were not seen."""
+    results_seen: int
+    """Result files written at least once (at least the succeeded jobs: proof the watch saw them)."""
+
+    @property
+    def total(self) -> int:
+        return self.completed_twice + self.results_written_twice
 
 
 @contextlib.contextmanager

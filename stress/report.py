@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 
 from stress.load import RETRYABLE_STATUSES, Retrying, Submitter, submit_all
+
+if TYPE_CHECKING:
+    from stress.platform import Duplicates, Outcome
 
 COLUMNS = ("scenario", "jobs", "accepted", "succeeded", "failed_as_designed", "lost", "duplicated", "errors_5xx",
            "recovery_seconds")  # fmt: skip
@@ -27,7 +30,7 @@ class Result:
     lost: int = 0
     """Accepted jobs not in a final status when the scenario's time was up (or missing altogether)."""
     duplicated: int = 0
-    """Jobs completed twice (audit trail) plus results rewritten after their job completed (result files)."""
+    """Jobs completed twice (the audit trail) plus result files written more than once (inotify on results/)."""
     errors_5xx: int = 0
     """5xx answers the API did not mean: anything but a 503/507 with Retry-After (those are in the notes)."""
     recovery_seconds: float | None = None
@@ -127,18 +130,22 @@ class Load:
         )
 
 
-def fill(result: Result, load: Load, outcome: Any, duplicates: tuple[int, int]) -> None:
+def fill(result: Result, load: Load, outcome: Outcome, duplicates: Duplicates) -> None:
     """Copy the load's and the database's counts into the row."""
     result.jobs = load.jobs
     result.accepted = len(set(load.accepted))
     result.succeeded = outcome.succeeded
     result.failed_as_designed = outcome.failed
     result.lost = outcome.lost
-    twice, late = duplicates
-    result.duplicated = twice + late
+    result.duplicated = duplicates.total
     result.errors_5xx = load.unintended_5xx()
     result.notes.append(load.describe_answers())
     refused = sum(count for submitter in load.submitters for count in submitter.rejected.values())
     result.expect(refused == 0, f"{refused} submission(s) never accepted")
-    if late:
-        result.notes.append(f"{late} result(s) rewritten after completion")
+    if duplicates.total:
+        result.notes.append(
+            f"duplicated: {duplicates.completed_twice} completed twice,"
+            f" {duplicates.results_written_twice} result(s) written twice"
+        )
+    result.expect(not duplicates.writes_unmeasured, "inotify's queue overflowed: result writes not all counted")
+    result.expect(duplicates.results_seen >= outcome.succeeded, "fewer result writes seen than jobs succeeded")

@@ -60,6 +60,8 @@ def finding_event(cluster_arn: str, task_arn: str, task_definition_arn: str) -> 
                         "arn": task_arn,
                         "definitionArn": task_definition_arn,
                         "version": "1",
+                        "launchType": "FARGATE",
+                        "group": "service:api",
                         "containers": [{"name": "api", "image": "api:stress"}],
                     },
                 },
