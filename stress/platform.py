@@ -283,6 +283,12 @@ class LocalPlatform:
                 time.sleep(0.1)
         return time.perf_counter()
 
+    def unfinished(self) -> int:
+        """Jobs accepted so far and not yet final."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running')").fetchone()
+        return row["n"] if row else 0
+
     def completions_since(self, moment: datetime) -> int:
         with self.connect() as conn:
             row = conn.execute(

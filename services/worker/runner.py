@@ -233,7 +233,8 @@ class Worker:
         try:
             output = run_job(row["type"], row["params"], lambda: self._load_input(row))
             key = result_key(job_id, output.extension)
-            self.storage.write_atomic(key, output.data)
+            if not self.storage.write_once(key, output.data):
+                log.info("result already written by an earlier attempt; keeping it", extra={"key": key})
         except JobInputError as exc:
             log.warning("job input rejected; failing the job", extra={"error": str(exc)})
             self._finish(repo.FAIL, job_id, error=str(exc))

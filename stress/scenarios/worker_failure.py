@@ -25,11 +25,12 @@ def run(short: bool) -> Result:
         platform.start(workers)
         started = time.perf_counter()
         load = Load(platform.api_port, jobs, 8, Retrying(pace_per_second=rate), key_prefix="wf")
-        kills, last_kill = 0, started
+        kills, last_kill, backlog = 0, started, 0
         while time.perf_counter() - started < chaos_seconds:
             time.sleep(random.uniform(1.0, 3.0) if not short else random.uniform(0.8, 1.5))  # noqa: S311
             platform.kill_random_worker()
             kills, last_kill = kills + 1, time.perf_counter()
+            backlog = platform.unfinished()
             threading.Timer(REPLACEMENT_DELAY_SECONDS, platform.start_worker, kwargs={"wait": False}).start()
         load.join(timeout=300)
         time.sleep(REPLACEMENT_DELAY_SECONDS + 0.1)  # the last replacement has been started
@@ -41,7 +42,7 @@ def run(short: bool) -> Result:
     result.recovery_seconds = round(finished - last_kill, 1)
     result.notes.append(
         f"{kills} SIGKILLs, {len(platform.workers)} worker processes in all; {retried} job(s) ran again after a kill;"
-        f" visibility timeout {visibility} s; recovery: last kill to every job final"
+        f" visibility timeout {visibility} s; recovery: last kill to every job final ({backlog} unfinished then)"
     )
     result.expect_clean()
     result.expect(kills >= (2 if short else 20), f"only {kills} kills")

@@ -109,3 +109,13 @@ def test_worker_pool_drops_every_dead_connection_after_the_first_error(
             close()
     finally:
         proxy.stop()
+
+
+def test_a_result_is_written_once_and_a_retry_keeps_the_first(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    storage.ensure_layout()
+    assert storage.write_once("results/j.json", b'{"rows": 4}') is True
+    first = (tmp_path / "results/j.json").stat().st_ino
+    assert storage.write_once("results/j.json", b'{"rows": 4}') is False
+    assert (tmp_path / "results/j.json").stat().st_ino == first
+    assert list((tmp_path / "tmp").iterdir()) == []
