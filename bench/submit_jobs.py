@@ -43,8 +43,9 @@ from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs, free_port
+from services.local import stop_processes
 from stress.load import percentile, submit_all
-from stress.platform import completion, stop, wait_for_api, wait_for_workers
+from stress.platform import completion, wait_for_api, wait_for_workers
 
 LOCAL_DIR = Path(__file__).resolve().parent.parent / ".local"
 
@@ -254,9 +255,9 @@ def main() -> int:
                 "cpu_probe_ms": probe_ms,
             }
             print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-            stop(processes)  # before fauxqs goes away, so workers shut down cleanly
+            stop_processes(processes)  # before fauxqs goes away, so workers shut down cleanly
     finally:
-        stop(processes)
+        stop_processes(processes)
         redis = sync_client(admin)
         delete_prefix(redis, f"cp-bench-{tag}:")
         redis.close()

@@ -35,6 +35,7 @@ from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.common.storage import RESULTS, Storage
 from services.fauxqs import Fauxqs
+from services.local import stop_processes
 from stress.servers import ADMIN_DSN, free_port, throwaway_database
 from stress.writes import ResultWrites
 
@@ -74,18 +75,6 @@ def completion(conn: psycopg.Connection[Any], ids: list[str] | None = None) -> d
     ).fetchone()
     assert row is not None
     return {"succeeded": row[0], "failed": row[1]} if isinstance(row, tuple) else dict(row)
-
-
-def stop(processes: list[subprocess.Popen[bytes]], grace: float = 20) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -201,7 +190,7 @@ class LocalPlatform:
         self._stack.close()
 
     def _stop_all(self) -> None:
-        stop([*self.workers, *([self.api] if self.api else [])])
+        stop_processes([*self.workers, *([self.api] if self.api else [])])
 
     def _delete_redis_keys(self) -> None:
         client = sync_client(Settings())
@@ -219,7 +208,12 @@ class LocalPlatform:
             argv = ["nice", "-n", str(nice), *argv]
         with log:
             return subprocess.Popen(  # noqa: S603 - this interpreter and our own modules
-                argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+                argv,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                start_new_session=True,  # a Ctrl-C reaches only the runner, which stops everything in order
             )
 
     def start(self, workers: int, nice: int = 0) -> None:
