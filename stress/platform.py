@@ -36,7 +36,7 @@ from services.common.sqs import ensure_queues, sqs_client
 from services.common.storage import RESULTS, Storage
 from services.fauxqs import Fauxqs
 from services.local import stop_processes
-from stress.servers import ADMIN_DSN, free_port, throwaway_database
+from stress.servers import ADMIN_DSN, free_port, throwaway_database, wait_until
 from stress.writes import ResultWrites
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,20 @@ def wait_for_workers(heartbeats: list[Path], timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("workers did not start")
         time.sleep(0.1)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a TCP socket listening on `port` (from /proc: its fds and the socket table)."""
+    try:
+        inodes = {os.readlink(fd).removeprefix("socket:[").rstrip("]") for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        table = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in table:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:  # 0A: LISTEN
+            return True
+    return False
 
 
 def completion(conn: psycopg.Connection[Any], ids: list[str] | None = None) -> dict[str, int]:
@@ -222,6 +236,12 @@ class LocalPlatform:
         self.api = self._spawn("services.api", env, "api")
         first = self._started
         self.start_workers(workers, wait=False, nice=nice)
+        # A free port may be taken by another program before the API binds it: wait for OUR process to listen.
+        api = self.api
+        wait_until(lambda: api.poll() is not None or listens(api.pid, self.api_port), timeout=60,
+                   what=f"the API to listen on {self.api_port}", interval=0.1)  # fmt: skip
+        if api.poll() is not None:
+            raise RuntimeError(f"the API exited with {api.returncode}; see {self.logs / 'api.log'}")
         wait_for_api(self.api_port)
         wait_for_workers([self.logs / f"heartbeat-{index}" for index in range(first, first + workers)])
 
@@ -283,10 +303,13 @@ class LocalPlatform:
             row = conn.execute("SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running')").fetchone()
         return row["n"] if row else 0
 
-    def completions_since(self, moment: datetime) -> int:
+    def completions_since(self, moment: datetime, until: datetime | None = None) -> int:
+        """Jobs that succeeded after `moment` (and before `until`), by the database's clock (this machine's)."""
         with self.connect() as conn:
             row = conn.execute(
-                "SELECT count(*) AS n FROM job_transitions WHERE to_status = 'succeeded' AND at > %s", (moment,)
+                "SELECT count(*) AS n FROM job_transitions WHERE to_status = 'succeeded' AND at > %s"
+                " AND (%s::timestamptz IS NULL OR at < %s)",
+                (moment, until, until),
             ).fetchone()
         return row["n"] if row else 0
 

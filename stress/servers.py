@@ -215,7 +215,11 @@ class PostgresServer:
             _as_postgres_user(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
+        process = self._process
+
         def accepting() -> bool:
+            if process.poll() is not None:  # e.g. another program took the port first
+                raise RuntimeError(f"PostgreSQL exited with {process.returncode} starting on port {self.port}")
             try:
                 with psycopg.connect(self.admin_dsn, connect_timeout=1):
                     return True
