@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import botocore.session
 from botocore.model import ListShape, Shape, StructureShape
@@ -10,10 +10,16 @@ from botocore.model import ListShape, Shape, StructureShape
 from stress.scenarios import SCENARIOS, security_incident
 
 
+def _json_name(member: Shape, name: str) -> str:
+    serialization = cast(dict[str, Any], member.serialization)
+    return serialization.get("name", name)
+
+
 def unknown_keys(value: Any, shape: Shape, path: str) -> list[str]:
     """Keys of `value` that the GuardDuty model's `shape` does not define (by their JSON names), recursively."""
     if isinstance(shape, StructureShape) and isinstance(value, dict):
-        members = {member.serialization.get("name", name): member for name, member in shape.members.items()}
+        defined = cast(dict[str, Shape], shape.members)  # a cached property, typed as such by botocore's stubs
+        members = {_json_name(member, name): member for name, member in defined.items()}
         found: list[str] = []
         for key, item in value.items():
             if key not in members:
@@ -22,7 +28,8 @@ def unknown_keys(value: Any, shape: Shape, path: str) -> list[str]:
                 found += unknown_keys(item, members[key], f"{path}.{key}")
         return found
     if isinstance(shape, ListShape) and isinstance(value, list):
-        return [key for index, item in enumerate(value) for key in unknown_keys(item, shape.member, f"{path}[{index}]")]
+        member = cast(Shape, shape.member)
+        return [key for index, item in enumerate(value) for key in unknown_keys(item, member, f"{path}[{index}]")]
     return []
 
 
