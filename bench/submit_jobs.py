@@ -19,7 +19,6 @@ services with CPU of their own (and PostgreSQL, Redis and SQS are managed servic
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import os
 import signal
@@ -30,7 +29,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 import psycopg
@@ -45,87 +43,11 @@ from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs, free_port
+from services.local import stop_processes
+from stress.load import percentile, submit_all
+from stress.platform import completion, wait_for_api, wait_for_workers
 
 LOCAL_DIR = Path(__file__).resolve().parent.parent / ".local"
-CSV = "region,amount\nnorth,12.5\nsouth,7\neast,3.25\nwest,9\n"
-PRIORITIES = ("high", "normal", "normal", "normal", "low")
-
-
-class Submitter:
-    """One keep-alive connection submitting jobs from a shared counter."""
-
-    def __init__(self, port: int, total: int, counter: list[int]) -> None:
-        self.port = port
-        self.total = total
-        self.counter = counter
-        self.latencies: list[float] = []
-        self.accepted: list[str] = []
-        self.rejected: dict[int, int] = {}
-
-    def _request(self, index: int) -> bytes:
-        body = orjson.dumps(
-            {"type": "data.csv_summary", "priority": PRIORITIES[index % len(PRIORITIES)], "params": {"csv": CSV}}
-        )
-        head = (
-            f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"X-Client-Id: bench-{index % 50}\r\nIdempotency-Key: bench-{index}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode() + body
-
-    async def run(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            while self.counter[0] < self.total:
-                index = self.counter[0]
-                self.counter[0] += 1
-                started = time.perf_counter()
-                writer.write(self._request(index))
-                status, body = await _read_response(reader)
-                self.latencies.append(time.perf_counter() - started)
-                if status == 202:
-                    self.accepted.append(orjson.loads(body)["id"])
-                else:
-                    self.rejected[status] = self.rejected.get(status, 0) + 1
-        finally:
-            writer.close()
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    status = int((await reader.readline()).split()[1])
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
-
-
-async def submit_all(port: int, total: int, concurrency: int) -> tuple[list[Submitter], float]:
-    counter = [0]
-    submitters = [Submitter(port, total, counter) for _ in range(concurrency)]
-    started = time.perf_counter()
-    await asyncio.gather(*(s.run() for s in submitters))
-    return submitters, time.perf_counter() - started
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def wait_for_api(port: int, timeout: float = 30) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("API did not start")
 
 
 def cpu_probe_ms() -> float:
@@ -135,15 +57,6 @@ def cpu_probe_ms() -> float:
     for number in range(100_000):
         hashlib.sha256(str(number).encode()).hexdigest()
     return round((time.process_time() - started) * 1000, 1)
-
-
-def wait_for_workers(heartbeats: list[Path], timeout: float = 60) -> None:
-    """Long-running workers are warm in production: start measuring once each has begun polling."""
-    deadline = time.monotonic() + timeout
-    while not all(path.exists() for path in heartbeats):
-        if time.monotonic() > deadline:
-            raise RuntimeError("workers did not start")
-        time.sleep(0.2)
 
 
 def _proc_stats() -> dict[int, tuple[str, int, float]]:
@@ -220,31 +133,6 @@ class CpuWindow:
         report["machine_busy_percent"] = round(100 * busy / total, 1)
         report["machine_steal_percent"] = round(100 * steal / total, 1)
         return report
-
-
-def completion(conn: psycopg.Connection[Any], ids: list[str] | None = None) -> dict[str, int]:
-    """Final counts of these jobs; without ids, of every job (the throwaway database holds only ours),
-    which is the cheap form for polling: an id list of 10,000 costs PostgreSQL more than the count."""
-    where, params = ("WHERE id = ANY(%s::uuid[])", (ids,)) if ids is not None else ("", ())
-    row = conn.execute(
-        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded,"
-        f" count(*) FILTER (WHERE status = 'failed') AS failed FROM jobs {where}",
-        params,
-    ).fetchone()
-    assert row is not None
-    return {"succeeded": row[0], "failed": row[1]}
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def main() -> int:
@@ -367,9 +255,9 @@ def main() -> int:
                 "cpu_probe_ms": probe_ms,
             }
             print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-            stop(processes)  # before fauxqs goes away, so workers shut down cleanly
+            stop_processes(processes)  # before fauxqs goes away, so workers shut down cleanly
     finally:
-        stop(processes)
+        stop_processes(processes)
         redis = sync_client(admin)
         delete_prefix(redis, f"cp-bench-{tag}:")
         redis.close()

@@ -80,8 +80,19 @@ def _lifespan(settings: Settings, tracing: Tracing | None):
     return lifespan
 
 
+def _check_pool_soon(app: FastAPI) -> None:
+    """A failover or a restart of PostgreSQL kills every pooled connection. Check the idle ones now (the dead are
+    discarded and replaced once the server answers) instead of handing each to a request after recovery."""
+    services: AppState | None = getattr(app.state, "services", None)
+    running: asyncio.Task[None] | None = getattr(app.state, "pool_check", None)
+    if services is None or (running is not None and not running.done()):
+        return
+    app.state.pool_check = asyncio.create_task(services.pool.check(), name="pool-check")
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable", extra={"error": str(exc), "path": request.url.path})
+    _check_pool_soon(request.app)
     return JSONResponse(
         {"detail": "database unavailable; nothing was changed, retry shortly"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

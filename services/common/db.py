@@ -21,6 +21,12 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pydantic import SecretStr
 
+# psycopg_pool retries a failed connection with exponential backoff (1, 2, 4, 8, 16 s...) for `reconnect_timeout`
+# (default 300 s): after a 20 s failover its next attempt came 8-9 s after the new primary was up (measured,
+# docs/stress.md). Giving an attempt up after a few seconds keeps the gap short: the next checkout starts a
+# fresh one at once.
+RECONNECT_TIMEOUT_SECONDS = 4.0
+
 
 class DatabaseSettings(Protocol):
     """The DB_* part of a settings class (services.common.settings.Settings, the shop's ShopSettings)."""
@@ -142,6 +148,7 @@ def async_pool(
         min_size=settings.pool_min,
         max_size=settings.DB_POOL_MAX,
         timeout=settings.DB_POOL_TIMEOUT_SECONDS,
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         open=False,
         name=name,
     )
@@ -155,6 +162,7 @@ def sync_pool(settings: DatabaseSettings) -> ConnectionPool[Connection[DictRow]]
         min_size=settings.pool_min,
         max_size=settings.DB_POOL_MAX,
         timeout=settings.DB_POOL_TIMEOUT_SECONDS,
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         open=False,
         name="worker",
     )

@@ -31,9 +31,12 @@ class Storage:
         probe = self.root / TMP / f".ready-{uuid.uuid4().hex}"
         try:
             probe.write_bytes(b"ok")
-            probe.unlink()
         except OSError:
             return False
+        finally:
+            # On a full disk the file is created and the write fails: remove it either way.
+            with contextlib.suppress(OSError):
+                probe.unlink()
         return True
 
     def path(self, key: str) -> Path:
@@ -50,6 +53,26 @@ class Storage:
     def discard(self, temp: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+    def write_once(self, key: str, data: bytes) -> bool:
+        """Write `data` under `key` unless `key` exists; returns whether this call wrote it. Results are write-once:
+        an earlier attempt of the same job that was killed between publishing its result and recording it wrote
+        the same output (processors are deterministic), and replacing it would be a second write of one result
+        (measured by `./platform stress`, docs/stress.md). A hard link publishes atomically without replacing
+        (EFS supports hard links: its quotas page allows 175 per file; this makes one)."""
+        temp, handle = self.new_temp()
+        try:
+            with handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temp, self.root / key)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            self.discard(temp)
 
     def write_atomic(self, key: str, data: bytes) -> None:
         temp, handle = self.new_temp()

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from services.common.jobs import TERMINAL
@@ -168,12 +169,16 @@ class Worker:
     def _handle_safely(self, received: Received) -> Outcome:
         try:
             return self._handle(received)
-        except Exception:
+        except Exception as exc:
             # Typically PostgreSQL unreachable: nothing was decided, so look at the message again soon.
             log.exception(
                 "could not handle message; retrying it shortly",
                 extra={"message_id": received.message.get("MessageId")},
             )
+            if isinstance(exc, psycopg.OperationalError):
+                # A failover or restart killed every pooled connection: drop the dead idle ones now, so that
+                # after recovery each does not fail one more job attempt.
+                self.pool.check()
             time.sleep(1)
             return Outcome(Action.DELAY, delay=INFRA_RETRY_SECONDS)
 
@@ -228,7 +233,8 @@ class Worker:
         try:
             output = run_job(row["type"], row["params"], lambda: self._load_input(row))
             key = result_key(job_id, output.extension)
-            self.storage.write_atomic(key, output.data)
+            if not self.storage.write_once(key, output.data):
+                log.info("result already written by an earlier attempt; keeping it", extra={"key": key})
         except JobInputError as exc:
             log.warning("job input rejected; failing the job", extra={"error": str(exc)})
             self._finish(repo.FAIL, job_id, error=str(exc))

@@ -4,6 +4,7 @@ size-checked while it streams to a temp file that is renamed into place only whe
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import re
 import uuid
@@ -23,6 +24,9 @@ router = APIRouter(prefix="/files", tags=["files"])
 CONTENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 FILENAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 WRITE_CHUNK = 1024 * 1024
+# The file system (EFS, or a task's own disk) or the caller's quota is full: nothing the client can fix.
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+STORAGE_FULL_RETRY_AFTER_SECONDS = 30
 
 
 class FilePublic(BaseModel):
@@ -53,6 +57,14 @@ def validate_content_type(raw: str | None) -> str:
     return content_type
 
 
+def storage_full() -> HTTPException:
+    return HTTPException(
+        status.HTTP_507_INSUFFICIENT_STORAGE,
+        "storage is full: nothing was stored; retry after Retry-After seconds",
+        headers={"Retry-After": str(STORAGE_FULL_RETRY_AFTER_SECONDS)},
+    )
+
+
 def too_large(limit: int) -> HTTPException:
     return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"file exceeds the upload limit of {limit} bytes")
 
@@ -75,16 +87,22 @@ async def _write_chunks(request: Request, handle: BinaryIO, limit: int) -> tuple
 
 
 async def _stream_to_storage(request: Request, storage: Storage, key: str, limit: int) -> tuple[int, str]:
-    temp, handle = storage.new_temp()
+    """Stream the body to a temp file and publish it under `key`; a full disk is a 507 and leaves no file."""
+    temp: Path | None = None
     published = False
     try:
+        temp, handle = storage.new_temp()
         with handle:
             size, sha256 = await _write_chunks(request, handle, limit)
         storage.publish(temp, key)
         published = True
         return size, sha256
+    except OSError as exc:
+        if exc.errno in STORAGE_FULL_ERRNOS:
+            raise storage_full() from exc
+        raise
     finally:
-        if not published:
+        if temp is not None and not published:
             storage.discard(temp)
 
 
@@ -104,6 +122,7 @@ async def _stream_to_storage(request: Request, storage: Storage, key: str, limit
         411: {"description": "Neither Content-Length nor a chunked body."},
         413: {"description": "File larger than MAX_UPLOAD_BYTES."},
         429: {"description": "Rate limit exceeded; see Retry-After."},
+        507: {"description": "Storage is full; nothing was stored. Retry after Retry-After seconds."},
     },
 )
 async def upload_file(
