@@ -51,13 +51,15 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.submit_jobs import CSV, LOCAL_DIR, completion, stop, wait_for_api, wait_for_workers
 from services.common.db import connection_password, conninfo
 from services.common.migrate import apply_migrations
 from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.fauxqs import Fauxqs, free_port
+from services.local import stop_processes
+from stress.load import CSV
+from stress.platform import LOCAL_DIR, completion, wait_for_api, wait_for_workers
 
 BACKEND = "api"
 ACCEPTED = frozenset({200, 201, 202})
@@ -363,14 +365,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "drain_seconds": args.drain_seconds,
                 "failures": sorted(set(load.failures))[:10],
             }
-            stop([*processes, *live.values()])
+            stop_processes([*processes, *live.values()])
     finally:
         if proxy is not None:
             proxy.process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proxy.process.wait(timeout=10)
             proxy.log.close()
-        stop([*processes, *live.values()])
+        stop_processes([*processes, *live.values()])
         redis = sync_client(admin)
         delete_prefix(redis, f"cp-bench-{tag}:")
         redis.close()
