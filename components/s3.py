@@ -29,12 +29,21 @@ def private_bucket(
     kms_key_arn: pulumi.Input[str] | None = None,
     versioned: bool = False,
     force_destroy: bool = False,
+    object_lock_enabled: bool = False,
     grants: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] | None = None,
 ) -> PrivateBucket:
     """Public access blocked, bucket-owner-enforced, encrypted (KMS when a key is given, else SSE-S3), objects
     (and old versions) expiring after `expiration_days`, and a policy that denies plaintext transport and adds
-    `grants(bucket_arn)`."""
-    bucket = aws.s3.Bucket(name, bucket_prefix=bucket_prefix, force_destroy=force_destroy, opts=opts)
+    `grants(bucket_arn)`. `object_lock_enabled` (needs `versioned`) allows object lock, set only at creation."""
+    if object_lock_enabled and not versioned:
+        raise ValueError(f"{name}: object_lock_enabled needs versioned (S3 object lock works on versions)")
+    bucket = aws.s3.Bucket(
+        name,
+        bucket_prefix=bucket_prefix,
+        force_destroy=force_destroy,
+        object_lock_enabled=object_lock_enabled or None,
+        opts=opts,
+    )
     aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",
         bucket=bucket.id,
