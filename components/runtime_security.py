@@ -205,7 +205,6 @@ class RuntimeSecurity(pulumi.ComponentResource):
                 )
             alarm = aws.cloudwatch.MetricAlarm(
                 f"{name}-{signal.key}-alarm",
-                name=f"{args.name_prefix}-security-{signal.key}",
                 alarm_description=f"{args.name_prefix}: {signal.description}",
                 namespace=namespace,
                 metric_name=signal.metric_name,

@@ -77,12 +77,12 @@ def test_defaults_filters_and_alarms_per_signal_a_responder_and_no_detector() ->
         for group in ("/ecs/jobs-prod/api", "/ecs/jobs-prod/worker")
         for signal in SECURITY_SIGNALS
     }
-    alarms = {inputs(a)["name"]: inputs(a) for a in recorded.of_type(ALARM)}
-    assert set(alarms) == {f"jobs-prod-security-{signal.key}" for signal in SECURITY_SIGNALS}
+    alarms = {a.name: inputs(a) for a in recorded.of_type(ALARM)}
+    assert set(alarms) == {f"runtime-security-{signal.key}-alarm" for signal in SECURITY_SIGNALS}
     for alarm in alarms.values():
         assert alarm["alarmActions"] == [TOPIC] and alarm["namespace"] == "jobs-prod/security"
         assert (alarm["statistic"], alarm["treatMissingData"]) == ("Sum", "notBreaching")
-    assert alarms["jobs-prod-security-aws-access-denied"]["threshold"] == 0
+    assert alarms["runtime-security-aws-access-denied-alarm"]["threshold"] == 0
     function = inputs(recorded.one(FUNCTION))
     assert function["handler"] == "handler.handle"
     variables = function["environment"]["variables"]
