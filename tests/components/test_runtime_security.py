@@ -61,7 +61,7 @@ def by_sid(recorded: Recorded) -> dict[str, dict[str, Any]]:
     return {statement["Sid"]: statement for statement in responder_policy(recorded)}
 
 
-def sample_finding(cluster_arn: str) -> dict[str, Any]:
+def sample_finding(cluster_arn: str) -> Any:
     event = json.loads((EVENTS / "guardduty-runtime-fargate.json").read_text())
     event["detail"]["resource"]["ecsClusterDetails"]["arn"] = cluster_arn
     return event
@@ -99,7 +99,7 @@ def test_the_rule_matches_our_clusters_findings_only_as_eventbridge_evaluates_it
     pattern = EventPattern.load(rule["eventPattern"])
     assert pattern.matches_event(sample_finding(CLUSTER_ARN))
     assert not pattern.matches_event(sample_finding(f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/other-team"))
-    inspector = sample_finding(CLUSTER_ARN) | {"source": "aws.inspector2"}
+    inspector: Any = {**sample_finding(CLUSTER_ARN), "source": "aws.inspector2"}
     assert not pattern.matches_event(inspector)
 
 
@@ -166,10 +166,12 @@ def of_type(stack: str, type_: str) -> list[Any]:
     return [r for r in plan(stack).resources if r.type == type_]
 
 
-def test_prod_owns_the_detector_and_dev_does_not() -> None:
+def test_prod_owns_the_detector_and_the_shop_stack_does_not_but_runs_the_responder() -> None:
     assert len(of_type("prod", "aws:guardduty/detectorFeature:DetectorFeature")) == 1
-    assert of_type("dev", "aws:guardduty/detector:Detector") == []
-    assert len(of_type("dev", FUNCTION)) == len(of_type("prod", FUNCTION))  # the responder runs everywhere
+    assert of_type("shop", "aws:guardduty/detector:Detector") == []
+    for stack in ("prod", "shop"):
+        assert any(r.name == "runtime-security-responder" for r in of_type(stack, FUNCTION))
+        assert any(r.name == "runtime-security-findings" for r in of_type(stack, "aws:cloudwatch/eventRule:EventRule"))
 
 
 @pytest.mark.parametrize("stack", ["prod", "shop"])

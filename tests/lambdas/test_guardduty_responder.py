@@ -115,9 +115,7 @@ def interface_groups(aws: dict[str, Any], arn: str) -> list[str]:
 
 def audit_records(aws: dict[str, Any]) -> dict[str, dict[str, Any]]:
     listed = aws["s3"].list_objects_v2(Bucket="jobs-prod-guardduty-audit").get("Contents", [])
-    return {
-        item["Key"]: aws["s3"].get_object(Bucket="jobs-prod-guardduty-audit", Key=item["Key"]) for item in listed
-    }
+    return {item["Key"]: aws["s3"].get_object(Bucket="jobs-prod-guardduty-audit", Key=item["Key"]) for item in listed}
 
 
 def test_a_high_severity_finding_quarantines_tags_and_stops_exactly_that_task_and_alerts(
