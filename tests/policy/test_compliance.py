@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from runner import compliance
@@ -169,3 +170,28 @@ def test_the_html_report_renders_in_a_browser(tmp_path: Path, insecure: Complian
         capture_output=True, text=True, timeout=120, check=False,
     ).stdout  # fmt: skip
     assert "mandatory control(s) fail" in dom and 'class="fail"' in dom
+
+
+def test_sarif_follows_the_2_1_0_schema(insecure: ComplianceReport) -> None:
+    schema = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.Draft4Validator(schema).validate(json.loads(compliance.render(insecure, "sarif")))
+
+
+def test_an_export_gets_a_report_and_its_dockerfiles_when_given(tmp_path: Path, pack: PolicyPackProcess) -> None:
+    definitions = [{"name": "web", "image": "nginx:latest", "privileged": True, "essential": True}]
+    export = tmp_path / "resources.json"
+    export.write_text(json.dumps([
+        {"type": "aws:ecs/taskDefinition:TaskDefinition", "name": "web",
+         "props": {"family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256",
+                   "memory": "512", "containerDefinitions": json.dumps(definitions)}},
+    ]))  # fmt: skip
+    (tmp_path / "Dockerfile").write_text("FROM nginx:1.27\nUSER 101\nHEALTHCHECK CMD true\n")
+    report = compliance.build(compliance.parse_args(["--export", str(export)]), pack)
+    controls = by_id(report)
+    assert controls["FSBP ECS.4"].status == "fail"
+    assert controls["CIS 4.9"].status == "not checked"  # no Dockerfiles given with an export
+    with_files = compliance.build(
+        compliance.parse_args(["--export", str(export), "--dockerfiles", str(tmp_path)]), pack
+    )
+    assert by_id(with_files)["CIS 4.9"].status == "pass"
+    assert with_files.dockerfiles == ["Dockerfile"]
