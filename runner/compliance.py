@@ -40,6 +40,7 @@ from policy.rules.base import RESOURCE_TYPES
 from policy.rules.catalog import ALL_POLICIES
 from runner import check
 from runner.check import Report
+from runner.dockerfile_cis import DOCKERFILE_RULES, DockerfileFinding, structural_findings
 from runner.engine import PolicyPackError, PolicyPackProcess
 from runner.exports import PolicyInputError
 from runner.plan import PlanError
@@ -93,22 +94,22 @@ class CisItem:
 # hadolint rule (or a structural check of this module) -> the CIS item it evidences.
 CIS_ITEMS = (
     CisItem("4.1", "Ensure that a user for the container has been created",
-            ("aws-ecs-taskdefinition-disallow-root-user",), ("DL3002", "CP-USER"), True),
+            ("aws-ecs-taskdefinition-disallow-root-user",), DOCKERFILE_RULES["4.1"], True),
     CisItem("4.2", "Ensure that containers use only trusted base images",
             ("aws-ecs-taskdefinition-allowed-image-registries", "aws-ecs-taskdefinition-disallow-latest-tag",
-             "aws-ecs-taskdefinition-disallow-mutable-image-tags"), ("DL3006", "DL3007"), True),
-    CisItem("4.3", "Ensure that unnecessary packages are not installed in the container", (), ("DL3015",)),
+             "aws-ecs-taskdefinition-disallow-mutable-image-tags"), DOCKERFILE_RULES["4.2"], True),
+    CisItem("4.3", "Ensure that unnecessary packages are not installed in the container", (), DOCKERFILE_RULES["4.3"]),
     CisItem("4.4", "Ensure images are scanned and rebuilt to include security patches",
             ("aws-ecr-repository-enable-image-scanning", "aws-ecs-taskdefinition-use-scanned-repositories"),
             note="a build pipeline's own scan gate (the platform's runs Trivy) is not visible here"),
     CisItem("4.5", "Ensure Content trust for Docker is Enabled",
             not_checked="Docker Content Trust (Notary v1) does not apply to ECR pulls by digest; image signing is "
             "not implemented"),
-    CisItem("4.6", "Ensure that HEALTHCHECK instructions have been added to container images", (), ("CP-HEALTHCHECK",)),
-    CisItem("4.7", "Ensure update instructions are not used alone in the Dockerfile", (), ("CP-UPDATE-ALONE",)),
+    CisItem("4.6", "Ensure that HEALTHCHECK instructions have been added to container images", (), DOCKERFILE_RULES["4.6"]),
+    CisItem("4.7", "Ensure update instructions are not used alone in the Dockerfile", (), DOCKERFILE_RULES["4.7"]),
     CisItem("4.8", "Ensure setuid and setgid permissions are removed",
             not_checked="needs the built image's file system, which neither a Dockerfile nor a plan shows"),
-    CisItem("4.9", "Ensure that COPY is used instead of ADD in Dockerfiles", (), ("DL3020",)),
+    CisItem("4.9", "Ensure that COPY is used instead of ADD in Dockerfiles", (), DOCKERFILE_RULES["4.9"]),
     CisItem("4.10", "Ensure secrets are not stored in Dockerfiles",
             ("aws-ecs-taskdefinition-disallow-plaintext-secrets",),
             note="checked on task definitions; secrets in Dockerfiles and image layers need a secret scanner in the "
@@ -137,14 +138,6 @@ CIS_ITEMS = (
 
 
 # --- Dockerfiles ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DockerfileFinding:
-    path: str
-    line: int
-    rule: str
-    message: str
 
 
 def find_dockerfiles(roots: Iterable[Path]) -> list[Path]:
@@ -188,53 +181,6 @@ def lint_dockerfiles(paths: Sequence[Path], root: Path) -> list[DockerfileFindin
     ]
     for path in paths:
         findings += structural_findings(path, _shown(path, root))
-    return findings
-
-
-def instructions(text: str) -> list[tuple[int, str, str]]:
-    """(line, INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    found: list[tuple[int, str, str]] = []
-    pending: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if not pending:
-            start = number
-        if stripped.startswith("#"):
-            continue
-        pending.append(stripped.removesuffix("\\").strip())
-        if not stripped.endswith("\\"):
-            keyword, _, arguments = " ".join(pending).partition(" ")
-            found.append((start, keyword.upper(), arguments))
-            pending = []
-    return found
-
-
-UPDATE = re.compile(r"\b(apt-get|apt|apk|yum|dnf|microdnf)\s+(update|check-update)\b")
-INSTALL = re.compile(r"\b(apt-get|apt|apk|yum|dnf|microdnf)\s+(install|add|upgrade)\b")
-
-
-def structural_findings(path: Path, shown: str) -> list[DockerfileFinding]:
-    """CIS items hadolint has no rule for: a USER (4.1), a HEALTHCHECK (4.6), no index update alone (4.7)."""
-    steps = instructions(path.read_text(encoding="utf-8"))
-    findings = []
-    last_stage = max((i for i, (_, keyword, _) in enumerate(steps) if keyword == "FROM"), default=0)
-    final = steps[last_stage:]
-    if not any(keyword == "USER" for _, keyword, _ in final):
-        findings.append(
-            DockerfileFinding(shown, 1, "CP-USER", "the final stage sets no USER: the container runs as root")
-        )
-    if not any(keyword == "HEALTHCHECK" for _, keyword, _ in final):
-        findings.append(DockerfileFinding(shown, 1, "CP-HEALTHCHECK", "the final stage has no HEALTHCHECK"))
-    for line, keyword, arguments in steps:
-        if keyword == "RUN" and UPDATE.search(arguments) and not INSTALL.search(arguments):
-            findings.append(
-                DockerfileFinding(
-                    shown, line, "CP-UPDATE-ALONE", "a package index update without an install in the same RUN"
-                )
-            )
     return findings
 
 
