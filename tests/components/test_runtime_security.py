@@ -5,7 +5,6 @@ our tasks at runtime (AWS docs, "Prerequisites for AWS Fargate (Amazon ECS only)
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from components.runtime_security import (
     RuntimeSecurity,
     RuntimeSecurityArgs,
 )
-from runner.plan import Plan, run_program
+from runner.plan import Plan
+from tests.plans import planned
 from tests.shapes.payloads import event_pattern_problems
 from tests.support import Recorded, build, inputs, json_input, statements
 
@@ -157,9 +157,8 @@ def test_bad_arguments_are_refused(overrides: dict[str, Any], message: str) -> N
 # --- In the program ---
 
 
-@cache
 def plan(stack: str) -> Plan:
-    return run_program(ROOT, stack)
+    return planned(stack)
 
 
 def of_type(stack: str, type_: str) -> list[Any]:

@@ -18,6 +18,7 @@ from runner import compliance
 from runner.check import Report
 from runner.compliance import FSBP, ComplianceReport
 from runner.engine import PolicyPackProcess
+from tests.plans import planned
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -34,10 +35,14 @@ def pack() -> Iterator[PolicyPackProcess]:
 
 @pytest.fixture(scope="module")
 def ours(pack: PolicyPackProcess) -> dict[str, ComplianceReport]:
-    return {
-        stack: compliance.build(compliance.parse_args(["--program", str(ROOT), "--stack", stack]), pack)
-        for stack in ("dev", "staging", "prod")
-    }
+    """What `./platform compliance <stack>` reports, from the session's shared plans (tests/plans.py)."""
+    reports = {}
+    for stack in ("dev", "staging", "prod"):
+        plan = planned(stack)
+        report = Report(plan.stack, plan.resources, plan.outputs, opaque=plan.opaque)
+        report.policy = pack.evaluate(plan.resources)
+        reports[stack] = compliance.compliance_report(report, f"program . (stack {stack})", [ROOT], ROOT)
+    return reports
 
 
 @pytest.fixture(scope="module")
