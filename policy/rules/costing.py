@@ -845,6 +845,7 @@ FREE_TYPES: Mapping[str, str] = {
             "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
             "aws:s3/bucketVersioning:BucketVersioning",
             "aws:s3/bucketVersioningV2:BucketVersioningV2",
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
             "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
             "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
             "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",

@@ -20,6 +20,8 @@ from components.runtime_security import (
 )
 from runner.plan import Plan
 from tests.plans import planned
+from tests.shapes.check import check_resource
+from tests.shapes.unknowns import MockValues
 from tests.shapes.payloads import event_pattern_problems
 from tests.support import Recorded, build, inputs, json_input, statements
 
@@ -134,12 +136,20 @@ def test_the_detector_owner_enables_runtime_monitoring_with_fargate_agent_manage
     assert feature["additionalConfigurations"] == [{"name": "ECS_FARGATE_AGENT_MANAGEMENT", "status": "ENABLED"}]
 
 
-def test_audit_records_can_be_locked_in_compliance_mode() -> None:
+def test_audit_records_can_be_locked_in_compliance_mode_with_requests_s3_accepts() -> None:
     recorded = security(audit_object_lock_days=30)
     bucket = next(b for b in recorded.of_type("aws:s3/bucket:Bucket") if b.name == "runtime-security-audit")
     assert inputs(bucket)["objectLockEnabled"] is True
-    lock = inputs(recorded.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"))
-    assert lock["rule"]["defaultRetention"] == {"mode": "COMPLIANCE", "days": 30}
+    lock_record = recorded.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert inputs(lock_record)["rule"]["defaultRetention"] == {"mode": "COMPLIANCE", "days": 30}
+    # No stack locks its audit records yet, so the stack-wide shape tests never see these two requests.
+    unknowns = MockValues.of(list(recorded.resources))
+    for record in (bucket, lock_record):
+        report = check_resource(record, unknowns)
+        assert report.problems == [], report.problems
+    assert check_resource(lock_record, unknowns).requests["PutObjectLockConfiguration"]["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 30}}
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(

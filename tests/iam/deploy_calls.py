@@ -32,6 +32,7 @@ _ACTION_NAME = {
     ("s3", "PutBucketLifecycleConfiguration"): "PutLifecycleConfiguration",
     ("s3", "PutPublicAccessBlock"): "PutBucketPublicAccessBlock",
     ("s3", "PutBucketEncryption"): "PutEncryptionConfiguration",
+    ("s3", "PutObjectLockConfiguration"): "PutBucketObjectLockConfiguration",
     ("lambda", "Invoke"): "InvokeFunction",
 }
 # Follow-up operations a mapping names that run on destroy, not on create.
@@ -68,6 +69,7 @@ UNTAGGED_TYPES = frozenset(
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
         "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:sqs/queuePolicy:QueuePolicy",
@@ -1088,6 +1090,7 @@ _BUILDERS: dict[str, Builder] = {
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _bucket_configuration,
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": _bucket_configuration,
     "aws:s3/bucketVersioning:BucketVersioning": _bucket_configuration,
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": _bucket_configuration,
     "aws:secretsmanager/secret:Secret": _secret,
     "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
     "aws:ecr/repository:Repository": _repository,

@@ -443,6 +443,15 @@ MAPPINGS: dict[str, ApiMapping] = {
         {
             "bucketPrefix": To("Bucket", with_prefix),
             "forceDestroy": ProviderOnly("the provider empties the bucket before DeleteBucket"),
+            "objectLockEnabled": To("ObjectLockEnabledForBucket"),
+        },
+    ),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": ApiMapping(
+        "s3",
+        "PutObjectLockConfiguration",
+        {
+            "objectLockEnabled": To("ObjectLockConfiguration.ObjectLockEnabled"),
+            "rule": To("ObjectLockConfiguration.Rule"),
         },
     ),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ApiMapping(
