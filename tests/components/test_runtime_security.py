@@ -21,8 +21,8 @@ from components.runtime_security import (
 from runner.plan import Plan
 from tests.plans import planned
 from tests.shapes.check import check_resource
-from tests.shapes.unknowns import MockValues
 from tests.shapes.payloads import event_pattern_problems
+from tests.shapes.unknowns import MockValues
 from tests.support import Recorded, build, inputs, json_input, statements
 
 ROOT = Path(__file__).resolve().parents[2]
