@@ -58,6 +58,7 @@ from components.monitoring import (
 )
 from components.network import Network, NetworkArgs
 from components.registry_cache import PullThroughCache, PullThroughCacheArgs
+from components.runtime_security import RuntimeSecurity, RuntimeSecurityArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
 from components.service_queue import ServiceQueueArgs
 from components.static_site import ApiOrigin, SiteDomain, StaticSite, StaticSiteArgs
@@ -208,6 +209,13 @@ def main() -> None:
         pulumi.export("consoleUrl", console.url)
         pulumi.export("consoleBucket", console.bucket_name)
         pulumi.export("consoleDistributionId", console.distribution_id)
+    if config.runtimeSecurity.enabled:
+        log_groups = {name: service.log_group_name for name, service in services.items()}
+        if api is not None:
+            log_groups["api"] = api.log_group_name
+        if worker is not None:
+            log_groups["worker"] = worker.task.log_group.name
+        runtime_security(config, common, network, cluster, alerts, log_groups, guarded)
     pulumi.export("clusterName", cluster.cluster_name)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
@@ -225,6 +233,41 @@ def main() -> None:
         pulumi.export("deadLetterQueueUrl", worker.dead_letter_queue_url)
     if services:
         pulumi.export("serviceNames", {name: service.service_name for name, service in services.items()})
+
+
+def runtime_security(
+    config: StackConfig,
+    common: Mapping[str, pulumi.Input[str]],
+    network: Network,
+    cluster: ContainerCluster,
+    alerts: Alerts,
+    log_groups: Mapping[str, pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+) -> RuntimeSecurity:
+    """GuardDuty (in the stack that owns the detector), security alarms on the services' logs, the responder."""
+    settings = config.runtimeSecurity
+    security = RuntimeSecurity(
+        "runtime-security",
+        RuntimeSecurityArgs(
+            **common,  # type: ignore[arg-type]
+            cluster_arn=cluster.cluster_arn,
+            cluster_name=cluster.cluster_name,
+            vpc_id=network.vpc_id,
+            alert_topic_arn=alerts.topic_arn,
+            alert_topic_kms_key_arn=alerts.key_arn,
+            log_kms_key_arn=alerts.key_arn,
+            service_log_groups=dict(log_groups),
+            manage_detector=settings.manageDetector,
+            response_severity=settings.responseSeverity,
+            quarantine=settings.quarantine,
+            audit_retention_days=settings.auditRetentionDays,
+            audit_object_lock_days=settings.auditObjectLockDays,
+            log_retention_days=config.logRetentionDays,
+        ),
+        opts,
+    )
+    pulumi.export("securityAuditBucket", security.audit_bucket_name)
+    return security
 
 
 def mesh_monitoring(

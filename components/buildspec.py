@@ -22,6 +22,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -46,6 +47,7 @@ SOURCE_TYPES = ("S3", "GITHUB")
 # Trivy's severities, lowest first; a threshold gates on itself and everything above it.
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 REPORTS_PREFIX = "reports"
+DOCKERFILE_CIS_SCRIPT = Path(__file__).resolve().parent.parent / "runner" / "dockerfile_cis.py"
 # Docker's tag grammar (ECR accepts a superset): what a computed tag must match before anything is built.
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 # CodeBuild (buildspec 0.2, Linux) runs each command as its own shell script: exported variables and the working
@@ -117,8 +119,12 @@ def buildspec(
     if source_type not in SOURCE_TYPES:
         raise ValueError(f"source type {source_type!r} is not one of {', '.join(SOURCE_TYPES)}")
     severities = ",".join(severities_at_or_above(severity_threshold))
-    # Cheapest gate first: every Dockerfile is linted before any image is built.
-    build = [_lint(target) for target in targets]
+    # Cheapest gate first: every Dockerfile is linted before any image is built. With reports, each Dockerfile's
+    # CIS Docker Benchmark part (hadolint's findings mapped by runner/dockerfile_cis.py, which the pipeline ships in
+    # `$GATE_CONFIG` like the gates' configuration, so the scanned source cannot change how its findings are
+    # reported) is written first, so a failing gate still leaves its evidence in the reports bucket.
+    build = [command for target in targets for command in _cis_report(target)] if push else []
+    build += [_lint(target) for target in targets]
     for target in targets:
         build += _build_and_scan(target, platform, severities, audit_report=push)
     pre_build = [_require_variables(push)]
@@ -241,6 +247,16 @@ def _lint(target: BuildTarget) -> str:
     return f'hadolint --config "{GATE_CONFIG}/hadolint.yaml" --disable-ignore-pragma --no-color {target.dockerfile}'
 
 
+def _cis_report(target: BuildTarget) -> list[str]:
+    findings = f"{REPORTS_PREFIX}/{target.name}-hadolint.json"
+    return [
+        f'hadolint --config "{GATE_CONFIG}/hadolint.yaml" --disable-ignore-pragma --no-color --no-fail --format json '
+        f"{target.dockerfile} > {findings}",
+        f'python3 "{GATE_CONFIG}/dockerfile_cis.py" --hadolint-json {findings} {target.dockerfile} '
+        f"> {REPORTS_PREFIX}/{target.name}-cis-docker.json",
+    ]
+
+
 def _trivy(arguments: str, image: str) -> str:
     """Trivy with only the pipeline's files, started outside the source so nothing there is read by default."""
     return f'env --chdir="{GATE_CONFIG}" trivy image {TRIVY_FILES} {arguments} {image}'
@@ -290,4 +306,5 @@ def gate_config_files() -> dict[str, str]:
         "trivy.yaml": yaml.safe_dump(TRIVY_CONFIG, sort_keys=False),
         # Nothing is ignored: a finding to accept is fixed, or the gate is changed here, where review sees it.
         "trivyignore": "",
+        "dockerfile_cis.py": DOCKERFILE_CIS_SCRIPT.read_text(encoding="utf-8"),
     }

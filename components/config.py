@@ -692,6 +692,38 @@ class IamConfig(ConfigModel):
     """Permissions boundary set on every role (the bootstrap program's `permissionsBoundaryArns.<environment>` output; required for a CI deployment). Default: none."""
 
 
+class RuntimeSecurityConfig(ConfigModel):
+    enabled: bool = True
+    """Security metric filters and alarms on the services' logs, and the GuardDuty responder for this stack's cluster. Default: true."""
+    manageDetector: bool = False
+    """This stack owns the account and region's GuardDuty detector: on, with Runtime Monitoring and automated agent management for ECS Fargate (GuardDuty then monitors every Fargate task in the account and region, other stacks' too). One detector per account and region: set this in exactly one stack there, like images.manageRegistryScanning. Default: false (the detector is left alone)."""
+    responseSeverity: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "HIGH"
+    """Lowest GuardDuty finding severity at which the responder stops the task (lower ones only alert). Default: HIGH."""
+    quarantine: bool = False
+    """Before stopping a task, swap its network interface to a no-egress quarantine group (EC2 may refuse it for interfaces ECS manages; the task is stopped anyway). Default: false."""
+    auditRetentionDays: Annotated[int, Check(lambda v: 1 <= v <= 3650, "1-3650")] = 365
+    """Days the responder's audit records are kept. Default: 365."""
+    auditObjectLockDays: Annotated[int, Check(lambda v: 1 <= v <= 3650, "1-3650")] | None = None
+    """Object lock (COMPLIANCE mode) on audit records for this many days; at most auditRetentionDays. Default: none."""
+
+
+def _runtime_security_problems(config: StackConfig) -> list[str]:
+    security = config.runtimeSecurity
+    problems: list[str] = []
+    lock = security.auditObjectLockDays
+    if lock is not None and lock > security.auditRetentionDays:
+        problems.append(
+            f"runtimeSecurity.auditObjectLockDays: {lock} is more than runtimeSecurity.auditRetentionDays "
+            f"{security.auditRetentionDays}; allowed: at most the retention (a locked record cannot expire)"
+        )
+    if security.manageDetector and not security.enabled:
+        problems.append(
+            "runtimeSecurity.manageDetector: true with runtimeSecurity.enabled false; allowed: manageDetector only "
+            "with enabled true"
+        )
+    return problems
+
+
 class StackConfig(ConfigModel):
     environment: Environment
     """Which profile from the sizing table applies: dev, staging or prod. Required."""
@@ -758,6 +790,8 @@ class StackConfig(ConfigModel):
     """The HTTP API entry with `entry: httpApi` (object). Default: see its keys."""
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     """The web console on S3 + CloudFront (object). Default: see its keys."""
+    runtimeSecurity: RuntimeSecurityConfig = Field(default_factory=RuntimeSecurityConfig)
+    """GuardDuty Runtime Monitoring, security alarms on the services' logs and the finding responder (object). Default: see its keys."""
 
     @property
     def name_prefix(self) -> str:
@@ -1103,6 +1137,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
     problems.extend(_console_problems(config))
     problems.extend(_services_problems(config))
     problems.extend(_deployment_problems(config))
+    problems.extend(_runtime_security_problems(config))
     if config.is_prod and config.entry == "alb" and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"

@@ -29,16 +29,26 @@ def private_bucket(
     kms_key_arn: pulumi.Input[str] | None = None,
     versioned: bool = False,
     force_destroy: bool = False,
+    object_lock_enabled: bool = False,
     grants: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] | None = None,
     keep_current: bool = False,
 ) -> PrivateBucket:
     """Public access blocked, bucket-owner-enforced, encrypted (KMS when a key is given, else SSE-S3), objects
     (and old versions) expiring after `expiration_days`, and a policy that denies plaintext transport and adds
     `grants(bucket_arn)`. With `keep_current` (a versioned bucket whose objects are the content, e.g. a website)
-    current objects never expire, only replaced and deleted versions do."""
+    current objects never expire, only replaced and deleted versions do. `object_lock_enabled` (needs `versioned`)
+    allows object lock, set only at creation."""
     if keep_current and not versioned:
         raise ValueError("keep_current needs versioned: only old versions can expire when current objects do not")
-    bucket = aws.s3.Bucket(name, bucket_prefix=bucket_prefix, force_destroy=force_destroy, opts=opts)
+    if object_lock_enabled and not versioned:
+        raise ValueError(f"{name}: object_lock_enabled needs versioned (S3 object lock works on versions)")
+    bucket = aws.s3.Bucket(
+        name,
+        bucket_prefix=bucket_prefix,
+        force_destroy=force_destroy,
+        object_lock_enabled=object_lock_enabled or None,
+        opts=opts,
+    )
     aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",
         bucket=bucket.id,

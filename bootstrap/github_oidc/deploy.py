@@ -45,6 +45,8 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "elasticache.amazonaws.com",
     "elasticfilesystem.amazonaws.com",
     "elasticloadbalancing.amazonaws.com",
+    # GuardDuty's detector (the owning environment's) creates AWSServiceRoleForAmazonGuardDuty on first use.
+    "guardduty.amazonaws.com",
     "inspector2.amazonaws.com",
     # API Gateway's VPC links place their network interfaces with this role.
     "ops.apigateway.amazonaws.com",
@@ -254,7 +256,7 @@ def deploy_permissions(
     groups = {
         "compute": _compute(scope),
         "network": _network(scope),
-        "data": _data(scope),
+        "data": [*_data(scope), *_guardduty_detector(scope)],
         "operations": [*_operations(scope), *_secrets(scope)],
         "edge": _console(scope),
         "iam": [*_iam(scope, boundary_arn), *_guards(scope, boundary_arn)],
@@ -363,6 +365,28 @@ def _compute(scope: EnvironmentScope) -> list[Statement]:
             )
         )
     return statements
+
+
+def _guardduty_detector(scope: EnvironmentScope) -> list[Statement]:
+    """GuardDuty's detector is one per account and region (`runtimeSecurity.manageDetector`), like registry
+    scanning, and owned by the same environment; detectors are named by an id AWS picks."""
+    if scope.environment != scope.settings.registry_owner:
+        return []
+    return [
+        scope.allow("NewGuardDutyDetector", ("guardduty:CreateDetector", "guardduty:ListDetectors"), "*"),
+        scope.allow(
+            "GuardDutyDetector",
+            (
+                "guardduty:DeleteDetector",
+                "guardduty:GetDetector",
+                "guardduty:ListTagsForResource",
+                "guardduty:TagResource",
+                "guardduty:UntagResource",
+                "guardduty:UpdateDetector",
+            ),
+            scope.arns("guardduty", "detector/*"),
+        ),
+    ]
 
 
 def _http_apis(scope: EnvironmentScope) -> list[Statement]:

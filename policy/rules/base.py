@@ -133,6 +133,10 @@ def config_with_defaults(schema: PolicyConfigSchema | None, given: Mapping[str, 
     return {**defaults, **given}
 
 
+# Resource types each resource policy checks, by policy name (compliance reports tell "not applicable" from "pass").
+RESOURCE_TYPES: dict[str, frozenset[str]] = {}
+
+
 def resource_policy(
     *,
     name: str,
@@ -147,6 +151,7 @@ def resource_policy(
 ) -> ResourceValidationPolicy:
     """A policy that runs `check` on each resource of one of `resource_types`."""
     types = frozenset(resource_types)
+    RESOURCE_TYPES[name] = types
 
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if args.resource_type not in types:

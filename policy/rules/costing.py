@@ -160,6 +160,17 @@ class Assumptions:
         default=4,
         metadata=_doc("Rescans a month of each continuously scanned image (Inspector rescans when new CVEs appear)."),
     )
+    guardduty_cloudtrail_million_events_per_month: float = field(
+        default=1.0,
+        metadata=_doc(
+            "Millions of CloudTrail management events a month GuardDuty analyzes in the account and region of a "
+            "detector (foundational threat detection, account-wide)."
+        ),
+    )
+    guardduty_flow_dns_gb_per_month: float = field(
+        default=5.0,
+        metadata=_doc("GB a month of VPC flow logs and DNS query logs a GuardDuty detector analyzes (account-wide)."),
+    )
     http_api_requests_per_day: float = field(
         default=10_000,
         metadata=_doc(
@@ -841,6 +852,7 @@ FREE_TYPES: Mapping[str, str] = {
             "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
             "aws:s3/bucketVersioning:BucketVersioning",
             "aws:s3/bucketVersioningV2:BucketVersioningV2",
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
             "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
             "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
             "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
@@ -1479,9 +1491,25 @@ def price_alarm(alarm: Node, ctx: Context) -> Outcome:
     ]
 
 
+def _metric_identities(metric_filter: Node) -> set[tuple[str, str]]:
+    """(namespace, name) of each undimensioned metric a filter publishes."""
+    return {
+        (str(t.get("namespace")), str(t.get("name")))
+        for t in items(prop(metric_filter, "metricTransformation"))
+        if isinstance(t, Mapping) and not t.get("dimensions")
+    }
+
+
 @prices("aws:cloudwatch/logMetricFilter:LogMetricFilter")
 def price_metric_filter(metric_filter: Node, ctx: Context) -> Outcome:
     transformations = [t for t in items(prop(metric_filter, "metricTransformation")) if isinstance(t, Mapping)]
+    # Filters on several log groups publishing the same metric make one metric: the first of them is priced.
+    ours = _metric_identities(metric_filter)
+    for other in ctx.of_type(metric_filter.type):
+        if other.urn == metric_filter.urn:
+            break
+        if ours and ours <= _metric_identities(other):
+            return Free(f"publishes the same metric as {other.name}, which is priced")
     dimensioned = any(t.get("dimensions") for t in transformations)
     note = "one metric per dimension value combination" if dimensioned else None
     return [ctx.monthly("Custom metric from a log metric filter", len(transformations) or 1, "cloudwatch.metric", note)]
@@ -1652,6 +1680,57 @@ def price_registry_scanning(configuration: Node, ctx: Context) -> Outcome:
             )
         )
     return lines
+
+
+@prices("aws:guardduty/detector:Detector")
+def price_guardduty_detector(detector: Node, ctx: Context) -> Outcome:
+    if prop(detector, "enable") is False:
+        return Free("a disabled detector analyzes nothing")
+    a = ctx.assumptions
+    return [
+        ctx.monthly(
+            "GuardDuty CloudTrail management event analysis",
+            a.guardduty_cloudtrail_million_events_per_month,
+            "guardduty.cloudtrail.events",
+            "assumed guardduty_cloudtrail_million_events_per_month, account and region wide",
+        ),
+        ctx.monthly(
+            "GuardDuty VPC flow log and DNS log analysis",
+            a.guardduty_flow_dns_gb_per_month,
+            "guardduty.flowDns.gb",
+            "assumed guardduty_flow_dns_gb_per_month, account and region wide",
+        ),
+    ]
+
+
+def fargate_vcpus(ctx: Context) -> float:
+    """Average Fargate vCPUs the graph's ECS services run (what Runtime Monitoring bills per hour)."""
+    total = 0.0
+    for service in ctx.of_type(ECS_SERVICE):
+        task_definition = task_definition_of(service, ctx)
+        size = task_size(task_definition) if task_definition is not None else None
+        if size is None or prop(service, "launchType") not in (None, "FARGATE"):
+            continue
+        total += average_tasks(service, ctx)[0] * size[0]
+    return total
+
+
+@prices("aws:guardduty/detectorFeature:DetectorFeature")
+def price_guardduty_feature(feature: Node, ctx: Context) -> Outcome:
+    if prop(feature, "name") != "RUNTIME_MONITORING" or prop(feature, "status") != "ENABLED":
+        return Free("only Runtime Monitoring is priced per feature here; the detector carries the foundational charges")
+    vcpus = fargate_vcpus(ctx)
+    if vcpus <= 0:
+        return Free("no Fargate tasks in this stack to monitor")
+    return [
+        ctx.hourly(
+            "GuardDuty Runtime Monitoring (Fargate vCPU)",
+            vcpus,
+            "guardduty.runtime.vcpu",
+            f"{vcpus:g} average vCPU of this stack's Fargate services; other stacks' tasks in the account are "
+            "monitored and billed too; the guardduty-data endpoint GuardDuty creates has no charge",
+        )
+    ]
 
 
 # --- The estimate -----------------------------------------------------------------------------------------

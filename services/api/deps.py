@@ -17,6 +17,7 @@ from services.api.group_commit import JobInserter
 from services.api.ratelimit import RateLimiter
 from services.api.relay import OutboxRelay
 from services.common.redis_client import CircuitBreaker
+from services.common.security_events import RATE_LIMITED, security_event
 from services.common.settings import Settings
 from services.common.storage import Storage
 
@@ -67,6 +68,7 @@ async def enforce_rate_limit(state: AppState, client: str) -> None:
     """Take one token from the client's bucket, or raise 429 with Retry-After."""
     decision = await state.limiter.check(client)
     if not decision.allowed:
+        security_event(RATE_LIMITED, "request refused: rate limit", limiter="api_client", client_id=client)
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"rate limit of {state.settings.RATE_LIMIT_PER_SECOND:g} requests/s"

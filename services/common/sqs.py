@@ -15,6 +15,7 @@ import orjson
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from services.common.security_events import watch_access_denied
 from services.common.settings import Settings
 from services.common.sqs_async import AsyncSqsClient, BlockingSqsClient
 
@@ -35,7 +36,7 @@ def sqs_client(settings: Settings) -> Any:
         kwargs["endpoint_url"] = settings.SQS_ENDPOINT_URL
         kwargs["aws_access_key_id"] = LOCAL_CREDENTIALS.access_key
         kwargs["aws_secret_access_key"] = LOCAL_CREDENTIALS.secret_key
-    return boto3.client("sqs", **kwargs)
+    return watch_access_denied(boto3.client("sqs", **kwargs))
 
 
 def async_sqs_client(settings: Settings, boto_client: Any) -> AsyncSqsClient:

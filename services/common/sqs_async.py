@@ -31,6 +31,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
 
+from services.common.security_events import ACCESS_DENIED_CODES, AWS_ACCESS_DENIED, security_event
+
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # Error codes that mean "slow down and try again" (JSON protocol codes; the query-protocol names too).
@@ -133,6 +135,9 @@ class AsyncSqsClient:
             except ssl.SSLCertVerificationError:
                 raise  # an untrusted endpoint stays untrusted
             except (SqsError, OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, SqsError) and exc.code in ACCESS_DENIED_CODES:
+                    security_event(AWS_ACCESS_DENIED, "AWS refused a call", aws_service="sqs", aws_operation=action,
+                                   error_code=exc.code)  # fmt: skip
                 if attempt >= self._max_attempts or (isinstance(exc, SqsError) and not exc.retryable):
                     raise
             await asyncio.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))  # noqa: S311 - jitter

@@ -452,3 +452,27 @@ def test_reusable_policy_workflow_takes_the_callers_program_and_config():
     assert "github.event.pull_request.head.repo.full_name == github.repository" in preview["if"]
     [auth] = rules.steps_using(preview, rules.PULUMI_AUTH_ACTION)
     assert auth["with"]["scope"] == "team:${{ inputs.pulumi-team }}"
+
+
+@pytest.mark.parametrize(
+    ("policy_config", "expected"),
+    [
+        ("", "uv run python -m runner.compliance --program . --stack prod --out-dir compliance"),
+        (
+            "policy/prod.json",
+            "uv run python -m runner.compliance --program . --stack prod --out-dir compliance "
+            "--policy-config policy/prod.json",
+        ),
+    ],
+)
+def test_every_stacks_compliance_report_is_an_artifact(tmp_path: Path, policy_config: str, expected: str):
+    offline = rules.jobs(_workflow("checks.yml"))["policy-offline"]
+    summary = tmp_path / "summary.md"
+    env = {"STACK": "prod", "POLICY_CONFIG": policy_config, "GITHUB_STEP_SUMMARY": str(summary)}
+    result = _run_step(offline, "Compliance report", env, tmp_path)
+    assert (result.returncode, summary.read_text().strip()) == (0, expected)
+    [upload] = [
+        step for step in rules.steps(offline) if str(step.get("uses", "")).startswith("actions/upload-artifact")
+    ]
+    assert upload["with"]["path"] == "compliance/"
+    assert upload["with"]["name"] == "compliance-${{ matrix.stack }}"

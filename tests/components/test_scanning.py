@@ -388,6 +388,9 @@ def test_the_buildspec_is_rendered_for_the_project_s_source_kind(
 FAIL_IF = re.compile(r'if !? ?\[\[ .*? \]\]; then echo "[^"]*" >&2; exit 1; fi')
 
 
+GATE_CONFIG_WRITE = re.compile(r"""printf "%s" (?:'[^']*'|"'")+ > "\$GATE_CONFIG/[\w.]+"$""")
+
+
 @pytest.mark.parametrize("github", [False, True])
 def test_buildspec_has_no_escape_hatch_and_no_command_where_set_e_does_not_reach(
     project_root: Path, github: bool
@@ -400,7 +403,8 @@ def test_buildspec_has_no_escape_hatch_and_no_command_where_set_e_does_not_reach
         assert commands
         for command in commands:
             assert not any(escape in command for escape in FORBIDDEN_ESCAPES), command
-            rest = FAIL_IF.sub("", command)
+            # A file written into $GATE_CONFIG is data (the CIS mapping script has `if ` in it), not shell flow.
+            rest = FAIL_IF.sub("", GATE_CONFIG_WRITE.sub("", command))
             for construct in ("||", "&&", "if ", "while ", "until ", "! ", "set +"):
                 assert construct not in rest, (construct, command)
         assert all("on-failure" not in body for body in spec["phases"].values())

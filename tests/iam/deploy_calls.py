@@ -32,6 +32,7 @@ _ACTION_NAME = {
     ("s3", "PutBucketLifecycleConfiguration"): "PutLifecycleConfiguration",
     ("s3", "PutPublicAccessBlock"): "PutBucketPublicAccessBlock",
     ("s3", "PutBucketEncryption"): "PutEncryptionConfiguration",
+    ("s3", "PutObjectLockConfiguration"): "PutBucketObjectLockConfiguration",
     ("lambda", "Invoke"): "InvokeFunction",
     ("cloudfront", "CreateDistributionWithTags"): "CreateDistribution",
 }
@@ -53,6 +54,7 @@ UNTAGGED_TYPES = frozenset(
         "aws:ecr/lifecyclePolicy:LifecyclePolicy",
         "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
         "aws:ecr/registryScanningConfiguration:RegistryScanningConfiguration",
+        "aws:guardduty/detectorFeature:DetectorFeature",
         "aws:apigatewayv2/apiMapping:ApiMapping",
         "aws:apigatewayv2/authorizer:Authorizer",
         "aws:apigatewayv2/integration:Integration",
@@ -72,6 +74,7 @@ UNTAGGED_TYPES = frozenset(
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
         "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:sqs/queuePolicy:QueuePolicy",
@@ -835,6 +838,19 @@ def _api_mapping(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     ]
 
 
+def _guardduty_detector(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """Account- and region-wide (AWS picks the id); creating the first one creates GuardDuty's service-linked role."""
+    calls = _create(deploy, r, "*", tag_action="guardduty:TagResource")
+    return [*calls, _service_linked_role(deploy, r, "guardduty.amazonaws.com")]
+
+
+def _guardduty_feature(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    detector = deploy.referenced(r.inputs.get("detectorId"))
+    detector_id = f"{detector.name}-id" if detector is not None else "*"
+    arn = deploy.arn("guardduty", f"detector/{detector_id}")
+    return [DeployCall(_label(r), "guardduty:UpdateDetector", arn, deploy.region_context())]
+
+
 def _pull_through_cache_rule(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     """Account- and region-wide: no ARN names the rule, and it takes no tags."""
     return [DeployCall(_label(r), "ecr:CreatePullThroughCacheRule", "*", deploy.region_context())]
@@ -1179,6 +1195,7 @@ _BUILDERS: dict[str, Builder] = {
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _bucket_configuration,
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": _bucket_configuration,
     "aws:s3/bucketVersioning:BucketVersioning": _bucket_configuration,
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": _bucket_configuration,
     "aws:secretsmanager/secret:Secret": _secret,
     "aws:secretsmanager/secretVersion:SecretVersion": _secret_version,
     "aws:ecr/repository:Repository": _repository,
@@ -1227,4 +1244,6 @@ _BUILDERS: dict[str, Builder] = {
 # Types whose calls need no request shape (tests/shapes/mappings.py has none for them yet).
 _UNMAPPED_BUILDERS: dict[str, Builder] = {
     "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": _pull_through_cache_rule,
+    "aws:guardduty/detector:Detector": _guardduty_detector,
+    "aws:guardduty/detectorFeature:DetectorFeature": _guardduty_feature,
 }

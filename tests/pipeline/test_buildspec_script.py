@@ -12,6 +12,7 @@ lists); a scanned source that switches a gate off with its own `.hadolint.yaml`,
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -398,3 +399,20 @@ def test_a_final_user_root_is_a_lint_error_before_anything_is_built(tmp_path: Pa
     assert built.result.phases["build"] == "FAILED"
     assert "DL3002 error: Last USER should not be root" in built.result.log
     assert built.tool_calls("docker build") == []
+
+
+def test_each_dockerfiles_cis_report_is_written_next_to_the_scan_reports_even_when_a_gate_fails(
+    pipeline: Pipeline, source: Path
+) -> None:
+    (source / "services" / "worker" / "Dockerfile").write_text("FROM python\nADD app.py /app.py\nUSER 1001\n")
+    built = pipeline.run(source)
+    assert not built.result.succeeded  # hadolint's gate refuses the worker's Dockerfile
+    reports = built.source_dir / "reports"
+    api = json.loads((reports / "api-cis-docker.json").read_text())
+    worker = json.loads((reports / "worker-cis-docker.json").read_text())
+    assert api["dockerfile"] == "services/api/Dockerfile"
+    assert {item["id"]: item["status"] for item in worker["items"]} == {
+        "4.1": "pass", "4.2": "fail", "4.3": "pass", "4.6": "fail", "4.7": "pass", "4.9": "fail"
+    }  # fmt: skip
+    assert json.loads((reports / "worker-hadolint.json").read_text())  # the raw findings, too
+    assert built.calls[-1].startswith("aws s3 cp --recursive --only-show-errors reports/ s3://")

@@ -84,6 +84,17 @@ def first_item(values: list[Any]) -> Any:
     return values[0]
 
 
+def detector_feature(resource: ResourceRecord) -> dict[str, Any]:
+    """A GuardDuty DetectorFeature resource as the one `Features` entry of its UpdateDetector request."""
+    inputs = resource.inputs
+    feature: dict[str, Any] = {"Name": inputs["name"], "Status": inputs["status"]}
+    if inputs.get("additionalConfigurations"):
+        feature["AdditionalConfiguration"] = [
+            {"Name": c["name"], "Status": c["status"]} for c in inputs["additionalConfigurations"]
+        ]
+    return feature
+
+
 def route_settings_map(settings: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """API Gateway v2 stage route settings: a Pulumi list of settings with `routeKey`, an API map keyed by it."""
     return {s["routeKey"]: {k: v for k, v in s.items() if k != "routeKey"} for s in settings}
@@ -558,6 +569,15 @@ MAPPINGS: dict[str, ApiMapping] = {
         {
             "bucketPrefix": To("Bucket", with_prefix),
             "forceDestroy": ProviderOnly("the provider empties the bucket before DeleteBucket"),
+            "objectLockEnabled": To("ObjectLockEnabledForBucket"),
+        },
+    ),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": ApiMapping(
+        "s3",
+        "PutObjectLockConfiguration",
+        {
+            "objectLockEnabled": To("ObjectLockConfiguration.ObjectLockEnabled"),
+            "rule": To("ObjectLockConfiguration.Rule"),
         },
     ),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ApiMapping(
@@ -705,6 +725,18 @@ MAPPINGS: dict[str, ApiMapping] = {
         "ecr", "PutRegistryScanningConfiguration"
     ),
     "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": ApiMapping("ecr", "CreatePullThroughCacheRule"),
+    "aws:guardduty/detector:Detector": ApiMapping("guardduty", "CreateDetector"),
+    # A detector feature is UpdateDetector with one `Features` entry built from the resource's inputs.
+    "aws:guardduty/detectorFeature:DetectorFeature": ApiMapping(
+        "guardduty",
+        "UpdateDetector",
+        {
+            "name": ProviderOnly("sent as Features[0].Name (provider_sends)"),
+            "status": ProviderOnly("sent as Features[0].Status (provider_sends)"),
+            "additionalConfigurations": ProviderOnly("sent as Features[0].AdditionalConfiguration (provider_sends)"),
+        },
+        provider_sends={"Features": lambda resource: [detector_feature(resource)]},
+    ),
     "aws:codebuild/project:Project": ApiMapping(
         "codebuild",
         "CreateProject",

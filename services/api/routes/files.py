@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from services.api import repository
 from services.api.deps import RateLimitedClient, State
+from services.common.security_events import UPLOAD_REJECTED, security_event
 from services.common.storage import Storage, upload_key
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -43,6 +44,9 @@ def validate_filename(filename: str | None) -> str | None:
     if filename is None:
         return None
     if FILENAME_FORBIDDEN.search(filename) or filename in (".", "..") or filename.startswith(".."):
+        # The name itself is not logged: it is attacker-controlled (log forging, secrets pasted by mistake).
+        security_event(UPLOAD_REJECTED, "upload refused: path-like filename", reason="path_like_filename",
+                       filename_length=len(filename))  # fmt: skip
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
             "filename must be a plain name: no '/', '\\', control characters, or leading '..'",

@@ -44,6 +44,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
 
+from services.common.security_events import AUTH_FAILURE, security_event
 from services.shop.common.app import ServiceError, ServiceRuntime
 from services.shop.common.settings import ShopSettings
 
@@ -365,6 +366,8 @@ async def current_user(
             503, "keys_unavailable", "cannot verify tokens right now; retry shortly", {"Retry-After": "5"}
         ) from None
     except jwt.InvalidTokenError as error:
+        # The kind of failure (expired, bad signature, wrong audience), never the token.
+        security_event(AUTH_FAILURE, "token refused", reason=type(error).__name__, route=request.url.path)
         raise _unauthorized(f"invalid token: {error}") from None
 
 

@@ -21,6 +21,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from services.common.security_events import watch_access_denied
 from services.shop.notifications.messages import Email
 
 # SES v2 SendEmail errors that no retry can fix for this message. Configuration errors that affect every
@@ -59,7 +60,7 @@ def ses_client(region: str, max_attempts: int) -> Any:
         connect_timeout=3,
         read_timeout=10,
     )
-    return boto3.client("sesv2", region_name=region, config=config)
+    return watch_access_denied(boto3.client("sesv2", region_name=region, config=config))
 
 
 def ses_request(email: Email, from_address: str, configuration_set: str | None = None) -> dict[str, Any]:

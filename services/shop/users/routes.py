@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from services.common.security_events import AUTH_FAILURE, RATE_LIMITED, security_event
 from services.shop.common.app import Pool, ServiceError
 from services.shop.common.auth import JWKS_PATH, CurrentUser, TokenSigner
 from services.shop.users import repository
@@ -151,6 +152,7 @@ async def issue_token(request: Request, response: Response, state: State, pool: 
     credentials = await _credentials(request)
     throttle = await state.throttle.begin(credentials.email)
     if throttle.retry_after_seconds:
+        security_event(RATE_LIMITED, "login refused: too many failed logins", limiter="login")
         raise ServiceError(
             429,
             "too_many_failed_logins",
@@ -167,6 +169,7 @@ async def issue_token(request: Request, response: Response, state: State, pool: 
         await state.throttle.give_back(credentials.email)
         raise _busy(error) from None
     if row is None or not valid:  # already counted by `begin`
+        security_event(AUTH_FAILURE, "login failed", reason="invalid_credentials", route="POST /auth/token")
         raise ServiceError(401, "invalid_credentials", "wrong email or password", {"WWW-Authenticate": "Bearer"})
     await state.throttle.clear(credentials.email)
     await _upgrade_hash(state, pool, row["id"], row["password_hash"], credentials.password)
