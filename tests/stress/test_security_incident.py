@@ -1,4 +1,4 @@
-"""The security-incident row: pending until issue 21's responder exists; the sample finding is GuardDuty's shape."""
+"""The security-incident row: the runtime-security responder on GuardDuty-shaped findings, under moto."""
 
 from __future__ import annotations
 
@@ -46,11 +46,9 @@ def test_the_sample_finding_uses_guardduty_field_names_for_an_ecs_task() -> None
     assert details["arn"].startswith("arn:aws:ecs:")
 
 
-def test_the_row_is_pending_until_the_responder_exists() -> None:
+def test_the_responder_stops_exactly_the_high_severity_task_once_and_only_alerts_for_the_rest() -> None:
     result = SCENARIOS["security-incident"](True)
-    if security_incident.HANDLER.exists():
-        assert result.jobs == 1
-        assert any(note.startswith("responder answered") for note in result.notes)
-    else:
-        assert result.notes == ["pending: issue 21 responder (lambdas/guardduty_responder/handler.py not present)"]
-    assert result.problems == []
+    assert result.problems == [], result.problems
+    assert (result.jobs, result.accepted, result.duplicated) == (4, 4, 0)
+    assert result.notes[0] == "responses: contained, duplicate, alerted, alerted"
+    assert "STOPPED (high severity), RUNNING (low severity); another cluster's: RUNNING" in result.notes[1]
