@@ -397,10 +397,10 @@ class WebService(pulumi.ComponentResource):
         token = random.RandomPassword(f"{prefix}-deploy-test-token-random", length=40, special=False, opts=self._child)
         token_secret = aws.secretsmanager.Secret(
             f"{prefix}-deploy-test-token",
-            name=f"{prefix}-deploy-test-token",
+            name_prefix=f"{prefix}-deploy-test-token-",
             description=f"{prefix}: the header value the listener's test rule forwards to the new revision",
             kms_key_id=args.log_kms_key_arn,
-            recovery_window_in_days=0,
+            recovery_window_in_days=7,
             opts=self._child,
         )
         aws.secretsmanager.SecretVersion(

@@ -36,6 +36,8 @@ from runner.records import REDACTED, ResourceRecord, redact_secrets
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT = 0, 1, 2
 MULTI_STACK_UNSUPPORTED = ("sarif", "junit")
+# `--format compliance-<format>`: the compliance report of runner/compliance.py instead of the plan's report.
+COMPLIANCE_FORMATS = tuple(f"compliance-{format_}" for format_ in ("markdown", "html", "sarif", "junit", "json"))
 
 
 @dataclass
@@ -296,7 +298,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout (= --format json)")
     parser.add_argument(
-        "--format", choices=reports.FORMATS, help="what stdout gets: text (default), json, sarif, junit, markdown"
+        "--format",
+        choices=(*reports.FORMATS, *COMPLIANCE_FORMATS),
+        help="what stdout gets: text (default), json, sarif, junit, markdown; or compliance-markdown|html|sarif|"
+        "junit|json for the compliance report (runner/compliance.py, docs/compliance.md) of one --stack or --export",
     )
     parser.add_argument(
         "--report",
@@ -326,6 +331,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--json and --format {args.format} contradict each other; use one of them")
     args.format = "json" if args.json else args.format or "text"
     several = args.all or args.stacks is not None
+    if args.format in COMPLIANCE_FORMATS and (several or args.report):
+        parser.error(f"--format {args.format} reports on one --stack or --export, without --report")
     if several and (args.format in MULTI_STACK_UNSUPPORTED or args.report):
         parser.error(
             f"--stacks/--all write text, json or markdown to stdout; for {args.format} or --report, "
@@ -367,9 +374,22 @@ def collect_garbage_less_often() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def compliance_main(args: argparse.Namespace) -> int:
+    """`--format compliance-<format>`: what `python -m runner.compliance` prints for the same stack or export."""
+    from runner import compliance  # it builds on this module
+
+    given = ["--format", args.format.removeprefix("compliance-"), "--program", args.program]
+    given += ["--stack", args.stack] if args.stack else ["--export", args.export]
+    if args.policy_config:
+        given += ["--policy-config", args.policy_config]
+    return compliance.main(given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     collect_garbage_less_often()
     args = parse_args(argv)
+    if args.format in COMPLIANCE_FORMATS:
+        return compliance_main(args)
     if args.all or args.stacks is not None:
         return main_many(args)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from runner import compliance
+from runner import check, compliance
 from runner.check import Report
 from runner.compliance import FSBP, ComplianceReport
 from runner.engine import PolicyPackProcess
@@ -200,3 +200,19 @@ def test_an_export_gets_a_report_and_its_dockerfiles_when_given(tmp_path: Path, 
     )
     assert by_id(with_files)["CIS 4.9"].status == "pass"
     assert with_files.dockerfiles == ["Dockerfile"]
+
+
+def test_policy_check_prints_the_compliance_report_teams_ci_asks_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "resources.json"
+    export.write_text(json.dumps([{"type": "aws:ecr/repository:Repository", "name": "app", "props": {}}]))
+    assert check.main(["--export", str(export), "--format", "compliance-json"]) == compliance.main(
+        ["--export", str(export), "--format", "json"]
+    )
+    via_check, direct = capsys.readouterr().out.split("\n{", 1)
+    assert json.loads(via_check) == json.loads("{" + direct)
+    assert {c["control_id"] for c in json.loads(via_check)["controls"] if c["status"] == "fail"} >= {"ECR.1"}
+    with pytest.raises(SystemExit):
+        check.main(["--all", "--format", "compliance-html"])
+    assert "reports on one --stack or --export" in capsys.readouterr().err

@@ -69,6 +69,11 @@ def number(text: str | float) -> float:
     return float(text)
 
 
+def integer(text: str | int) -> int:
+    """Pulumi types some integer members as strings; the provider sends the number."""
+    return int(text)
+
+
 def text(value: Any) -> str:
     """Attribute maps take every value as a string (SQS queue attributes, ALB attributes)."""
     if isinstance(value, bool):
@@ -324,6 +329,12 @@ MAPPINGS: dict[str, ApiMapping] = {
             "deploymentCircuitBreaker": To("deploymentConfiguration.deploymentCircuitBreaker"),
             "deploymentMinimumHealthyPercent": To("deploymentConfiguration.minimumHealthyPercent"),
             "deploymentMaximumPercent": To("deploymentConfiguration.maximumPercent"),
+            "alarms": To("deploymentConfiguration.alarms"),
+            "deploymentConfiguration.bakeTimeInMinutes": To("bakeTimeInMinutes", integer),
+            "deploymentConfiguration.canaryConfiguration.canaryBakeTimeInMinutes": To(
+                "canaryBakeTimeInMinutes", integer
+            ),
+            "deploymentConfiguration.linearConfiguration.stepBakeTimeInMinutes": To("stepBakeTimeInMinutes", integer),
             "networkConfiguration": To("networkConfiguration.awsvpcConfiguration"),
             "networkConfiguration.assignPublicIp": To("assignPublicIp", enabled_flag),
             "serviceRegistries": To("serviceRegistries", one_item),
@@ -369,6 +380,7 @@ MAPPINGS: dict[str, ApiMapping] = {
             "metricQueries.metric.namespace": To("Metric.Namespace"),
             "metricQueries.metric.metricName": To("Metric.MetricName"),
             "metricQueries.metric.dimensions": To("Metric.Dimensions"),
+            "name": To("AlarmName"),
         },
         {"AlarmName": auto_name},
     ),
@@ -469,7 +481,10 @@ MAPPINGS: dict[str, ApiMapping] = {
             "conditions": To("Conditions", listener_conditions),
             "conditions.pathPattern": To("PathPatternConfig"),
             "conditions.hostHeader": To("HostHeaderConfig"),
+            "conditions.httpHeader": To("HttpHeaderConfig"),
             "actions.fixedResponse": To("FixedResponseConfig"),
+            "actions.forward": To("ForwardConfig"),
+            "actions.forward.targetGroups.arn": To("TargetGroupArn"),
         },
     ),
     # --- Data stores -------------------------------------------------------------------------------------
