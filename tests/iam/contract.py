@@ -278,13 +278,17 @@ def _lambda_directory(code: Any) -> str | None:
 
 def planned_resource(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> str:
     """The ARN the plan gives `principal` for the resource the code named locally as `ref`."""
-    return planned_target(ref, principal, index, names_for).resource
+    target = planned_target(ref, principal, index, names_for)
+    if target is None:
+        raise ContractError(f"{index.stack}: {principal.name} cannot make this call here: {ref}")
+    return target.resource
 
 
 def planned_target(
     ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor
-) -> PlannedTarget:
-    """The planned resource of `ref` for `principal`, and the condition keys the call puts in its request."""
+) -> PlannedTarget | None:
+    """The planned resource of `ref` for `principal`, and the condition keys the call puts in its request; None
+    when the call needs an opt-in setting the stack does not plan (the code cannot make it there)."""
     if ref.kind == UNMAPPED:
         raise ContractError(
             f"{principal.name} calls {ref.value}, whose resource parameter has no rule (parameters: "
@@ -294,6 +298,13 @@ def planned_target(
         return PlannedTarget(_rds_db_user(ref, principal, index, names_for))
     if ref.kind == "ses-from-address":
         return _ses_sending(ref, principal, index, names_for)
+    if ref.kind == "ecs-task":
+        return _ecs_task(ref, principal, index, names_for)
+    if ref.kind == "s3-object":
+        bucket = _through_environment(ref.value, principal, index, names_for, _bucket_arn, "S3 bucket")
+        return PlannedTarget(f"{bucket}/{ref.get('key')}")
+    if ref.kind == "ec2-interface-groups":
+        return _interface_groups(ref, principal, index, names_for)
     resolve = _RESOLVERS[ref.kind]
     return PlannedTarget(_through_environment(ref.value, principal, index, names_for, resolve, ref.kind))
 
@@ -363,6 +374,54 @@ _RESOLVERS: dict[str, Resolver] = {
     "ecr-repository-name": _repository_arn,
     "secretsmanager-secret": _secret_arn,
 }
+
+
+def _bucket_arn(index: PlanIndex, name: str) -> str | None:
+    bucket = index.find("aws:s3/bucket:Bucket", "bucket", name)
+    return bucket.outputs["arn"] if bucket else None
+
+
+def _cluster_arn(index: PlanIndex, arn: str) -> str | None:
+    return arn if index.find("aws:ecs/cluster:Cluster", "arn", arn) else None
+
+
+def _ecs_task(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> PlannedTarget:
+    """A task of the cluster the code named (by `cluster`, or the task ARN's cluster): the same task id under the
+    planned cluster, with the condition keys ECS puts in the request (`ecs:cluster`; the tag keys of TagResource).
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerservice.html"""
+    head, _, path = ref.value.partition(":task/")
+    cluster_name, _, task_id = path.rpartition("/")
+    named = ref.optional("cluster") or f"{head}:cluster/{cluster_name}"
+    local_cluster = named if named.startswith("arn:") else f"{head}:cluster/{named}"
+    cluster = _through_environment(local_cluster, principal, index, names_for, _cluster_arn, "ECS cluster")
+    record = index.find("aws:ecs/cluster:Cluster", "arn", cluster)
+    region, account = cluster.split(":")[3:5]
+    planned_name = record.inputs.get("name") if record else None
+    task = f"arn:aws:ecs:{region}:{account}:task/{planned_name}/{task_id}"
+    tag_keys = ref.optional("tag_keys")
+    context = {"ecs:cluster": cluster} if tag_keys is None else {"aws:TagKeys": tag_keys.split(",")}
+    return PlannedTarget(task, context)  # pyright: ignore[reportArgumentType]
+
+
+def _interface_groups(
+    ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor
+) -> PlannedTarget | None:
+    """ModifyNetworkInterfaceAttribute with `Groups`: the planned group the code was given (the quarantine group,
+    through its environment), with `ec2:Vpc` as EC2 sets it for that group's VPC. The interface itself belongs to a
+    task ECS started, not to the plan; AWS checks the same action and condition on it."""
+    (group,) = ref.get("groups").split(",")
+    if not any(_planned_value(principal.environment, name) for name in names_for(group)):
+        return None  # the group comes from an opt-in setting this stack does not plan: the call cannot happen here
+    planned = _through_environment(group, principal, index, names_for, _group_arn, "security group")
+    record = index.find("aws:ec2/securityGroup:SecurityGroup", "arn", planned)
+    vpc_id = str(record.inputs.get("vpcId")) if record else ""
+    head = planned.split(":security-group/")[0]
+    return PlannedTarget(planned, {"ec2:Vpc": f"{head}:vpc/{vpc_id}"})
+
+
+def _group_arn(index: PlanIndex, group_id: str) -> str | None:
+    group = index.find("aws:ec2/securityGroup:SecurityGroup", "id", group_id)
+    return group.outputs["arn"] if group else None
 
 
 def _rds_db_user(ref: ResourceRef, principal: PlannedPrincipal, index: PlanIndex, names_for: NamesFor) -> str:
@@ -457,6 +516,8 @@ def requests_for(calls: Iterable[AwsCall], index: PlanIndex, names_for: NamesFor
                 f"container or Lambda; planned: {', '.join(sorted(index.principals))}"
             )
         target = planned_target(call.resource, principal, index, names_for)
+        if target is None:
+            continue
         request = IamRequest(
             index.stack,
             principal,

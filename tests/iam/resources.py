@@ -28,6 +28,8 @@ BATCH_ACTIONS: dict[tuple[str, str], str] = {
     ("sqs", "DeleteMessageBatch"): "DeleteMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
     ("sns", "PublishBatch"): "Publish",
+    # Not a batch: HeadObject has no action of its own; S3 authorizes it as GetObject (S3 API reference, HeadObject).
+    ("s3", "HeadObject"): "GetObject",
 }
 
 UNMAPPED = "unmapped"
@@ -39,7 +41,8 @@ class ResourceRef:
 
     kind: str
     """`sqs-queue-url`, `sns-topic-arn`, `ecr-repository-name`, `secretsmanager-secret`, `rds-db-user`,
-    `ses-from-address`, or `unmapped`."""
+    `ses-from-address`, `ecs-task` (a task ARN), `s3-object` (the bucket; the key in `detail`),
+    `ec2-interface-groups` (an interface id; the groups it is given in `detail`), or `unmapped`."""
     value: str
     """The queue URL, topic ARN, repository name; for `rds-db-user` the DB host; for `ses-from-address` the From
     address (without its display name); for `unmapped` the operation."""
@@ -79,6 +82,17 @@ def resource_of(prefix: str, operation: str, params: Mapping[str, Any]) -> Resou
         return ResourceRef("rds-db-user", str(params["DBHostname"]), detail)
     if prefix == "ses" and _is_own_identity_send(operation, params):
         return _ses_from_address(params)
+    if prefix == "ecs" and operation in ("StopTask", "DescribeTasks"):
+        task = params["task"] if "task" in params else params["tasks"][0]
+        return ResourceRef("ecs-task", str(task), (("cluster", str(params.get("cluster", ""))),))
+    if prefix == "ecs" and operation == "TagResource" and ":task/" in str(params.get("resourceArn", "")):
+        keys = ",".join(sorted(str(tag["key"]) for tag in params.get("tags", [])))
+        return ResourceRef("ecs-task", str(params["resourceArn"]), (("tag_keys", keys),))
+    if prefix == "s3" and "Bucket" in params and "Key" in params:
+        return ResourceRef("s3-object", str(params["Bucket"]), (("key", str(params["Key"])),))
+    if prefix == "ec2" and operation == "ModifyNetworkInterfaceAttribute" and params.get("Groups"):
+        groups = ",".join(str(group) for group in params["Groups"])
+        return ResourceRef("ec2-interface-groups", str(params["NetworkInterfaceId"]), (("groups", groups),))
     return ResourceRef(
         UNMAPPED, f"{prefix}:{operation}", tuple(sorted((k, type(v).__name__) for k, v in params.items()))
     )
