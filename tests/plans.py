@@ -1,8 +1,10 @@
-"""Plans of this repository's stacks under mocks, made once per test session and shared by the test modules that
-only read them (runtime security, compliance)."""
+"""Plans of this repository's stacks under mocks, made once per test session and shared by every test module that
+only reads them (program, shapes, IAM contract, deploy role, sandbox, cost, runtime security, compliance): a plan
+takes one to three seconds, and the suite used to make each stack's a dozen times."""
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from pathlib import Path
 
@@ -13,4 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @cache
 def planned(stack: str) -> Plan:
-    return run_program(ROOT, stack)
+    # Pulumi's mocks run on the thread's event loop; an earlier asyncio.run() in the session leaves none.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return run_program(ROOT, stack)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -39,6 +39,7 @@ from bootstrap.github_oidc.settings import BootstrapSettings
 from runner.plan import MOCK_ACCOUNT_ID, read_program, read_stack_config, run_program
 from tests.ci.iam_trust import Request, decisions
 from tests.iam.deploy_calls import DeployCall, DeployPlan, deploy_calls
+from tests.plans import planned as stack_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in ROOT.glob("Pulumi.*.yaml"))
@@ -57,14 +58,7 @@ def boundary_arn(environment: str) -> str:
 @cache
 def planned(stack: str) -> DeployPlan:
     config, _ = read_stack_config(read_program(ROOT), stack)
-    # Pulumi's mocks run on the thread's event loop; an earlier asyncio.run() in the session leaves none.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        plan = run_program(ROOT, stack)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    plan = stack_plan(stack)
     environment = config["container-platform:environment"]
     stack_boundary = (json.loads(config.get("container-platform:iam", "{}")) or {}).get("permissionsBoundaryArn")
     return DeployPlan(plan, config, stack_boundary or boundary_arn(environment))

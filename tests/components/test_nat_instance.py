@@ -14,7 +14,7 @@ from components.config import ConfigError, parse_stack_config
 from components.network import FCK_NAT_AMI_NAME, FCK_NAT_AMI_OWNER, Network, NetworkArgs
 from runner import plan as plan_module
 from runner.engine import PolicyPackProcess
-from runner.plan import run_program
+from tests.plans import planned as stack_plan
 from tests.support import Recorded, build, inputs, json_input
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +222,7 @@ def test_graviton_types_are_accepted(instance_type):
 
 
 def test_the_dev_lean_plan_uses_the_nat_instance_and_passes_the_pack():
-    plan = run_program(ROOT, "dev-lean")
+    plan = stack_plan("dev-lean")
     recorded = Recorded(plan.resources, plan.outputs)
     assert inputs(recorded.one("awsx:ec2:Vpc"))["natGateways"] == {"strategy": "None"}
     assert inputs(recorded.one("aws:ec2/launchTemplate:LaunchTemplate"))["instanceType"] == "t4g.nano"
@@ -241,7 +241,7 @@ def test_the_dev_lean_plan_uses_the_nat_instance_and_passes_the_pack():
 
 def test_the_nat_group_and_what_it_launches_carry_the_stacks_default_tags():
     """Provider default tags never reach an auto scaling group (nor, through it, the instance): set explicitly."""
-    plan = run_program(ROOT, "dev-lean")
+    plan = stack_plan("dev-lean")
     (group,) = [r for r in plan.resources if r.type == "aws:autoscaling/group:Group"]
     tags = {t["key"]: (t["value"], t["propagateAtLaunch"]) for t in group.inputs["tags"]}
     assert tags["environment"] == ("dev", True)

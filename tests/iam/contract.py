@@ -14,7 +14,6 @@ against the role the plan attaches to it, for every stack.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +21,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runner.plan import Plan, run_program
+from runner.plan import Plan
 from runner.records import ResourceRecord
 from tests.iam.recorder import AwsCall
 from tests.iam.resources import UNMAPPED, ResourceRef
 from tests.iam.simulator import simulate
+from tests.plans import planned as stack_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "staging", "prod", "dev-lean", "shop")
@@ -96,14 +96,7 @@ class Decision:
 
 @cache
 def plan_for(stack: str) -> PlanIndex:
-    # Pulumi's mocks run on the thread's event loop; an earlier asyncio.run() in the session leaves none.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return PlanIndex(run_program(ROOT, stack))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    return PlanIndex(stack_plan(stack))
 
 
 @dataclass

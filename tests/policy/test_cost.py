@@ -25,8 +25,8 @@ from policy.rules.costing import (
     estimate,
     price_table,
 )
-from runner.plan import run_program
 from runner.records import ResourceRecord
+from tests.plans import planned as stack_plan
 from tests.policy.helpers import stack_resources
 
 HOURS = 24 * 30.4  # hours a month at the default 24 hours a day
@@ -423,7 +423,7 @@ JUSTIFIED_UNPRICED: set[str] = set()
 
 @pytest.fixture(scope="module")
 def platform_costs() -> dict[str, CostEstimate]:
-    return {stack: estimate(run_program(ROOT, stack).resources) for stack in ("dev", "staging", "prod")}
+    return {stack: estimate(stack_plan(stack).resources) for stack in ("dev", "staging", "prod")}
 
 
 def test_dev_costs_less_than_staging_less_than_prod(platform_costs: dict[str, CostEstimate]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from runner.diff import compare
 from runner.engine import PolicyPackProcess
 from runner.plan import MOCK_ACCOUNT_ID, Plan, run_program
+from tests.plans import planned as stack_plan
 from tests.support import Recorded, inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,7 +222,7 @@ def test_changing_one_service_changes_only_that_services_resources(shop, tmp_pat
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod", "dev-lean"])
 def test_our_stacks_deploy_no_services_and_no_service_connect(stack):
-    plan = recorded(run_program(ROOT, stack))
+    plan = recorded(stack_plan(stack))
     assert not plan.of_type(MICROSERVICE)
     assert "serviceConnectDefaults" not in inputs(plan.one("aws:ecs/cluster:Cluster"))
     for service in plan.of_type("aws:ecs/service:Service"):

@@ -10,6 +10,7 @@ import pytest
 
 from runner import check
 from runner.plan import Plan, PlanError, run_program
+from tests.plans import planned as stack_plan
 from tests.support import Recorded, inputs, json_input
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +19,7 @@ STACKS = ("dev", "staging", "prod")
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, Plan]:
-    return {stack: run_program(ROOT, stack) for stack in STACKS}
+    return {stack: stack_plan(stack) for stack in STACKS}
 
 
 def recorded(plan: Plan) -> Recorded:
@@ -209,7 +210,7 @@ def test_our_stacks_pass_the_policy_pack(plans):
 def test_costs_rise_with_the_environment_and_the_lean_profile_keeps_every_feature(plans):
     from policy.rules.costing import estimate
 
-    lean = run_program(ROOT, "dev-lean")
+    lean = stack_plan("dev-lean")
     estimates = {stack: estimate(plan.resources) for stack, plan in plans.items()}
     estimates["dev-lean"] = estimate(lean.resources)
     per_day = {stack: e.per_day for stack, e in estimates.items()}
@@ -226,7 +227,7 @@ def test_costs_rise_with_the_environment_and_the_lean_profile_keeps_every_featur
 
 
 def test_dev_lean_serves_the_job_platform_api_through_the_http_api_with_one_dashboard():
-    lean = recorded(run_program(ROOT, "dev-lean"))
+    lean = recorded(stack_plan("dev-lean"))
     assert lean.of_type("aws:lb/loadBalancer:LoadBalancer") == []
     routes = sorted(inputs(r)["routeKey"] for r in lean.of_type("aws:apigatewayv2/route:Route"))
     assert routes == ["ANY /", "ANY /{proxy+}"]
@@ -282,7 +283,7 @@ def test_the_job_platform_can_be_switched_off(tmp_path):
 def test_behind_the_http_api_the_job_api_refuses_uploads_api_gateway_would_cut_off(plans):
     """HTTP APIs cap request payloads at 10 MB (not adjustable): the API's own limit must not promise more."""
     limits = {}
-    for stack, plan in {**plans, "dev-lean": run_program(ROOT, "dev-lean")}.items():
+    for stack, plan in {**plans, "dev-lean": stack_plan("dev-lean")}.items():
         tasks = recorded(plan).of_type("aws:ecs/taskDefinition:TaskDefinition")
         for task in tasks:
             for container in json_input(task, "containerDefinitions"):
@@ -324,7 +325,7 @@ def test_every_job_platform_stack_serves_the_console_with_the_api_on_the_same_or
 
 
 def test_dev_lean_reaches_the_http_api_over_tls():
-    plan = run_program(ROOT, "dev-lean")
+    plan = stack_plan("dev-lean")
     origin = _api_origin(plan)
     assert plan.outputs["url"] == f"https://{origin['domainName']}"
     assert origin["customOriginConfig"]["originProtocolPolicy"] == "https-only"

@@ -15,9 +15,10 @@ import yaml
 from components.build_context import context_files, ignore_file_for, parse_dockerignore
 from runner.diff import compare
 from runner.engine import PolicyPackProcess
-from runner.plan import MOCK_ACCOUNT_ID, Plan, run_program
+from runner.plan import MOCK_ACCOUNT_ID, Plan
 from runner.records import ResourceRecord
 from services.shop.common.database import pool_budget
+from tests.plans import planned as stack_plan
 from tests.program.test_microservices import owner, plan_of, report
 from tests.support import Recorded, env_map, inputs, json_input
 
@@ -31,7 +32,7 @@ QUEUE = "shop-dev-notifications"
 
 @pytest.fixture(scope="module")
 def plan() -> Plan:
-    return run_program(ROOT, "shop")
+    return stack_plan("shop")
 
 
 @pytest.fixture(scope="module")

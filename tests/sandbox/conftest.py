@@ -13,11 +13,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from runner.plan import run_program
 from services.common.settings import Settings
 from services.fauxqs import Fauxqs
+from tests.plans import planned as stack_plan
 from tests.sandbox.sandbox import Endpoint, HostBridges, ensure_tools
-from tests.sandbox.stacks import ROOT, STACKS
+from tests.sandbox.stacks import STACKS
 from tests.sandbox.task import Container, planned_containers
 
 # Session fixtures shared with the service tests: one fauxqs, one tag that names (and cleans) Redis keys.
@@ -28,7 +28,7 @@ from tests.services.helpers import ADMIN_DSN
 @pytest.fixture(scope="session")
 def planned() -> dict[str, list[Container]]:
     """The container definitions of every stack, planned once (a plan takes a second or more)."""
-    return {stack: planned_containers(run_program(ROOT, stack)) for stack in STACKS}
+    return {stack: planned_containers(stack_plan(stack)) for stack in STACKS}
 
 
 @pytest.fixture(scope="session")

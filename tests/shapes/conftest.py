@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.plan import Plan, run_program
+from runner.plan import Plan
+from tests.plans import planned as stack_plan
 from tests.shapes.check import STACKS, ResourceReport, check_plans
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def plans() -> dict[str, Plan]:
-    return {stack: run_program(ROOT, stack) for stack in STACKS}
+    return {stack: stack_plan(stack) for stack in STACKS}
 
 
 @pytest.fixture(scope="session")
