@@ -27,8 +27,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import allow, assume_role_policy, policy_document
+from components.iam import allow
 from components.kms import rotating_key
+from components.lambda_function import logged_function
 from components.s3 import private_bucket
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "guardduty_responder"
@@ -270,7 +271,7 @@ class RuntimeSecurity(pulumi.ComponentResource):
 
     # --- Responder ---
 
-    def _responder_statements(self, args: RuntimeSecurityArgs, log_group_arn: pulumi.Output[str]) -> list[Any]:
+    def _responder_statements(self, args: RuntimeSecurityArgs) -> list[Any]:
         tasks = pulumi.Output.concat(
             "arn:aws:ecs:", args.region, ":", args.account_id, ":task/", args.cluster_name, "/*"
         )
@@ -288,8 +289,6 @@ class RuntimeSecurity(pulumi.ComponentResource):
             allow(["kms:GenerateDataKey"], [self.audit_key.arn], sid="EncryptAuditRecords"),
             allow(["sns:Publish"], [args.alert_topic_arn], sid="PublishAlerts"),
             allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.alert_topic_kms_key_arn], sid="UseTopicKey"),
-            allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group_arn, ":*")],
-                  sid="WriteOwnLogs"),
         ]  # fmt: skip
         if self.quarantine_security_group_id is not None:
             vpc_arn = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", args.account_id, ":vpc/", args.vpc_id)
@@ -307,26 +306,6 @@ class RuntimeSecurity(pulumi.ComponentResource):
         return statements
 
     def _responder(self, name: str, args: RuntimeSecurityArgs) -> None:
-        function_name = f"{args.name_prefix}-guardduty-responder"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-responder-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.log_kms_key_arn,
-            opts=self._child,
-        )
-        role = aws.iam.Role(
-            f"{name}-responder-role",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
-            description=f"{function_name}: contain our cluster's tasks on GuardDuty findings, record, alert",
-            opts=self._child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-responder-policy",
-            role=role.id,
-            policy=policy_document(self._responder_statements(args, log_group.arn)),
-            opts=self._child,
-        )
         variables: dict[str, pulumi.Input[str]] = {
             "ALERT_TOPIC_ARN": args.alert_topic_arn,
             "CLUSTER_ARN": args.cluster_arn,
@@ -336,25 +315,26 @@ class RuntimeSecurity(pulumi.ComponentResource):
         }
         if self.quarantine_security_group_id is not None:
             variables["QUARANTINE_SECURITY_GROUP_ID"] = self.quarantine_security_group_id
-        function = aws.lambda_.Function(
+        function = logged_function(
             f"{name}-responder",
-            name=function_name,
+            function_name=f"{args.name_prefix}-guardduty-responder",
+            role_description="contain our cluster's tasks on GuardDuty findings, record, alert",
+            statements=self._responder_statements(args),
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
+            parent=self,
             description="Contains our cluster's tasks on GuardDuty Runtime Monitoring findings, records and alerts",
             runtime=LAMBDA_RUNTIME,
             architectures=["arm64"],
             handler="handler.handle",
             # Relative to the working directory (the project root under Pulumi), so state holds no home path.
             code=pulumi.AssetArchive({"handler.py": pulumi.FileAsset(os.path.relpath(LAMBDA_SOURCE / "handler.py"))}),
-            role=role.arn,
             timeout=60,
             memory_size=256,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=variables),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
-            ),
             # Events that still fail after Lambda's retries land on the alert topic instead of vanishing.
             dead_letter_config=aws.lambda_.FunctionDeadLetterConfigArgs(target_arn=args.alert_topic_arn),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         rule = aws.cloudwatch.EventRule(
             f"{name}-findings",

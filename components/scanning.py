@@ -33,6 +33,7 @@ from components import build_context, buildspec
 from components.aws_limits import ECR_PULL_PRINCIPAL, LOG_RETENTION_DAYS
 from components.iam import allow, assume_role_policy, policy_document
 from components.kms import rotating_key
+from components.lambda_function import logged_function
 from components.s3 import private_bucket
 
 IMAGE_KEY = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -688,43 +689,24 @@ class ImageScanning(pulumi.ComponentResource):
     # --- Scan alerts ---
 
     def _scan_alerts(self, name: str, args: ImageScanningArgs) -> None:
-        function_name = f"{args.name_prefix}-scan-alerts"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-alerts-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.log_kms_key_arn,
-            opts=self._child,
-        )
-        role = aws.iam.Role(
-            f"{name}-alerts-role",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
-            description=f"{function_name}: read scan findings of its repositories, publish alerts",
-            opts=self._child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-alerts-policy",
-            role=role.id,
-            policy=policy_document(
-                [
-                    allow(["ecr:DescribeImageScanFindings"], list(self.repository_arns.values()), sid="ReadFindings"),
-                    allow(["sns:Publish"], [args.alert_topic_arn], sid="PublishAlerts"),
-                    allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.alert_topic_kms_key_arn], sid="UseTopicKey"),
-                    allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")],
-                          sid="WriteOwnLogs"),
-                ]
-            ),
-            opts=self._child,
-        )  # fmt: skip
-        self.alert_function = aws.lambda_.Function(
+        self.alert_function = logged_function(
             f"{name}-alerts",
-            name=function_name,
+            function_name=f"{args.name_prefix}-scan-alerts",
+            role_description="read scan findings of its repositories, publish alerts",
+            statements=[
+                allow(["ecr:DescribeImageScanFindings"], list(self.repository_arns.values()), sid="ReadFindings"),
+                allow(["sns:Publish"], [args.alert_topic_arn], sid="PublishAlerts"),
+                allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.alert_topic_kms_key_arn], sid="UseTopicKey"),
+            ],
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
+            parent=self,
             description="Publishes image scans above the allowances and new findings to the alert topic",
             runtime=LAMBDA_RUNTIME,
             architectures=["arm64"],
             handler="handler.handler",
             code=pulumi.AssetArchive({"handler.py": pulumi.FileAsset(_project_relative(LAMBDA_SOURCE / "handler.py"))}),
-            role=role.arn,
             timeout=60,
             memory_size=256,
             reserved_concurrent_executions=args.alert_function_reserved_concurrency,
@@ -736,12 +718,8 @@ class ImageScanning(pulumi.ComponentResource):
                     "REPOSITORIES": ",".join(sorted(f"{args.name_prefix}-{key}" for key in args.images)),
                 }
             ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
-            ),
             # Events that still fail after Lambda's retries land on the alert topic instead of vanishing.
             dead_letter_config=aws.lambda_.FunctionDeadLetterConfigArgs(target_arn=args.alert_topic_arn),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         names = [f"{args.name_prefix}-{key}" for key in args.images]
         scans = aws.cloudwatch.EventRule(

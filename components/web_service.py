@@ -32,6 +32,7 @@ from components.ecs_task import (
     allow_between,
 )
 from components.iam import allow, assume_role_policy, policy_document
+from components.lambda_function import logged_function
 from components.lambda_package import python_lambda_package
 
 SCALE_IN_COOLDOWN = 300
@@ -488,45 +489,23 @@ class WebService(pulumi.ComponentResource):
     ) -> tuple[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs, list[pulumi.Resource]]:
         """The smoke-test Lambda (lambdas/deploy_hook) at POST_TEST_TRAFFIC_SHIFT, and the role ECS invokes it
         with. It runs outside the VPC: it reaches the internet-facing ALB like any client."""
-        function_name = f"{prefix}-deploy-hook"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{prefix}-deploy-hook-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.log_kms_key_arn,
-            opts=self._child,
-        )
-        role = aws.iam.Role(
-            f"{prefix}-deploy-hook-role",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
-            description=f"{function_name}: read the deployment test token, write its logs",
-            opts=self._child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{prefix}-deploy-hook-policy",
-            role=role.id,
-            policy=policy_document(
-                [
-                    allow(["secretsmanager:GetSecretValue"], [token_secret.arn], sid="ReadTestToken"),
-                    allow(["kms:Decrypt"], [args.log_kms_key_arn], sid="DecryptTestToken"),
-                    allow(
-                        ["logs:CreateLogStream", "logs:PutLogEvents"],
-                        [pulumi.Output.concat(log_group.arn, ":*")],
-                        sid="WriteOwnLogs",
-                    ),
-                ]
-            ),
-            opts=self._child,
-        )
-        function = aws.lambda_.Function(
+        function = logged_function(
             f"{prefix}-deploy-hook",
-            name=function_name,
+            function_name=f"{prefix}-deploy-hook",
+            role_description="read the deployment test token, write its logs",
+            statements=[
+                allow(["secretsmanager:GetSecretValue"], [token_secret.arn], sid="ReadTestToken"),
+                allow(["kms:Decrypt"], [args.log_kms_key_arn], sid="DecryptTestToken"),
+            ],
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
+            parent=self,
             description="Smoke-tests a new revision through the ALB's test rule before traffic shifts; FAILED rolls back",
             runtime=HOOK_RUNTIME,
             architectures=["arm64"],
             handler="handler.handler",
             code=python_lambda_package(HOOK_SOURCE, [], python_version=HOOK_PYTHON, architecture="arm64").archive,
-            role=role.arn,
             timeout=HOOK_FUNCTION_TIMEOUT_SECONDS,
             memory_size=128,
             reserved_concurrent_executions=2,
@@ -536,10 +515,6 @@ class WebService(pulumi.ComponentResource):
                     "READY_TIMEOUT_SECONDS": str(HOOK_READY_TIMEOUT_SECONDS),
                 }
             ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         invoke_role = aws.iam.Role(
             f"{prefix}-deploy-hook-invoke-role",
