@@ -253,7 +253,7 @@ class ContainerCluster(pulumi.ComponentResource):
                 ip_protocol="tcp",
                 from_port=port,
                 to_port=port,
-                description=f"NAT gateway {index + 1} (the VPC's private subnets) to the test listener on {port}",
+                description=f"NAT gateway {index + 1} of the private subnets to the test listener on {port}",
                 opts=self._child,
             )
         listener = aws.lb.Listener(

@@ -597,7 +597,7 @@ class WebService(pulumi.ComponentResource):
                 opts=self._child,
             )
             for kind, port, description in (
-                ("test-listener", test_port, "The ALB's test listener, through NAT"),
+                ("test-listener", test_port, "The ALB test listener, through NAT"),
                 ("https", HTTPS, "HTTPS to Secrets Manager, through NAT"),
             )
         ]
