@@ -64,7 +64,7 @@ from components.service_queue import ServiceQueueArgs
 from components.static_site import ApiOrigin, SiteDomain, StaticSite, StaticSiteArgs
 from components.storage import SharedStorage, SharedStorageArgs
 from components.tracing import CollectorImage, collector_image_through_cache
-from components.web_service import WebService, WebServiceArgs
+from components.web_service import AlbTestListener, WebService, WebServiceArgs
 from components.worker import QueueWorker, QueueWorkerArgs
 
 IMAGES = {
@@ -85,6 +85,12 @@ def deployment_wait(config: StackConfig) -> DeploymentWait:
     return DeploymentWait(
         wait_for_steady_state=config.deployment.waitForSteadyState, timeout_minutes=config.deployment.timeoutMinutes
     )
+
+
+def api_shifts_traffic_on_alb(config: StackConfig) -> bool:
+    """Whether the job platform's API deploys blue/green, canary or linear behind the ALB: it then needs the ALB's
+    test listener (microservices behind the ALB deploy rolling)."""
+    return config.entry == "alb" and service_deployment(config, config.service.deployment).strategy != "rolling"
 
 
 def rollout(settings: DeploymentConfig, *, shifts_traffic: bool = True, headless: bool = False) -> Rollout:
@@ -163,6 +169,8 @@ def main() -> None:
             deletion_protection=config.deletionProtection,
             entry=config.entry,
             service_connect=bool(config.services),
+            test_listener=api_shifts_traffic_on_alb(config),
+            test_listener_source_ips=network.nat_public_ips,
         ),
         guarded,
     )
@@ -312,16 +320,17 @@ def job_platform_api(
     image = service.image or (images.image_refs["api"] if images is not None else None)
     if image is None:  # config validation requires one of them
         raise ValueError("service.image: missing and no API image is built")
-    alb: dict[str, pulumi.Input[str]] = {}
+    alb: dict[str, object] = {}
     if cluster.has_alb:
         alb = {
             "listener_arn": cluster.listener_arn,
             "alb_security_group_id": cluster.alb_security_group_id,
             "alb_arn_suffix": cluster.alb_arn_suffix,
-            "test_base_url": pulumi.Output.concat(
-                "https://" if config.certificateArn else "http://", cluster.alb_dns_name
-            ),
         }
+    if cluster.test_listener_arn is not None and cluster.test_listener_port and cluster.test_listener_url:
+        alb["test_listener"] = AlbTestListener(
+            cluster.test_listener_arn, cluster.test_listener_port, cluster.test_listener_url
+        )
     deploy = service_deployment(config, service.deployment)
     api = WebService(
         "api",

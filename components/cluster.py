@@ -1,5 +1,6 @@
 """ContainerCluster: the ECS cluster, its Cloud Map namespace (Service Connect's too), and, with the `alb` entry,
-the internet-facing ALB that fronts it."""
+the internet-facing ALB that fronts it; with `test_listener`, a second listener for blue/green test traffic that
+only the VPC's NAT gateways' addresses may reach (docs/deployments.md, "The test route")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from components.s3 import PrivateBucket, private_bucket
 # ELB.17: TLS 1.3 with TLS 1.2 fallback, forward secrecy only.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
 ACCESS_LOG_EXPIRY_DAYS = 90
+# The blue/green test listener's port, by protocol (the production listener's 443 or its HTTP-only fallback on 80).
+TEST_LISTENER_PORTS = {"HTTPS": 8443, "HTTP": 8080}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,25 @@ class ContainerClusterArgs:
     Default: alb."""
     service_connect: bool = False
     """Make the namespace the cluster's Service Connect default (services in config use it). Default: false."""
+    test_listener: bool = False
+    """A listener for blue/green test traffic (8443 HTTPS with the certificate, else 8080 HTTP; fixed 404 by
+    default), open only to `test_listener_source_ips`. Default: false."""
+    test_listener_source_ips: Sequence[pulumi.Input[str]] = ()
+    """Public IPv4 addresses allowed to the test listener: the VPC's NAT gateways' Elastic IPs, the source of
+    everything the private subnets send to the ALB's public addresses. Default: none."""
+
+    def __post_init__(self) -> None:
+        if self.entry not in ("alb", "httpApi"):
+            raise ValueError(f"ContainerClusterArgs.entry: {self.entry!r}; allowed: alb, httpApi")
+        if self.test_listener and self.entry != "alb":
+            raise ValueError(
+                f"ContainerClusterArgs.test_listener: true with entry {self.entry!r}; allowed: only with entry alb"
+            )
+        if self.test_listener and not self.test_listener_source_ips:
+            raise ValueError(
+                "ContainerClusterArgs.test_listener_source_ips: empty with test_listener; allowed: the NAT gateways' "
+                "Elastic IPs (a NAT instance's public address is not fixed)"
+            )
 
 
 class ContainerCluster(pulumi.ComponentResource):
@@ -62,11 +84,16 @@ class ContainerCluster(pulumi.ComponentResource):
     """ALB security group: services allow ingress from it only. Only with the `alb` entry."""
     listener_arn: pulumi.Output[str]
     """The listener services attach their routing rules to (HTTPS when a certificate is set). Only with `alb`."""
+    test_listener_arn: pulumi.Output[str] | None
+    """The blue/green test listener (test rules go here); None without `test_listener`."""
+    test_listener_port: int | None
+    """Its port (8443 HTTPS or 8080 HTTP); None without `test_listener`."""
+    test_listener_url: pulumi.Output[str] | None
+    """`http(s)://<alb dns name>:<port>`, where a deployment hook in the private subnets sends its checks; None
+    without `test_listener`."""
 
     def __init__(self, name: str, args: ContainerClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:cluster:ContainerCluster", name, None, opts)
-        if args.entry not in ("alb", "httpApi"):
-            raise ValueError(f"entry: {args.entry!r}; allowed: alb, httpApi")
         self._child = pulumi.ResourceOptions(parent=self)
         self.namespace = aws.servicediscovery.PrivateDnsNamespace(
             f"{name}-namespace",
@@ -87,12 +114,16 @@ class ContainerCluster(pulumi.ComponentResource):
             "namespace_id": self.namespace_id,
         }
         self.has_alb = args.entry == "alb"
+        self.test_listener_arn = self.test_listener_url = self.test_listener_port = None
         if self.has_alb:
             self._load_balancer(name, args)
             self.alb_arn_suffix = self.alb.arn_suffix
             self.alb_dns_name = self.alb.dns_name
             self.alb_security_group_id = self.alb_security_group.id
             outputs |= {"alb_dns_name": self.alb_dns_name, "listener_arn": self.listener_arn}
+        if args.test_listener:
+            arn, url = self._test_listener(name, args)
+            outputs |= {"test_listener_arn": arn, "test_listener_url": url}
         self.register_outputs(outputs)
 
     # --- ECS ---
@@ -176,12 +207,7 @@ class ContainerCluster(pulumi.ComponentResource):
             # ELB checks it may write to the bucket when logging is enabled: the policy must exist first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs_bucket.policy]),
         )
-        not_found = aws.lb.ListenerDefaultActionArgs(
-            type="fixed-response",
-            fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
-                content_type="text/plain", message_body="Not Found", status_code="404"
-            ),
-        )
+        not_found = _not_found()
         if args.certificate_arn:
             self.https_listener: aws.lb.Listener | None = aws.lb.Listener(
                 f"{name}-https",
@@ -210,6 +236,41 @@ class ContainerCluster(pulumi.ComponentResource):
         )
         self.listener_arn = (self.https_listener or self.http_listener).arn
 
+    def _test_listener(self, name: str, args: ContainerClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """A listener on its own port whose only way in is the NAT gateways' addresses: an internet-facing ALB
+        resolves to public IPs, so a client in the private subnets reaches it through NAT, and the internet gateway
+        maps the NAT gateway's private address to its Elastic IP (VPC user guide, "NAT gateways":
+        https://docs.aws.amazon.com/vpc/latest/userguide/vpc-nat-gateway.html). The ALB's security group filters
+        each listener port ("Security groups for your Application Load Balancer",
+        https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-update-security-groups.html)."""
+        protocol = "HTTPS" if args.certificate_arn else "HTTP"
+        port = TEST_LISTENER_PORTS[protocol]
+        for index, address in enumerate(args.test_listener_source_ips):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-ingress-test-{index + 1}",
+                security_group_id=self.alb_security_group.id,
+                cidr_ipv4=pulumi.Output.concat(address, "/32"),
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                description=f"NAT gateway {index + 1} of the private subnets to the test listener on {port}",
+                opts=self._child,
+            )
+        listener = aws.lb.Listener(
+            f"{name}-test",
+            load_balancer_arn=self.alb.arn,
+            port=port,
+            protocol=protocol,
+            ssl_policy=TLS_POLICY if args.certificate_arn else None,
+            certificate_arn=args.certificate_arn,
+            default_actions=[_not_found()],
+            opts=self._child,
+        )
+        self.test_listener_arn = listener.arn
+        self.test_listener_port = port
+        self.test_listener_url = pulumi.Output.concat(protocol.lower(), "://", self.alb.dns_name, f":{port}")
+        return listener.arn, self.test_listener_url
+
     def _access_logs_bucket(self, name: str, args: ContainerClusterArgs) -> PrivateBucket:
         elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
@@ -233,3 +294,12 @@ class ContainerCluster(pulumi.ComponentResource):
             grants=elb_writes_logs,
             opts=self._child,
         )
+
+
+def _not_found() -> aws.lb.ListenerDefaultActionArgs:
+    return aws.lb.ListenerDefaultActionArgs(
+        type="fixed-response",
+        fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
+            content_type="text/plain", message_body="Not Found", status_code="404"
+        ),
+    )

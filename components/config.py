@@ -1147,6 +1147,15 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
             f"network.egress: {config.network.egress!r} in prod; allowed in prod: natGateway "
             "(prod needs onePerAz NAT gateways; a NAT instance is one instance in one AZ)"
         )
+    api_strategy = service_deployment(config, config.service.deployment).strategy
+    # Prod refuses a NAT instance outright (below).
+    nat_instance = config.network.egress == "natInstance" and not config.is_prod
+    if nat_instance and config.entry == "alb" and api_strategy != "rolling":
+        problems.append(
+            f"network.egress: 'natInstance' with entry alb and the API's deployment strategy {api_strategy!r}; allowed: "
+            "natGateway, or strategy rolling, or entry httpApi (the blue/green test listener admits only the NAT "
+            "gateways' Elastic IPs; a NAT instance's public address changes when the instance is replaced)"
+        )
     if config.is_prod and config.network.natGateways != "onePerAz":
         problems.append(
             f"network.natGateways: {config.network.natGateways!r} in prod; allowed in prod: onePerAz "

@@ -32,6 +32,7 @@ from components.aws_limits import DB_INSTANCE_FAMILIES, is_db_instance_class
 from components.ecs_task import HTTPS, ServiceAttachment, allow_between
 from components.iam import allow, assume_role_policy, policy_document
 from components.kms import rotating_key
+from components.lambda_function import vpc_access_statements
 from components.lambda_package import python_lambda_package
 from components.monitoring import alarm, graph_widget
 
@@ -45,15 +46,6 @@ RESERVED_ROLE_PREFIXES = ("pg_", "rds")
 ROLES_FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "lambdas" / "db_roles"
 ROLES_FUNCTION_RUNTIME = ("python3.13", "3.13")
 ROLES_FUNCTION_ARCHITECTURE = "arm64"
-# What Lambda needs to attach a function to a VPC (the AWSLambdaVPCAccessExecutionRole actions, without logs).
-VPC_NETWORK_INTERFACE_ACTIONS = (
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:CreateNetworkInterface",
-    "ec2:DeleteNetworkInterface",
-    "ec2:UnassignPrivateIpAddresses",
-)
-# These work only on `*` (Lambda developer guide, "Giving Lambda functions access to a VPC").
-VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
 CPU_ALARM_PERCENT = 80
 # The seed's low-storage alarm: under 2 GB free.
 FREE_STORAGE_ALARM_BYTES = 2_000_000_000
@@ -521,13 +513,11 @@ class Database(pulumi.ComponentResource):
     def _roles_function_statements(
         self, args: DatabaseArgs, log_group: aws.cloudwatch.LogGroup
     ) -> list[pulumi.Input[Mapping[str, Any]]]:
-        interfaces = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", args.account_id, ":*/*")
         return [
             allow(["secretsmanager:GetSecretValue"], [self.master_secret_arn], sid="ReadMasterSecret"),
             allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")],
                   sid="WriteOwnLogs"),
-            allow(list(VPC_NETWORK_INTERFACE_ACTIONS), [interfaces], sid="ManageVpcNetworkInterfaces"),
-            allow(list(VPC_DESCRIBE_ACTIONS), ["*"], sid="DescribeVpcNetworkInterfaces"),
+            *vpc_access_statements(args.region, args.account_id),
         ]  # fmt: skip
 
     # --- Monitoring ---

@@ -67,6 +67,10 @@ class Network(pulumi.ComponentResource):
     """Public subnets (the ALB only)."""
     private_subnet_ids: pulumi.Output[Sequence[str]]
     """Private subnets with NAT egress (tasks, data stores)."""
+    nat_public_ips: list[pulumi.Output[str]]
+    """The NAT gateways' Elastic IPs, one per gateway: the source address of everything the private subnets send to
+    a public address (the internet-facing ALB included). Empty with a NAT instance (its public address changes
+    when the instance is replaced)."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:network:Network", name, None, opts)
@@ -93,11 +97,13 @@ class Network(pulumi.ComponentResource):
         self.vpc_id = self.vpc.vpc_id
         self.public_subnet_ids = self.vpc.public_subnet_ids
         self.private_subnet_ids = self.vpc.private_subnet_ids
+        self.nat_public_ips = _nat_gateway_public_ips(args, self.vpc)
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
                 "public_subnet_ids": self.public_subnet_ids,
                 "private_subnet_ids": self.private_subnet_ids,
+                "nat_public_ips": self.nat_public_ips,
             }
         )
 
@@ -144,6 +150,27 @@ def _nat_gateway_strategy(args: NetworkArgs) -> awsx.ec2.NatGatewayStrategy:
     if args.egress == "natInstance":
         return awsx.ec2.NatGatewayStrategy.NONE
     return NAT_STRATEGIES[args.nat_gateways]
+
+
+def _nat_gateway_public_ips(args: NetworkArgs, vpc: awsx.ec2.Vpc) -> list[pulumi.Output[str]]:
+    """Each NAT gateway's Elastic IP, looked up once the VPC exists: awsx's own `eips` output holds resource
+    references, which cannot be read back offline. `single` has exactly one available gateway in the VPC;
+    `onePerAz` has one in each public subnet."""
+    if args.egress == "natInstance":
+        return []
+    per_zone = args.nat_gateways == "onePerAz"
+
+    def lookup(index: int) -> pulumi.Output[str]:
+        subnet = vpc.public_subnet_ids.apply(lambda ids: ids[index]) if per_zone else None
+        gateway = aws.ec2.get_nat_gateway_output(
+            vpc_id=vpc.vpc_id,
+            subnet_id=subnet,
+            state="available",
+            opts=pulumi.InvokeOutputOptions(depends_on=[vpc]),
+        )
+        return gateway.public_ip
+
+    return [lookup(index) for index in range(args.max_azs if per_zone else 1)]
 
 
 class NatInstance:

@@ -7,8 +7,9 @@ and port, what an HTTP API private integration resolves), ingress comes from the
 failing tasks, but there are no load balancer health checks and no weighted target groups.
 
 Deployments (`rollout`): behind the ALB, blue/green, canary and linear are ECS native deployments over two target
-groups, with a header-matched test rule, a least-privilege role ECS shifts traffic with, a smoke-test hook Lambda
-(lambdas/deploy_hook) and rollback alarms; docs/deployments.md. One `drain_seconds` sets the deregistration delay,
+groups, with a header-matched test rule on the ALB's test listener (reachable from the VPC's NAT addresses only), a
+least-privilege role ECS shifts traffic with, a smoke-test hook Lambda in the private subnets (lambdas/deploy_hook)
+and rollback alarms; docs/deployments.md. One `drain_seconds` sets the deregistration delay,
 the stop timeout and the application's graceful shutdown.
 """
 
@@ -24,6 +25,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from components.ecs_task import (
+    HTTPS,
     DeploymentWait,
     FargateTask,
     FargateTaskSpec,
@@ -32,7 +34,7 @@ from components.ecs_task import (
     allow_between,
 )
 from components.iam import allow, assume_role_policy, policy_document
-from components.lambda_function import logged_function
+from components.lambda_function import FunctionVpc, logged_function
 from components.lambda_package import python_lambda_package
 
 SCALE_IN_COOLDOWN = 300
@@ -50,6 +52,19 @@ TEST_HEADER = "X-Deployment-Test"
 FARGATE_MAX_STOP_TIMEOUT = 120
 # The API's own graceful shutdown ends this long before ECS's SIGKILL.
 SHUTDOWN_MARGIN_SECONDS = 5
+ANYWHERE = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class AlbTestListener:
+    """The ALB's blue/green test listener (ContainerCluster's `test_listener_*` outputs)."""
+
+    arn: pulumi.Input[str]
+    """Listener ARN: the test rule goes on it."""
+    port: int
+    """Its port: the hook's only egress besides HTTPS."""
+    url: pulumi.Input[str]
+    """`http(s)://<alb dns name>:<port>`: where the hook sends its checks."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +147,9 @@ class WebServiceArgs:
     smoke_tests: Sequence[tuple[str, int]] = ()
     """(path, status) the hook checks on the new revision through the test rule, after the health check path.
     Default: none."""
-    test_base_url: pulumi.Input[str] | None = None
-    """URL of the ALB listener the rules are on (`http(s)://<alb dns name>`), where the hook sends its checks;
-    required behind the ALB with a traffic-shifting rollout. Default: none."""
+    test_listener: AlbTestListener | None = None
+    """The ALB's test listener: the test rule goes on it and the hook (in the private subnets) sends its checks to
+    it; required behind the ALB with a traffic-shifting rollout. Default: none."""
     test_rule_priority: int = 99
     """Priority of the test rule; must win over the production rule's. Default: 99."""
     error_rate_alarm_percent: float = 5.0
@@ -148,10 +163,10 @@ class WebServiceArgs:
                 f"WebServiceArgs.drain_seconds: {self.drain_seconds}; allowed: 1-{FARGATE_MAX_STOP_TIMEOUT} (Fargate's "
                 "maximum stop timeout)"
             )
-        if self.behind_alb and self.rollout.shifts_traffic and self.test_base_url is None:
+        if self.behind_alb and self.rollout.shifts_traffic and self.test_listener is None:
             raise ValueError(
-                f"WebServiceArgs.test_base_url: missing with rollout {self.rollout.strategy} behind the ALB; allowed: "
-                "the listener's http(s)://<alb dns name> (the deployment hook tests the new revision there)"
+                f"WebServiceArgs.test_listener: missing with rollout {self.rollout.strategy} behind the ALB; allowed: "
+                "the ALB's test listener (the test rule goes on it; the deployment hook tests the new revision there)"
             )
         if self.behind_alb and self.rollout.shifts_traffic and self.test_rule_priority >= self.listener_rule_priority:
             raise ValueError(
@@ -393,8 +408,8 @@ class WebService(pulumi.ComponentResource):
         list[pulumi.Resource],
     ]:
         """The test rule, the role ECS shifts traffic with, and the smoke-test hook (ECS native blue/green)."""
-        if self.target_group is None or self.alternate_target_group is None or args.listener_arn is None:
-            raise ValueError("WebServiceArgs: blue/green needs both target groups and the listener")
+        if self.target_group is None or self.alternate_target_group is None or args.test_listener is None:
+            raise ValueError("WebServiceArgs: blue/green needs both target groups and the test listener")
         token = random.RandomPassword(f"{prefix}-deploy-test-token-random", length=40, special=False, opts=self._child)
         token_secret = aws.secretsmanager.Secret(
             f"{prefix}-deploy-test-token",
@@ -410,11 +425,11 @@ class WebService(pulumi.ComponentResource):
             secret_string=token.result,
             opts=self._child,
         )
-        # The seed had no test route. Only requests carrying the deployment's secret header reach the new revision;
-        # everything else matches the production rule below it.
+        # The seed had no test route. The test listener admits only the VPC's NAT addresses; on it, only requests
+        # carrying the deployment's secret header (defence in depth) reach the new revision, the rest get a 404.
         test_rule = aws.lb.ListenerRule(
             f"{prefix}-test-rule",
-            listener_arn=args.listener_arn,
+            listener_arn=args.test_listener.arn,
             priority=args.test_rule_priority,
             conditions=[
                 aws.lb.ListenerRuleConditionArgs(
@@ -442,10 +457,15 @@ class WebService(pulumi.ComponentResource):
     def _traffic_shift_role(
         self, prefix: str, args: WebServiceArgs, production_rule: aws.lb.ListenerRule, test_rule: aws.lb.ListenerRule
     ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
-        """AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers, scoped to this service's listener, rules and
+        """AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers, scoped to this service's listeners, rules and
         target groups (the managed policy allows them on every load balancer of the account)."""
-        if self.target_group is None or self.alternate_target_group is None or args.listener_arn is None:
-            raise ValueError("WebServiceArgs: the traffic-shift role needs both target groups and the listener")
+        if (
+            self.target_group is None
+            or self.alternate_target_group is None
+            or args.listener_arn is None
+            or args.test_listener is None
+        ):
+            raise ValueError("WebServiceArgs: the traffic-shift role needs both target groups and both listeners")
         role = aws.iam.Role(
             f"{prefix}-traffic-shift-role",
             assume_role_policy=assume_role_policy("ecs.amazonaws.com", args.account_id),
@@ -474,7 +494,11 @@ class WebService(pulumi.ComponentResource):
                         groups,
                         sid="RegisterOwnTargets",
                     ),
-                    allow(["elasticloadbalancing:ModifyListener"], [args.listener_arn], sid="ModifyOwnListener"),
+                    allow(
+                        ["elasticloadbalancing:ModifyListener"],
+                        [args.listener_arn, args.test_listener.arn],
+                        sid="ModifyOwnListeners",
+                    ),
                     allow(
                         ["elasticloadbalancing:ModifyRule"], [production_rule.arn, test_rule.arn], sid="ShiftOwnRules"
                     ),
@@ -488,7 +512,11 @@ class WebService(pulumi.ComponentResource):
         self, prefix: str, args: WebServiceArgs, token_secret: aws.secretsmanager.Secret
     ) -> tuple[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs, list[pulumi.Resource]]:
         """The smoke-test Lambda (lambdas/deploy_hook) at POST_TEST_TRAFFIC_SHIFT, and the role ECS invokes it
-        with. It runs outside the VPC: it reaches the internet-facing ALB like any client."""
+        with. It runs in the private subnets, so its requests reach the test listener from a NAT gateway's address,
+        the only source the listener admits."""
+        if args.test_listener is None:
+            raise ValueError("WebServiceArgs: the deployment hook needs the test listener")
+        security_group, egress = self._deploy_hook_network(prefix, args, args.test_listener.port)
         function = logged_function(
             f"{prefix}-deploy-hook",
             function_name=f"{prefix}-deploy-hook",
@@ -501,7 +529,10 @@ class WebService(pulumi.ComponentResource):
             log_retention_days=args.log_retention_days,
             log_kms_key_arn=args.log_kms_key_arn,
             parent=self,
-            description="Smoke-tests a new revision through the ALB's test rule before traffic shifts; FAILED rolls back",
+            description="Smoke-tests a new revision through the ALB's test listener before traffic shifts; FAILED rolls back",
+            vpc=FunctionVpc(
+                subnet_ids=args.private_subnet_ids, security_group_ids=[security_group.id], region=args.region
+            ),
             runtime=HOOK_RUNTIME,
             architectures=["arm64"],
             handler="handler.handler",
@@ -531,7 +562,7 @@ class WebService(pulumi.ComponentResource):
         self.deploy_hook_function_name = function.name
         checks = [{"path": args.health_check_path, "status": 200}]
         checks += [{"path": path, "status": status} for path, status in args.smoke_tests]
-        details = pulumi.Output.from_input(args.test_base_url).apply(
+        details = pulumi.Output.from_input(args.test_listener.url).apply(
             lambda url: json.dumps({"baseUrl": url, "header": TEST_HEADER, "checks": checks})
         )
         hook = aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs(
@@ -540,7 +571,37 @@ class WebService(pulumi.ComponentResource):
             role_arn=invoke_role.arn,
             hook_details=details,
         )
-        return hook, [function, invoke_policy]
+        return hook, [function, invoke_policy, *egress]
+
+    def _deploy_hook_network(
+        self, prefix: str, args: WebServiceArgs, test_port: int
+    ) -> tuple[aws.ec2.SecurityGroup, list[aws.vpc.SecurityGroupEgressRule]]:
+        """The hook's own security group: out to the test listener's port and to HTTPS (Secrets Manager), both
+        through NAT to public addresses (the ALB's change over time, so no narrower CIDR holds); no ingress."""
+        group = aws.ec2.SecurityGroup(
+            f"{prefix}-deploy-hook-sg",
+            vpc_id=args.vpc_id,
+            description=f"{prefix} deployment hook: the ALB test listener and HTTPS to AWS APIs, no ingress",
+            revoke_rules_on_delete=True,
+            opts=self._child,
+        )
+        egress = [
+            aws.vpc.SecurityGroupEgressRule(
+                f"{prefix}-deploy-hook-egress-{kind}",
+                security_group_id=group.id,
+                description=description,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4=ANYWHERE,
+                opts=self._child,
+            )
+            for kind, port, description in (
+                ("test-listener", test_port, "The ALB test listener, through NAT"),
+                ("https", HTTPS, "HTTPS to Secrets Manager, through NAT"),
+            )
+        ]
+        return group, egress
 
     def _rollback_alarms(self, prefix: str, args: WebServiceArgs) -> list[pulumi.Output[str]]:
         """5xx rate, p99 latency and unhealthy hosts over both target groups (traffic is on either, or split),

@@ -290,6 +290,15 @@ def mock_call(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
     if token == "aws:ec2/getRouteTable:getRouteTable":
         route_table = f"rtb-{args.get('subnetId') or 'main'}"
         return {**args, "id": route_table, "routeTableId": route_table}
+    if token == "aws:ec2/getNatGateway:getNatGateway":
+        # A documentation address (RFC 5737) per public subnet: `subnet-<vpc>-public-<i>` (none: the only one).
+        index = int(str(args.get("subnetId") or "-0").rsplit("-", 1)[-1])
+        return {
+            **args,
+            "id": f"nat-{index}",
+            "publicIp": f"203.0.113.{10 + index}",
+            "allocationId": f"eipalloc-{index}",
+        }
     if token == "aws:elb/getServiceAccount:getServiceAccount":
         return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
     return dict(args)

@@ -8,12 +8,13 @@ event, as ECS sends it:
     {"executionId": "...", "lifecycleStage": "POST_TEST_TRAFFIC_SHIFT", "resourceArn": "<service deployment ARN>",
      "executionDetails": {"serviceArn": ..., "targetServiceRevisionArn": ..., "testTrafficWeights": {...},
                           "productionTrafficWeights": {...}},
-     "hookDetails": {"baseUrl": "https://<alb>", "header": "X-Deployment-Test", "checks": [{"path", "status"}]}}
+     "hookDetails": {"baseUrl": "https://<alb>:8443", "header": "X-Deployment-Test", "checks": [{"path", "status"}]}}
 
 `hookDetails` is what the service's lifecycle hook configures (the program writes it). Every check is a GET of
-`baseUrl + path` carrying the test header with the token from Secrets Manager (`TEST_TOKEN_SECRET_ARN`): the
-listener's test rule forwards only requests with that header to the new revision's target group, everything else
-keeps reaching production. The function returns what ECS reads:
+`baseUrl + path` carrying the test header with the token from Secrets Manager (`TEST_TOKEN_SECRET_ARN`). `baseUrl` is
+the ALB's test listener, which admits only the VPC's NAT gateway addresses: the function runs in the private
+subnets. Its test rule forwards only requests with that header to the new revision's target group; anything else
+gets the listener's 404. The function returns what ECS reads:
 
 - `{"hookStatus": "SUCCEEDED"}`: every check answered the expected status; the deployment goes on.
 - `{"hookStatus": "FAILED"}`: a check failed; ECS rolls back to the last successful revision.

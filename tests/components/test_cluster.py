@@ -96,3 +96,56 @@ def test_exec_log_group_is_encrypted_with_retention(http_only):
     group = inputs(http_only.one("aws:cloudwatch/logGroup:LogGroup"))
     assert group["retentionInDays"] == 90
     assert group["kmsKeyId"].endswith("key/k")
+
+
+NAT_IPS = ["198.51.100.7", "198.51.100.8", "198.51.100.9"]
+
+
+@pytest.fixture(scope="module")
+def tls_test_listener() -> Recorded:
+    return build_cluster(certificate_arn=CERT, test_listener=True, test_listener_source_ips=NAT_IPS)
+
+
+def test_no_test_listener_unless_asked(http_only, with_tls):
+    # GIVEN a cluster no blue/green service needs THEN only the production listeners exist.
+    assert sorted(inputs(r)["port"] for r in with_tls.of_type("aws:lb/listener:Listener")) == [80, 443]
+    assert [inputs(r)["port"] for r in http_only.of_type("aws:lb/listener:Listener")] == [80]
+
+
+def test_the_test_listener_is_tls_like_production_and_answers_404_by_default(tls_test_listener):
+    listeners = {inputs(r)["port"]: inputs(r) for r in tls_test_listener.of_type("aws:lb/listener:Listener")}
+    assert sorted(listeners) == [80, 443, 8443]
+    test = listeners[8443]
+    assert (test["protocol"], test["sslPolicy"], test["certificateArn"]) == ("HTTPS", TLS_POLICY, CERT)
+    (action,) = test["defaultActions"]
+    assert action["type"] == "fixed-response" and action["fixedResponse"]["statusCode"] == "404"
+
+
+def test_only_the_nat_addresses_reach_the_test_port(tls_test_listener):
+    rules = [inputs(r) for r in tls_test_listener.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    on_test_port = [r for r in rules if r["fromPort"] <= 8443 <= r["toPort"]]
+    assert sorted(r["cidrIpv4"] for r in on_test_port) == [f"{ip}/32" for ip in NAT_IPS]
+    assert all((r["ipProtocol"], r["toPort"]) == ("tcp", 8443) for r in on_test_port)
+    assert sorted(r["fromPort"] for r in rules if r["cidrIpv4"] == "0.0.0.0/0") == [80, 443]
+
+
+def test_without_a_certificate_the_test_listener_is_http_on_8080():
+    recorded = build_cluster(test_listener=True, test_listener_source_ips=NAT_IPS[:1])
+    test = next(inputs(r) for r in recorded.of_type("aws:lb/listener:Listener") if inputs(r)["port"] == 8080)
+    assert test["protocol"] == "HTTP" and "sslPolicy" not in test
+    rules = [inputs(r) for r in recorded.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    assert sorted((r["fromPort"], r["cidrIpv4"]) for r in rules) == [(80, "0.0.0.0/0"), (8080, f"{NAT_IPS[0]}/32")]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"test_listener": True}, "test_listener_source_ips: empty with test_listener"),
+        ({"test_listener": True, "test_listener_source_ips": NAT_IPS, "entry": "httpApi"}, "test_listener: true with"),
+        ({"entry": "nlb"}, "entry: 'nlb'; allowed: alb, httpApi"),
+    ],
+)
+def test_a_test_listener_that_cannot_work_is_refused(overrides, message):
+    values = {"name_prefix": "jobs-dev", "vpc_id": "vpc-1", "public_subnet_ids": [], "log_kms_key_arn": "k"}
+    with pytest.raises(ValueError, match=message):
+        ContainerClusterArgs(**(values | overrides))  # type: ignore[arg-type]

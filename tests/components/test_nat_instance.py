@@ -183,13 +183,29 @@ def test_prod_refuses_a_nat_instance():
     assert "onePerAz" in problem
 
 
-@pytest.mark.parametrize("environment", ["dev", "staging"])
-def test_dev_and_staging_may_use_a_nat_instance(environment):
-    config = parse_stack_config({"environment": environment, "network": {"egress": "natInstance"}})
+@pytest.mark.parametrize(
+    ("environment", "entry"),
+    [("dev", {}), ("staging", {"entry": "httpApi"}), ("staging", {"deployment": {"strategy": "rolling"}})],
+)
+def test_dev_and_staging_may_use_a_nat_instance(environment, entry):
+    config = parse_stack_config({"environment": environment, "network": {"egress": "natInstance"}, **entry})
     assert (config.network.egress, config.network.natInstanceType, config.network.natInstanceSsm) == (
         "natInstance",
         "t4g.nano",
         False,
+    )
+
+
+@pytest.mark.parametrize("strategy", ["blueGreen", "canary", "linear"])
+def test_a_nat_instance_cannot_carry_the_apis_test_traffic_behind_the_alb(strategy):
+    # GIVEN a NAT instance, whose public address changes with the instance, and a traffic-shifting API on the ALB
+    (problem,) = config_problems(
+        {"environment": "staging", "network": {"egress": "natInstance"}, "deployment": {"strategy": strategy}}
+    )
+    # THEN the test listener (open to fixed NAT addresses only) cannot work: refused, naming both keys
+    assert problem.startswith(
+        f"network.egress: 'natInstance' with entry alb and the API's deployment strategy {strategy!r}; allowed: "
+        "natGateway, or strategy rolling, or entry httpApi"
     )
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pulumi
 import pytest
 
 from components.alerts import Alerts, AlertsArgs
 from components.monitoring import Monitoring, MonitoringArgs, WatchedWebService
 from components.network import Network, NetworkArgs
+from runner import plan as plan_module
 from tests.support import Recorded, build, inputs, json_input
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
@@ -26,6 +29,37 @@ def test_vpc_spreads_over_three_azs_with_the_nat_strategy(nat, strategy):
     assert vpc["numberOfAvailabilityZones"] == 3
     assert vpc["natGateways"] == {"strategy": strategy}
     assert [(s["type"], s["cidrMask"]) for s in vpc["subnetSpecs"]] == [("Public", 24), ("Private", 24)]
+
+
+@pytest.mark.parametrize(("nat", "egress", "subnets"), [
+    ("onePerAz", "natGateway", ["subnet-network-vpc-public-0", "subnet-network-vpc-public-1", "subnet-network-vpc-public-2"]),
+    ("single", "natGateway", [None]),
+    ("single", "natInstance", []),
+])  # fmt: skip
+def test_nat_public_ips_are_each_nat_gateways_elastic_ip(monkeypatch, nat, egress, subnets):
+    lookups: list[dict[str, Any]] = []
+    answer_others = plan_module.mock_call
+
+    def answer(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
+        if token == "aws:ec2/getNatGateway:getNatGateway":
+            lookups.append(args)
+            # AWS answers with the one gateway matching the filters (the subnet, or the VPC's only one).
+            return {"id": "nat-1", "publicIp": f"198.51.100.{len(lookups)}", "subnetId": args.get("subnetId") or "x"}
+        return answer_others(token, args, region)
+
+    monkeypatch.setattr(plan_module, "mock_call", answer)
+    args = NetworkArgs(
+        name_prefix="jobs-dev", account_id="123456789012", log_kms_key_arn=KEY, nat_gateways=nat, egress=egress
+    )  # type: ignore[arg-type]
+
+    def program() -> None:
+        pulumi.export("natPublicIps", Network("network", args).nat_public_ips)
+
+    recorded = build(program)
+    assert [lookup.get("subnetId") for lookup in lookups] == subnets
+    # Only gateways in service: one being replaced lingers as `deleted` for a while.
+    assert all((lookup["vpcId"], lookup["state"]) == ("vpc-network-vpc", "available") for lookup in lookups)
+    assert recorded.outputs["natPublicIps"] == [f"198.51.100.{i + 1}" for i in range(len(subnets))]
 
 
 def test_flow_logs_capture_all_traffic_into_an_encrypted_group():

@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 from components.ecs_task import EXECUTION_MANAGED_POLICY, Rollout, ServiceAttachment
-from components.web_service import WebService, WebServiceArgs
+from components.web_service import AlbTestListener, WebService, WebServiceArgs
 from tests.support import Recorded, actions_of, build, env_map, inputs, json_input
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + "a" * 64
@@ -288,12 +288,13 @@ def test_half_an_alb_or_both_entries_are_refused(overrides, message):
 # --- Deployments ---
 
 BLUE_GREEN = Rollout(strategy="BLUE_GREEN", bake_time_minutes=15, rollback_alarms=True)
-TEST_URL = "https://jobs-prod-alb-1.us-east-1.elb.amazonaws.com"
+TEST_URL = "https://jobs-prod-alb-1.us-east-1.elb.amazonaws.com:8443"
+TEST_LISTENER = AlbTestListener("arn:aws:elasticloadbalancing:listener/app/test", 8443, TEST_URL)
 
 
 @pytest.fixture(scope="module")
 def blue_green() -> Recorded:
-    return build_service(rollout=BLUE_GREEN, test_base_url=TEST_URL, smoke_tests=[("/ready", 200)])
+    return build_service(rollout=BLUE_GREEN, test_listener=TEST_LISTENER, smoke_tests=[("/ready", 200)])
 
 
 def test_rolling_by_default_keeps_one_target_group_and_no_hook(recorded):
@@ -345,7 +346,9 @@ def test_the_traffic_shift_role_touches_only_this_service(blue_green):
     assert sorted(r.rsplit(":", 1)[-1] for r in by_sid["RegisterOwnTargets"]["Resource"]) == [
         "jobs-dev-api-tg", "jobs-dev-api-tg-alternate"
     ]  # fmt: skip
-    assert by_sid["ModifyOwnListener"]["Resource"] == ["arn:aws:elasticloadbalancing:listener/app/x"]
+    assert by_sid["ModifyOwnListeners"]["Resource"] == [
+        "arn:aws:elasticloadbalancing:listener/app/x", TEST_LISTENER.arn
+    ]  # fmt: skip
     assert sorted(r.rsplit(":", 1)[-1] for r in by_sid["ShiftOwnRules"]["Resource"]) == [
         "jobs-dev-api-rule", "jobs-dev-api-test-rule"
     ]  # fmt: skip
@@ -376,12 +379,37 @@ def test_the_hook_smoke_tests_through_the_test_rule_before_production_traffic(bl
         (["lambda:InvokeFunction"], [hook["hookTargetArn"]])
     ]
     own = json_input(blue_green.find("aws:iam/rolePolicy:RolePolicy", "jobs-dev-api-deploy-hook-policy"), "policy")
-    assert actions_of(own) == {
-        "secretsmanager:GetSecretValue",
-        "kms:Decrypt",
-        "logs:CreateLogStream",
-        "logs:PutLogEvents",
-    }
+    by_sid = {s["Sid"]: (s["Action"], s["Resource"]) for s in own["Statement"]}
+    assert set(by_sid) == {
+        "ReadTestToken", "DecryptTestToken", "WriteOwnLogs", "ManageVpcNetworkInterfaces", "DescribeVpcNetworkInterfaces"
+    }  # fmt: skip
+    assert by_sid["ManageVpcNetworkInterfaces"] == (
+        ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+         "ec2:UnassignPrivateIpAddresses"],
+        ["arn:aws:ec2:us-east-1:123456789012:*/*"],
+    )  # fmt: skip
+    assert by_sid["DescribeVpcNetworkInterfaces"] == (["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], ["*"])
+
+
+def test_the_test_rule_sits_on_the_test_listener_and_production_on_the_production_one(blue_green):
+    rules = {r.name: inputs(r) for r in blue_green.of_type("aws:lb/listenerRule:ListenerRule")}
+    assert rules["jobs-dev-api-test-rule"]["listenerArn"] == TEST_LISTENER.arn
+    assert rules["jobs-dev-api-rule"]["listenerArn"] == "arn:aws:elasticloadbalancing:listener/app/x"
+
+
+def test_the_hook_runs_in_the_private_subnets_with_egress_only_to_the_test_port_and_https(blue_green):
+    function = inputs(blue_green.one("aws:lambda/function:Function"))
+    group = blue_green.find("aws:ec2/securityGroup:SecurityGroup", "jobs-dev-api-deploy-hook-sg")
+    assert function["vpcConfig"] == {"subnetIds": ["subnet-a", "subnet-b"], "securityGroupIds": [f"{group.name}-id"]}
+
+    def own(kind: str) -> list[dict]:
+        return [inputs(r) for r in blue_green.of_type(kind) if inputs(r)["securityGroupId"] == f"{group.name}-id"]
+
+    egress = own("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert sorted((r["fromPort"], r["toPort"], r["ipProtocol"], r["cidrIpv4"]) for r in egress) == [
+        (443, 443, "tcp", "0.0.0.0/0"), (8443, 8443, "tcp", "0.0.0.0/0")
+    ]  # fmt: skip
+    assert own("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") == []
 
 
 def test_rollback_alarms_watch_both_target_groups_and_roll_back(blue_green):
@@ -403,12 +431,12 @@ def test_rollback_alarms_watch_both_target_groups_and_roll_back(blue_green):
 
 def test_canary_and_linear_carry_their_steps():
     canary = build_service(
-        rollout=Rollout(strategy="CANARY", canary_percent=5, step_minutes=10), test_base_url=TEST_URL
+        rollout=Rollout(strategy="CANARY", canary_percent=5, step_minutes=10), test_listener=TEST_LISTENER
     )
     configuration = inputs(canary.one("aws:ecs/service:Service"))["deploymentConfiguration"]
     assert configuration["canaryConfiguration"] == {"canaryPercent": 5, "canaryBakeTimeInMinutes": "10"}
     assert "linearConfiguration" not in configuration
-    linear = build_service(rollout=Rollout(strategy="LINEAR", linear_step_percent=20), test_base_url=TEST_URL)
+    linear = build_service(rollout=Rollout(strategy="LINEAR", linear_step_percent=20), test_listener=TEST_LISTENER)
     configuration = inputs(linear.one("aws:ecs/service:Service"))["deploymentConfiguration"]
     assert configuration["linearConfiguration"] == {"stepPercent": 20, "stepBakeTimeInMinutes": "5"}
 
@@ -416,8 +444,8 @@ def test_canary_and_linear_carry_their_steps():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"rollout": BLUE_GREEN}, "test_base_url: missing with rollout BLUE_GREEN"),
-        ({"rollout": BLUE_GREEN, "test_base_url": TEST_URL, "test_rule_priority": 100}, "test_rule_priority: 100"),
+        ({"rollout": BLUE_GREEN}, "test_listener: missing with rollout BLUE_GREEN"),
+        ({"rollout": BLUE_GREEN, "test_listener": TEST_LISTENER, "test_rule_priority": 100}, "test_rule_priority: 100"),
         ({"drain_seconds": 121}, "drain_seconds: 121; allowed: 1-120"),
     ],
 )

@@ -347,6 +347,32 @@ def test_an_unbuilt_console_plans_offline_as_a_placeholder(tmp_path):
     )
 
 
+@pytest.mark.parametrize(("stack", "port", "nat_gateways"), [("prod", 8443, 3), ("staging", 8080, 1), ("dev", None, 1)])
+def test_the_test_route_is_reachable_only_from_the_nat_gateways_where_the_api_shifts_traffic(
+    plans, stack, port, nat_gateways
+):
+    plan = recorded(plans[stack])
+    listeners = {r.name: inputs(r) for r in plan.of_type("aws:lb/listener:Listener")}
+    ingress = [inputs(r) for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    alb_group = "cluster-alb-sg-id"
+    if port is None:  # rolling: no test listener, no test rule
+        assert "cluster-test" not in listeners
+        assert not [r for r in ingress if r["securityGroupId"] == alb_group and r["fromPort"] not in (80, 443)]
+        return
+    assert listeners["cluster-test"]["port"] == port
+    on_test_port = [r for r in ingress if r["securityGroupId"] == alb_group and r["fromPort"] <= port <= r["toPort"]]
+    # The mocks' NAT gateway lookup answers with a documentation address per public subnet (runner/plan.py).
+    assert sorted(r["cidrIpv4"] for r in on_test_port) == [f"203.0.113.{10 + i}/32" for i in range(nat_gateways)]
+    rule = inputs(plan.find("aws:lb/listenerRule:ListenerRule", f"jobs-{stack}-api-test-rule"))
+    assert rule["listenerArn"].endswith(":cluster-test")
+    (service,) = [inputs(r) for r in plan.of_type("aws:ecs/service:Service") if r.name == f"jobs-{stack}-api-service"]
+    (hook,) = service["deploymentConfiguration"]["lifecycleHooks"]
+    assert json.loads(hook["hookDetails"])["baseUrl"].endswith(f".elb.amazonaws.com:{port}")
+    function = inputs(plan.find("aws:lambda/function:Function", f"jobs-{stack}-api-deploy-hook"))
+    assert function["vpcConfig"]["subnetIds"] == plans[stack].outputs["privateSubnetIds"]
+    assert function["vpcConfig"]["securityGroupIds"] == [f"jobs-{stack}-api-deploy-hook-sg-id"]
+
+
 def test_prod_deploys_the_api_blue_green_with_its_hook_and_alarms_and_dev_rolls(plans):
     def services(stack: str) -> dict[str, dict[str, Any]]:
         return {r.name: inputs(r) for r in plans[stack].resources if r.type == "aws:ecs/service:Service"}
