@@ -118,13 +118,13 @@ def listener(
 ) -> aws.lb.Listener:
     """The service's own listener on its port, forwarding to its target group; HTTPS with the TLS 1.2+ policy of
     the public ALB when the stack gives a certificate."""
-    tls = {"ssl_policy": TLS_POLICY, "certificate_arn": entry.certificate_arn} if entry.certificate_arn else {}
     return aws.lb.Listener(
         name,
         load_balancer_arn=entry.load_balancer_arn,
         port=port,
         protocol="HTTPS" if entry.certificate_arn else "HTTP",
+        ssl_policy=TLS_POLICY if entry.certificate_arn else None,
+        certificate_arn=entry.certificate_arn,
         default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
         opts=pulumi.ResourceOptions(parent=parent),
-        **tls,
     )
