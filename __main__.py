@@ -46,6 +46,7 @@ from components.database import Database, DatabaseArgs
 from components.ecs_task import DeploymentWait, Rollout, ServiceAttachment, service_connect_discovery_name
 from components.guardrails import iam_role_guardrails
 from components.http_api import HttpApi, HttpApiArgs, HttpApiDomain, HttpApiTarget, JwtAuthorizer
+from components.internal_alb import InternalLoadBalancer, InternalLoadBalancerArgs
 from components.microservice import AlbEntry, AlbRoute, EmailSender, Microservice, MicroserviceArgs, allow_call
 from components.monitoring import (
     MeshMonitoring,
@@ -422,14 +423,43 @@ def platform_monitoring(
     return monitoring
 
 
-def service_environment(config: StackConfig, spec: ServiceSpec) -> dict[str, pulumi.Input[str]]:
-    """The platform's variables, `<CALLEE>_URL=http://<callee>:<port>` per declared call (Service Connect names),
-    then the service's own."""
-    calls = {
-        f"{callee.upper().replace('-', '_')}_URL": f"http://{callee}:{config.services[callee].port}"
-        for callee in spec.calls
-    }
+def service_environment(
+    config: StackConfig, spec: ServiceSpec, internal: InternalLoadBalancer | None = None
+) -> dict[str, pulumi.Input[str]]:
+    """The platform's variables, `<CALLEE>_URL` per declared call (`http://<callee>:<port>`, the Service Connect
+    name, or the internal ALB's listener of a callee behind it), then the service's own."""
+    calls: dict[str, pulumi.Input[str]] = {}
+    for callee in spec.calls:
+        port = config.services[callee].port
+        url = f"http://{callee}:{port}"
+        calls[f"{callee.upper().replace('-', '_')}_URL"] = (
+            internal.url(port)
+            if internal is not None and port is not None and config.services[callee].internalLoadBalancer
+            else url
+        )
     return {**app_environment(config), **calls, **spec.environment}
+
+
+def internal_load_balancer(
+    config: StackConfig, in_vpc: Mapping[str, pulumi.Input[str]], opts: pulumi.ResourceOptions
+) -> InternalLoadBalancer | None:
+    """The one internal ALB, only where config puts a service behind it."""
+    if not any(spec.internalLoadBalancer for spec in config.services.values()):
+        return None
+    internal = InternalLoadBalancer(
+        "internal",
+        InternalLoadBalancerArgs(
+            name_prefix=config.name_prefix,
+            vpc_id=in_vpc["vpc_id"],
+            private_subnet_ids=in_vpc["private_subnet_ids"],  # type: ignore[arg-type]
+            deletion_protection=config.deletionProtection,
+            certificate_arn=config.internalLoadBalancer.certificateArn,
+            domain_name=config.internalLoadBalancer.domainName,
+        ),
+        opts,
+    )
+    pulumi.export("internalAlbDnsName", internal.dns_name)
+    return internal
 
 
 def alb_routes(config: StackConfig) -> dict[str, list[AlbRoute]]:
@@ -455,6 +485,7 @@ def microservices(
     them); then SG-to-SG for exactly the declared calls."""
     on_alb = alb_routes(config) if cluster.has_alb else {}
     collector = tracing_collector(config)
+    internal = internal_load_balancer(config, in_vpc, opts)
     built: dict[str, Microservice] = {}
     for name in service_build_order(config):
         spec = config.services[name]
@@ -489,7 +520,7 @@ def microservices(
                 max_count=spec.maxCount,
                 health_check_path=spec.healthCheckPath,
                 health_check_command=spec.healthCheckCommand,
-                environment=service_environment(config, spec),
+                environment=service_environment(config, spec, internal),
                 secrets=spec.secrets,
                 attachments=service_attachments(name, spec, attachments, database, built),
                 request_timeout_seconds=spec.requestTimeoutSeconds,
@@ -500,10 +531,13 @@ def microservices(
                 deployment=deployment_wait(config),
                 rollout=rollout(
                     service_deployment(config, spec.deployment),
-                    shifts_traffic=alb is None and not (config.entry == "httpApi" and bool(spec.routes)),
+                    shifts_traffic=alb is None
+                    and not spec.internalLoadBalancer
+                    and not (config.entry == "httpApi" and bool(spec.routes)),
                     headless=spec.port is None,
                 ),
                 alb=alb,
+                internal_alb=internal.entry if internal is not None and spec.internalLoadBalancer else None,
                 register_for_http_api=config.entry == "httpApi" and bool(spec.routes),
                 tracing=collector if spec.tracing else None,
                 alert_topic_arn=alerts.topic_arn,
@@ -618,6 +652,12 @@ def http_entry(
     receivers: dict[str, Microservice | WebService] = {**services, **{t.service: s for t, s in platform_targets}}
     for target in targets:
         receivers[target.service].allow_ingress_from("http-api", api.vpc_link_security_group_id)
+    if settings.publicRoutes:
+        # Public on purpose: the runner feeds them to the pack, whose authorization advisory then skips them.
+        pulumi.export(
+            "policyPackConfig",
+            {"aws-apigateway-route-require-authorization": {"publicRouteKeys": sorted(settings.publicRoutes)}},
+        )
     return api
 
 

@@ -191,21 +191,17 @@ class ContainerCluster(pulumi.ComponentResource):
                 description=f"Internet to ALB on {port}",
                 opts=self._child,
             )
-        logs_bucket = self._access_logs_bucket(name, args)
-        self.alb = aws.lb.LoadBalancer(
+        self.alb = application_load_balancer(
             f"{name}-alb",
-            name=f"{args.name_prefix}-alb",
-            internal=False,
-            load_balancer_type="application",
-            security_groups=[self.alb_security_group.id],
-            subnets=args.public_subnet_ids,
-            drop_invalid_header_fields=True,
-            desync_mitigation_mode="strictest",
-            enable_deletion_protection=args.deletion_protection,
-            idle_timeout=args.idle_timeout_seconds,
-            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=logs_bucket.bucket.bucket, enabled=True, prefix="alb"),
-            # ELB checks it may write to the bucket when logging is enabled: the policy must exist first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs_bucket.policy]),
+            AlbSettings(
+                lb_name=f"{args.name_prefix}-alb",
+                internal=False,
+                security_group_id=self.alb_security_group.id,
+                subnet_ids=args.public_subnet_ids,
+                deletion_protection=args.deletion_protection,
+                idle_timeout_seconds=args.idle_timeout_seconds,
+            ),
+            parent=self,
         )
         not_found = _not_found()
         if args.certificate_arn:
@@ -271,29 +267,74 @@ class ContainerCluster(pulumi.ComponentResource):
         self.test_listener_url = pulumi.Output.concat(protocol.lower(), "://", self.alb.dns_name, f":{port}")
         return listener.arn, self.test_listener_url
 
-    def _access_logs_bucket(self, name: str, args: ContainerClusterArgs) -> PrivateBucket:
-        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
-        def elb_writes_logs(bucket_arn: pulumi.Output[str]) -> list[dict[str, Any]]:
-            return [
-                {
-                    "Sid": "ElbWritesAccessLogs",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": elb_account.arn},
-                    "Action": "s3:PutObject",
-                    "Resource": pulumi.Output.concat(bucket_arn, "/alb/AWSLogs/*"),
-                }
-            ]
+# --- Shared by every ALB of the platform (the public one here, the internal one in components/internal_alb.py) ---
 
-        # ALB access logs support only SSE-S3 (AES256), not KMS: no key is passed.
-        return private_bucket(
-            f"{name}-alb-logs",
-            bucket_prefix=f"{args.name_prefix}-alb-logs-",
-            expiration_days=ACCESS_LOG_EXPIRY_DAYS,
-            force_destroy=not args.deletion_protection,
-            grants=elb_writes_logs,
-            opts=self._child,
-        )
+
+@dataclass(frozen=True)
+class AlbSettings:
+    lb_name: str
+    """The load balancer's name (32 characters at most)."""
+    internal: bool
+    """Scheme: internal (private subnets, VPC clients only) or internet-facing."""
+    security_group_id: pulumi.Input[str]
+    """The ALB's own security group."""
+    subnet_ids: pulumi.Input[Sequence[str]]
+    """Subnets of the ALB (public for internet-facing, private for internal)."""
+    deletion_protection: bool
+    """Deletion protection (and the log bucket kept on destroy)."""
+    idle_timeout_seconds: int = 60
+    """Idle timeout. Default: 60."""
+
+
+def application_load_balancer(name: str, settings: AlbSettings, *, parent: pulumi.Resource) -> aws.lb.LoadBalancer:
+    """An ALB with the platform's attributes: invalid header fields dropped, strictest desync mitigation, deletion
+    protection as given, and access logs to its own private bucket (`<name>-logs`)."""
+    logs_bucket = _access_logs_bucket(
+        f"{name}-logs", f"{settings.lb_name}-logs-", not settings.deletion_protection, parent=parent
+    )
+    return aws.lb.LoadBalancer(
+        name,
+        name=settings.lb_name,
+        internal=settings.internal,
+        load_balancer_type="application",
+        security_groups=[settings.security_group_id],
+        subnets=settings.subnet_ids,
+        drop_invalid_header_fields=True,
+        desync_mitigation_mode="strictest",
+        enable_deletion_protection=settings.deletion_protection,
+        idle_timeout=settings.idle_timeout_seconds,
+        access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=logs_bucket.bucket.bucket, enabled=True, prefix="alb"),
+        # ELB checks it may write to the bucket when logging is enabled: the policy must exist first.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[logs_bucket.policy]),
+    )
+
+
+def _access_logs_bucket(
+    name: str, bucket_prefix: str, force_destroy: bool, *, parent: pulumi.Resource
+) -> PrivateBucket:
+    elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=parent))
+
+    def elb_writes_logs(bucket_arn: pulumi.Output[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "Sid": "ElbWritesAccessLogs",
+                "Effect": "Allow",
+                "Principal": {"AWS": elb_account.arn},
+                "Action": "s3:PutObject",
+                "Resource": pulumi.Output.concat(bucket_arn, "/alb/AWSLogs/*"),
+            }
+        ]
+
+    # ALB access logs support only SSE-S3 (AES256), not KMS: no key is passed.
+    return private_bucket(
+        name,
+        bucket_prefix=bucket_prefix,
+        expiration_days=ACCESS_LOG_EXPIRY_DAYS,
+        force_destroy=force_destroy,
+        grants=elb_writes_logs,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def _not_found() -> aws.lb.ListenerDefaultActionArgs:

@@ -561,6 +561,8 @@ class ServiceSpec(ConfigModel):
     """Secrets the platform generates once (random bytes, base64) into a Secrets Manager secret encrypted with the service's own KMS key, given to the container as `secrets` (name -> {bytes}); the execution role may read exactly these. Default: none."""
     email: EmailSending | None = None
     """Send email through Amazon SES from one address (object: fromAddress, identity): `EMAIL_FROM` and `ses:SendEmail`/`ses:SendRawEmail` on that identity only, for that From address only. The identity is verified in SES out of band. Default: none."""
+    internalLoadBalancer: bool = False
+    """Put the service behind the stack's one internal ALB (private subnets) instead of calling it through Service Connect: its own target group and listener on its port, callers in `calls` get `<NAME>_URL` of the ALB and may reach that listener only, the service accepts the ALB only, and it scales on requests per target too. Needs a port of its own among these services. Default: false."""
     deployment: DeploymentOverride | None = None
     """The service's own deployment settings (object; keys as in `deployment`). Services with ALB routes deploy rolling (ECS shifts one production listener rule, they have one per route); the others shift Service Connect traffic. Default: the stack's `deployment`, rolling for services with ALB routes."""
 
@@ -623,6 +625,25 @@ class HttpApiConfig(ConfigModel):
     """JWT authorizer on every route except publicRoutes (object: issuer, audiences). Default: none (routes are public)."""
     publicRoutes: list[str] = Field(default_factory=list)
     """Routes that stay unauthenticated with a jwtAuthorizer, each a route of some service (e.g. "GET /products"). Default: none."""
+
+
+class InternalLoadBalancerConfig(ConfigModel):
+    certificateArn: (
+        Annotated[
+            str,
+            Check(
+                lambda v: bool(ACM_ARN_PATTERN.match(v)),
+                "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
+            ),
+        ]
+        | None
+    ) = None
+    """ACM certificate covering domainName: the internal ALB's listeners serve HTTPS (TLS 1.2+). With domainName. Default: none (HTTP inside the VPC)."""
+    domainName: (
+        Annotated[str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like internal.shop.io")]
+        | None
+    ) = None
+    """The name callers use with certificateArn (an ALB's own DNS name cannot be on a certificate); you point it at the ALB (output internalAlbDnsName), e.g. in a private hosted zone. Default: none."""
 
 
 WAF_CLOUDFRONT_ACL_PATTERN = re.compile(r"^arn:aws:wafv2:us-east-1:\d{12}:global/webacl/[\w-]{1,128}/[0-9a-f-]{36}$")
@@ -783,7 +804,9 @@ class StackConfig(ConfigModel):
     entry: Entry = "alb"
     """How requests reach the services: `alb` (the internet-facing ALB, as before) or `httpApi` (an API Gateway HTTP API with a VPC link; no ALB: the job platform's API, when on, gets `ANY /` and `ANY /{proxy+}` through Cloud Map). Default: alb."""
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
-    """Services to deploy, by name (object of name -> service: image or build, port, cpu, memory, minCount, maxCount, desiredCount, healthCheckPath, routes, calls, attaches, environment, secrets, spotWeight, onDemandBase, requestTimeoutSeconds, tracing, queue, sendsTo, generatedSecrets, email). Default: none."""
+    """Services to deploy, by name (object of name -> service: image or build, port, cpu, memory, minCount, maxCount, desiredCount, healthCheckPath, routes, calls, attaches, environment, secrets, spotWeight, onDemandBase, requestTimeoutSeconds, tracing, queue, sendsTo, generatedSecrets, email, internalLoadBalancer, deployment). Default: none."""
+    internalLoadBalancer: InternalLoadBalancerConfig = Field(default_factory=InternalLoadBalancerConfig)
+    """The internal ALB of services with `internalLoadBalancer: true` (object: certificateArn, domainName). Default: HTTP under the ALB's DNS name."""
     serviceDefaults: ServiceDefaults = Field(default_factory=ServiceDefaults)
     """Sizing every entry of `services` gets unless it sets its own (object). Default: per environment."""
     httpApi: HttpApiConfig = Field(default_factory=HttpApiConfig)
@@ -1296,6 +1319,40 @@ def _services_problems(config: StackConfig) -> list[str]:
         problems.extend(_service_problems(config, f"services.{name}", name, spec))
     problems.extend(_route_problems(config))
     problems.extend(_send_cycle_problems(config))
+    problems.extend(_internal_load_balancer_problems(config))
+    return problems
+
+
+def _internal_load_balancer_problems(config: StackConfig) -> list[str]:
+    """One listener per port on the one internal ALB; HTTPS needs the name its certificate covers."""
+    problems: list[str] = []
+    behind = sorted(name for name, spec in config.services.items() if spec.internalLoadBalancer)
+    owners: dict[int, str] = {}
+    for name in behind:
+        port = config.services[name].port
+        if port is None:
+            problems.append(
+                f"services.{name}.internalLoadBalancer: true without services.{name}.port; allowed: only on a "
+                "service with a port"
+            )
+        elif port in owners:
+            problems.append(
+                f"services.{name}.port: {port} is also services.{owners[port]}.port, both behind the internal ALB; "
+                "allowed: a port of its own (the ALB has one listener per service port)"
+            )
+        else:
+            owners[port] = name
+    settings = config.internalLoadBalancer
+    if (settings.certificateArn is None) != (settings.domainName is None):
+        problems.append(
+            "internalLoadBalancer: certificateArn and domainName: both (HTTPS under that name) or neither (HTTP); "
+            "an ALB's own DNS name cannot be on a certificate"
+        )
+    if settings.certificateArn is not None and not behind:
+        problems.append(
+            "internalLoadBalancer.certificateArn: set, but no service has internalLoadBalancer: true; allowed: only "
+            "with a service behind the internal ALB"
+        )
     return problems
 
 

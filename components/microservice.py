@@ -1,10 +1,16 @@
 """Microservice: one service of the `services:` map, built from the same secure task as every other service.
 
 Each one joins the cluster's Service Connect namespace (a client always; a server at `http://<name>:<port>` when
-it has a port), scales on CPU and memory (and on requests per target behind the ALB), and is reachable only
-along the paths config declares: `allow_call` opens caller SG -> callee SG on the callee's port, `allow_from`
-lets an entry (the ALB, the HTTP API's VPC link) in on the service's port. Public services behind an HTTP API
-also register in Cloud Map with SRV records (the address and port an HTTP API private integration resolves).
+it has a port), scales on CPU and memory (and on requests per target behind an ALB), and is reachable only
+along the paths config declares: `allow_call` opens caller SG -> callee SG on the callee's port (or caller SG ->
+internal ALB SG, for a callee behind the internal ALB), `allow_from` lets an entry (the ALB, the internal ALB,
+the HTTP API's VPC link) in on the service's port. Public services behind an HTTP API also register in Cloud Map
+with SRV records (the address and port an HTTP API private integration resolves).
+
+With `rollout.rollback_alarms`, ECS rolls a deployment back when one of the service's rollback alarms fires during
+the deployment or its bake time (components/web_service.py `rollback_alarms`, the web service's alarms): behind an
+ALB its target groups' 5xx rate, p99 latency and unhealthy hosts; otherwise Service Connect's 5xx rate and average
+latency for a server, and tasks missing (desired minus running) for every service.
 
 What a service owns besides its task: a queue it consumes (components/service_queue.py; it also scales on the
 queue's backlog per task), secrets the platform generates for it, and the right to send email from one address.
@@ -30,12 +36,23 @@ from components.ecs_task import (
     ServiceAttachment,
     ServiceConnect,
     allow_between,
+    service_connect_discovery_name,
 )
 from components.iam import allow, policy_document
+from components.internal_alb import InternalAlbEntry, listener
 from components.kms import rotating_key
 from components.service_queue import ServiceQueue, ServiceQueueArgs, backlog_per_task_scaling, wake_from_zero
 from components.tracing import CollectorImage, TracingArgs, TracingSidecar, cache_pull_statements, tracing_sidecar
-from components.web_service import REQUESTS_PER_TARGET_PER_MINUTE, SCALE_IN_COOLDOWN, SCALE_OUT_COOLDOWN
+from components.web_service import (
+    FARGATE_MAX_STOP_TIMEOUT,
+    REQUESTS_PER_TARGET_PER_MINUTE,
+    SCALE_IN_COOLDOWN,
+    SCALE_OUT_COOLDOWN,
+    RollbackAlarm,
+    alb_rollback_alarms,
+    metric_query,
+    rollback_alarms,
+)
 from components.web_service import _http_probe as http_probe  # one probe for every web-facing service
 
 CPU_TARGET_PERCENT = 70
@@ -140,6 +157,17 @@ class MicroserviceArgs:
     and Cloud Map SRV records are not shifted). Default: rolling."""
     alb: AlbEntry | None = None
     """Serve these routes through the cluster's ALB. Default: none."""
+    internal_alb: InternalAlbEntry | None = None
+    """Serve callers through the shared internal ALB: a target group and a listener on the service's port, ingress
+    from the internal ALB's group only, request-count scaling. Default: none (Service Connect only)."""
+    drain_seconds: int = 30
+    """The target groups' deregistration delay and the container's stop timeout (SIGTERM to SIGKILL), one value so
+    they agree. Default: 30."""
+    error_rate_alarm_percent: float = 5.0
+    """Rollback alarm: share of requests answered 5xx (the ALB's targets, or Service Connect's). Default: 5."""
+    latency_alarm_seconds: float = 2.0
+    """Rollback alarm: the targets' p99 response time behind an ALB; Service Connect's average (AWS documents no
+    percentile for its TargetResponseTime). Default: 2."""
     register_for_http_api: bool = False
     """Register the tasks in Cloud Map with SRV records for an HTTP API private integration. Default: false."""
     sidecars: Sequence[Mapping[str, Any]] = ()
@@ -172,6 +200,8 @@ class Microservice(pulumi.ComponentResource):
     """Cloud Map service (SRV) an HTTP API integrates with; None unless `register_for_http_api`."""
     target_group_arn_suffix: pulumi.Output[str] | None
     """Target group ARN suffix behind the ALB; None without ALB routes."""
+    rollback_alarm_names: list[pulumi.Output[str]]
+    """Alarms that roll a deployment back (with rollout.rollback_alarms); empty otherwise."""
     key: aws.kms.Key | None
     """The service's own KMS key (its queue, its generated secrets); None when it owns neither."""
     queue: ServiceQueue | None
@@ -199,14 +229,30 @@ class Microservice(pulumi.ComponentResource):
         extra: dict[str, Any] = {}
         depends_on: list[pulumi.Resource] = []
         self.target_group: aws.lb.TargetGroup | None = None
+        self.internal_target_group: aws.lb.TargetGroup | None = None
         if args.alb is not None and args.port is not None:
             self.target_group, rules = self._alb_routing(args.alb, args.port)
             self.allow_from("alb", args.alb.security_group_id)
             depends_on += rules
+        if args.internal_alb is not None and args.port is not None:
+            self.internal_target_group = self._target_group(f"{self._prefix}-internal-tg", args.port)
+            depends_on.append(
+                listener(
+                    f"{self._prefix}-internal-listener",
+                    args.internal_alb,
+                    args.port,
+                    self.internal_target_group,
+                    parent=self,
+                )
+            )
+            self.allow_from("internal-alb", args.internal_alb.security_group_id)
+        groups = [group for group in (self.target_group, self.internal_target_group) if group is not None]
+        if groups and args.port is not None:
             extra["load_balancers"] = [
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=self.target_group.arn, container_name=args.service_name, container_port=args.port
+                    target_group_arn=group.arn, container_name=args.service_name, container_port=args.port
                 )
+                for group in groups
             ]
             extra["health_check_grace_period_seconds"] = 120
         self.discovery: aws.servicediscovery.Service | None = None
@@ -215,6 +261,11 @@ class Microservice(pulumi.ComponentResource):
             extra["service_registries"] = aws.ecs.ServiceServiceRegistriesArgs(
                 registry_arn=self.discovery.arn, container_name=args.service_name, container_port=args.port
             )
+        self.rollback_alarm_names = (
+            rollback_alarms(self._prefix, self._rollback_alarms(args), opts=self._child)
+            if args.rollout.rollback_alarms
+            else []
+        )
         self.service = self.task.service(
             cluster_arn=args.cluster_arn,
             private_subnet_ids=args.private_subnet_ids,
@@ -223,6 +274,7 @@ class Microservice(pulumi.ComponentResource):
             spot_weight=args.spot_weight,
             depends_on=depends_on,
             rollout=args.rollout,
+            rollback_alarm_names=self.rollback_alarm_names,
             **extra,
         )
         self._autoscaling(args)
@@ -230,7 +282,13 @@ class Microservice(pulumi.ComponentResource):
         self.log_group_name = self.task.log_group.name
         self.discovery_service_arn = self.discovery.arn if self.discovery else None
         self.target_group_arn_suffix = self.target_group.arn_suffix if self.target_group else None
-        self.register_outputs({"service_name": self.service_name, "security_group_id": self.security_group_id})
+        self.register_outputs(
+            {
+                "service_name": self.service_name,
+                "security_group_id": self.security_group_id,
+                "rollback_alarm_names": self.rollback_alarm_names,
+            }
+        )
 
     def _task_spec(self, args: MicroserviceArgs, own: Sequence[ServiceAttachment]) -> FargateTaskSpec:
         environment: dict[str, pulumi.Input[str]] = {"SERVICE_NAME": args.service_name}
@@ -270,6 +328,7 @@ class Microservice(pulumi.ComponentResource):
             service_connect=ServiceConnect(args.namespace_arn, args.request_timeout_seconds),
             sidecars=sidecars,
             container_depends_on=depends_on,
+            stop_timeout_seconds=args.drain_seconds,
         )
 
     # --- What the service owns ---
@@ -353,6 +412,21 @@ class Microservice(pulumi.ComponentResource):
             opts=self._child,
         )
 
+    def allow_caller(self, caller: str, caller_security_group_id: pulumi.Input[str]) -> None:
+        """A declared call: straight to this service's port, or, behind the internal ALB, to the ALB's listener on
+        that port only (the ALB in turn is the only source `allow_from` lets in)."""
+        if self.args.internal_alb is None or self.port is None:
+            self.allow_from(caller, caller_security_group_id)
+            return
+        allow_between(
+            f"{self._prefix}-from-{caller}-via-internal-alb",
+            source_security_group_id=caller_security_group_id,
+            target_security_group_id=self.args.internal_alb.security_group_id,
+            port=self.port,
+            description=f"{caller} to {self._prefix} through the internal ALB",
+            opts=self._child,
+        )
+
     def allow_ingress_from(self, source: str, source_security_group_id: pulumi.Input[str]) -> None:
         """Ingress only, for a source whose own component already owns the matching egress (the HTTP API's VPC
         link security group allows egress to exactly this port and group)."""
@@ -371,20 +445,24 @@ class Microservice(pulumi.ComponentResource):
 
     # --- Entries ---
 
-    def _alb_routing(self, alb: AlbEntry, port: int) -> tuple[aws.lb.TargetGroup, list[pulumi.Resource]]:
-        target_group = aws.lb.TargetGroup(
-            f"{self._prefix}-tg",
+    def _target_group(self, name: str, port: int) -> aws.lb.TargetGroup:
+        # The seed's 60 s deregistration delay outlasted the task's 30 s stop timeout; both are drain_seconds.
+        return aws.lb.TargetGroup(
+            name,
             name_prefix=self.args.service_name[:6],
             port=port,
             protocol="HTTP",
             target_type="ip",
             vpc_id=self.args.vpc_id,
-            deregistration_delay=60,
+            deregistration_delay=self.args.drain_seconds,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 enabled=True, path=self.args.health_check_path, matcher="200", interval=30, timeout=5
             ),
             opts=self._child,
         )
+
+    def _alb_routing(self, alb: AlbEntry, port: int) -> tuple[aws.lb.TargetGroup, list[pulumi.Resource]]:
+        target_group = self._target_group(f"{self._prefix}-tg", port)
         rules: list[pulumi.Resource] = []
         for index, route in enumerate(alb.routes):
             rules.append(
@@ -414,6 +492,65 @@ class Microservice(pulumi.ComponentResource):
             opts=self._child,
         )
 
+    # --- Rollback alarms ---
+
+    def _alb_targets(self) -> list[tuple[pulumi.Input[str], pulumi.Input[str]]]:
+        """(load balancer, target group) ARN suffixes of every ALB the service is behind."""
+        targets: list[tuple[pulumi.Input[str], pulumi.Input[str]]] = []
+        if self.args.alb is not None and self.target_group is not None:
+            targets.append((self.args.alb.arn_suffix, self.target_group.arn_suffix))
+        if self.args.internal_alb is not None and self.internal_target_group is not None:
+            targets.append((self.args.internal_alb.arn_suffix, self.internal_target_group.arn_suffix))
+        return targets
+
+    def _rollback_alarms(self, args: MicroserviceArgs) -> list[RollbackAlarm]:
+        """Behind an ALB, the web service's three; a Service Connect server, its mesh traffic's 5xx rate and average
+        latency (ECS's `TargetDiscoveryName` metrics); every service, tasks missing (Container Insights)."""
+        if targets := self._alb_targets():
+            return alb_rollback_alarms(
+                self._prefix,
+                targets,
+                error_rate_percent=args.error_rate_alarm_percent,
+                p99_latency_seconds=args.latency_alarm_seconds,
+            )
+        alarms: list[RollbackAlarm] = []
+        if args.port is not None:
+            target = {"TargetDiscoveryName": service_connect_discovery_name(args.name_prefix, args.service_name)}
+            alarms += [
+                RollbackAlarm(
+                    "5xx-rate",
+                    f"{self._prefix}: more than {args.error_rate_alarm_percent:g} % of mesh calls answered 5xx",
+                    [
+                        metric_query("errors", "AWS/ECS", "HTTPCode_Target_5XX_Count", "Sum", target),
+                        metric_query("requests", "AWS/ECS", "RequestCount", "Sum", target),
+                    ],
+                    "100 * errors / MAX([1, requests])",
+                    args.error_rate_alarm_percent,
+                ),
+                RollbackAlarm(
+                    "latency",
+                    f"{self._prefix}: average response time to mesh calls above {args.latency_alarm_seconds:g} s",
+                    [metric_query("latency", "AWS/ECS", "TargetResponseTime", "Average", target)],
+                    "latency",  # Service Connect reports milliseconds
+                    args.latency_alarm_seconds * 1000,
+                ),
+            ]
+        # The ECS service's name is known before it exists (`<app>-<env>-<name>`), so no cycle through its output.
+        tasks = {"ClusterName": args.cluster_name, "ServiceName": self._prefix}
+        return [
+            *alarms,
+            RollbackAlarm(
+                "tasks-missing",
+                f"{self._prefix}: fewer tasks running than desired",
+                [
+                    metric_query("desired", "ECS/ContainerInsights", "DesiredTaskCount", "Average", tasks),
+                    metric_query("running", "ECS/ContainerInsights", "RunningTaskCount", "Average", tasks),
+                ],
+                "desired - running",
+                0,
+            ),
+        ]
+
     # --- Autoscaling ---
 
     def _autoscaling(self, args: MicroserviceArgs) -> None:
@@ -422,10 +559,10 @@ class Microservice(pulumi.ComponentResource):
             ("cpu", "ECSServiceAverageCPUUtilization", CPU_TARGET_PERCENT, None),
             ("memory", "ECSServiceAverageMemoryUtilization", MEMORY_TARGET_PERCENT, None),
         ]
-        if args.alb is not None and self.target_group is not None:
-            # Request count is an ALB metric: only services behind the ALB scale on it.
-            label = pulumi.Output.concat(args.alb.arn_suffix, "/", self.target_group.arn_suffix)
-            policies.append(("requests", "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, label))
+        # Request count is an ALB metric: only services behind an ALB scale on it, per target group.
+        for kind, (alb_suffix, group_suffix) in zip(self._request_kinds(), self._alb_targets(), strict=True):
+            label = pulumi.Output.concat(alb_suffix, "/", group_suffix)
+            policies.append((kind, "ALBRequestCountPerTarget", REQUESTS_PER_TARGET_PER_MINUTE, label))
         if self.queue is not None and args.queue is not None:
             # Target tracking policies combine: out when any asks, in only when all agree, so CPU and memory never
             # take tasks away from a backlog.
@@ -454,6 +591,10 @@ class Microservice(pulumi.ComponentResource):
                 opts=self._child,
             )
 
+    def _request_kinds(self) -> list[str]:
+        kinds = ["requests"] if self.target_group is not None else []
+        return kinds + (["internal-requests"] if self.internal_target_group is not None else [])
+
 
 def _tracing(args: MicroserviceArgs) -> TracingSidecar | None:
     if args.tracing is None:
@@ -480,8 +621,9 @@ def email_attachment(email: EmailSender, region: str, account_id: pulumi.Input[s
 
 
 def allow_call(caller: Microservice, callee: Microservice) -> None:
-    """A declared call: caller SG -> callee SG on the callee's port; the rules belong to the callee."""
-    callee.allow_from(caller.args.service_name, caller.security_group_id)
+    """A declared call: caller SG -> callee SG (or the internal ALB's SG) on the callee's port; the rules belong to
+    the callee."""
+    callee.allow_caller(caller.args.service_name, caller.security_group_id)
 
 
 def alb_conditions(route: str) -> list[aws.lb.ListenerRuleConditionArgs]:
@@ -506,6 +648,12 @@ def _validate(args: MicroserviceArgs) -> None:
         problems.append("alb: routes need a port")
     if args.port is None and args.register_for_http_api:
         problems.append("register_for_http_api: needs a port")
+    if args.port is None and args.internal_alb is not None:
+        problems.append("internal_alb: needs a port")
+    if not 1 <= args.drain_seconds <= FARGATE_MAX_STOP_TIMEOUT:
+        problems.append(
+            f"drain_seconds: {args.drain_seconds}; allowed: 1-{FARGATE_MAX_STOP_TIMEOUT} (Fargate's stop timeout)"
+        )
     if not args.min_count <= args.desired_count <= args.max_count:
         problems.append(f"desired_count: {args.desired_count} is outside {args.min_count}..{args.max_count}")
     if args.queue is not None and args.alert_topic_arn is None:

@@ -30,7 +30,13 @@ from typing import Any
 from policy.rules.costing import Assumptions, CostError, CostEstimate, estimate
 from runner import reports
 from runner.engine import EvaluationReport, PolicyPackError, PolicyPackProcess, evaluate
-from runner.exports import PolicyInputError, load_policy_config, load_resources, load_stack_outputs
+from runner.exports import (
+    PolicyInputError,
+    load_policy_config,
+    load_resources,
+    load_stack_outputs,
+    with_program_policy_config,
+)
 from runner.plan import PlanError, StackOutputs, read_program, run_program
 from runner.records import REDACTED, ResourceRecord, redact_secrets
 
@@ -180,6 +186,7 @@ def build_report(
         plan = run_program(program, stack or args.stack, stack_outputs=read_stack_outputs(args.stack_outputs))
         report = Report(plan.stack, plan.resources, plan.outputs, plan.secret_outputs, strict=args.strict)
         report.opaque = plan.opaque
+        config = with_program_policy_config(config, plan.outputs)
         locations = {urn: (program / where.path, where.line) for urn, where in plan.locations.items()}
         origin = reports.Origin(read_program(program).main, Path(args.source_root or program), locations)
     report.seconds["plan"] = time.perf_counter() - started

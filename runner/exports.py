@@ -193,6 +193,30 @@ def validate_policy_config(data: Any) -> dict[str, Any]:
     return dict(data)
 
 
+# A program declares policy config it knows from its stack (e.g. the routes its stack makes public on purpose) as
+# this stack output; the runner applies it under the --policy-config file's entries.
+PROGRAM_POLICY_CONFIG_OUTPUT = "policyPackConfig"
+
+
+def with_program_policy_config(given: Mapping[str, Any] | None, outputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`given` (the --policy-config file) over the program's `policyPackConfig` output, per policy and property: the
+    file's level or property wins, the program's other properties stay."""
+    declared = outputs.get(PROGRAM_POLICY_CONFIG_OUTPUT)
+    if not declared:
+        return dict(given) if given is not None else None
+    try:
+        merged = {name: _as_entry(entry) for name, entry in validate_policy_config(declared).items()}
+    except ValueError as error:
+        raise PolicyInputError(f"the program's {PROGRAM_POLICY_CONFIG_OUTPUT} output: {error}") from error
+    for name, entry in (given or {}).items():
+        merged[name] = {**merged.get(name, {}), **_as_entry(entry)}
+    return merged
+
+
+def _as_entry(entry: Any) -> dict[str, Any]:
+    return {"enforcementLevel": entry} if isinstance(entry, str) else dict(entry)
+
+
 def _check_level(key: str, level: Any) -> None:
     if level not in ENFORCEMENT_LEVELS:
         raise ValueError(f'"{key}": enforcement level {json.dumps(level)} is not one of {list(ENFORCEMENT_LEVELS)}')

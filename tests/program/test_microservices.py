@@ -11,8 +11,10 @@ import pytest
 
 from runner.diff import compare
 from runner.engine import PolicyPackProcess
+from runner.exports import with_program_policy_config
 from runner.plan import MOCK_ACCOUNT_ID, Plan, run_program
 from tests.plans import planned as stack_plan
+from tests.policy.helpers import run_policy
 from tests.support import Recorded, inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,7 @@ MICROSERVICE = "container-platform:microservice:Microservice"
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 PULL_THROUGH_CACHE_RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 ROUTE = "aws:apigatewayv2/route:Route"
+AUTHORIZATION = "aws-apigateway-route-require-authorization"
 CALLS = {"orders": ["products", "payments"], "notifier": ["orders"], "products": [], "payments": []}
 
 
@@ -293,14 +296,24 @@ def test_a_service_may_switch_tracing_off_and_only_the_owning_stack_creates_the_
     assert inputs(rule) == {"ecrRepositoryPrefix": "ecr-public", "upstreamRegistryUrl": "public.ecr.aws"}
 
 
-def test_public_routes_stay_open_and_every_other_route_needs_the_jwt(tmp_path):
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> Plan:
+    """The shop with a JWT authorizer and two public routes, payments behind the internal ALB, rollback alarms on."""
     stack = shop_yaml().replace(
         "  container-platform:httpApi:\n",
         "  container-platform:httpApi:\n"
         "    jwtAuthorizer: {issuer: 'https://auth.shop.io', audiences: [shop]}\n"
         "    publicRoutes: ['GET /products', 'GET /products/{id}']\n",
     )
-    plan = recorded(plan_of(tmp_path, stack))
+    stack = stack.replace(
+        "      requestTimeoutSeconds: 30\n",
+        "      requestTimeoutSeconds: 30\n      internalLoadBalancer: true\n      deployment: {rollbackAlarms: true}\n",
+    )
+    return plan_of(tmp_path_factory.mktemp("guarded"), stack)
+
+
+def test_public_routes_stay_open_and_every_other_route_needs_the_jwt(guarded):
+    plan = recorded(guarded)
     authorization = {inputs(r)["routeKey"]: inputs(r)["authorizationType"] for r in plan.of_type(ROUTE)}
     assert authorization == {
         "GET /products": "NONE",
@@ -308,6 +321,58 @@ def test_public_routes_stay_open_and_every_other_route_needs_the_jwt(tmp_path):
         "POST /orders": "JWT",
         "ANY /orders/{proxy+}": "JWT",
     }
+
+
+def authorization_findings(plan: Plan, config: dict[str, Any] | None) -> list[str]:
+    properties = {k: v for k, v in ((config or {}).get(AUTHORIZATION) or {}).items() if k != "enforcementLevel"}
+    return [
+        m
+        for r in plan.resources
+        if r.type == ROUTE
+        for m in run_policy(AUTHORIZATION, ROUTE, r.inputs, properties).messages
+    ]
+
+
+def test_declared_public_routes_reach_the_pack_and_undeclared_open_ones_are_still_flagged(guarded):
+    fed = with_program_policy_config(None, guarded.outputs)
+    assert authorization_findings(guarded, fed) == []
+    assert len(authorization_findings(guarded, None)) == 2, "without the feed the two public routes are flagged"
+    # The --policy-config file's level wins; the program's declared routes stay.
+    merged = with_program_policy_config({AUTHORIZATION: "mandatory"}, guarded.outputs)
+    assert merged == {
+        AUTHORIZATION: {"enforcementLevel": "mandatory", "publicRouteKeys": ["GET /products", "GET /products/{id}"]}
+    }
+    # The shop declares no public route (no authorizer): its open routes stay flagged.
+    shop = stack_plan("shop")
+    assert "policyPackConfig" not in shop.outputs
+    assert authorization_findings(shop, with_program_policy_config(None, shop.outputs))
+
+
+def test_a_service_behind_the_internal_alb_is_called_through_it_and_rolls_back_on_its_alarms(guarded):
+    plan = recorded(guarded)
+    (alb,) = plan.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert inputs(alb)["internal"] is True and inputs(alb)["subnets"] == guarded.outputs["privateSubnetIds"]
+    assert guarded.outputs["internalAlbDnsName"]
+    orders = containers_of(plan, "orders")["orders"]
+    variables = {v["name"]: v["value"] for v in orders["environment"]}
+    assert variables["PAYMENTS_URL"] == f"http://{guarded.outputs['internalAlbDnsName']}:8082"
+    assert variables["PRODUCTS_URL"] == "http://products:8080"
+    rules = {r.name for r in plan.of_type(SG_INGRESS)}
+    assert "shop-dev-payments-from-orders-ingress" not in rules
+    assert {
+        "shop-dev-payments-from-orders-via-internal-alb-ingress",
+        "shop-dev-payments-from-internal-alb-ingress",
+    } <= rules
+    service = inputs(plan.find("aws:ecs/service:Service", "shop-dev-payments-service"))
+    assert "deploymentConfiguration" not in service or service["deploymentConfiguration"].get("strategy") in (
+        None,
+        "ROLLING",
+    )
+    assert service["alarms"]["alarmNames"] == [
+        "shop-dev-payments-rollback-5xx-rate",
+        "shop-dev-payments-rollback-p99-latency",
+        "shop-dev-payments-rollback-unhealthy-hosts",
+    ]
 
 
 def test_a_pinned_image_runs_its_own_health_check_not_the_python_probe(shop):
