@@ -74,9 +74,14 @@ def test_alert_email_only_where_configured(plans):
 
 def test_only_prod_serves_tls_and_protects_the_alb(plans):
     for stack, plan in plans.items():
-        listeners = {inputs(r)["port"] for r in recorded(plan).of_type("aws:lb/listener:Listener")}
+        listeners = recorded(plan).of_type("aws:lb/listener:Listener")
+        # The blue/green test listener (8443 or 8080, NAT addresses only) is checked in its own test.
+        production = {inputs(r)["port"] for r in listeners if not r.name.endswith("-test")}
         alb = inputs(recorded(plan).one("aws:lb/loadBalancer:LoadBalancer"))
-        assert listeners == ({80, 443} if stack == "prod" else {80})
+        assert production == ({80, 443} if stack == "prod" else {80})
+        tls = {inputs(r)["port"]: inputs(r)["protocol"] for r in listeners}
+        served = {protocol for port, protocol in tls.items() if port != 80}
+        assert served <= ({"HTTPS"} if stack == "prod" else {"HTTP"})
         assert alb["enableDeletionProtection"] is (stack == "prod")
 
 
