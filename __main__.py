@@ -132,7 +132,9 @@ def main() -> None:
     )
     common = {"name_prefix": prefix, "region": config.region, "account_id": account_id}
 
-    alerts = Alerts("alerts", AlertsArgs(**common, alert_email=config.alertEmail), guarded)
+    # With kms.sharedKey the platform key is the stack's one key, kept with deletion-protected data stores.
+    retain_key = config.kms.sharedKey and config.deletionProtection
+    alerts = Alerts("alerts", AlertsArgs(**common, alert_email=config.alertEmail, retain_key=retain_key), guarded)
     network = Network(
         "network",
         NetworkArgs(
@@ -256,6 +258,7 @@ def runtime_security(
             alert_topic_arn=alerts.topic_arn,
             alert_topic_kms_key_arn=alerts.key_arn,
             log_kms_key_arn=alerts.key_arn,
+            kms_key_arn=shared_key_arn(config, alerts),
             service_log_groups=dict(log_groups),
             manage_detector=settings.manageDetector,
             response_severity=settings.responseSeverity,
@@ -681,6 +684,7 @@ def build_images(
             alert_topic_arn=alerts.topic_arn,
             alert_topic_kms_key_arn=alerts.key_arn,
             log_kms_key_arn=alerts.key_arn,
+            kms_key_arn=shared_key_arn(config, alerts),
             platform=config.images.platform,
             keep_tagged_images=config.images.keepTaggedImages,
             manage_registry_scanning=config.images.manageRegistryScanning,
@@ -695,6 +699,11 @@ def build_images(
         ),
         opts,
     )
+
+
+def shared_key_arn(config: StackConfig, alerts: Alerts) -> pulumi.Output[str] | None:
+    """The platform key as every component's key with `kms.sharedKey`; None: each component makes its own."""
+    return alerts.key_arn if config.kms.sharedKey else None
 
 
 class DataStores(NamedTuple):
@@ -727,6 +736,7 @@ def data_attachments(
                 # EFS offers the archive tier only to generalPurpose + elastic file systems.
                 transition_to_archive_days=90 if config.storage.throughputMode == "elastic" else None,
                 deletion_protection=protect,
+                kms_key_arn=shared_key_arn(config, alerts),
                 own_dashboard=own_dashboard,
             ),
             opts,
@@ -747,6 +757,7 @@ def data_attachments(
                 backup_retention_days=config.database.backupRetentionDays,
                 max_connections=config.database.maxConnections,
                 log_retention_days=config.logRetentionDays,
+                kms_key_arn=shared_key_arn(config, alerts),
                 own_dashboard=own_dashboard,
                 service_roles=[database_role(n) for n, s in config.services.items() if "database" in s.attaches],
             ),
@@ -766,6 +777,7 @@ def data_attachments(
                 snapshot_retention_days=config.cache.snapshotRetentionDays,
                 log_retention_days=config.logRetentionDays,
                 deletion_protection=protect,
+                kms_key_arn=shared_key_arn(config, alerts),
                 own_dashboard=own_dashboard,
             ),
             opts,

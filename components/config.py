@@ -724,6 +724,11 @@ def _runtime_security_problems(config: StackConfig) -> list[str]:
     return problems
 
 
+class KmsConfig(ConfigModel):
+    sharedKey: bool = False
+    """One customer-managed KMS key for the whole stack (the platform key: logs, alerts, database, cache, EFS, ECR, scan reports, audit records) instead of one per component; $1/month per key saved, at a wider blast radius (one key policy, every grant on one key). Job platform only: `services` keep their own keys. Not allowed in prod. Default: false (a key per component)."""
+
+
 class StackConfig(ConfigModel):
     environment: Environment
     """Which profile from the sizing table applies: dev, staging or prod. Required."""
@@ -792,6 +797,8 @@ class StackConfig(ConfigModel):
     """The web console on S3 + CloudFront (object). Default: see its keys."""
     runtimeSecurity: RuntimeSecurityConfig = Field(default_factory=RuntimeSecurityConfig)
     """GuardDuty Runtime Monitoring, security alarms on the services' logs and the finding responder (object). Default: see its keys."""
+    kms: KmsConfig = Field(default_factory=KmsConfig)
+    """Customer-managed KMS keys (object). Default: see its keys."""
 
     @property
     def name_prefix(self) -> str:
@@ -1146,6 +1153,11 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
         problems.append(
             f"network.egress: {config.network.egress!r} in prod; allowed in prod: natGateway "
             "(prod needs onePerAz NAT gateways; a NAT instance is one instance in one AZ)"
+        )
+    if config.is_prod and config.kms.sharedKey:
+        problems.append(
+            "kms.sharedKey: true in prod; allowed in prod: false (a key per component limits what one key policy "
+            "or grant exposes)"
         )
     if config.is_prod and config.network.natGateways != "onePerAz":
         problems.append(
