@@ -96,13 +96,23 @@ class Assumptions:
             "Exec audit log, an RDS upgrade log (runs, builds, sessions and upgrades, not traffic)."
         ),
     )
+    # Counted from the metric table of "Amazon ECS Container Insights metrics" (CloudWatch user guide,
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html):
+    # 10 metrics on all three dimension sets (Cpu/Memory Utilized and Reserved, Network Rx/Tx, Storage Read/Write,
+    # EphemeralStorage Reserved/Utilized), 3 on ClusterName only and 5 on ServiceName only.
     container_insights_metrics_per_cluster: float = field(
-        default=12, metadata=_doc("Container Insights custom metrics per cluster (the ClusterName dimension).")
+        default=12,
+        metadata=_doc(
+            "Container Insights custom metrics per cluster (ClusterName: the 10 resource metrics, ServiceCount, "
+            "TaskCount; ContainerInstanceCount counts EC2 instances, none on Fargate)."
+        ),
     )
     container_insights_metrics_per_service: float = field(
-        default=24,
+        default=25,
         metadata=_doc(
-            "Container Insights custom metrics per service (ServiceName and TaskDefinitionFamily dimensions)."
+            "Container Insights custom metrics per service with running tasks (ServiceName: the 10 resource metrics, "
+            "Deployment, DesiredTask, PendingTask, RunningTask and TaskSet counts; TaskDefinitionFamily: the 10 "
+            "again)."
         ),
     )
     container_insights_metrics_per_task: float = field(

@@ -178,6 +178,15 @@ def test_prod_refuses_a_single_nat_gateway():
     assert message.startswith("network.natGateways: 'single' in prod; allowed in prod: onePerAz")
 
 
+def test_the_shared_stack_key_is_opt_in_and_refused_in_prod():
+    assert parse_stack_config({"environment": "dev"}).kms.sharedKey is False
+    assert parse_stack_config({"environment": "staging", "kms": {"sharedKey": True}}).kms.sharedKey is True
+    (message,) = problems({"environment": "prod", "certificateArn": CERT, "kms": {"sharedKey": True}})
+    assert message.startswith("kms.sharedKey: true in prod; allowed in prod: false")
+    (message,) = problems({"environment": "dev", "kms": {"sharedKey": "yes please"}})
+    assert message.startswith("kms.sharedKey: 'yes please'")
+
+
 def test_prod_requires_a_certificate():
     (message,) = problems({"environment": "prod"})
     assert message.startswith("certificateArn: missing in prod")
