@@ -57,6 +57,7 @@ from components.monitoring import (
     WatchedWebService,
 )
 from components.network import Network, NetworkArgs
+from components.office_hours import OfficeHours, OfficeHoursArgs, ScheduledService
 from components.registry_cache import PullThroughCache, PullThroughCacheArgs
 from components.runtime_security import RuntimeSecurity, RuntimeSecurityArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
@@ -211,6 +212,8 @@ def main() -> None:
         pulumi.export("consoleUrl", console.url)
         pulumi.export("consoleBucket", console.bucket_name)
         pulumi.export("consoleDistributionId", console.distribution_id)
+    if config.schedule.officeHours is not None:
+        office_hours(config, common, network, cluster, data.database, api, worker, guarded)
     if config.runtimeSecurity.enabled:
         log_groups = {name: service.log_group_name for name, service in services.items()}
         if api is not None:
@@ -271,6 +274,54 @@ def runtime_security(
     )
     pulumi.export("securityAuditBucket", security.audit_bucket_name)
     return security
+
+
+def office_hours(
+    config: StackConfig,
+    common: Mapping[str, pulumi.Input[str]],
+    network: Network,
+    cluster: ContainerCluster,
+    database: Database | None,
+    api: WebService | None,
+    worker: QueueWorker | None,
+    opts: pulumi.ResourceOptions,
+) -> OfficeHours | None:
+    """Outside office hours: the database stopped, the API and worker at 0 tasks, the NAT instance terminated.
+    The configured `services` keep running (they are sized and scaled by their own settings)."""
+    hours = config.schedule.officeHours
+    if hours is None:
+        return None
+    services = []
+    if api is not None:
+        service = config.service
+        services.append(
+            ScheduledService("api", cluster.cluster_name, api.service_name, min_count(service), service.maxCount)
+        )
+    if worker is not None:
+        sizing = config.jobPlatform.worker
+        services.append(
+            ScheduledService("worker", cluster.cluster_name, worker.service_name, sizing.minCount, sizing.maxCount)
+        )
+    nat = network.nat_instance
+    return OfficeHours(
+        "office-hours",
+        OfficeHoursArgs(
+            name_prefix=config.name_prefix,
+            region=config.region,
+            account_id=common["account_id"],
+            timezone=hours.timezone,
+            weekdays=hours.weekdays,
+            start=hours.start,
+            stop=hours.stop,
+            database_identifier=database.instance_identifier if database is not None else None,
+            services=services,
+            nat_group_name=nat.group.name if nat is not None else None,
+        ),
+        # The scheduled actions need the services' scalable targets registered first.
+        pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[r for r in (api, worker) if r is not None])
+        ),
+    )
 
 
 def mesh_monitoring(
