@@ -176,8 +176,10 @@ class OfficeHours(pulumi.ComponentResource):
     def _service(self, service: ScheduledService) -> None:
         args = self._args
         resource_id = pulumi.Output.concat("service/", service.cluster_name, "/", service.service_name)
-        for action, clock, low, high in (("stop", args.stop, 0, 0), ("start", args.start, service.min_count,
-                                                                       service.max_count)):  # fmt: skip
+        for action, clock, low, high in (
+            ("stop", args.stop, 0, 0),
+            ("start", args.start, service.min_count, service.max_count),
+        ):
             aws.appautoscaling.ScheduledAction(
                 f"{self._prefix}-{service.name}-{action}",
                 name=f"{self._prefix}-{service.name}-{action}",
