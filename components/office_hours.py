@@ -136,7 +136,6 @@ class OfficeHours(pulumi.ComponentResource):
         database_arn = pulumi.Output.concat("arn:aws:rds:", args.region, ":", args.account_id, ":db:", identifier)
         role = aws.iam.Role(
             f"{self._prefix}-scheduler-role",
-            name=f"{self._prefix}-scheduler-role",
             description=f"{args.name_prefix}: EventBridge Scheduler stops and starts the database outside office hours",
             assume_role_policy=assume_role_policy("scheduler.amazonaws.com", args.account_id),
             opts=self._child,
