@@ -58,6 +58,7 @@ from components.monitoring import (
     WatchedWebService,
 )
 from components.network import Network, NetworkArgs
+from components.office_hours import OfficeHours, OfficeHoursArgs, ScheduledService
 from components.registry_cache import PullThroughCache, PullThroughCacheArgs
 from components.runtime_security import RuntimeSecurity, RuntimeSecurityArgs
 from components.scanning import ImageScanning, ImageScanningArgs, ImageSource
@@ -139,7 +140,9 @@ def main() -> None:
     )
     common = {"name_prefix": prefix, "region": config.region, "account_id": account_id}
 
-    alerts = Alerts("alerts", AlertsArgs(**common, alert_email=config.alertEmail), guarded)
+    # With kms.sharedKey the platform key is the stack's one key, kept with deletion-protected data stores.
+    retain_key = config.kms.sharedKey and config.deletionProtection
+    alerts = Alerts("alerts", AlertsArgs(**common, alert_email=config.alertEmail, retain_key=retain_key), guarded)
     network = Network(
         "network",
         NetworkArgs(
@@ -218,6 +221,8 @@ def main() -> None:
         pulumi.export("consoleUrl", console.url)
         pulumi.export("consoleBucket", console.bucket_name)
         pulumi.export("consoleDistributionId", console.distribution_id)
+    if config.schedule.officeHours is not None:
+        office_hours(config, common, network, cluster, data.database, api, worker, guarded)
     if config.runtimeSecurity.enabled:
         log_groups = {name: service.log_group_name for name, service in services.items()}
         if api is not None:
@@ -265,6 +270,7 @@ def runtime_security(
             alert_topic_arn=alerts.topic_arn,
             alert_topic_kms_key_arn=alerts.key_arn,
             log_kms_key_arn=alerts.key_arn,
+            kms_key_arn=shared_key_arn(config, alerts),
             service_log_groups=dict(log_groups),
             manage_detector=settings.manageDetector,
             response_severity=settings.responseSeverity,
@@ -277,6 +283,54 @@ def runtime_security(
     )
     pulumi.export("securityAuditBucket", security.audit_bucket_name)
     return security
+
+
+def office_hours(
+    config: StackConfig,
+    common: Mapping[str, pulumi.Input[str]],
+    network: Network,
+    cluster: ContainerCluster,
+    database: Database | None,
+    api: WebService | None,
+    worker: QueueWorker | None,
+    opts: pulumi.ResourceOptions,
+) -> OfficeHours | None:
+    """Outside office hours: the database stopped, the API and worker at 0 tasks, the NAT instance terminated.
+    The configured `services` keep running (they are sized and scaled by their own settings)."""
+    hours = config.schedule.officeHours
+    if hours is None:
+        return None
+    services = []
+    if api is not None:
+        service = config.service
+        services.append(
+            ScheduledService("api", cluster.cluster_name, api.service_name, min_count(service), service.maxCount)
+        )
+    if worker is not None:
+        sizing = config.jobPlatform.worker
+        services.append(
+            ScheduledService("worker", cluster.cluster_name, worker.service_name, sizing.minCount, sizing.maxCount)
+        )
+    nat = network.nat_instance
+    return OfficeHours(
+        "office-hours",
+        OfficeHoursArgs(
+            name_prefix=config.name_prefix,
+            region=config.region,
+            account_id=common["account_id"],
+            timezone=hours.timezone,
+            weekdays=hours.weekdays,
+            start=hours.start,
+            stop=hours.stop,
+            database_identifier=database.instance_identifier if database is not None else None,
+            services=services,
+            nat_group_name=nat.group.name if nat is not None else None,
+        ),
+        # The scheduled actions need the services' scalable targets registered first.
+        pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[r for r in (api, worker) if r is not None])
+        ),
+    )
 
 
 def mesh_monitoring(
@@ -730,6 +784,7 @@ def build_images(
             alert_topic_arn=alerts.topic_arn,
             alert_topic_kms_key_arn=alerts.key_arn,
             log_kms_key_arn=alerts.key_arn,
+            kms_key_arn=shared_key_arn(config, alerts),
             platform=config.images.platform,
             keep_tagged_images=config.images.keepTaggedImages,
             manage_registry_scanning=config.images.manageRegistryScanning,
@@ -744,6 +799,11 @@ def build_images(
         ),
         opts,
     )
+
+
+def shared_key_arn(config: StackConfig, alerts: Alerts) -> pulumi.Output[str] | None:
+    """The platform key as every component's key with `kms.sharedKey`; None: each component makes its own."""
+    return alerts.key_arn if config.kms.sharedKey else None
 
 
 class DataStores(NamedTuple):
@@ -776,6 +836,7 @@ def data_attachments(
                 # EFS offers the archive tier only to generalPurpose + elastic file systems.
                 transition_to_archive_days=90 if config.storage.throughputMode == "elastic" else None,
                 deletion_protection=protect,
+                kms_key_arn=shared_key_arn(config, alerts),
                 own_dashboard=own_dashboard,
             ),
             opts,
@@ -796,6 +857,7 @@ def data_attachments(
                 backup_retention_days=config.database.backupRetentionDays,
                 max_connections=config.database.maxConnections,
                 log_retention_days=config.logRetentionDays,
+                kms_key_arn=shared_key_arn(config, alerts),
                 own_dashboard=own_dashboard,
                 service_roles=[database_role(n) for n, s in config.services.items() if "database" in s.attaches],
             ),
@@ -815,6 +877,7 @@ def data_attachments(
                 snapshot_retention_days=config.cache.snapshotRetentionDays,
                 log_retention_days=config.logRetentionDays,
                 deletion_protection=protect,
+                kms_key_arn=shared_key_arn(config, alerts),
                 own_dashboard=own_dashboard,
             ),
             opts,

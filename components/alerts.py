@@ -23,6 +23,9 @@ class AlertsArgs:
     """Account that administers the key."""
     alert_email: str | None = None
     """Email subscribed to the topic. Default: none (subscribe other endpoints yourself)."""
+    retain_key: bool = False
+    """Keep the key when the stack is deleted: set when it is the stack's shared key (`kms.sharedKey`) and data
+    stores are deletion-protected, so their final snapshots and retained backups stay readable. Default: false."""
 
 
 class Alerts(pulumi.ComponentResource):
@@ -40,7 +43,7 @@ class Alerts(pulumi.ComponentResource):
             account_id=args.account_id,
             region=args.region,
             service_principals=PLATFORM_KEY_SERVICES,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_key),
         )
         aws.kms.Alias(
             f"{name}-key-alias", name=f"alias/{args.name_prefix}-platform", target_key_id=self.key.key_id, opts=child

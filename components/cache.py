@@ -23,7 +23,7 @@ import pulumi_random as random
 
 from components.aws_limits import CACHE_NODE_FAMILIES, is_cache_node_type
 from components.ecs_task import ServiceAttachment
-from components.kms import rotating_key
+from components.kms import shared_or_own_key
 from components.monitoring import alarm, graph_widget
 
 REDIS_PORT = 6379
@@ -69,6 +69,8 @@ class CacheArgs:
     """Retention of the slow-log and engine-log group. Default: 30."""
     deletion_protection: bool = True
     """Take a final snapshot on delete and retain the KMS key it is encrypted with. Default: true."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's shared KMS key for data and snapshots at rest (`kms.sharedKey`). Default: none (its own key)."""
     own_dashboard: bool = True
     """Its own CloudWatch dashboard; false when the platform dashboard shows its widgets (one dashboard, $3/month
     less each). Default: true."""
@@ -122,8 +124,9 @@ class Cache(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         group_id = f"{args.name_prefix}-cache"
         # A final snapshot stays restorable only while its key exists.
-        self.key = rotating_key(
+        self.key, key_arn = shared_or_own_key(
             f"{name}-key",
+            args.kms_key_arn,
             description=f"{args.name_prefix}: cache data and snapshots at rest",
             account_id=args.account_id,
             region=args.region,
@@ -164,7 +167,7 @@ class Cache(pulumi.ComponentResource):
             subnet_group_name=subnet_group.name,
             security_group_ids=[self.security_group.id],
             at_rest_encryption_enabled=True,
-            kms_key_id=self.key.arn,
+            kms_key_id=key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             auth_token=token.result,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
@@ -745,6 +746,89 @@ def _runtime_security_problems(config: StackConfig) -> list[str]:
     return problems
 
 
+class KmsConfig(ConfigModel):
+    sharedKey: bool = False
+    """One customer-managed KMS key for the whole stack (the platform key: logs, alerts, database, cache, EFS, ECR, scan reports, audit records) instead of one per component; $1/month per key saved, at a wider blast radius (one key policy, every grant on one key). Job platform only: `services` keep their own keys. Not allowed in prod. Default: false (a key per component)."""
+
+
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+CLOCK_PATTERN = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+DAYS_ALLOWED = "days as MON..SUN, ranges from an earlier to a later day and commas, e.g. MON-FRI or MON-THU,SAT"
+
+
+def weekdays(days: str) -> tuple[int, ...]:
+    """The days of `days` ("MON-FRI", "MON,WED-FRI"), Monday 0 to Sunday 6; ValueError if malformed."""
+    found: set[int] = set()
+    for part in days.upper().split(","):
+        first, _, last = part.strip().partition("-")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            raise ValueError(part)
+        start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+        if end < start:
+            raise ValueError(part)
+        found.update(range(start, end + 1))
+    return tuple(sorted(found))
+
+
+def _is_days(value: str) -> bool:
+    try:
+        return bool(weekdays(value))
+    except ValueError:
+        return False
+
+
+def _is_timezone(value: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _clock() -> Check:
+    return Check(lambda v: bool(CLOCK_PATTERN.match(v)), "a 24-hour time HH:MM, 00:00-23:59")
+
+
+class OfficeHours(ConfigModel):
+    """When the stack runs: outside these hours the database is stopped, the API and worker scaled to 0 and the NAT
+    instance terminated (docs/cost.md)."""
+
+    timezone: Annotated[str, Check(_is_timezone, "an IANA time zone such as Europe/Berlin or America/New_York")]
+    """Time zone of start and stop (daylight saving time followed). Required."""
+    start: Annotated[str, _clock()] = "08:00"
+    """Time the stack starts on each of `days`. Default: 08:00."""
+    stop: Annotated[str, _clock()] = "20:00"
+    """Time the stack stops on each of `days` (later than start, the same day). Default: 20:00."""
+    days: Annotated[str, Check(_is_days, DAYS_ALLOWED)] = "MON-FRI"
+    """Days it runs. Default: MON-FRI."""
+
+    @property
+    def weekdays(self) -> tuple[int, ...]:
+        return weekdays(self.days)
+
+
+class ScheduleConfig(ConfigModel):
+    officeHours: OfficeHours | None = None
+    """Run the stack only in office hours (object: timezone, start, stop, days): the database, the API, the worker and a NAT instance stop outside them; ElastiCache, the ALB or HTTP API, storage and logs stay (they cannot stop). Not allowed in prod. Default: none (always on)."""
+
+
+def _schedule_problems(config: StackConfig) -> list[str]:
+    hours = config.schedule.officeHours
+    if hours is None:
+        return []
+    if config.is_prod:
+        return [
+            "schedule.officeHours: set in prod; allowed in prod: none (prod serves around the clock; office hours "
+            "are for dev and staging)"
+        ]
+    if hours.stop <= hours.start:
+        return [
+            f"schedule.officeHours.stop: {hours.stop!r} is not later than start {hours.start!r}; allowed: a stop "
+            "later the same day (overnight hours are not supported)"
+        ]
+    return []
+
+
 class StackConfig(ConfigModel):
     environment: Environment
     """Which profile from the sizing table applies: dev, staging or prod. Required."""
@@ -815,6 +899,10 @@ class StackConfig(ConfigModel):
     """The web console on S3 + CloudFront (object). Default: see its keys."""
     runtimeSecurity: RuntimeSecurityConfig = Field(default_factory=RuntimeSecurityConfig)
     """GuardDuty Runtime Monitoring, security alarms on the services' logs and the finding responder (object). Default: see its keys."""
+    kms: KmsConfig = Field(default_factory=KmsConfig)
+    """Customer-managed KMS keys (object). Default: see its keys."""
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    """When the stack runs (object). Default: always."""
 
     @property
     def name_prefix(self) -> str:
@@ -1161,6 +1249,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
     problems.extend(_services_problems(config))
     problems.extend(_deployment_problems(config))
     problems.extend(_runtime_security_problems(config))
+    problems.extend(_schedule_problems(config))
     if config.is_prod and config.entry == "alb" and config.certificateArn is None:
         problems.append(
             "certificateArn: missing in prod; allowed in prod: an ACM certificate ARN (prod serves HTTPS only)"
@@ -1171,13 +1260,18 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
             "(prod needs onePerAz NAT gateways; a NAT instance is one instance in one AZ)"
         )
     api_strategy = service_deployment(config, config.service.deployment).strategy
-    # Prod refuses a NAT instance outright (below).
+    # Prod refuses a NAT instance outright (above).
     nat_instance = config.network.egress == "natInstance" and not config.is_prod
     if nat_instance and config.entry == "alb" and api_strategy != "rolling":
         problems.append(
             f"network.egress: 'natInstance' with entry alb and the API's deployment strategy {api_strategy!r}; allowed: "
             "natGateway, or strategy rolling, or entry httpApi (the blue/green test listener admits only the NAT "
             "gateways' Elastic IPs; a NAT instance's public address changes when the instance is replaced)"
+        )
+    if config.is_prod and config.kms.sharedKey:
+        problems.append(
+            "kms.sharedKey: true in prod; allowed in prod: false (a key per component limits what one key policy "
+            "or grant exposes)"
         )
     if config.is_prod and config.network.natGateways != "onePerAz":
         problems.append(

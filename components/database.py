@@ -31,7 +31,7 @@ import pulumi_aws as aws
 from components.aws_limits import DB_INSTANCE_FAMILIES, is_db_instance_class
 from components.ecs_task import HTTPS, ServiceAttachment, allow_between
 from components.iam import allow, assume_role_policy, policy_document
-from components.kms import rotating_key
+from components.kms import shared_or_own_key
 from components.lambda_function import vpc_access_statements
 from components.lambda_package import python_lambda_package
 from components.monitoring import alarm, graph_widget
@@ -106,6 +106,8 @@ class DatabaseArgs:
     """Retention of the exported PostgreSQL logs. Default: 30."""
     performance_insights_retention_days: int = 7
     """Performance Insights retention (7 is the free tier; else a multiple of 31, up to 731). Default: 7."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's shared KMS key for storage, snapshots and Performance Insights (`kms.sharedKey`). Default: none (its own key)."""
     own_dashboard: bool = True
     """Its own CloudWatch dashboard; false when the platform dashboard shows its widgets (one dashboard, $3/month
     less each). Default: true."""
@@ -224,8 +226,9 @@ class Database(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         identifier = f"{args.name_prefix}-postgres"
         # Final snapshots and retained backups stay readable only while their key exists.
-        self.key = rotating_key(
+        self.key, key_arn = shared_or_own_key(
             f"{name}-key",
+            args.kms_key_arn,
             description=f"{args.name_prefix}: PostgreSQL storage and Performance Insights",
             account_id=args.account_id,
             region=args.region,
@@ -285,7 +288,7 @@ class Database(pulumi.ComponentResource):
             max_allocated_storage=args.max_allocated_storage_gb,
             storage_type="gp3",
             storage_encrypted=True,
-            kms_key_id=self.key.arn,
+            kms_key_id=key_arn,
             multi_az=args.multi_az,
             db_subnet_group_name=subnet_group.name,
             vpc_security_group_ids=[self.security_group.id],
@@ -301,7 +304,7 @@ class Database(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,
             performance_insights_enabled=True,
-            performance_insights_kms_key_id=self.key.arn,
+            performance_insights_kms_key_id=key_arn,
             performance_insights_retention_period=args.performance_insights_retention_days,
             monitoring_interval=60,
             monitoring_role_arn=monitoring_role.arn,

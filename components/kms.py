@@ -28,3 +28,24 @@ def rotating_key(
         policy=kms_key_policy(account_id, region, service_principals),
         opts=opts,
     )
+
+
+def shared_or_own_key(
+    name: str,
+    shared_key_arn: pulumi.Input[str] | None,
+    *,
+    description: str,
+    account_id: pulumi.Input[str],
+    region: str,
+    opts: pulumi.ResourceOptions,
+) -> tuple[aws.kms.Key | None, pulumi.Input[str]]:
+    """(None, the stack's shared key ARN) when one is given, else (a new rotating key of the caller's own, its ARN).
+
+    Callers of this grant no service principals in the key policy (their AWS services use the key through grants
+    under the account's IAM delegation), so the shared key's policy (`rotating_key` with the platform key's
+    principals) covers them.
+    """
+    if shared_key_arn is not None:
+        return None, shared_key_arn
+    key = rotating_key(name, description=description, account_id=account_id, region=region, opts=opts)
+    return key, key.arn

@@ -28,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import allow
-from components.kms import rotating_key
+from components.kms import shared_or_own_key
 from components.lambda_function import logged_function
 from components.s3 import private_bucket
 
@@ -109,6 +109,8 @@ class RuntimeSecurityArgs:
     change a record before then. Default: none (no object lock)."""
     log_retention_days: int = 30
     """Retention of the responder's log group. Default: 30."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's shared KMS key for the audit records (`kms.sharedKey`). Default: none (its own key)."""
     signals: Sequence[SecuritySignal] = field(default_factory=lambda: SECURITY_SIGNALS)
     """Security signals to filter and alarm on. Default: SECURITY_SIGNALS."""
 
@@ -238,8 +240,9 @@ class RuntimeSecurity(pulumi.ComponentResource):
     # --- Audit records ---
 
     def _audit_bucket(self, name: str, args: RuntimeSecurityArgs) -> None:
-        self.audit_key = rotating_key(
+        self.audit_key, self._audit_key_arn = shared_or_own_key(
             f"{name}-audit-key",
+            args.kms_key_arn,
             description=f"{args.name_prefix}: GuardDuty responder audit records",
             account_id=args.account_id,
             region=args.region,
@@ -249,7 +252,7 @@ class RuntimeSecurity(pulumi.ComponentResource):
             f"{name}-audit",
             bucket_prefix=f"{args.name_prefix}-gd-audit-",
             expiration_days=args.audit_retention_days,
-            kms_key_arn=self.audit_key.arn,
+            kms_key_arn=self._audit_key_arn,
             versioned=True,
             object_lock_enabled=args.audit_object_lock_days is not None,
             opts=self._child,
@@ -286,7 +289,7 @@ class RuntimeSecurity(pulumi.ComponentResource):
             allow(["s3:ListBucket"], [self.audit_bucket.arn], sid="FindAuditRecords"),
             allow(["s3:GetObject", "s3:PutObject"], [pulumi.Output.concat(self.audit_bucket.arn, "/findings/*")],
                   sid="WriteAuditRecords"),
-            allow(["kms:GenerateDataKey"], [self.audit_key.arn], sid="EncryptAuditRecords"),
+            allow(["kms:GenerateDataKey"], [self._audit_key_arn], sid="EncryptAuditRecords"),
             allow(["sns:Publish"], [args.alert_topic_arn], sid="PublishAlerts"),
             allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.alert_topic_kms_key_arn], sid="UseTopicKey"),
         ]  # fmt: skip
@@ -310,7 +313,7 @@ class RuntimeSecurity(pulumi.ComponentResource):
             "ALERT_TOPIC_ARN": args.alert_topic_arn,
             "CLUSTER_ARN": args.cluster_arn,
             "AUDIT_BUCKET": self.audit_bucket.bucket,
-            "AUDIT_KMS_KEY_ARN": self.audit_key.arn,
+            "AUDIT_KMS_KEY_ARN": self._audit_key_arn,
             "RESPONSE_SEVERITY": args.response_severity,
         }
         if self.quarantine_security_group_id is not None:

@@ -32,7 +32,7 @@ import pulumi_docker as docker
 from components import build_context, buildspec
 from components.aws_limits import ECR_PULL_PRINCIPAL, LOG_RETENTION_DAYS
 from components.iam import allow, assume_role_policy, policy_document
-from components.kms import rotating_key
+from components.kms import shared_or_own_key
 from components.lambda_function import logged_function
 from components.s3 import private_bucket
 
@@ -138,6 +138,8 @@ class ImageScanningArgs:
     """Build and function log retention. Default: 30."""
     build_timeout_minutes: int = 60
     """CodeBuild build timeout. Default: 60."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's shared KMS key for the repositories and the reports bucket (`kms.sharedKey`). Default: none (its own key)."""
     pull_principals: Sequence[str] = ()
     """Account ids or IAM role ARNs that may pull (read only) from every repository of this stack: the next
     environment's deploy role in another account, which promotes images by digest. Written as each repository's
@@ -385,8 +387,9 @@ class ImageScanning(pulumi.ComponentResource):
     # --- Repositories ---
 
     def _repositories(self, name: str, args: ImageScanningArgs) -> None:
-        self.ecr_key = rotating_key(
+        self.ecr_key, ecr_key_arn = shared_or_own_key(
             f"{name}-ecr-key",
+            args.kms_key_arn,
             description=f"{args.name_prefix}: ECR image repositories",
             account_id=args.account_id,
             region=args.region,
@@ -400,7 +403,7 @@ class ImageScanning(pulumi.ComponentResource):
                 image_tag_mutability="IMMUTABLE",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
                 encryption_configurations=[
-                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=self.ecr_key.arn)
+                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=ecr_key_arn)
                 ],
                 force_delete=False,
                 opts=self._child,
@@ -449,8 +452,9 @@ class ImageScanning(pulumi.ComponentResource):
     # --- Reports bucket ---
 
     def _reports_bucket(self, name: str, args: ImageScanningArgs) -> None:
-        self.reports_key = rotating_key(
+        self.reports_key, self._reports_key_arn = shared_or_own_key(
             f"{name}-reports-key",
+            args.kms_key_arn,
             description=f"{args.name_prefix}: image scan reports and build artifacts",
             account_id=args.account_id,
             region=args.region,
@@ -460,7 +464,7 @@ class ImageScanning(pulumi.ComponentResource):
             f"{name}-reports",
             bucket_prefix=f"{args.name_prefix}-scan-reports-",
             expiration_days=args.report_retention_days,
-            kms_key_arn=self.reports_key.arn,
+            kms_key_arn=self._reports_key_arn,
             versioned=True,
             opts=self._child,
         ).bucket
@@ -496,7 +500,7 @@ class ImageScanning(pulumi.ComponentResource):
             name=project_name,
             description=f"{args.name_prefix}: lint, build, scan and (only when clean) push the service images",
             service_role=role.arn,
-            encryption_key=self.reports_key.arn,
+            encryption_key=self._reports_key_arn,
             build_timeout=args.build_timeout_minutes,
             concurrent_build_limit=1,
             artifacts=aws.codebuild.ProjectArtifactsArgs(type="NO_ARTIFACTS"),
@@ -667,7 +671,7 @@ class ImageScanning(pulumi.ComponentResource):
             allow(["logs:CreateLogStream", "logs:PutLogEvents"],
                   [self.build_logs.arn, pulumi.Output.concat(self.build_logs.arn, ":*")], sid="WriteBuildLogs"),
             # SSE-KMS uploads (reports) and CodeBuild's own encryption use the reports key.
-            allow(["kms:Decrypt", "kms:GenerateDataKey"], [self.reports_key.arn], sid="UseReportsKey"),
+            allow(["kms:Decrypt", "kms:GenerateDataKey"], [self._reports_key_arn], sid="UseReportsKey"),
         ]  # fmt: skip
         if args.source_repository_url is None:
             source = pulumi.Output.concat(bucket_arn, "/", args.source_object_key)

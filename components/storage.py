@@ -17,7 +17,7 @@ import pulumi_aws as aws
 
 from components.ecs_task import MountPoint, ServiceAttachment
 from components.iam import allow, deny_insecure_transport, policy_document
-from components.kms import rotating_key
+from components.kms import shared_or_own_key
 from components.monitoring import alarm, graph_widget
 
 NFS_PORT = 2049
@@ -60,6 +60,8 @@ class SharedStorageArgs:
     throughput and generalPurpose performance, so set none for the others. Default: 90."""
     deletion_protection: bool = True
     """Keep the file system and its key in AWS when the stack deletes them. Default: true."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """The stack's shared KMS key for the file system (`kms.sharedKey`). Default: none (its own key)."""
     own_dashboard: bool = True
     """Its own CloudWatch dashboard; false when the platform dashboard shows its widgets (one dashboard, $3/month
     less each). Default: true."""
@@ -124,8 +126,9 @@ class SharedStorage(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         # Retained data must stay readable: the key is retained with the file system.
         kept = pulumi.ResourceOptions(parent=self, retain_on_delete=args.deletion_protection)
-        self.key = rotating_key(
+        self.key, key_arn = shared_or_own_key(
             f"{name}-key",
+            args.kms_key_arn,
             description=f"{args.name_prefix}: shared EFS file system",
             account_id=args.account_id,
             region=args.region,
@@ -134,7 +137,7 @@ class SharedStorage(pulumi.ComponentResource):
         self.file_system = aws.efs.FileSystem(
             f"{name}-fs",
             encrypted=True,
-            kms_key_id=self.key.arn,
+            kms_key_id=key_arn,
             performance_mode=args.performance_mode,
             throughput_mode=args.throughput_mode,
             provisioned_throughput_in_mibps=args.provisioned_throughput_mibps,

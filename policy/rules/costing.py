@@ -96,13 +96,23 @@ class Assumptions:
             "Exec audit log, an RDS upgrade log (runs, builds, sessions and upgrades, not traffic)."
         ),
     )
+    # Counted from the metric table of "Amazon ECS Container Insights metrics" (CloudWatch user guide,
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html):
+    # 10 metrics on all three dimension sets (Cpu/Memory Utilized and Reserved, Network Rx/Tx, Storage Read/Write,
+    # EphemeralStorage Reserved/Utilized), 3 on ClusterName only and 5 on ServiceName only.
     container_insights_metrics_per_cluster: float = field(
-        default=12, metadata=_doc("Container Insights custom metrics per cluster (the ClusterName dimension).")
+        default=12,
+        metadata=_doc(
+            "Container Insights custom metrics per cluster (ClusterName: the 10 resource metrics, ServiceCount, "
+            "TaskCount; ContainerInstanceCount counts EC2 instances, none on Fargate)."
+        ),
     )
     container_insights_metrics_per_service: float = field(
-        default=24,
+        default=25,
         metadata=_doc(
-            "Container Insights custom metrics per service (ServiceName and TaskDefinitionFamily dimensions)."
+            "Container Insights custom metrics per service with running tasks (ServiceName: the 10 resource metrics, "
+            "Deployment, DesiredTask, PendingTask, RunningTask and TaskSet counts; TaskDefinitionFamily: the 10 "
+            "again)."
         ),
     )
     container_insights_metrics_per_task: float = field(
@@ -903,6 +913,13 @@ FREE_TYPES: Mapping[str, str] = {
     ),
     "aws:apigatewayv2/vpcLink:VpcLink": "VPC links for HTTP APIs have no charge (REST API VPC links bill their NLB)",
     "aws:lambda/invocation:Invocation": "one call of its function per deploy that changes it, priced on the function",
+    "aws:scheduler/schedule:Schedule": (
+        "EventBridge Scheduler: the first 14 million invocations a month are free (then $1 per million); what it "
+        "stops is priced for its running hours"
+    ),
+    "aws:autoscaling/schedule:Schedule": (
+        "a scheduled action has no charge; the group's instances are priced for their running hours"
+    ),
     **dict.fromkeys(
         (
             "aws:cloudfront/originAccessControl:OriginAccessControl",
@@ -942,6 +959,157 @@ def _free_reason(resource: Node, ctx: Context) -> str | None:
     if resource.custom is False or ctx.has_children(resource):
         return "a component: its children are priced"
     return None
+
+
+# --- Office hours ---------------------------------------------------------------------------------------
+# Schedules in the graph that stop and start a resource (components/office_hours.py, AWS Instance Scheduler's
+# lever): each resource's hourly charges are priced for the hours a week it runs. Time zones do not change a
+# weekly fraction, so they are not read.
+
+SCHEDULER_SCHEDULE = "aws:scheduler/schedule:Schedule"
+SCHEDULED_ACTION = "aws:appautoscaling/scheduledAction:ScheduledAction"
+GROUP_SCHEDULE = "aws:autoscaling/schedule:Schedule"
+RDS_UNIVERSAL_TARGET = re.compile(r"^arn:aws[a-z-]*:scheduler:::aws-sdk:rds:(stop|start)DBInstance$")
+MINUTES_PER_DAY = 24 * 60
+HOURS_PER_WEEK = 7 * 24
+DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+def _day(token: str, aws: bool) -> int:
+    """A day-of-week token as 0 (Sunday) to 6: a name, AWS's 1-7 from Sunday or Unix's 0-7 (7 is Sunday too)."""
+    if token.upper() in DAY_NAMES:
+        return DAY_NAMES.index(token.upper())
+    if not token.isdigit() or not (1 <= int(token) <= 7 if aws else 0 <= int(token) <= 7):
+        raise ValueError(f"day of week {token!r}")
+    return (int(token) - 1) % 7 if aws else int(token) % 7
+
+
+def _days_of_week(field_: str, aws: bool) -> set[int]:
+    if field_ in ("*", "?"):
+        return set(range(7))
+    days: set[int] = set()
+    for part in field_.split(","):
+        first, _, last = part.partition("-")
+        start, end = _day(first, aws), _day(last or first, aws)
+        if end < start:
+            raise ValueError(f"day range {part!r}")
+        days.update(range(start, end + 1))
+    return days
+
+
+def cron_times(expression: str) -> list[int]:
+    """Minutes into the week (Monday 00:00 is 0) at which a cron expression fires, for the forms that start and
+    stop a resource: AWS's `cron(m h ? * dow *)` (EventBridge Scheduler, Application Auto Scaling) or Unix's
+    `m h * * dow` (EC2 Auto Scaling), a fixed minute and hour, every day of the month, days of the week as names
+    or numbers with lists and ranges. ValueError for anything else."""
+    text = expression.strip()
+    aws = text.startswith("cron(") and text.endswith(")")
+    fields = text[5:-1].split() if aws else text.split()
+    if len(fields) != (6 if aws else 5):
+        raise ValueError(f"{expression!r}: not a {'6' if aws else '5'}-field cron expression")
+    minute, hour, day_of_month, month, day_of_week = fields[:5]
+    if not (minute.isdigit() and hour.isdigit() and int(minute) < 60 and int(hour) < 24):
+        raise ValueError(f"{expression!r}: only a fixed minute and hour are read")
+    if day_of_month not in ("*", "?") or month != "*" or (aws and fields[5] not in ("*", "?")):
+        raise ValueError(f"{expression!r}: only every day of the month, every month and every year are read")
+    at = int(hour) * 60 + int(minute)
+    return sorted(((day + 6) % 7) * MINUTES_PER_DAY + at for day in _days_of_week(day_of_week, aws))
+
+
+def running_fraction(starts: Iterable[int], stops: Iterable[int]) -> float:
+    """Share of the week between each start and the next stop (minutes into the week; the week wraps)."""
+    events = sorted([(minute, True) for minute in starts] + [(minute, False) for minute in stops])
+    if not any(on for _, on in events) or all(on for _, on in events):
+        raise ValueError("a schedule needs both a start and a stop")
+    week = 7 * MINUTES_PER_DAY
+    running = 0
+    for index, (minute, on) in enumerate(events):
+        following = events[(index + 1) % len(events)][0] + (week if index + 1 == len(events) else 0)
+        if on:
+            running += following - minute
+    return running / week
+
+
+@dataclass(frozen=True)
+class RunningHours:
+    """The share of the week a scheduled resource runs."""
+
+    fraction: float
+    schedules: tuple[str, ...]
+
+    @property
+    def note(self) -> str:
+        return f"office hours: {self.fraction * HOURS_PER_WEEK:g} h/week ({self.fraction:.0%})"
+
+    def apply(self, line: Line) -> Line:
+        """The line for the hours it runs."""
+        note = f"{line.note}; {self.note}" if line.note else self.note
+        return dataclasses.replace(line, quantity=line.quantity * self.fraction, note=note)
+
+
+def _running_hours(schedules: Sequence[tuple[str, str, bool]]) -> RunningHours | None:
+    """From (name, cron expression, starts) of one resource's schedules; None without a start and a stop (or with
+    an expression this reader does not take: then the resource is priced as always on)."""
+    times: dict[bool, list[int]] = {True: [], False: []}
+    try:
+        for _, expression, starts in schedules:
+            times[starts] += cron_times(expression)
+        fraction = running_fraction(times[True], times[False])
+    except ValueError:
+        return None
+    return RunningHours(fraction, tuple(name for name, _, _ in schedules))
+
+
+def _enabled(schedule: Node) -> bool:
+    return str(prop(schedule, "state") or "ENABLED") == "ENABLED"
+
+
+def database_running_hours(instance: Node, ctx: Context) -> RunningHours | None:
+    """EventBridge Scheduler schedules that stop and start this instance through RDS's universal target."""
+    names = _identities(instance, "identifier")
+    found: list[tuple[str, str, bool]] = []
+    for schedule in ctx.of_type(SCHEDULER_SCHEDULE):
+        match = RDS_UNIVERSAL_TARGET.match(str(prop(schedule, "target", "arn") or ""))
+        if not match or not _enabled(schedule):
+            continue
+        try:
+            payload = json.loads(str(prop(schedule, "target", "input") or "{}"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(payload, Mapping) and payload.get("DbInstanceIdentifier") in names:
+            found.append((schedule.name, str(prop(schedule, "scheduleExpression")), match.group(1) == "start"))
+    return _running_hours(found)
+
+
+def service_running_hours(service: Node, ctx: Context) -> RunningHours | None:
+    """Application Auto Scaling scheduled actions on the service's scalable target: a maximum of 0 stops it."""
+    names = _identities(service, "name")
+    found: list[tuple[str, str, bool]] = []
+    for action in ctx.of_type(SCHEDULED_ACTION):
+        resource_id = prop(action, "resourceId")
+        if prop(action, "serviceNamespace") != "ecs" or not isinstance(resource_id, str):
+            continue
+        if resource_id.rsplit("/", 1)[-1] in names:
+            maximum = number(prop(action, "scalableTargetAction", "maxCapacity"))
+            if maximum is not None:
+                found.append((action.name, str(prop(action, "schedule")), maximum > 0))
+    return _running_hours(found)
+
+
+def group_running_hours(group: Node, ctx: Context) -> RunningHours | None:
+    """EC2 Auto Scaling scheduled actions on the group: a desired capacity of 0 stops its instances."""
+    found: list[tuple[str, str, bool]] = []
+    for schedule in ctx.of_type(GROUP_SCHEDULE):
+        if not refers_to(prop(schedule, "autoscalingGroupName"), group, "name"):
+            continue
+        desired = number(prop(schedule, "desiredCapacity"), -1)
+        size = desired if desired is not None and desired >= 0 else number(prop(schedule, "maxSize"), 0)
+        found.append((schedule.name, str(prop(schedule, "recurrence")), bool(size)))
+    return _running_hours(found)
+
+
+def _for_hours(lines: list[Line], hours: RunningHours | None) -> list[Line]:
+    return lines if hours is None else [hours.apply(line) for line in lines]
 
 
 # --- ECS / Fargate ----------------------------------------------------------------------------------------
@@ -1073,6 +1241,7 @@ def price_ecs_service(service: Node, ctx: Context) -> Outcome:
     architecture = prop(task_definition, "runtimePlatform", "cpuArchitecture") or "X86_64"
     vcpu, gb = size
     tasks, how = average_tasks(service, ctx)
+    hours = service_running_hours(service, ctx)
     lines: list[Line] = []
     for provider, count in split_tasks(tasks, capacity_strategy(service, ctx)).items():
         if provider not in FARGATE_PROVIDERS:
@@ -1096,6 +1265,7 @@ def price_ecs_service(service: Node, ctx: Context) -> Outcome:
         )
     if truthy(prop(service, "networkConfiguration", "assignPublicIp")) and tasks > 0:
         lines.append(ctx.hourly("Public IPv4 address per task", tasks, "publicIpv4.hour"))
+    lines = _for_hours(lines, hours)
     if prop(service, "serviceRegistries") and tasks > 0:
         lines.append(ctx.monthly("Cloud Map registered instances", tasks, "cloudmap.instance"))
     return lines or Free(f"runs no tasks ({how})")
@@ -1137,12 +1307,21 @@ def price_ecs_cluster(cluster: Node, ctx: Context) -> Outcome:
     if mode not in ("enabled", "enhanced"):
         return Free("Container Insights is off (an account-level default, if any, is not visible here)")
     a = ctx.assumptions
-    # Container Insights emits metrics only for services with running tasks.
-    services_running = (average_tasks(s, ctx.for_resource(s))[0] for s in services_in_cluster(cluster, ctx))
-    running = [t for t in services_running if t > 0]
-    services, tasks = len(running), sum(running)
+    # Container Insights emits metrics only for services with running tasks; CloudWatch bills a custom metric by the
+    # hour it is published, so a service stopped outside office hours pays for the hours it runs.
+    running: list[tuple[float, float]] = []
+    scheduled: list[RunningHours] = []
+    for service in services_in_cluster(cluster, ctx):
+        count = average_tasks(service, ctx.for_resource(service))[0]
+        hours = service_running_hours(service, ctx)
+        if count > 0:
+            running.append((count, hours.fraction if hours else 1.0))
+            scheduled += [hours] if hours else []
+    services, tasks = sum(share for _, share in running), sum(count * share for count, share in running)
     metrics = a.container_insights_metrics_per_cluster + a.container_insights_metrics_per_service * services
-    note = f"{services} service(s) with running tasks; billed as custom metrics, the first 10 per account are free"
+    note = f"{len(running)} service(s) with running tasks; billed as custom metrics, the first 10 per account are free"
+    if scheduled:  # the per-service metrics for the hours those services run
+        note += f"; {len(scheduled)} of them stopped outside {scheduled[0].note}"
     if mode == "enhanced":
         metrics += a.container_insights_metrics_per_task * tasks
         note += "; enhanced observability is billed per observation, modelled as per-task metrics"
@@ -1221,10 +1400,13 @@ def price_autoscaling_group(group: Node, ctx: Context) -> Outcome:
     if not isinstance(instance_type, str):
         return Unpriced(f"launch template {template.name} sets no instanceType")
     note = f"{count:g} instance(s), Linux on-demand; launch template {template.name} ({how})"
-    lines = [ctx.hourly(f"EC2 {instance_type}", count, f"ec2.instance.{instance_type}", note)]
+    # Scaled to 0 the instances are terminated: an auto-assigned public IPv4 address is released with them and
+    # volumes deleted on termination go too; other volumes stay and bill in full.
+    instance_lines = [ctx.hourly(f"EC2 {instance_type}", count, f"ec2.instance.{instance_type}", note)]
     interfaces = [n for n in items(prop(template, "networkInterfaces")) if isinstance(n, Mapping)]
     if any(truthy(n.get("associatePublicIpAddress")) for n in interfaces):
-        lines.append(ctx.hourly("Public IPv4 address per instance", count, "publicIpv4.hour"))
+        instance_lines.append(ctx.hourly("Public IPv4 address per instance", count, "publicIpv4.hour"))
+    kept: list[Line] = []
     for mapping in items(prop(template, "blockDeviceMappings")):
         ebs = mapping.get("ebs") if isinstance(mapping, Mapping) else None
         if not isinstance(ebs, Mapping):
@@ -1233,8 +1415,9 @@ def price_autoscaling_group(group: Node, ctx: Context) -> Outcome:
         volume_note = None if size else "size from the AMI: assumed ebs_root_volume_gb"
         volume_type = str(_plain(ebs.get("volumeType")) or "gp3")
         gb = count * (size or ctx.assumptions.ebs_root_volume_gb)
-        lines.append(ctx.monthly(f"EBS {volume_type} volume", gb, f"ebs.{volume_type}", volume_note))
-    return lines
+        volume = ctx.monthly(f"EBS {volume_type} volume", gb, f"ebs.{volume_type}", volume_note)
+        (instance_lines if truthy(ebs.get("deleteOnTermination")) else kept).append(volume)
+    return _for_hours(instance_lines, group_running_hours(group, ctx)) + kept
 
 
 AWSX_NAT_STRATEGIES = {"none": 0, "single": 1}
@@ -1313,8 +1496,10 @@ def price_rds_instance(instance: Node, ctx: Context) -> Outcome:
     deployment = "Multi-AZ: primary and standby" if multi_az else "Single-AZ"
     storage_type = str(prop(instance, "storageType") or ("io1" if prop(instance, "iops") else "gp2"))
     storage_gb = number(prop(instance, "allocatedStorage"), 0) or 0.0
+    # A stopped instance bills its storage (and backups) but no instance hours.
+    hourly = ctx.hourly(f"RDS {instance_class}", copies, f"rds.{engine}.{instance_class}", deployment)
     lines = [
-        ctx.hourly(f"RDS {instance_class}", copies, f"rds.{engine}.{instance_class}", deployment),
+        *_for_hours([hourly], database_running_hours(instance, ctx)),
         ctx.monthly(f"RDS storage ({storage_type})", storage_gb * copies, f"rds.storage.{storage_type}",
                     "allocated GB; backups up to the database size are free"),
     ]  # fmt: skip

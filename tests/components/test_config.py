@@ -178,6 +178,40 @@ def test_prod_refuses_a_single_nat_gateway():
     assert message.startswith("network.natGateways: 'single' in prod; allowed in prod: onePerAz")
 
 
+def test_the_shared_stack_key_is_opt_in_and_refused_in_prod():
+    assert parse_stack_config({"environment": "dev"}).kms.sharedKey is False
+    assert parse_stack_config({"environment": "staging", "kms": {"sharedKey": True}}).kms.sharedKey is True
+    (message,) = problems({"environment": "prod", "certificateArn": CERT, "kms": {"sharedKey": True}})
+    assert message.startswith("kms.sharedKey: true in prod; allowed in prod: false")
+    (message,) = problems({"environment": "dev", "kms": {"sharedKey": "yes please"}})
+    assert message.startswith("kms.sharedKey: 'yes please'")
+
+
+def test_office_hours_are_opt_in_validated_and_refused_in_prod():
+    assert parse_stack_config({"environment": "dev"}).schedule.officeHours is None
+    hours = parse_stack_config(
+        {"environment": "staging", "schedule": {"officeHours": {"timezone": "America/New_York", "days": "MON-THU,SAT"}}}
+    ).schedule.officeHours
+    assert hours is not None and (hours.start, hours.stop, hours.weekdays) == ("08:00", "20:00", (0, 1, 2, 3, 5))
+    (message,) = problems(
+        {"environment": "prod", "certificateArn": CERT, "schedule": {"officeHours": {"timezone": "UTC"}}}
+    )
+    assert message.startswith("schedule.officeHours: set in prod; allowed in prod: none")
+    bad = {"timezone": "Mars/Olympus", "start": "8:00", "stop": "24:00", "days": "FRI-MON", "lunch": "12:00"}
+    assert problems({"environment": "dev", "schedule": {"officeHours": bad}}) == [
+        "schedule.officeHours.timezone: 'Mars/Olympus'; allowed: an IANA time zone such as Europe/Berlin or America/New_York",
+        "schedule.officeHours.start: '8:00'; allowed: a 24-hour time HH:MM, 00:00-23:59",
+        "schedule.officeHours.stop: '24:00'; allowed: a 24-hour time HH:MM, 00:00-23:59",
+        "schedule.officeHours.days: 'FRI-MON'; allowed: days as MON..SUN, ranges from an earlier to a later day and "
+        "commas, e.g. MON-FRI or MON-THU,SAT",
+        "schedule.officeHours.lunch: unknown key; allowed keys here: timezone, start, stop, days",
+    ]
+    (message,) = problems(
+        {"environment": "dev", "schedule": {"officeHours": {"timezone": "UTC", "start": "20:00", "stop": "08:00"}}}
+    )
+    assert message.startswith("schedule.officeHours.stop: '08:00' is not later than start '20:00'")
+
+
 def test_prod_requires_a_certificate():
     (message,) = problems({"environment": "prod"})
     assert message.startswith("certificateArn: missing in prod")

@@ -343,7 +343,7 @@ def test_an_override_on_a_service_also_counts_for_its_clusters_container_insight
     cost = estimate([cluster, *idle, target], assumptions=usage)
     assert resource_month(cost, "api") == pytest.approx(2 * ON_DEMAND_TASK)
     metrics = next(li for li in lines_of(cost, "main") if li.item.startswith("Container Insights metrics"))
-    assert metrics.quantity == 12 + 24 * 1  # the cluster plus one service with running tasks
+    assert metrics.quantity == 12 + 25 * 1  # the cluster plus one service with running tasks
 
 
 @pytest.mark.parametrize(
@@ -439,3 +439,32 @@ def test_a_nat_instance_with_a_sized_volume_and_none_running() -> None:
     sized = estimate(nat_instance(volume={"volumeSize": 4}))
     assert resource_month(sized, "nat") == pytest.approx(HOURS * (0.0042 + 0.005) + 4 * 0.08)
     assert "nat" in free_names(estimate(nat_instance(desired=0)))
+
+
+# "Amazon ECS Container Insights metrics" (CloudWatch user guide, Container-Insights-metrics-ECS): each metric's
+# dimension sets. ContainerInstanceCount counts EC2 container instances, which a Fargate-only cluster has none of.
+RESOURCE_METRIC_DIMENSIONS = ("ClusterName", "ServiceName", "TaskDefinitionFamily")
+CONTAINER_INSIGHTS_METRICS = {
+    **dict.fromkeys(
+        (
+            "CpuUtilized", "CpuReserved", "MemoryUtilized", "MemoryReserved", "NetworkRxBytes", "NetworkTxBytes",
+            "StorageReadBytes", "StorageWriteBytes", "EphemeralStorageReserved", "EphemeralStorageUtilized",
+        ),
+        RESOURCE_METRIC_DIMENSIONS,
+    ),
+    **dict.fromkeys(("ServiceCount", "TaskCount"), ("ClusterName",)),
+    **dict.fromkeys(
+        ("DeploymentCount", "DesiredTaskCount", "PendingTaskCount", "RunningTaskCount", "TaskSetCount"),
+        ("ServiceName",),
+    ),
+}  # fmt: skip
+
+
+def test_container_insights_defaults_count_the_documented_metrics_per_dimension_set() -> None:
+    def count(*dimensions: str) -> int:
+        return sum(d in sets for sets in CONTAINER_INSIGHTS_METRICS.values() for d in dimensions)
+
+    defaults = Assumptions()
+    assert defaults.container_insights_metrics_per_cluster == count("ClusterName") == 12
+    # One task definition family per service, as every service of the platform has its own.
+    assert defaults.container_insights_metrics_per_service == count("ServiceName", "TaskDefinitionFamily") == 25

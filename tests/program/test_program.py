@@ -249,6 +249,59 @@ def test_dev_lean_serves_the_job_platform_api_through_the_http_api_with_one_dash
     assert "UnHealthyHostCount" not in alarms
 
 
+KMS_KEY_INPUTS = ("kmsKeyId", "kmsKey", "kmsMasterKeyId", "performanceInsightsKmsKeyId", "encryptionKey")
+
+
+def kms_references(value: Any) -> list[str]:
+    """Every KMS key input anywhere in a resource's inputs (nested blocks included)."""
+    if isinstance(value, dict):
+        own = [v for k, v in value.items() if k in KMS_KEY_INPUTS and isinstance(v, str)]
+        return own + [ref for v in value.values() for ref in kms_references(v)]
+    if isinstance(value, list):
+        return [ref for v in value for ref in kms_references(v)]
+    return []
+
+
+def key_uses(plan: Recorded) -> list[dict[str, Any]]:
+    """The key policy statements that let someone other than the account use a key (service principals)."""
+    return [
+        statement
+        for key in plan.of_type("aws:kms/key:Key")
+        for statement in json_input(key, "policy")["Statement"]
+        if statement["Sid"] != "AccountAdministers"
+    ]
+
+
+def test_dev_lean_encrypts_everything_with_one_stack_key_that_allows_what_every_per_component_key_did(plans):
+    lean, dev = recorded(stack_plan("dev-lean")), recorded(plans["dev"])
+    (key,) = lean.of_type("aws:kms/key:Key")  # kms.sharedKey: the platform key only
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/alerts-key-key-id"
+    references = {(r.type, r.name): kms_references(inputs(r)) for r in lean.resources}
+    used = {where for where, refs in references.items() if refs}
+    assert all(ref == key_arn for refs in references.values() for ref in refs)
+    for expected in (
+        ("aws:rds/instance:Instance", "database-instance"),
+        ("aws:elasticache/replicationGroup:ReplicationGroup", "cache-group"),
+        ("aws:efs/fileSystem:FileSystem", "storage-fs"),
+        ("aws:ecr/repository:Repository", "images-api-repo"),
+        (
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "images-reports-encryption",
+        ),
+        (
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "runtime-security-audit-encryption",
+        ),
+        ("aws:sns/topic:Topic", "alerts-topic"),
+    ):
+        assert expected in used, expected
+    assert len(dev.of_type("aws:kms/key:Key")) == 7, "dev keeps a key per component"
+    shared_uses = key_uses(lean)
+    for statement in key_uses(dev):  # same principals, actions and conditions (encryption context included)
+        assert statement in shared_uses, statement
+    assert inputs(key)["enableKeyRotation"] is True
+
+
 def test_the_longest_allowed_names_fit_aws_limits(tmp_path):
     program = copy_program(
         tmp_path,

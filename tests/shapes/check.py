@@ -4,11 +4,15 @@ every problem."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from botocore.model import StructureShape
 
 from runner.plan import Plan, run_program
 from runner.records import ResourceRecord, unwrap_secrets
@@ -21,9 +25,9 @@ from tests.shapes.payloads import (
     lifecycle_policy_problems,
     policy_problems,
 )
-from tests.shapes.translate import translate
+from tests.shapes.translate import match_member, translate
 from tests.shapes.unknowns import MockValues
-from tests.shapes.validator import Problem, Skipped, validate_request
+from tests.shapes.validator import Problem, Skipped, operation_model, validate_request
 
 STACKS = ("dev", "staging", "prod", "dev-lean")
 
@@ -74,7 +78,36 @@ def check_resource(resource: ResourceRecord, unknowns: MockValues) -> ResourceRe
         report.problems.extend(documented_problems(mapping.service, operation, params))
         report.skipped.append(skipped)
     report.problems.extend(_payload_problems(resource))
+    report.problems.extend(universal_target_problems(resource))
     return report
+
+
+# EventBridge Scheduler's universal target: `arn:aws:scheduler:::aws-sdk:<service>:<apiAction>`, the input the
+# API's request as JSON. Scheduler takes the SDK's member casing (`DbInstanceIdentifier` for RDS's
+# `DBInstanceIdentifier`), so members are matched ignoring case, then the request is validated as any other.
+UNIVERSAL_TARGET = re.compile(r"^arn:aws[a-z-]*:scheduler:::aws-sdk:(?P<service>[a-z0-9-]+):(?P<action>[a-zA-Z0-9]+)$")
+
+
+def universal_target_problems(resource: ResourceRecord) -> list[Problem]:
+    target = (
+        unwrap_secrets(resource.inputs).get("target") if resource.type == "aws:scheduler/schedule:Schedule" else None
+    )
+    match = UNIVERSAL_TARGET.match(str(target.get("arn", ""))) if isinstance(target, dict) else None
+    if target is None or match is None:
+        return []
+    service, operation = match["service"], match["action"][0].upper() + match["action"][1:]
+    shape = operation_model(service, operation).input_shape
+    assert isinstance(shape, StructureShape), f"{service} {operation} takes no input"
+    payload = json.loads(target.get("input") or "{}")
+    params: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in payload.items():
+        member = match_member(key, shape)
+        if member is None:
+            problems.append(Problem("input target.input", f"{key}: no member of {operation}'s request"))
+        else:
+            params[member] = value
+    return problems + validate_request(service, operation, params)[0]
 
 
 def _payload_problems(resource: ResourceRecord) -> Iterable[Problem]:

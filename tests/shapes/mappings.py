@@ -370,6 +370,11 @@ MAPPINGS: dict[str, ApiMapping] = {
         },
         {"PolicyName": auto_name},
     ),
+    "aws:appautoscaling/scheduledAction:ScheduledAction": ApiMapping(
+        "application-autoscaling", "PutScheduledAction", {"name": To("ScheduledActionName")}
+    ),
+    "aws:autoscaling/schedule:Schedule": ApiMapping("autoscaling", "PutScheduledUpdateGroupAction"),
+    "aws:scheduler/schedule:Schedule": ApiMapping("scheduler", "CreateSchedule"),
     # --- CloudWatch, EventBridge, Logs -------------------------------------------------------------------
     "aws:cloudwatch/metricAlarm:MetricAlarm": ApiMapping(
         "cloudwatch",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runner.records import ResourceRecord
-from tests.shapes.check import check_resource
+from tests.shapes.check import check_resource, universal_target_problems
 from tests.shapes.payloads import (
     PolicyDocument,
     dashboard_problems,
@@ -417,3 +417,17 @@ def test_scaling_policy_metric_math() -> None:
         "metric id 'Visible_high' must start with a lowercase letter (letters, digits, _)",
         "per_task: the expression names unknown ids ['visible_high']",
     ]
+
+
+def test_a_universal_target_s_input_is_validated_as_the_api_request_it_makes() -> None:
+    """EventBridge Scheduler sends the input as the named API's request: RDS StopDBInstance needs its instance."""
+
+    def schedule(action: str, payload: dict[str, object]) -> ResourceRecord:
+        target = {"arn": f"arn:aws:scheduler:::aws-sdk:rds:{action}", "input": json.dumps(payload)}
+        return ResourceRecord(urn="urn:s", type="aws:scheduler/schedule:Schedule", name="s", inputs={"target": target})
+
+    assert universal_target_problems(schedule("stopDBInstance", {"DbInstanceIdentifier": "jobs-dev-db"})) == []
+    missing = universal_target_problems(schedule("startDBInstance", {}))
+    assert [p.message for p in missing] and "DBInstanceIdentifier" in str(missing[0])
+    (unknown,) = universal_target_problems(schedule("stopDBInstance", {"DbInstanceIdentifier": "db", "Force": True}))
+    assert unknown.message == "Force: no member of StopDBInstance's request"
