@@ -226,8 +226,11 @@ def test_costs_rise_with_the_environment_and_the_lean_profile_keeps_every_featur
         assert f"${cost.per_day:.2f} | ${cost.per_month:,.2f}" in row, f"README cost table is stale for {stack}"
     components = {r.type for r in plans["dev"].resources if r.type.startswith("container-platform:")}
     lean_components = {r.type for r in lean.resources if r.type.startswith("container-platform:")}
-    # Every component of dev, and the HTTP API as the web service's public entry instead of the ALB.
-    assert lean_components == components | {"container-platform:http-api:HttpApi"}
+    # Every component of dev, the HTTP API as the web service's public entry instead of the ALB, and office hours.
+    assert lean_components == components | {
+        "container-platform:http-api:HttpApi",
+        "container-platform:office-hours:OfficeHours",
+    }
     assert not estimate(lean.resources).unpriced
 
 

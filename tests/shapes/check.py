@@ -29,7 +29,7 @@ from tests.shapes.translate import match_member, translate
 from tests.shapes.unknowns import MockValues
 from tests.shapes.validator import Problem, Skipped, operation_model, validate_request
 
-STACKS = ("dev", "staging", "prod", "dev-lean")
+STACKS = ("dev", "staging", "prod", "dev-lean", "shop")
 
 # JSON text inputs AWS parses server-side: resource type -> input -> checker.
 PAYLOAD_CHECKS: dict[str, dict[str, Callable[[str], list[str]]]] = {
