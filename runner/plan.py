@@ -614,10 +614,12 @@ def _ensure_event_loop() -> None:
 
 
 def reset_runtime() -> None:
-    """A fresh root stack per run, so several plans can run in one process (tests, several stacks)."""
+    """A fresh root stack per run, so several plans can run in one process (tests, several stacks), and an event
+    loop for the mocks to register resources on."""
     from pulumi.runtime.settings import ROOT
 
     ROOT.set(None)
+    _ensure_event_loop()
 
 
 @pulumi.runtime.test
