@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -66,6 +67,22 @@ def pool_budget(
             "use fewer tasks or a larger instance"
         )
     return per_process
+
+
+@contextlib.asynccontextmanager
+async def unflushed_transaction(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """A transaction whose COMMIT does not wait for its WAL to reach the disk (`synchronous_commit` off for it only).
+
+    Visibility, locks and ordering are unchanged; a database crash may lose such a commit (never half of it, and
+    never one that a later synchronous commit followed, since the WAL is flushed in order). Only for a write
+    whose loss the caller recovers from: an idempotent saga step redone, an idempotency claim re-made by the
+    retry. Here a flush takes ~7 ms (docs/shop.md, "Load"); a checkout made 12 of them."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        # Inside a transaction SET LOCAL would leave the enclosing transaction's commit unflushed too.
+        raise RuntimeError("unflushed_transaction needs a connection outside any transaction")
+    async with conn.pipeline(), conn.transaction():  # BEGIN, SET and the caller's first statement: one round trip
+        await conn.execute("SET LOCAL synchronous_commit TO off")
+        yield
 
 
 def search_path_option(schema: str) -> str:
