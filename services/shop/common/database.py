@@ -76,13 +76,23 @@ async def unflushed_transaction(conn: AsyncConnection[Any]) -> AsyncIterator[Non
     Visibility, locks and ordering are unchanged; a database crash may lose such a commit (never half of it, and
     never one that a later synchronous commit followed, since the WAL is flushed in order). Only for a write
     whose loss the caller recovers from: an idempotent saga step redone, an idempotency claim re-made by the
-    retry. Here a flush takes ~7 ms (docs/shop.md, "Load"); a checkout made 12 of them."""
+    retry. A flush took 0.4-7 ms here depending on the disk's other work (docs/shop.md, "Load"); a checkout made
+    11 of them."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         # Inside a transaction SET LOCAL would leave the enclosing transaction's commit unflushed too.
         raise RuntimeError("unflushed_transaction needs a connection outside any transaction")
-    async with conn.pipeline(), conn.transaction():  # BEGIN, SET and the caller's first statement: one round trip
-        await conn.execute("SET LOCAL synchronous_commit TO off")
+    # BEGIN and SET in one round trip (a query without parameters may hold several statements). Not
+    # conn.transaction(), which sends BEGIN on its own, nor its pipeline mode, which polls a writable socket while
+    # it waits for the server: under load that cost more CPU than the round trips it saves.
+    await conn.execute("BEGIN; SET LOCAL synchronous_commit TO off")
+    try:
         yield
+    except BaseException:
+        if not conn.closed:
+            with contextlib.suppress(psycopg.Error):  # the pool rolls back a connection returned mid-transaction
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 def search_path_option(schema: str) -> str:
