@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
 import statistics
 import sys
@@ -74,10 +75,24 @@ class Stats:
     failures: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     accepted_orders: set[str] = field(default_factory=set)
+    by_route: dict[str, list[float]] = field(default_factory=dict)
 
-    def record(self, started: float, status: int) -> None:
-        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+    def record(self, started: float, status: int, route: str = "") -> None:
+        elapsed = (time.perf_counter() - started) * 1000
+        self.latencies_ms.append(elapsed)
+        self.by_route.setdefault(route, []).append(elapsed)
         self.statuses[status] += 1
+
+    def route_percentiles(self) -> dict[str, dict[str, float]]:
+        """Requests, p50 and p99 per route (where the tail comes from; --verbose)."""
+        return {
+            route: {
+                "n": len(values),
+                "p50": round(percentile(values, 0.5), 1),
+                "p99": round(percentile(values, 0.99), 1),
+            }
+            for route, values in sorted(self.by_route.items())
+        }
 
     @property
     def errors(self) -> int:
@@ -119,7 +134,7 @@ async def timed(
     except HttpError as exc:
         stats.failures[f"{method} {path.split('?')[0]}: {str(exc)[:60]}"] += 1
         return 0, None
-    stats.record(started, response.status_code)
+    stats.record(started, response.status_code, f"{method} {route_of(path)}")
     answer = (
         response.json()
         if response.content and response.headers.get("content-type", "").startswith("application/json")
@@ -129,6 +144,14 @@ async def timed(
         code = (answer.get("error") or answer.get("message")) if isinstance(answer, dict) else None
         stats.refusals[f"{response.status_code} {method} {path.split('?')[0][:9]} {code}"] += 1
     return response.status_code, answer
+
+
+def route_of(path: str) -> str:
+    """`/products/<id>?…` -> `/products/{id}`; a query's kind (search or listing) is kept."""
+    bare, _, query = path.partition("?")
+    parts = bare.split("/")
+    route = "/".join(parts[:2] + (["{id}"] if len(parts) > 2 else []))
+    return route + (" search" if query.startswith("q=") else "")
 
 
 async def login(conn: ConnectionPool, stats: Stats, email: str, deadline: float) -> str | None:
@@ -307,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.think_seconds,
                 product_ids,
             )
+            cpu_before = cpu_seconds(shop.pids())
             stats = asyncio.run(run_load(plan, sessions))
+            cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_seconds(shop.pids()).items()}
             audit = settle_and_audit(shop, stats, args.products, args.drain_seconds)
         finally:
             with contextlib.suppress(Exception):
@@ -316,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print(
             json.dumps(
-                {"statuses": dict(stats.statuses), "refusals": dict(stats.refusals), "failures": dict(stats.failures)}
+                {
+                    "statuses": dict(stats.statuses),
+                    "refusals": dict(stats.refusals),
+                    "failures": dict(stats.failures),
+                    "cpu_ms_per_request": cpu_per_request(cpu, len(stats.latencies_ms)),
+                    "routes": stats.route_percentiles(),
+                }
             ),
             file=sys.stderr,
         )
@@ -333,6 +364,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (all its threads; /proc/<pid>/stat, Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def cpu_per_request(cpu: dict[str, float], requests: int) -> dict[str, float]:
+    """Each process's CPU during the run, in milliseconds per request the load generator made."""
+    return {name: round(seconds * 1000 / max(requests, 1), 2) for name, seconds in sorted(cpu.items())}
 
 
 def product_ids_of(shop: ShopProcesses) -> list[str]:

@@ -116,7 +116,10 @@ def service_environment(
     for target in spec.sendsTo:
         env[f"{_variable(target)}_QUEUE_URL"] = resources.queue_urls[target]
     for variable in spec.generatedSecrets:
-        env[f"{variable}_FILE"] = str(resources.secret_files[(name, variable)])
+        path = resources.secret_files[(name, variable)]
+        env[f"{variable}_FILE"] = str(path)
+        if previous_secret_file(path).exists():  # the stand-in for the secret's AWSPREVIOUS version
+            env[f"{variable}_PREVIOUS_FILE"] = str(previous_secret_file(path))
     if spec.email is not None:
         env |= {"EMAIL_FROM": spec.email.fromAddress, "EMAIL_SINK_DIR": str(resources.mail_dir)}
     return env | spec.environment
@@ -142,10 +145,24 @@ def ensure_secret_file(path: Path, size: int) -> Path:
     return path
 
 
-def secret_files(config: StackConfig, local_dir: Path) -> dict[tuple[str, str], Path]:
-    """Each generated secret's file, created if missing (`<local_dir>/shop-<service>-<variable>.key`)."""
+def previous_secret_file(path: Path) -> Path:
+    return path.with_name(path.name + ".previous")
+
+
+def rotate_secret_file(path: Path, size: int) -> Path:
+    """Local rotation, as `pulumi up --replace` of the generated secret is in AWS: the current value becomes the
+    previous one (`<path>.previous`, retiring the one before it) and a new value is written. Returns `path`."""
+    if path.exists():
+        path.replace(previous_secret_file(path))  # atomic: a previous file is never half-written
+    return ensure_secret_file(path, size)
+
+
+def secret_files(config: StackConfig, local_dir: Path, *, rotate: bool = False) -> dict[tuple[str, str], Path]:
+    """Each generated secret's file, created if missing (`<local_dir>/shop-<service>-<variable>.key`); `rotate`:
+    each rotated first (`./platform local --app shop --rotate-secrets`)."""
+    make = rotate_secret_file if rotate else ensure_secret_file
     return {
-        (name, variable): ensure_secret_file(local_dir / f"shop-{name}-{variable.lower()}.key", secret.bytes)
+        (name, variable): make(local_dir / f"shop-{name}-{variable.lower()}.key", secret.bytes)
         for name, spec in config.services.items()
         for variable, secret in spec.generatedSecrets.items()
     }
@@ -237,6 +254,7 @@ class ShopProcesses:
         log_level: str = "INFO",
         ready_timeout: float = READY_TIMEOUT_SECONDS,
         stop_grace: float = STOP_GRACE_SECONDS,
+        rotate_secrets: bool = False,
     ) -> None:
         """
         - `port`: the gateway's (0: a free one); `service_ports`: "table", "free" or name -> port.
@@ -245,6 +263,7 @@ class ShopProcesses:
         - `sqs_endpoint_url`: an SQS endpoint already running; None starts fauxqs for this run.
         - `throttling`: False turns the gateway's HTTP API throttling off (measure the services, not the limits).
         - `integration_timeout`: the gateway's 504 after this many seconds (API Gateway: 30, the most allowed).
+        - `rotate_secrets`: rotate every generated secret before starting (the previous value stays published).
         """
         self.config = load_stack_config(stack_file)
         if not self.config.services:
@@ -269,6 +288,7 @@ class ShopProcesses:
         self._log_level = log_level
         self._ready_timeout = ready_timeout
         self._stop_grace = stop_grace
+        self._rotate_secrets = rotate_secrets
         self._fauxqs: Fauxqs | None = None
         self._resources: LocalResources | None = None
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -393,6 +413,10 @@ class ShopProcesses:
     def pid(self, name: str) -> int:
         return self._running(name).pid
 
+    def pids(self) -> dict[str, int]:
+        """Every running process by name: the services and "gateway"."""
+        return {name: process.pid for name, process in self._processes.items() if process.poll() is None}
+
     def log_file(self, name: str) -> Path | None:
         """Where `name` ("gateway" or a service) writes its log, with `log_dir`."""
         return None if self._log_dir is None else self._log_dir / f"{name}.log"
@@ -437,7 +461,7 @@ class ShopProcesses:
             redis_prefix=self.redis_prefix,
             sqs_endpoint_url=endpoint,
             queue_urls=ensure_service_queues(self.config, endpoint, self.database.replace("_", "-")),
-            secret_files=secret_files(self.config, self._local_dir),
+            secret_files=secret_files(self.config, self._local_dir, rotate=self._rotate_secrets),
             mail_dir=mail_dir,
         )
 
@@ -520,6 +544,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--products", type=int, default=1000, help="products to seed the catalog with, 0 for none (default 1000)"
     )
     parser.add_argument("--no-throttling", action="store_true", help="turn the HTTP API's throttling off")
+    parser.add_argument(
+        "--rotate-secrets",
+        action="store_true",
+        help="rotate the generated secrets (the users signing key) first; the previous key stays published",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     arguments = parser.parse_args(argv)
     if not 1 <= arguments.port <= 65535:
@@ -541,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             stack_file=arguments.stack_file,
             throttling=not arguments.no_throttling,
             log_level=arguments.log_level,
+            rotate_secrets=arguments.rotate_secrets,
         )
         shop.start()
     except (ValueError, OSError, ShopStartError) as error:  # ConfigError is a ValueError

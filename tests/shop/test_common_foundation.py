@@ -58,6 +58,7 @@ from services.shop.common.database import (
     open_service_pool,
     pool_budget,
     search_path_option,
+    unflushed_transaction,
 )
 from services.shop.common.idempotency import (
     IDEMPOTENCY_MIGRATION,
@@ -229,6 +230,42 @@ def test_the_pool_pins_search_path_and_names_its_connections(make_service_settin
             await pool.close()
 
     assert asyncio.run(probe()) == {"role": settings.DB_USER, "path": "delta", "app": "shop-delta"}
+
+
+def test_an_unflushed_transaction_skips_only_its_own_flush_and_rolls_back_on_error(
+    make_service_settings: ServiceSettingsFactory,
+) -> None:
+    settings: ShopSettings = make_service_settings("delta")
+
+    async def scenario() -> None:
+        pool = await open_service_pool(settings)
+        try:
+            async with pool.connection() as conn:
+                await conn.execute("CREATE TEMPORARY TABLE marks (n int)")
+                async with unflushed_transaction(conn):
+                    assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == {
+                        "synchronous_commit": "off"
+                    }
+                    await conn.execute("INSERT INTO marks VALUES (1)")
+
+                async def insert_then_fail() -> None:
+                    async with unflushed_transaction(conn):
+                        await conn.execute("INSERT INTO marks VALUES (2)")
+                        raise ValueError("boom")
+
+                with pytest.raises(ValueError, match="boom"):
+                    await insert_then_fail()
+                # Committed once, rolled back once, and the connection's own setting untouched.
+                assert await (await conn.execute("SELECT array_agg(n) AS n FROM marks")).fetchone() == {"n": [1]}
+                assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == {"synchronous_commit": "on"}
+                async with conn.transaction():
+                    with pytest.raises(RuntimeError, match="outside any transaction"):
+                        async with unflushed_transaction(conn):
+                            pass
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
 
 
 # --- Trace context ---

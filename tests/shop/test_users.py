@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from services.common.db import connect
 from services.fauxqs import free_port
-from services.shop.common.auth import TokenVerifier
+from services.shop.common.auth import TokenSigner, TokenVerifier, write_signing_key_file
 from services.shop.common.settings import ShopSettings
 from services.shop.users.app import create_app, password_hasher
 from services.shop.users.passwords import HashingBusyError, PasswordHashing, normalise_password, password_problem
@@ -344,6 +344,21 @@ def test_jwks_publishes_the_public_key_and_is_cacheable(client: TestClient) -> N
     [key] = response.json()["keys"]
     assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
     assert "d" not in key  # never the private part
+
+
+def test_after_a_rotation_users_publishes_both_keys_and_accepts_the_previous_ones_tokens(
+    settings: UsersSettings, tmp_path: Path
+) -> None:
+    previous_key = write_signing_key_file(tmp_path / "previous.key")
+    rotated = settings.model_copy(update={"JWT_SIGNING_KEY_PREVIOUS_FILE": previous_key})
+    before_rotation = TokenSigner.from_settings(ShopSettings(SERVICE_NAME="users", JWT_SIGNING_KEY_FILE=previous_key))
+    with TestClient(create_app(rotated)) as client:
+        user = register(client, new_email()).json()
+        kids = [key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]]
+        old_token = before_rotation.issue(user["id"]).token
+        me = client.get("/users/me", headers={"Authorization": f"Bearer {old_token}"})
+    assert len(kids) == 2 and kids[1] == before_rotation.kid != kids[0]
+    assert (me.status_code, me.json()["id"]) == (200, user["id"])
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ Signing (users only): `TokenSigner.from_settings(settings)` takes the private ke
 a 32-byte seed; Secrets Manager in AWS) or `JWT_SIGNING_KEY_FILE` (local runs: that same base64 text, or a PEM
 Ed25519 private key). Tokens last JWT_TTL_SECONDS (15 minutes) and carry iss, aud, sub, iat, exp and jti; their
 `kid` header is the key's RFC 7638 thumbprint, and `jwks()` is the public JWK set users serves at
-`GET /.well-known/jwks.json`.
+`GET /.well-known/jwks.json`. After a rotation the key before it (`JWT_SIGNING_KEY_PREVIOUS`: the secret's
+AWSPREVIOUS version; `JWT_SIGNING_KEY_PREVIOUS_FILE` locally) is published too, never used to sign, so tokens it
+signed keep verifying until they expire; a key older than that is in no set, and its tokens fail.
 
 Verification (every service): `TokenVerifier` accepts EdDSA only (so neither `none` nor an HS256 token keyed with
 the public key gets through), checks iss, aud and exp (JWT_LEEWAY_SECONDS of clock skew), and finds the key by
@@ -43,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
+from pydantic import SecretStr
 
 from services.common.security_events import AUTH_FAILURE, security_event
 from services.shop.common.app import ServiceError, ServiceRuntime
@@ -107,18 +110,27 @@ def private_key_from_seed(text: str, *, source: str = "JWT_SIGNING_KEY") -> Ed25
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
-def private_key_from_file(path: Path) -> Ed25519PrivateKey:
+def private_key_from_file(path: Path, *, variable: str = "JWT_SIGNING_KEY_FILE") -> Ed25519PrivateKey:
     """A key file holds a base64 seed or a PEM (PKCS#8) Ed25519 private key (`openssl genpkey -algorithm ed25519`)."""
     try:
         text = path.read_text()
     except OSError as error:
-        raise SigningKeyError(f"JWT_SIGNING_KEY_FILE={path} cannot be read: {error.strerror}") from None
+        raise SigningKeyError(f"{variable}={path} cannot be read: {error.strerror}") from None
     if not text.lstrip().startswith("-----BEGIN"):
-        return private_key_from_seed(text, source=f"JWT_SIGNING_KEY_FILE={path}")
+        return private_key_from_seed(text, source=f"{variable}={path}")
     key = serialization.load_pem_private_key(text.encode(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"JWT_SIGNING_KEY_FILE={path} holds a {type(key).__name__}; an Ed25519 key is required")
+        raise SigningKeyError(f"{variable}={path} holds a {type(key).__name__}; an Ed25519 key is required")
     return key
+
+
+def configured_key(settings: ShopSettings, variable: str) -> Ed25519PrivateKey | None:
+    """The key in `<variable>` (base64 seed) or `<variable>_FILE`, None when neither is set."""
+    value: SecretStr | None = getattr(settings, variable)
+    path: Path | None = getattr(settings, f"{variable}_FILE")
+    if value is not None:
+        return private_key_from_seed(value.get_secret_value(), source=variable)
+    return private_key_from_file(path, variable=f"{variable}_FILE") if path is not None else None
 
 
 def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
@@ -140,26 +152,40 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
 class TokenSigner:
     """Issues access tokens (the users service)."""
 
-    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str, audience: str, ttl_seconds: int = 900) -> None:
+    def __init__(
+        self,
+        private_key: Ed25519PrivateKey,
+        *,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int = 900,
+        previous_key: Ed25519PublicKey | None = None,
+    ) -> None:
+        """`previous_key`: the key before the last rotation, published (not used) until its tokens have expired."""
         self._private_key = private_key
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
         self._jwk = public_jwk(private_key.public_key())
         self.kid = self._jwk["kid"]
+        previous = public_jwk(previous_key) if previous_key is not None else None
+        # Before the first rotation the previous version may be the current key itself: publish it once.
+        self._published = [self._jwk] + ([previous] if previous is not None and previous["kid"] != self.kid else [])
 
     @classmethod
     def from_settings(cls, settings: ShopSettings) -> TokenSigner:
-        if settings.JWT_SIGNING_KEY is not None:
-            key = private_key_from_seed(settings.JWT_SIGNING_KEY.get_secret_value())
-        elif settings.JWT_SIGNING_KEY_FILE is not None:
-            key = private_key_from_file(settings.JWT_SIGNING_KEY_FILE)
-        else:
+        key = configured_key(settings, "JWT_SIGNING_KEY")
+        if key is None:
             raise SigningKeyError(
                 "no signing key: set JWT_SIGNING_KEY (base64 of a 32-byte Ed25519 seed) or JWT_SIGNING_KEY_FILE"
             )
+        previous = configured_key(settings, "JWT_SIGNING_KEY_PREVIOUS")
         return cls(
-            key, issuer=settings.JWT_ISSUER, audience=settings.JWT_AUDIENCE, ttl_seconds=settings.JWT_TTL_SECONDS
+            key,
+            issuer=settings.JWT_ISSUER,
+            audience=settings.JWT_AUDIENCE,
+            ttl_seconds=settings.JWT_TTL_SECONDS,
+            previous_key=previous.public_key() if previous is not None else None,
         )
 
     def issue(self, subject: str, *, now: datetime | None = None) -> IssuedToken:
@@ -178,8 +204,8 @@ class TokenSigner:
         return IssuedToken(token, token_id, expires_at, self.ttl_seconds)
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The public JWK set (what `GET /.well-known/jwks.json` returns)."""
-        return {"keys": [dict(self._jwk)]}
+        """The public JWK set (what `GET /.well-known/jwks.json` returns): the signing key, then the previous one."""
+        return {"keys": [dict(jwk) for jwk in self._published]}
 
 
 # --- Verification ---

@@ -44,7 +44,7 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.shop.common.app import ServiceError, ServiceRuntime
-from services.shop.common.database import ServicePool, SharedMigration
+from services.shop.common.database import ServicePool, SharedMigration, unflushed_transaction
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,10 @@ async def begin(
     owner = uuid.uuid4()
     params = {"scope": scope, "key": key, "hash": digest, "owner": owner, "lease": LEASE_SECONDS}
     for _ in range(_CLAIM_ATTEMPTS):
-        claimed = await (await conn.execute(_CLAIM, params | {"retention": RETENTION_HOURS})).fetchone()
+        # Not flushed: a claim lost in a database crash is made again by the retry; the request's own writes and
+        # `complete` commit after it, flushing it with them.
+        async with unflushed_transaction(conn):
+            claimed = await (await conn.execute(_CLAIM, params | {"retention": RETENTION_HOURS})).fetchone()
         if claimed is not None:
             return Fresh(scope, key, owner)
         row = await (await conn.execute(_EXISTING, (scope, key))).fetchone()

@@ -87,6 +87,10 @@ class ShopSettings(BaseSettings):
     # Signing (users only): a base64 32-byte Ed25519 seed (Secrets Manager in AWS) or a key file (local runs).
     JWT_SIGNING_KEY: SecretStr | None = None
     JWT_SIGNING_KEY_FILE: Path | None = None
+    # The key before the last rotation (the secret's AWSPREVIOUS version; a `.previous` file locally): published in
+    # the JWK set, never used to sign, so tokens it signed verify until they expire.
+    JWT_SIGNING_KEY_PREVIOUS: SecretStr | None = None
+    JWT_SIGNING_KEY_PREVIOUS_FILE: Path | None = None
     # Verification: a static JWK set (JSON), or else the users service's /.well-known/jwks.json.
     JWT_PUBLIC_KEY: str | None = None
     USERS_URL: str | None = None
@@ -112,12 +116,12 @@ class ShopSettings(BaseSettings):
     def _enforce_connection_requirements(self) -> Self:
         cloud = self.APP_ENV in CLOUD_ENVS
         problems = database_connection_problems(self.APP_ENV, self.DB_AUTH, self.DB_PASSWORD, self.DB_SSLMODE)
-        if cloud and self.JWT_SIGNING_KEY_FILE is not None:
-            problems.append(
-                "JWT_SIGNING_KEY_FILE is for local runs; in the cloud set JWT_SIGNING_KEY (Secrets Manager)"
-            )
-        if self.JWT_SIGNING_KEY is not None and self.JWT_SIGNING_KEY_FILE is not None:
-            problems.append("JWT_SIGNING_KEY and JWT_SIGNING_KEY_FILE are both set; set one of them")
+        for variable in ("JWT_SIGNING_KEY", "JWT_SIGNING_KEY_PREVIOUS"):
+            from_file = getattr(self, f"{variable}_FILE") is not None
+            if cloud and from_file:
+                problems.append(f"{variable}_FILE is for local runs; in the cloud set {variable} (Secrets Manager)")
+            if from_file and getattr(self, variable) is not None:
+                problems.append(f"{variable} and {variable}_FILE are both set; set one of them")
         if problems:
             raise ValueError("; ".join(problems))
         return self

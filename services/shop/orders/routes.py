@@ -28,7 +28,7 @@ class OrdersServices:
     checkout: Checkout
 
 
-def _services(request: Request) -> OrdersServices:
+async def _services(request: Request) -> OrdersServices:  # async: no thread-pool hand-off (common/app.py)
     return request.app.state.runtime.resources["orders"]
 
 

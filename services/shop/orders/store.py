@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from services.shop.common.database import ServicePool
+from services.shop.common.database import ServicePool, unflushed_transaction
 from services.shop.common.events import add_event
 from services.shop.orders.domain import TERMINAL, UNFINISHED, Line, Order, Status
 
@@ -181,8 +181,11 @@ class OrderStore:
             "delay": retry_in if retry_in is not None else self._lease_seconds,
         }
         async with self._pool.connection() as conn:
-            if to not in TERMINAL:  # one statement: no transaction needed
-                row = await (await conn.execute(_MOVE, params)).fetchone()
+            if to not in TERMINAL:
+                # Not flushed: after a database crash that lost it, the saga redoes the step from the status
+                # before, and every step is idempotent on the order id. Terminal ones (the answer, the event) are.
+                async with unflushed_transaction(conn):
+                    row = await (await conn.execute(_MOVE, params)).fetchone()
                 return Order.from_row(row) if row else None
             # Pipeline mode: BEGIN and the UPDATE go in one round trip, the event and COMMIT in another.
             async with conn.pipeline(), conn.transaction():

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from services.shop.common.database import ServicePool
+from services.shop.common.database import ServicePool, unflushed_transaction
 
 ChargeStatus = Literal["captured", "declined"]
 DETERMINISTIC_DECLINE_CENTS = 13
@@ -152,7 +152,10 @@ class SimulatedProvider:
         status: ChargeStatus = "declined" if decline_code else "captured"
         values = (new_id("ch"), idempotency_key, fingerprint, reference, amount_cents, currency, status, decline_code)
         async with self._pool.connection() as conn:
-            row = await (await conn.execute(_INSERT_CHARGE, values)).fetchone()
+            # The ledger stands in for the provider's own system, whose latency is PROVIDER_LATENCY_MS: its write
+            # does not also wait for our WAL flush. Uniqueness on the key, what "never twice" rests on, is unchanged.
+            async with unflushed_transaction(conn):
+                row = await (await conn.execute(_INSERT_CHARGE, values)).fetchone()
             if row is None:  # a replay (or a concurrent twin, whose insert we waited for)
                 row = await (await conn.execute(_CHARGE_BY_KEY, (idempotency_key,))).fetchone()
                 assert row is not None, "a conflicting charge is committed before ON CONFLICT DO NOTHING returns"

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from services.shop.common.database import ServicePool
+from services.shop.common.database import ServicePool, unflushed_transaction
 from services.shop.payments.models import Payment, PaymentRequest
 from services.shop.payments.provider import PaymentProvider, ProviderUnavailableError
 
@@ -182,7 +182,10 @@ class PaymentService:
             )
         async with self._pool.connection() as conn:
             values = (result.status, result.charge_id, result.decline_code, row["id"])
-            resolved = await (await conn.execute(_RESOLVE, values)).fetchone()
+            # Not flushed: lost in a database crash, the payment is `pending` again and the same key resolves it
+            # from the provider's idempotent answer; the stored response, committed next, flushes it anyway.
+            async with unflushed_transaction(conn):
+                resolved = await (await conn.execute(_RESOLVE, values)).fetchone()
             if resolved is None:  # a concurrent duplicate resolved it first (with the same provider answer)
                 resolved = await (await conn.execute(_BY_ID, (row["id"],))).fetchone()
         assert resolved is not None
