@@ -311,7 +311,6 @@ def office_hours(
         services.append(
             ScheduledService("worker", cluster.cluster_name, worker.service_name, sizing.minCount, sizing.maxCount)
         )
-    nat = network.nat_instance
     return OfficeHours(
         "office-hours",
         OfficeHoursArgs(
@@ -324,7 +323,7 @@ def office_hours(
             stop=hours.stop,
             database_identifier=database.instance_identifier if database is not None else None,
             services=services,
-            nat_group_name=nat.group.name if nat is not None else None,
+            nat_group_name=network.nat_group_name,
         ),
         # The scheduled actions need the services' scalable targets registered first.
         pulumi.ResourceOptions.merge(

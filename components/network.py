@@ -71,6 +71,8 @@ class Network(pulumi.ComponentResource):
     """The NAT gateways' Elastic IPs, one per gateway: the source address of everything the private subnets send to
     a public address (the internet-facing ALB included). Empty with a NAT instance (its public address changes
     when the instance is replaced)."""
+    nat_group_name: pulumi.Output[str] | None
+    """Auto Scaling group of the NAT instance (office hours size it to 0 and back); None with NAT gateways."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:network:Network", name, None, opts)
@@ -98,12 +100,14 @@ class Network(pulumi.ComponentResource):
         self.public_subnet_ids = self.vpc.public_subnet_ids
         self.private_subnet_ids = self.vpc.private_subnet_ids
         self.nat_public_ips = _nat_gateway_public_ips(args, self.vpc)
+        self.nat_group_name = self.nat_instance.group.name if self.nat_instance is not None else None
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
                 "public_subnet_ids": self.public_subnet_ids,
                 "private_subnet_ids": self.private_subnet_ids,
                 "nat_public_ips": self.nat_public_ips,
+                "nat_group_name": self.nat_group_name,
             }
         )
 

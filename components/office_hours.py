@@ -148,6 +148,11 @@ class OfficeHours(pulumi.ComponentResource):
             ),
             opts=self._child,
         )
+        # The universal target's input is the API request in the AWS SDKs' member names, PascalCased (Scheduler user
+        # guide, "Using universal targets"; Step Functions' SDK integrations, same naming:
+        # https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html). The SDKs name RDS's
+        # DBInstanceIdentifier `dbInstanceIdentifier` (https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/rds/
+        # aws.sdk.kotlin.services.rds.model/-start-db-instance-request/db-instance-identifier.html): `Db`, not `DB`.
         payload = pulumi.Output.from_input(identifier).apply(lambda db: json.dumps({"DbInstanceIdentifier": db}))
         for action, clock in (("stop", args.stop), ("start", args.start)):
             aws.scheduler.Schedule(

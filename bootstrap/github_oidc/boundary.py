@@ -143,10 +143,19 @@ def permissions_boundary(
                 arns("ecs", "task-definition/{p}-*"),
                 ArnLike={"ecs:cluster": arns("ecs", "cluster/{p}")},
             ),
+            # Office hours: EventBridge Scheduler stops and starts the environment's database as the role it is given.
+            # One statement with the ECS services' (each action applies only to its own service's ARNs) keeps the
+            # boundary under the size limit.
             allow(
-                "Services",
-                ("ecs:DescribeServices", "ecs:DescribeTasks", "ecs:UpdateService"),
-                arns("ecs", "service/{p}/*", "task/{p}/*"),
+                "ServicesAndDatabase",
+                (
+                    "ecs:DescribeServices",
+                    "ecs:DescribeTasks",
+                    "ecs:UpdateService",
+                    "rds:StartDBInstance",
+                    "rds:StopDBInstance",
+                ),
+                arns("ecs", "service/{p}/*", "task/{p}/*") + arns("rds", "db:{p}-*"),
             ),
             allow("InvokeFunctions", ("lambda:InvokeFunction",), arns("lambda", "function:{p}-*")),
             # The NAT instance attaches its fixed network interface at boot and turns off its source/destination

@@ -3,12 +3,13 @@
 Scoping, service by service (see docs/bootstrap.md for the table and what stays account-wide):
 - by name (`<applicationName>-<env>` in the ARN): ECS, load balancers and listeners, RDS instances, ElastiCache
   groups, S3, SQS, SNS, Secrets Manager, SSM parameters, KMS aliases, Lambda, CodeBuild, ECR, log groups,
-  EventBridge rules, dashboards, Route 53 records of the environment's Cloud Map domain, Pulumi state objects of
-  the environment's stack;
+  EventBridge rules, EventBridge Scheduler schedules, dashboards, Route 53 records of the environment's Cloud Map
+  domain, Pulumi state objects of the environment's stack;
 - by the environment tag (`aws:ResourceTag`), where the ARN holds only an id: VPC networking, EFS, KMS keys, Cloud
   Map, target groups, RDS parameter and subnet groups, ElastiCache subnet groups, Application Auto Scaling targets
-  (and their policies), CloudWatch alarms. Creating one needs the tag in the
-  request, on the created resource type only (`EnvironmentScope.allow_create`);
+  (and their policies and scheduled actions), Auto Scaling groups (and their scheduled actions), CloudWatch
+  alarms. Creating one needs the tag in the request, on the created resource type only
+  (`EnvironmentScope.allow_create`);
 - IAM: roles and policies under the environment's own path `<iamPath><env>/`, created only with the environment's
   permissions boundary; trust policies editable only there.
 Denies on top: no action on a resource tagged with another environment, no request that tags a resource with
@@ -36,6 +37,8 @@ PASS_ROLE_SERVICES = (
     "events.amazonaws.com",
     "lambda.amazonaws.com",
     "monitoring.rds.amazonaws.com",
+    # Office hours: the role EventBridge Scheduler stops and starts the database with.
+    "scheduler.amazonaws.com",
     "vpc-flow-logs.amazonaws.com",
 )
 SERVICE_LINKED_ROLE_SERVICES = (
@@ -141,6 +144,13 @@ _SCALABLE_TARGET_ACTIONS = (
     "application-autoscaling:TagResource",
     "application-autoscaling:UntagResource",
 )
+# What the provider calls on an EventBridge Scheduler schedule: create, read back, update, delete.
+_SCHEDULE_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "scheduler:UpdateSchedule",
+)
 _KMS_GRANT_ACTIONS = ("kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant")
 _SSM_PARAMETER_ACTIONS = (
     "ssm:AddTagsToResource",
@@ -245,7 +255,8 @@ _INSTANCE_PROFILE_ACTIONS = (
     "iam:UntagInstanceProfile",
 )
 
-DEPLOY_POLICY_GROUPS = ("compute", "network", "data", "operations", "iam")
+# Every group deploy_permissions returns: the bootstrap attaches each as one managed policy of the deploy role.
+DEPLOY_POLICY_GROUPS = ("compute", "network", "data", "operations", "edge", "schedules", "iam")
 
 
 def deploy_permissions(
@@ -259,6 +270,7 @@ def deploy_permissions(
         "data": [*_data(scope), *_guardduty_detector(scope)],
         "operations": [*_operations(scope), *_secrets(scope)],
         "edge": _console(scope),
+        "schedules": _schedules(scope),
         "iam": [*_iam(scope, boundary_arn), *_guards(scope, boundary_arn)],
     }
     return {name: _document(*statements) for name, statements in groups.items()}
@@ -507,6 +519,13 @@ def _console(scope: EnvironmentScope) -> list[Statement]:
         ),
         scope.allow("LogDeliveryReads", ("logs:Describe*",), "*", in_logs_region, global_service=True),
     ]
+
+
+def _schedules(scope: EnvironmentScope) -> list[Statement]:
+    """Office hours' EventBridge Scheduler schedules (components/office_hours.py) take no tags: by name, in the
+    default group (`schedule/<group>/<name>`, Service Authorization Reference). Their own policy: the others are
+    near IAM's size limit."""
+    return [scope.allow("Schedules", _SCHEDULE_ACTIONS, scope.arns("scheduler", f"schedule/default/{scope.prefix}-*"))]
 
 
 def _promotion_repositories(scope: EnvironmentScope) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 
 from bootstrap.github_oidc.policies import (
     DATA_READ_ACTIONS,
+    DEPLOY_POLICY_GROUPS,
     AwsAccount,
     deploy_permissions,
     deploy_subjects,
@@ -213,6 +214,11 @@ def test_boundary_allows_no_iam_changes():
     actions = _actions(permissions_boundary(_settings(), ACCOUNT, "dev"))
     assert {a for a in actions if a.startswith("iam:")} == {"iam:PassRole"}
     assert not {a for a in actions if a.endswith(":*") and not a.startswith(("s3:",))}
+
+
+def test_the_bootstrap_attaches_every_group_of_the_deploy_role():
+    """The program attaches DEPLOY_POLICY_GROUPS: a group missing there is a policy no deploy role has."""
+    assert set(deploy_permissions(_settings(), ACCOUNT, "dev", BOUNDARY)) == set(DEPLOY_POLICY_GROUPS)
 
 
 def test_every_managed_policy_fits_iams_size_limit():

@@ -171,7 +171,7 @@ def test_each_deploy_role_gets_its_own_environments_policies_and_preview_only_it
     _config(environments=["staging", "prod"])
     _run_program()
     attachments = _of_type(monitor, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    groups = ("compute", "network", "data", "operations", "iam")
+    groups = ("compute", "network", "data", "operations", "edge", "schedules", "iam")
     assert {(a.inputs["role"], a.inputs["policyArn"].rsplit("/", 1)[-1]) for a in attachments.values()} == {
         ("github-oidc-preview", "github-oidc-preview-read"),
         *(

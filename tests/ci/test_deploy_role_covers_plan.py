@@ -10,7 +10,8 @@ CI without `iam.permissionsBoundaryArn`).
 
 What this cannot prove:
 - Update, replace and delete calls (`Modify*`, `Update*`, `Delete*`, `Deregister*`, `Untag*`), and the calls
-  `pulumi refresh` makes; only the creation of what the plan holds.
+  `pulumi refresh` makes; only the creation of what the plan holds (and, for office hours' schedules and scheduled
+  actions, the provider's read, update and delete: tests/iam/deploy_calls.py).
 - The provider's reads around a create (`Describe*`, `Get*`, `List*` while it waits for a resource): the deploy
   role allows these broadly, but no test lists them.
 - Calls AWS services make later with their own roles (the Auto Scaling service-linked role launching the NAT

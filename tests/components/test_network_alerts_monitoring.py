@@ -62,6 +62,25 @@ def test_nat_public_ips_are_each_nat_gateways_elastic_ip(monkeypatch, nat, egres
     assert recorded.outputs["natPublicIps"] == [f"198.51.100.{i + 1}" for i in range(len(subnets))]
 
 
+@pytest.mark.parametrize("egress", ["natInstance", "natGateway"])
+def test_nat_group_name_is_the_nat_instances_auto_scaling_group(egress):
+    args = NetworkArgs(name_prefix="jobs-dev", account_id="123456789012", log_kms_key_arn=KEY, egress=egress)  # type: ignore[arg-type]
+    names: list[pulumi.Output[str] | None] = []
+
+    def program() -> None:
+        network = Network("network", args)
+        names.append(network.nat_group_name)
+        if network.nat_group_name is not None:
+            pulumi.export("natGroupName", network.nat_group_name)
+
+    recorded = build(program)
+    groups = recorded.of_type("aws:autoscaling/group:Group")
+    if egress == "natGateway":
+        assert names == [None] and not groups
+    else:
+        assert [recorded.outputs["natGroupName"]] == [g.outputs["name"] for g in groups]
+
+
 def test_flow_logs_capture_all_traffic_into_an_encrypted_group():
     recorded = build_network("single")
     flow_log = inputs(recorded.one("aws:ec2/flowLog:FlowLog"))

@@ -10,13 +10,15 @@ against the role the plan attaches to it, for every stack.
 - Each stack checks the calls of the principals it plans (`calls_planned_in`): the job platform's stacks plan the
   api and the worker, the `shop` stack the shop's services; both plan the Lambdas.
 - `evaluate` asks a real IAM evaluator (iam-simulate, see simulate.mjs) for a decision on every request.
+- `scheduled_requests`: the calls AWS services make with the plan's roles on a schedule (EventBridge Scheduler's
+  universal targets), evaluated the same way with the boundary CI gives the role.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from tests.iam.recorder import AwsCall
 from tests.iam.resources import UNMAPPED, ResourceRef
 from tests.iam.simulator import simulate
 from tests.plans import planned as stack_plan
+from tests.shapes.check import UNIVERSAL_TARGET
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "staging", "prod", "dev-lean", "shop")
@@ -176,6 +179,16 @@ class PlanIndex:
             return NamedPolicy(policy.name, json.loads(policy.inputs["policy"]))
         return NamedPolicy(f"bootstrap boundary {arn}", self._bootstrap_boundary(arn))
 
+    def deployed_boundary(self, role_arn: str) -> NamedPolicy:
+        """The boundary a role carries as CI deploys it: the planned one, else the bootstrap's for this stack's
+        environment (`iam.permissionsBoundaryArn`, which the program requires in CI)."""
+        role = self.find("aws:iam/role:Role", "arn", role_arn)
+        planned = self._boundary(role) if role is not None else None
+        if planned is not None:
+            return planned
+        arn = f"arn:aws:iam::{role_arn.split(':')[4]}:policy/container-platform-ci/github-oidc-boundary-{self.environment}"
+        return NamedPolicy(f"bootstrap boundary {arn}", self._bootstrap_boundary(arn))
+
     def _bootstrap_boundary(self, arn: str) -> Mapping[str, Any]:
         # `iam.permissionsBoundaryArn` is the bootstrap program's `permissionsBoundaryArns.<environment>` output:
         # its document is built there, for this stack's environment only.
@@ -206,8 +219,9 @@ class PlanIndex:
     def resource_tags(self, arn: str) -> dict[str, str]:
         """The tags a planned resource carries (its own and the stack's `aws:defaultTags`); {} if not planned."""
         record = next((r for r in self.plan.resources if r.outputs.get("arn") == arn), None)
-        if record is None:
-            return {}
+        return self.tags_of(record) if record is not None else {}
+
+    def tags_of(self, record: ResourceRecord) -> dict[str, str]:
         defaults = (json.loads(self.plan_config().get("aws:defaultTags", "{}")) or {}).get("tags") or {}
         own = record.inputs.get("tags")
         return {**defaults, **(own if isinstance(own, Mapping) else {})}
@@ -563,6 +577,60 @@ def _implied(request: IamRequest, index: PlanIndex) -> list[IamRequest]:
         )
         for action in actions
     ]
+
+
+# --- Calls AWS services make with the plan's roles ---
+
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+
+
+def scheduled_requests(index: PlanIndex) -> list[IamRequest]:
+    """Each run of an EventBridge Scheduler schedule with a universal target calls the API the target names, as the
+    target's role (https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-targets-universal.html): the
+    request on the resource its input names, by that role with its planned policies and the boundary CI gives it."""
+    requests = []
+    for schedule in index.of_type(SCHEDULE):
+        target = schedule.inputs.get("target") or {}
+        match = UNIVERSAL_TARGET.match(str(target.get("arn", "")))
+        if match is None:
+            continue
+        operation = match["action"][0].upper() + match["action"][1:]
+        action = f"{match['service']}:{operation}"
+        name = f"scheduler:{schedule.inputs['name']}"
+        principal = replace(
+            index._principal(name, target["roleArn"], {}), boundary=index.deployed_boundary(target["roleArn"])
+        )
+        record, resource = _universal_target_resource(index, match["service"], json.loads(target.get("input") or "{}"))
+        ref = ResourceRef("universal-target-input", str(target.get("input")))
+        call = AwsCall(name, action, operation, ref, f"schedule {schedule.name} (universal target)")
+        # Scheduler calls the target in the schedule's region.
+        region = {"aws:RequestedRegion": index.plan_config().get("aws:region", "us-east-1")}
+        tags = index.tags_of(record)
+        requests.append(
+            IamRequest(index.stack, principal, action, resource, None, call, resource_tags=tags, context=region)
+        )
+    return requests
+
+
+def _universal_target_resource(
+    index: PlanIndex, service: str, payload: Mapping[str, Any]
+) -> tuple[ResourceRecord, str]:
+    """The planned resource a universal target's input names, and its ARN (input members in the SDK's casing,
+    matched ignoring case as in tests/shapes/check.py)."""
+    members = {key.lower(): value for key, value in payload.items()}
+    if service == "rds" and "dbinstanceidentifier" in members:
+        identifier = members["dbinstanceidentifier"]
+        instance = next(
+            (r for r in index.of_type("aws:rds/instance:Instance") if r.inputs.get("identifier") == identifier), None
+        )
+        if instance is None:
+            raise ContractError(f"{index.stack}: a schedule names DB instance {identifier!r}, which is not planned")
+        region, account = index.plan_config().get("aws:region", "us-east-1"), instance.outputs["arn"].split(":")[4]
+        return instance, f"arn:aws:rds:{region}:{account}:db:{identifier}"
+    raise ContractError(
+        f"{index.stack}: no rule for a universal target of {service} with input {sorted(payload)}; add one to "
+        "tests/iam/contract.py `_universal_target_resource`"
+    )
 
 
 def evaluate(requests: Sequence[IamRequest]) -> list[Decision]:

@@ -8,6 +8,10 @@ the IAM checks AWS makes on the caller for the same call (tag-on-create, `iam:Pa
 service, `iam:CreateServiceLinkedRole`, `ec2:RunInstances` of an Auto Scaling group's launch template, KMS grants
 for a service that encrypts with a customer key). The awsx VPC is a remote component whose children are not in
 an offline plan: its calls are derived from its inputs.
+
+For the office hours' schedules and scheduled actions (components/office_hours.py), also the provider's other
+calls on them: its read after create, update and delete (they take no tags and have no create-only name, so a
+role that may create one but not change or remove it would strand the next `pulumi up` or `destroy`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ _DESTROY_OPERATIONS = ("Delete", "ScheduleKeyDeletion")
 UNTAGGED_TYPES = frozenset(
     {
         "aws:appautoscaling/policy:Policy",
+        "aws:appautoscaling/scheduledAction:ScheduledAction",
+        "aws:autoscaling/schedule:Schedule",
         "aws:cloudwatch/dashboard:Dashboard",
         "aws:cloudfront/cachePolicy:CachePolicy",
         "aws:cloudfront/function:Function",
@@ -75,6 +81,7 @@ UNTAGGED_TYPES = frozenset(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
         "aws:s3/bucketVersioning:BucketVersioning",
         "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+        "aws:scheduler/schedule:Schedule",
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:sqs/queuePolicy:QueuePolicy",
@@ -393,9 +400,8 @@ def _scalable_target(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     return [*calls, _service_linked_role(deploy, r, "ecs.application-autoscaling.amazonaws.com")]
 
 
-def _scaling_policy(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
-    """PutScalingPolicy is authorized on the scalable target the policy scales: its tags, not the policy's (a
-    policy takes none)."""
+def _scalable_target_of(deploy: DeployPlan, r: ResourceRecord) -> tuple[str, Mapping[str, str]]:
+    """The ARN and tags of the scalable target a policy or scheduled action acts on (by its resource id)."""
     target = next(
         (
             t
@@ -405,8 +411,73 @@ def _scaling_policy(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
         None,
     )
     tags = deploy.tags_of(target) if target else {}
-    target_arn = deploy.arn("application-autoscaling", f"scalable-target/{target.name if target else r.name}-id")
+    return deploy.arn("application-autoscaling", f"scalable-target/{target.name if target else r.name}-id"), tags
+
+
+def _scaling_policy(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """PutScalingPolicy is authorized on the scalable target the policy scales: its tags, not the policy's (a
+    policy takes none)."""
+    target_arn, tags = _scalable_target_of(deploy, r)
     return [DeployCall(_label(r), _action(r), target_arn, deploy.existing(tags), why="on its scalable target")]
+
+
+def _lifecycle(r: ResourceRecord, calls: Sequence[tuple[str, str, Context]]) -> list[DeployCall]:
+    """The provider's calls after the create, each `(action, ARN, context)`: its read-back (`Describe*` takes no
+    resource: `*`), update and delete."""
+    return [DeployCall(_label(r), action, arn, context, why=action.split(":", 1)[1]) for action, arn, context in calls]
+
+
+def _scheduled_action(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """PutScheduledAction creates and updates, DeleteScheduledAction deletes: both on the scalable target (the
+    Service Authorization Reference lists no scheduled-action resource), with its service namespace and
+    dimension; DescribeScheduledActions reads it back."""
+    target_arn, tags = _scalable_target_of(deploy, r)
+    on_target = {
+        **deploy.existing(tags),
+        "application-autoscaling:service-namespace": str(r.inputs["serviceNamespace"]),
+        "application-autoscaling:scalable-dimension": str(r.inputs["scalableDimension"]),
+    }
+    put = DeployCall(_label(r), _action(r), target_arn, on_target, why="on its scalable target")
+    read, delete = "application-autoscaling:DescribeScheduledActions", "application-autoscaling:DeleteScheduledAction"
+    return [put, *_lifecycle(r, [(read, "*", deploy.region_context()), (delete, target_arn, on_target)])]
+
+
+def _group_schedule(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """PutScheduledUpdateGroupAction creates and updates, DeleteScheduledAction deletes: both on the group, with
+    its tags (the scheduled action takes none) and the sizes asked for; DescribeScheduledActions reads it back."""
+    group = next(
+        (
+            g
+            for g in deploy.plan.resources
+            if g.type == "aws:autoscaling/group:Group"
+            and r.inputs["autoscalingGroupName"] in (g.outputs.get("name"), g.inputs.get("name"))
+        ),
+        None,
+    )
+    if group is None:
+        raise ValueError(f"{_label(r)}: group {r.inputs['autoscalingGroupName']!r} is not in the plan")
+    group_arn = _group_arn(deploy, group, "12345678-1234-1234-1234-123456789012")
+    on_group = deploy.existing(deploy.tags_of(group))
+    sizes = {f"autoscaling:{key.title()}": str(int(r.inputs[key])) for key in ("minSize", "maxSize") if key in r.inputs}
+    put = DeployCall(_label(r), _action(r), group_arn, {**on_group, **sizes}, why="on its group")
+    read, delete = "autoscaling:DescribeScheduledActions", "autoscaling:DeleteScheduledAction"
+    return [put, *_lifecycle(r, [(read, "*", deploy.region_context()), (delete, group_arn, on_group)])]
+
+
+def _schedule(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
+    """An EventBridge Scheduler schedule (ARN `schedule/<group>/<name>`, no tags): CreateSchedule, then the
+    provider's GetSchedule, UpdateSchedule and DeleteSchedule on it; creating and updating one passes its target's
+    role to Scheduler (`iam:PassRole`, Service Authorization Reference)."""
+    arn = deploy.arn("scheduler", f"schedule/{r.inputs.get('groupName') or 'default'}/{r.inputs['name']}")
+    region = deploy.region_context()
+    after = _lifecycle(
+        r, [(f"scheduler:{op}", arn, region) for op in ("GetSchedule", "UpdateSchedule", "DeleteSchedule")]
+    )
+    return [
+        *_create(deploy, r, arn),
+        *after,
+        _pass_role(deploy, r, r.inputs["target"]["roleArn"], "scheduler.amazonaws.com"),
+    ]
 
 
 def _metric_alarm(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
@@ -968,10 +1039,16 @@ def _launch_template(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
     return _create(deploy, r, deploy.arn("ec2", "launch-template/*"), tag_action="ec2:CreateTags")
 
 
+def _group_arn(deploy: DeployPlan, group: ResourceRecord, group_id: str) -> str:
+    """An Auto Scaling group's ARN: the id AWS gives it (`*` while it is created) and the provider's name."""
+    name = group.inputs.get("name") or auto_name(group)
+    return (
+        f"arn:aws:autoscaling:{deploy.region}:{MOCK_ACCOUNT_ID}:autoScalingGroup:{group_id}:autoScalingGroupName/{name}"
+    )
+
+
 def _auto_scaling_group(deploy: DeployPlan, r: ResourceRecord) -> list[DeployCall]:
-    name = r.inputs.get("name") or auto_name(r)
-    arn = f"arn:aws:autoscaling:{deploy.region}:{MOCK_ACCOUNT_ID}:autoScalingGroup:*:autoScalingGroupName/{name}"
-    calls = _create(deploy, r, arn, tag_action="autoscaling:CreateOrUpdateTags")
+    calls = _create(deploy, r, _group_arn(deploy, r, "*"), tag_action="autoscaling:CreateOrUpdateTags")
     calls.append(_service_linked_role(deploy, r, "autoscaling.amazonaws.com"))
     template = deploy.referenced((r.inputs.get("launchTemplate") or {}).get("id"))
     if template is not None:
@@ -1166,6 +1243,9 @@ _BUILDERS: dict[str, Builder] = {
     "aws:ecs/service:Service": _ecs_service,
     "aws:appautoscaling/target:Target": _scalable_target,
     "aws:appautoscaling/policy:Policy": _scaling_policy,
+    "aws:appautoscaling/scheduledAction:ScheduledAction": _scheduled_action,
+    "aws:autoscaling/schedule:Schedule": _group_schedule,
+    "aws:scheduler/schedule:Schedule": _schedule,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
     "aws:cloudwatch/dashboard:Dashboard": _dashboard,
     "aws:cloudwatch/eventRule:EventRule": _event_rule,
