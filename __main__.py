@@ -596,6 +596,7 @@ def microservices(
                 alert_topic_arn=alerts.topic_arn,
                 queue=service_queue(spec),
                 generated_secrets={variable: secret.bytes for variable, secret in spec.generatedSecrets.items()},
+                keep_previous=[variable for variable, secret in spec.generatedSecrets.items() if secret.keepPrevious],
                 email=EmailSender(spec.email.fromAddress, spec.email.sending_identity) if spec.email else None,
             ),
             opts,

@@ -474,6 +474,8 @@ class GeneratedSecret(ConfigModel):
 
     bytes: Annotated[int, Check(lambda v: 16 <= v <= 1024, "16-1024 (at least 128 random bits)")]
     """Random bytes to generate, handed to the container base64-encoded (e.g. 32 for an Ed25519 seed). Required."""
+    keepPrevious: bool = False
+    """Also hand the container the value before the last rotation as `<VARIABLE>_PREVIOUS` (the secret's AWSPREVIOUS version; from the first deployment on, an initial never-signing version), and `<VARIABLE>_VERSIONS` (version ids, not secret) so a rotation restarts the service: for a signing key whose tokens must outlive a rotation (docs/microservices.md). Default: false."""
 
 
 class EmailSending(ConfigModel):
@@ -1572,6 +1574,10 @@ def platform_variables(spec: ServiceSpec) -> dict[str, str]:
     variables |= {queue_url_variable(target): f"sendsTo {target}" for target in spec.sendsTo}
     if spec.email is not None:
         variables["EMAIL_FROM"] = "email.fromAddress"
+    for variable, secret in spec.generatedSecrets.items():
+        if secret.keepPrevious:
+            key = f"generatedSecrets.{variable}.keepPrevious"
+            variables |= {f"{variable}_PREVIOUS": key, f"{variable}_VERSIONS": key}
     return variables
 
 

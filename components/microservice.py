@@ -184,6 +184,10 @@ class MicroserviceArgs:
     generated_secrets: Mapping[str, int] = field(default_factory=dict)
     """Secrets the platform generates once: variable name -> random bytes, base64-encoded into a Secrets Manager
     secret under the service's key and given to the container in `secrets`. Default: none."""
+    keep_previous: Sequence[str] = ()
+    """Generated secrets whose version before the last rotation the container also gets, as `<VARIABLE>_PREVIOUS`
+    (the secret's AWSPREVIOUS version; a signing key's verifiers accept tokens signed before a rotation), with
+    `<VARIABLE>_VERSIONS` (the version ids, not secret) so a rotation rolls the service. Default: none."""
     email: EmailSender | None = None
     """Send email through SES: `EMAIL_FROM`, and SendEmail/SendRawEmail on that identity as that From address
     only. Default: none."""
@@ -365,6 +369,8 @@ class Microservice(pulumi.ComponentResource):
         """Random bytes kept (encrypted) in the stack state, so `pulumi up` never rotates them by accident, and a
         secret under the service's key; the execution role may decrypt with that key through Secrets Manager only."""
         secrets: dict[str, pulumi.Input[str]] = {}
+        environment: dict[str, pulumi.Input[str]] = {}
+        secret_arns: list[pulumi.Input[str]] = []
         for variable, size in sorted(args.generated_secrets.items()):
             slug = variable.lower().replace("_", "-")
             value = random.RandomBytes(f"{self._prefix}-{slug}", length=size, opts=self._child)
@@ -376,19 +382,49 @@ class Microservice(pulumi.ComponentResource):
                 recovery_window_in_days=7,
                 opts=self._child,
             )
+            initial = self._initial_version(slug, size, secret) if variable in args.keep_previous else None
             version = aws.secretsmanager.SecretVersion(
-                f"{self._prefix}-{slug}-version", secret_id=secret.id, secret_string=value.base64, opts=self._child
+                f"{self._prefix}-{slug}-version",
+                secret_id=secret.id,
+                secret_string=value.base64,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[initial] if initial is not None else []),
             )
             # Named in the task definition only once it has a value: a task started earlier could not start.
-            secrets[variable] = pulumi.Output.all(secret.arn, version.id).apply(lambda values: values[0])
+            current = pulumi.Output.all(secret.arn, version.id).apply(lambda values: values[0])
+            secrets[variable] = current
+            secret_arns.append(current)
+            if initial is not None:
+                secrets[f"{variable}_PREVIOUS"] = current.apply(previous_version_reference)
+                # Not a value: version ids, so a rotation (a new current version) changes the task definition and
+                # rolls the service. Both ids, because turning keep_previous on for an existing secret puts the
+                # initial version last, moving AWSCURRENT to it; that too must restart the tasks.
+                environment[f"{variable}_VERSIONS"] = pulumi.Output.all(initial.id, version.id).apply(
+                    lambda ids: " ".join(version_id(i) for i in ids)
+                )
         via_secrets_manager = {"StringEquals": {"kms:ViaService": f"secretsmanager.{args.region}.amazonaws.com"}}
         return ServiceAttachment(
             name="generated-secrets",
+            environment=environment,
             secrets=secrets,
-            secret_arns=list(secrets.values()),
+            secret_arns=secret_arns,
             execution_role_statements=[
                 {**allow(["kms:Decrypt"], [key.arn], sid="DecryptOwnSecrets"), "Condition": via_secrets_manager}
             ],
+        )
+
+    def _initial_version(
+        self, slug: str, size: int, secret: aws.secretsmanager.Secret
+    ) -> aws.secretsmanager.SecretVersion:
+        """A first version, never the current one for long: the current version, put after it, takes AWSCURRENT
+        and Secrets Manager moves AWSPREVIOUS here, so `<VARIABLE>_PREVIOUS` resolves from the first deployment on
+        (ECS cannot start a task with a secret it cannot fetch). Retained on delete: its recorded staging labels
+        go stale as rotations move them, and the provider's delete would remove the labels it recorded."""
+        value = random.RandomBytes(f"{self._prefix}-{slug}-initial", length=size, opts=self._child)
+        return aws.secretsmanager.SecretVersion(
+            f"{self._prefix}-{slug}-initial-version",
+            secret_id=secret.id,
+            secret_string=value.base64,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
 
     @staticmethod
@@ -620,6 +656,17 @@ def email_attachment(email: EmailSender, region: str, account_id: pulumi.Input[s
     )
 
 
+def previous_version_reference(secret_arn: str) -> str:
+    """ECS's `valueFrom` for a secret's AWSPREVIOUS version: `<arn>:<json-key>:<version-stage>:<version-id>` with
+    no JSON key and no version id (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html)."""
+    return f"{secret_arn}::AWSPREVIOUS:"
+
+
+def version_id(secret_version_id: str) -> str:
+    """The version id from a SecretVersion's resource id, `<secret arn>|<version id>`."""
+    return secret_version_id.rsplit("|", 1)[-1]
+
+
 def allow_call(caller: Microservice, callee: Microservice) -> None:
     """A declared call: caller SG -> callee SG (or the internal ALB's SG) on the callee's port; the rules belong to
     the callee."""
@@ -663,6 +710,16 @@ def _validate(args: MicroserviceArgs) -> None:
             problems.append(f"generated_secrets.{variable}: {size} bytes; allowed: 16-1024")
         if variable in args.environment or variable in args.secrets:
             problems.append(f"generated_secrets.{variable}: also in environment or secrets; allowed: one of them")
+    for variable in sorted(args.keep_previous):
+        if variable not in args.generated_secrets:
+            problems.append(
+                f"keep_previous.{variable}: not a generated secret; allowed: {sorted(args.generated_secrets)}"
+            )
+        for derived in (f"{variable}_PREVIOUS", f"{variable}_VERSIONS"):
+            if derived in args.environment or derived in args.secrets or derived in args.generated_secrets:
+                problems.append(
+                    f"keep_previous.{variable}: {derived} is set elsewhere; allowed: a name given only once"
+                )
     if problems:
         raise ValueError(
             f"invalid MicroserviceArgs for {args.service_name}:\n" + "\n".join(f"  - {p}" for p in problems)

@@ -3,6 +3,7 @@ config that drives it (one message per problem, each naming the key)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,7 +12,15 @@ import pytest
 
 from components.config import ConfigError, database_role, parse_stack_config
 from components.ecs_task import SidecarError
-from components.microservice import AlbEntry, AlbRoute, EmailSender, Microservice, MicroserviceArgs, allow_call
+from components.microservice import (
+    AlbEntry,
+    AlbRoute,
+    EmailSender,
+    Microservice,
+    MicroserviceArgs,
+    allow_call,
+    version_id,
+)
 from components.tracing import collector_image_through_cache
 from runner.records import SECRET_SIG_KEY, SECRET_SIG_VALUE
 from tests.support import Recorded, build, inputs, json_input
@@ -533,6 +542,74 @@ def test_the_container_reads_it_at_start_and_the_execution_role_reads_exactly_it
     assert version.urn in users.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
 
 
+@pytest.fixture(scope="module")
+def rotating() -> Recorded:
+    return build(
+        lambda: Microservice(
+            "users", args("users", generated_secrets={"JWT_SIGNING_KEY": 32}, keep_previous=["JWT_SIGNING_KEY"])
+        )
+    )
+
+
+def test_a_kept_previous_version_reaches_the_container_as_the_secrets_awsprevious_stage(rotating):
+    (main,) = containers(rotating)
+    secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:shop-dev-users-jwt-signing-key-secret-AbCdEf"
+    # ECS's valueFrom `<arn>:<json-key>:<version-stage>:<version-id>`, no JSON key, no version id.
+    assert main["secrets"] == [
+        {"name": "JWT_SIGNING_KEY", "valueFrom": secret_arn},
+        {"name": "JWT_SIGNING_KEY_PREVIOUS", "valueFrom": f"{secret_arn}::AWSPREVIOUS:"},
+    ]
+    # IAM scopes on the secret's ARN: the one GetSecretValue statement covers both stages.
+    (read,) = json_input(rotating.find("aws:iam/rolePolicy:RolePolicy", "shop-dev-users-exec-secrets"), "policy")[
+        "Statement"
+    ]
+    assert (read["Action"], read["Resource"]) == (["secretsmanager:GetSecretValue"], [secret_arn])
+
+
+def test_awsprevious_exists_from_the_first_deployment_an_initial_version_put_before_the_current(rotating):
+    initial = rotating.find(
+        "aws:secretsmanager/secretVersion:SecretVersion", "shop-dev-users-jwt-signing-key-initial-version"
+    )
+    current = rotating.find("aws:secretsmanager/secretVersion:SecretVersion", "shop-dev-users-jwt-signing-key-version")
+    secret = rotating.find("aws:secretsmanager/secret:Secret", "shop-dev-users-jwt-signing-key-secret")
+    assert initial.inputs["secretId"] == current.inputs["secretId"] == secret.outputs["id"]
+    # Neither names a staging label: each put moves AWSCURRENT to itself and AWSPREVIOUS to the one before.
+    assert "versionStages" not in initial.inputs and "versionStages" not in current.inputs
+    assert initial.urn in current.dependencies
+    assert initial.inputs["secretString"][SECRET_SIG_KEY] == SECRET_SIG_VALUE
+    initial_bytes = rotating.find("random:index/randomBytes:RandomBytes", "shop-dev-users-jwt-signing-key-initial")
+    assert initial_bytes.urn in initial.dependencies and initial_bytes.inputs == {"length": 32}
+    # The task definition names AWSPREVIOUS only once the current version has moved it there.
+    assert current.urn in rotating.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
+
+
+def test_a_rotation_rolls_the_service_through_the_version_ids_never_a_value(rotating):
+    (main,) = containers(rotating)
+    environment = {e["name"]: e["value"] for e in main["environment"]}
+    # A SecretVersion's id is `<secret>|<version id>`; the mock's ids have no `|`.
+    ids = "shop-dev-users-jwt-signing-key-initial-version-id shop-dev-users-jwt-signing-key-version-id"
+    assert environment["JWT_SIGNING_KEY_VERSIONS"] == ids
+    assert not {"JWT_SIGNING_KEY", "JWT_SIGNING_KEY_PREVIOUS"} & set(environment)
+    assert SECRET_SIG_VALUE not in json.dumps(main["environment"])
+    assert version_id("arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf|EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE") == (
+        "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE"
+    )
+
+
+def test_without_keep_previous_there_is_one_version_and_no_previous(users):
+    (main,) = containers(users)
+    assert not [s for s in main["secrets"] if s["name"].endswith("_PREVIOUS")]
+    assert not [e for e in main["environment"] if e["name"].endswith("_VERSIONS")]
+    assert len(users.of_type("aws:secretsmanager/secretVersion:SecretVersion")) == 1
+
+
+def test_keep_previous_names_a_generated_secret_and_its_derived_names_are_free():
+    with pytest.raises(ValueError, match=re.escape("keep_previous.SEED: not a generated secret; allowed: []")):
+        build_one(keep_previous=["SEED"])
+    with pytest.raises(ValueError, match=re.escape("keep_previous.SEED: SEED_PREVIOUS is set elsewhere")):
+        build_one(generated_secrets={"SEED": 32}, keep_previous=["SEED"], environment={"SEED_PREVIOUS": "x"})
+
+
 def test_a_service_that_owns_nothing_has_no_key():
     plain = build_one()
     assert not plain.of_type("aws:kms/key:Key")
@@ -656,6 +733,27 @@ def test_generated_secrets_and_platform_variables_are_given_once():
     ]
     assert config_problems({"users": service(generatedSecrets={"SEED": {"bytes": 8}})}) == [
         "services.users.generatedSecrets.SEED.bytes: 8; allowed: 16-1024 (at least 128 random bits)"
+    ]
+
+
+def test_keep_previous_reserves_the_previous_and_versions_variables():
+    found = config_problems(
+        {
+            "users": service(
+                environment={"KEY_VERSIONS": "1"},
+                secrets={"KEY_PREVIOUS": "arn:aws:secretsmanager:us-east-1:210987654321:secret:k-AbCdEf"},
+                generatedSecrets={"KEY": {"bytes": 32, "keepPrevious": True}},
+            )
+        }
+    )
+    assert found == [
+        "services.users.environment.KEY_VERSIONS: set by the platform (from generatedSecrets.KEY.keepPrevious); "
+        "allowed: another name",
+        "services.users.secrets.KEY_PREVIOUS: set by the platform (from generatedSecrets.KEY.keepPrevious); "
+        "allowed: another name",
+    ]
+    assert config_problems({"users": service(generatedSecrets={"KEY": {"bytes": 32, "keepPrevious": "yes"}})}) == [
+        "services.users.generatedSecrets.KEY.keepPrevious: 'yes' is not true or false; allowed: true or false"
     ]
 
 

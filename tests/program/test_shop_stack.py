@@ -148,19 +148,27 @@ def test_orders_sends_order_events_to_that_queue_only_and_no_one_else_touches_it
 
 
 def test_the_signing_key_is_generated_for_users_only(shop):
-    (random_bytes,) = shop.of_type("random:index/randomBytes:RandomBytes")
-    assert inputs(random_bytes)["length"] == 32
-    assert owner(shop, random_bytes.urn) == "users"
+    # The key and the initial version that holds AWSPREVIOUS until the first rotation.
+    generated = shop.of_type("random:index/randomBytes:RandomBytes")
+    assert [inputs(r)["length"] for r in generated] == [32, 32]
+    assert {owner(shop, r.urn) for r in generated} == {"users"}
     (secret,) = owned(shop, "aws:secretsmanager/secret:Secret", "users")
     (users_key,) = owned(shop, "aws:kms/key:Key", "users")
     assert inputs(secret)["kmsKeyId"] == users_key.outputs["arn"]
     signing = {s["name"]: s["valueFrom"] for s in app_container(shop, "users")["secrets"]}
     # Besides the signing key, users reads only the cache's AUTH token (it attaches the cache for its login throttle).
     assert signing["JWT_SIGNING_KEY"] == secret.outputs["arn"]
-    assert set(signing) == {"JWT_SIGNING_KEY", "REDIS_AUTH_TOKEN"}
+    # keepPrevious: the key before the last rotation too, as ECS reads a version stage (`<arn>::AWSPREVIOUS:`).
+    assert signing["JWT_SIGNING_KEY_PREVIOUS"] == f"{secret.outputs['arn']}::AWSPREVIOUS:"
+    assert set(signing) == {"JWT_SIGNING_KEY", "JWT_SIGNING_KEY_PREVIOUS", "REDIS_AUTH_TOKEN"}
     reads = granted(shop, "users", "secretsmanager:", role="exec")
     assert set(reads) == {"secretsmanager:GetSecretValue"}
-    assert sorted(reads["secretsmanager:GetSecretValue"]) == sorted(signing.values())
+    assert sorted(reads["secretsmanager:GetSecretValue"]) == sorted(
+        {signing["JWT_SIGNING_KEY"], signing["REDIS_AUTH_TOKEN"]}
+    )
+    assert set(environment(shop, "users")["JWT_SIGNING_KEY_VERSIONS"].split()) == {
+        v.outputs["id"] for v in owned(shop, "aws:secretsmanager/secretVersion:SecretVersion", "users")
+    }
     assert users_key.outputs["arn"] in granted(shop, "users", "kms:", role="exec")["kms:Decrypt"]
     for name in ("products", "orders", "payments", "notifications"):
         assert "JWT_SIGNING_KEY" not in {s["name"] for s in app_container(shop, name)["secrets"]}, name

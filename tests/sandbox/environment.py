@@ -118,6 +118,9 @@ VARIABLES: Mapping[str, Variable] = {
     "PAYMENTS_URL": Variable("env", planned),
     # Tokens: the users service signs with a fresh Ed25519 seed (`generatedSecrets`: base64 of 32 random bytes).
     "JWT_SIGNING_KEY": Variable("secret", generated("JWT_SIGNING_KEY")),
+    # keepPrevious: the AWSPREVIOUS version (an initial never-signing key until a rotation), and the version ids.
+    "JWT_SIGNING_KEY_PREVIOUS": Variable("secret", generated("JWT_SIGNING_KEY_PREVIOUS")),
+    "JWT_SIGNING_KEY_VERSIONS": Variable("env", planned),
     # Email: the planned sender; messages go to files (the sink refuses the cloud APP_ENVs, hence APP_ENV=local).
     "EMAIL_FROM": Variable("env", planned),
     "EMAIL_SINK_DIR": Variable("local", lambda local, _: EMAIL_SINK_DIR, given_with="EMAIL_FROM"),

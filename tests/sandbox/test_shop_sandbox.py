@@ -82,7 +82,14 @@ def planned_queues(stack: str, containers: Mapping[str, Container], sqs_url: str
 def generated_secrets(stack: str, service: str) -> dict[str, str]:
     """Each `generatedSecrets` variable of `service`: base64 of that many random bytes, as Secrets Manager holds it."""
     spec = stack_config(stack).services[service]
-    return {name: base64.b64encode(os.urandom(secret.bytes)).decode() for name, secret in spec.generatedSecrets.items()}
+    values = {
+        name: base64.b64encode(os.urandom(secret.bytes)).decode() for name, secret in spec.generatedSecrets.items()
+    }
+    # keepPrevious: the AWSPREVIOUS version, before any rotation the initial version's own random bytes.
+    for name, secret in spec.generatedSecrets.items():
+        if secret.keepPrevious:
+            values[f"{name}_PREVIOUS"] = base64.b64encode(os.urandom(secret.bytes)).decode()
+    return values
 
 
 def callees(container: Container, services: Mapping[str, Container]) -> dict[str, int]:
