@@ -69,6 +69,11 @@ class Check:
     predicate: Callable[[Any], bool]
     allowed: str
 
+    @classmethod
+    def matching(cls, pattern: re.Pattern[str], allowed: str) -> Check:
+        """A text field that must match `pattern`."""
+        return cls(lambda value: bool(pattern.match(value)), allowed)
+
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         def validate(value: Any) -> Any:
             if not self.predicate(value):
@@ -84,6 +89,11 @@ class ConfigModel(BaseModel):
     every class's source at import, about a tenth of a plan's time."""
 
     model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+
+AcmCertificateArn = Annotated[
+    str, Check.matching(ACM_ARN_PATTERN, "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>")
+]
 
 
 def _positive(value: int) -> bool:
@@ -157,8 +167,8 @@ class NetworkConfig(ConfigModel):
     """How private subnets reach the internet: `natGateway` (managed NAT gateways) or `natInstance` (one fck-nat instance in an auto scaling group of 1, about a tenth of the cost, single AZ; not allowed in prod). Default: natGateway."""
     natInstanceType: Annotated[
         str,
-        Check(
-            lambda v: bool(GRAVITON_INSTANCE_TYPE.match(v)),
+        Check.matching(
+            GRAVITON_INSTANCE_TYPE,
             "an ARM64 (Graviton) instance type such as t4g.nano, t4g.micro or c7gn.medium",
         ),
     ] = "t4g.nano"
@@ -289,9 +299,9 @@ OFFLINE_DIGEST = "sha256:" + "0" * 64
 
 
 class ImageDigests(ConfigModel):
-    api: Annotated[str, Check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST)] | None = None
+    api: Annotated[str, Check.matching(DIGEST_PATTERN, DIGEST)] | None = None
     """Digest of the API image in this stack's `<app>-<env>-api` repository. Default: none."""
-    worker: Annotated[str, Check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST)] | None = None
+    worker: Annotated[str, Check.matching(DIGEST_PATTERN, DIGEST)] | None = None
     """Digest of the worker image in this stack's `<app>-<env>-worker` repository. Default: none."""
 
     def given(self) -> dict[str, str]:
@@ -329,8 +339,8 @@ class ImagesConfig(ConfigModel):
     pullPrincipals: list[
         Annotated[
             str,
-            Check(
-                lambda v: bool(ECR_PULL_PRINCIPAL.match(v)),
+            Check.matching(
+                ECR_PULL_PRINCIPAL,
                 "a 12-digit account id or an IAM role ARN (arn:aws:iam::<account>:role/...)",
             ),
         ]
@@ -481,9 +491,7 @@ class GeneratedSecret(ConfigModel):
 class EmailSending(ConfigModel):
     """Sending email through Amazon SES (`services.<name>.email`)."""
 
-    fromAddress: Annotated[
-        str, Check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like orders@shop.example.org")
-    ]
+    fromAddress: Annotated[str, Check.matching(EMAIL_PATTERN, "an email address like orders@shop.example.org")]
     """The only From address the service may send as (`EMAIL_FROM`). Required."""
     identity: (
         Annotated[
@@ -510,15 +518,15 @@ class ServiceSpec(ConfigModel):
     build: (
         Annotated[
             str,
-            Check(
-                lambda v: bool(BUILD_DIRECTORY.match(v)),
+            Check.matching(
+                BUILD_DIRECTORY,
                 "services/<dir> or services/<dir>/<dir> (a directory with a Dockerfile)",
             ),
         ]
         | None
     ) = None
     """Directory whose Dockerfile the program builds into this stack's `<app>-<env>-<name>` repository. Default: none."""
-    digest: Annotated[str, Check(lambda v: bool(DIGEST_PATTERN.match(v)), DIGEST)] | None = None
+    digest: Annotated[str, Check.matching(DIGEST_PATTERN, DIGEST)] | None = None
     """With `build` and `images.build` false: the digest CI pushed to the service's repository. Default: none."""
     port: Annotated[int, Check(lambda v: 1024 <= v <= 65535, "1024-65535 (non-root)")] | None = None
     """Port the service listens on; it is then a Service Connect server at `http://<name>:<port>`. Default: none (a client only, e.g. a worker)."""
@@ -548,9 +556,7 @@ class ServiceSpec(ConfigModel):
     """Shared resources the service uses: database, cache, storage, queues (the job platform's). Default: none."""
     environment: dict[str, str] = Field(default_factory=dict)
     """Plain environment variables; never secrets (secret-looking names are refused). Default: none."""
-    secrets: dict[str, Annotated[str, Check(lambda v: bool(SECRET_REFERENCE.match(v)), SECRET_ARN)]] = Field(
-        default_factory=dict
-    )
+    secrets: dict[str, Annotated[str, Check.matching(SECRET_REFERENCE, SECRET_ARN)]] = Field(default_factory=dict)
     """Variables read from Secrets Manager or SSM at task start (name -> ARN); the execution role may read exactly these. Default: none."""
     requestTimeoutSeconds: Annotated[int, Check(lambda v: 1 <= v <= 3600, "1-3600")] = 15
     """Service Connect per-request timeout of calls to this service. Default: 15."""
@@ -587,15 +593,9 @@ class RouteThrottle(ConfigModel):
 
 
 class CustomDomain(ConfigModel):
-    domainName: Annotated[str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like api.shop.com")]
+    domainName: Annotated[str, Check.matching(DOMAIN_PATTERN, "a lowercase DNS name like api.shop.com")]
     """Domain the HTTP API serves (TLS 1.2). Required."""
-    certificateArn: Annotated[
-        str,
-        Check(
-            lambda v: bool(ACM_ARN_PATTERN.match(v)),
-            "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
-        ),
-    ]
+    certificateArn: AcmCertificateArn
     """ACM certificate for domainName, in the stack's region. Required."""
 
 
@@ -631,21 +631,11 @@ class HttpApiConfig(ConfigModel):
 
 
 class InternalLoadBalancerConfig(ConfigModel):
-    certificateArn: (
-        Annotated[
-            str,
-            Check(
-                lambda v: bool(ACM_ARN_PATTERN.match(v)),
-                "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
-            ),
-        ]
-        | None
-    ) = None
+    certificateArn: AcmCertificateArn | None = None
     """ACM certificate covering domainName: the internal ALB's listeners serve HTTPS (TLS 1.2+). With domainName. Default: none (HTTP inside the VPC)."""
-    domainName: (
-        Annotated[str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like internal.shop.io")]
-        | None
-    ) = None
+    domainName: Annotated[str, Check.matching(DOMAIN_PATTERN, "a lowercase DNS name like internal.shop.io")] | None = (
+        None
+    )
     """The name callers use with certificateArn (an ALB's own DNS name cannot be on a certificate); you point it at the ALB (output internalAlbDnsName), e.g. in a private hosted zone. Default: none."""
 
 
@@ -654,9 +644,7 @@ CONSOLE_BUILD_DIRECTORY = re.compile(r"^web(/[A-Za-z0-9_.-]+)+$")
 
 
 class ConsoleDomain(ConfigModel):
-    domainName: Annotated[
-        str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like console.example.com")
-    ]
+    domainName: Annotated[str, Check.matching(DOMAIN_PATTERN, "a lowercase DNS name like console.example.com")]
     """Domain the console is served on (TLSv1.2_2021 minimum). Required."""
     certificateArn: Annotated[
         str,
@@ -671,17 +659,17 @@ class ConsoleDomain(ConfigModel):
 class ConsoleConfig(ConfigModel):
     enabled: bool | None = None
     """Serve the web console (web/) from S3 + CloudFront, with the API at /api/*. Default: on when jobPlatform.enabled, except with entry alb and certificateArn but no console.apiOriginDomain."""
-    buildDirectory: Annotated[
-        str, Check(lambda v: bool(CONSOLE_BUILD_DIRECTORY.match(v)), "a directory under web/, like web/dist")
-    ] = "web/dist"
+    buildDirectory: Annotated[str, Check.matching(CONSOLE_BUILD_DIRECTORY, "a directory under web/, like web/dist")] = (
+        "web/dist"
+    )
     """The built app (`npm --prefix web run build`); a real deployment refuses to run without it. Default: web/dist."""
     customDomain: ConsoleDomain | None = None
     """Custom domain with a us-east-1 ACM certificate (object: domainName, certificateArn). Default: none (the *.cloudfront.net name)."""
     webAclArn: (
         Annotated[
             str,
-            Check(
-                lambda v: bool(WAF_CLOUDFRONT_ACL_PATTERN.match(v)),
+            Check.matching(
+                WAF_CLOUDFRONT_ACL_PATTERN,
                 "a WAFv2 web ACL ARN with CLOUDFRONT scope, arn:aws:wafv2:us-east-1:<account>:global/webacl/<name>/<id>",
             ),
         ]
@@ -689,8 +677,7 @@ class ConsoleConfig(ConfigModel):
     ) = None
     """WAFv2 web ACL in front of the console and its API. Default: none."""
     apiOriginDomain: (
-        Annotated[str, Check(lambda v: bool(DOMAIN_PATTERN.match(v)), "a lowercase DNS name like api.example.com")]
-        | None
+        Annotated[str, Check.matching(DOMAIN_PATTERN, "a lowercase DNS name like api.example.com")] | None
     ) = None
     """Name the ALB's certificate covers, which CloudFront calls the API by over TLS (required with entry alb and certificateArn). Default: none."""
     priceClass: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
@@ -700,14 +687,14 @@ class ConsoleConfig(ConfigModel):
 class IamConfig(ConfigModel):
     path: Annotated[
         str,
-        Check(lambda v: bool(IAM_PATH_PATTERN.match(v)), "a path like /container-platform/ (starts and ends with /)"),
+        Check.matching(IAM_PATH_PATTERN, "a path like /container-platform/ (starts and ends with /)"),
     ] = "/container-platform/"
     """IAM path of every role the platform creates (each environment's CI deploy role may only create roles under its own, `<bootstrap iamPath><env>/`). Default: /container-platform/<environment>/."""
     permissionsBoundaryArn: (
         Annotated[
             str,
-            Check(
-                lambda v: bool(IAM_POLICY_ARN_PATTERN.match(v)),
+            Check.matching(
+                IAM_POLICY_ARN_PATTERN,
                 "an IAM managed policy ARN, arn:aws:iam::<account>:policy/...",
             ),
         ]
@@ -788,7 +775,7 @@ def _is_timezone(value: str) -> bool:
 
 
 def _clock() -> Check:
-    return Check(lambda v: bool(CLOCK_PATTERN.match(v)), "a 24-hour time HH:MM, 00:00-23:59")
+    return Check.matching(CLOCK_PATTERN, "a 24-hour time HH:MM, 00:00-23:59")
 
 
 class OfficeHours(ConfigModel):
@@ -836,8 +823,8 @@ class StackConfig(ConfigModel):
     """Which profile from the sizing table applies: dev, staging or prod. Required."""
     applicationName: Annotated[
         str,
-        Check(
-            lambda v: bool(NAME_PATTERN.match(v)),
+        Check.matching(
+            NAME_PATTERN,
             "3-15 chars: lowercase letters, digits, single hyphens; starts with a letter",
         ),
     ] = "jobs"
@@ -862,20 +849,9 @@ class StackConfig(ConfigModel):
     """IAM path and permissions boundary for the platform's roles (object)."""
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     """How `pulumi up` follows service deployments (object)."""
-    alertEmail: (
-        Annotated[str, Check(lambda v: bool(EMAIL_PATTERN.match(v)), "an email address like ops@example.com")] | None
-    ) = None
+    alertEmail: Annotated[str, Check.matching(EMAIL_PATTERN, "an email address like ops@example.com")] | None = None
     """Email subscribed to the alert topic. Default: none."""
-    certificateArn: (
-        Annotated[
-            str,
-            Check(
-                lambda v: bool(ACM_ARN_PATTERN.match(v)),
-                "an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<uuid>",
-            ),
-        ]
-        | None
-    ) = None
+    certificateArn: AcmCertificateArn | None = None
     """ACM certificate for the HTTPS listener; HTTP then redirects to HTTPS. Default: none (HTTP only)."""
     logRetentionDays: Annotated[
         int, Check(lambda v: v in LOG_RETENTION_DAYS, "a CloudWatch retention value (1, 3, 5, 7, 14, 30, 60, 90, ...)")
