@@ -174,7 +174,7 @@ def main() -> None:
             entry=config.entry,
             service_connect=bool(config.services),
             test_listener=api_shifts_traffic_on_alb(config),
-            test_listener_source_ips=network.nat_public_ips,
+            test_listener_source_ips=network.nat_public_ips if api_shifts_traffic_on_alb(config) else (),
         ),
         guarded,
     )

@@ -8,6 +8,7 @@ private subnets' default routes survive an instance replacement (fck-nat's high-
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -67,10 +68,6 @@ class Network(pulumi.ComponentResource):
     """Public subnets (the ALB only)."""
     private_subnet_ids: pulumi.Output[Sequence[str]]
     """Private subnets with NAT egress (tasks, data stores)."""
-    nat_public_ips: list[pulumi.Output[str]]
-    """The NAT gateways' Elastic IPs, one per gateway: the source address of everything the private subnets send to
-    a public address (the internet-facing ALB included). Empty with a NAT instance (its public address changes
-    when the instance is replaced)."""
     nat_group_name: pulumi.Output[str] | None
     """Auto Scaling group of the NAT instance (office hours size it to 0 and back); None with NAT gateways."""
 
@@ -99,17 +96,24 @@ class Network(pulumi.ComponentResource):
         self.vpc_id = self.vpc.vpc_id
         self.public_subnet_ids = self.vpc.public_subnet_ids
         self.private_subnet_ids = self.vpc.private_subnet_ids
-        self.nat_public_ips = _nat_gateway_public_ips(args, self.vpc)
+        self._args = args
         self.nat_group_name = self.nat_instance.group.name if self.nat_instance is not None else None
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
                 "public_subnet_ids": self.public_subnet_ids,
                 "private_subnet_ids": self.private_subnet_ids,
-                "nat_public_ips": self.nat_public_ips,
                 "nat_group_name": self.nat_group_name,
             }
         )
+
+    @functools.cached_property
+    def nat_public_ips(self) -> list[pulumi.Output[str]]:
+        """The NAT gateways' Elastic IPs, one per gateway: the source address of everything the private subnets send
+        to a public address (the internet-facing ALB included). Empty with a NAT instance (its public address
+        changes when the instance is replaced). Looked up only when asked for: a stack without the blue/green test
+        listener makes no DescribeNatGateways call."""
+        return _nat_gateway_public_ips(self._args, self.vpc)
 
     def _flow_logs(self, name: str, args: NetworkArgs, child: pulumi.ResourceOptions) -> None:
         log_group = aws.cloudwatch.LogGroup(

@@ -62,6 +62,28 @@ def test_nat_public_ips_are_each_nat_gateways_elastic_ip(monkeypatch, nat, egres
     assert recorded.outputs["natPublicIps"] == [f"198.51.100.{i + 1}" for i in range(len(subnets))]
 
 
+@pytest.mark.parametrize(("read", "lookups"), [(False, 0), (True, 3)])
+def test_nat_addresses_are_looked_up_only_when_read(monkeypatch, read, lookups):
+    tokens: list[str] = []
+    answer_others = plan_module.mock_call
+
+    def answer(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
+        tokens.append(token)
+        return answer_others(token, args, region)
+
+    monkeypatch.setattr(plan_module, "mock_call", answer)
+    args = NetworkArgs(name_prefix="jobs-dev", account_id="123456789012", log_kms_key_arn=KEY, nat_gateways="onePerAz")
+
+    def program() -> None:
+        network = Network("network", args)
+        if read:
+            pulumi.export("natPublicIps", network.nat_public_ips)
+
+    build(program)
+    # A stack without the blue/green test listener asks AWS nothing about its NAT gateways.
+    assert tokens.count("aws:ec2/getNatGateway:getNatGateway") == lookups
+
+
 @pytest.mark.parametrize("egress", ["natInstance", "natGateway"])
 def test_nat_group_name_is_the_nat_instances_auto_scaling_group(egress):
     args = NetworkArgs(name_prefix="jobs-dev", account_id="123456789012", log_kms_key_arn=KEY, egress=egress)  # type: ignore[arg-type]
