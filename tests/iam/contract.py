@@ -41,6 +41,28 @@ SQS_KEY_ACTIONS: dict[str, tuple[str, ...]] = {
     "sqs:ReceiveMessage": ("kms:Decrypt",),
 }
 
+# The AWS managed policies the plan attaches, as AWS publishes them (the plan holds only their ARNs).
+AWS_MANAGED_POLICIES: dict[str, Mapping[str, Any]] = {
+    # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSTaskExecutionRolePolicy.html
+    "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy": {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:GetAuthorizationToken",
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchGetImage",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": "*",
+            }
+        ],
+    },
+}
+
 
 class ContractError(Exception):
     """A recorded call that cannot be checked against the plan; the message says why and what to change."""
@@ -162,6 +184,8 @@ class PlanIndex:
         return (*inline, *(self._managed_policy(arn, role.name) for arn in attached))
 
     def _managed_policy(self, arn: str, role: str) -> NamedPolicy:
+        if arn in AWS_MANAGED_POLICIES:
+            return NamedPolicy(arn, AWS_MANAGED_POLICIES[arn])
         policy = self.find("aws:iam/policy:Policy", "arn", arn)
         if policy is None:
             raise ContractError(
