@@ -40,7 +40,7 @@ from policy.rules.base import RESOURCE_TYPES
 from policy.rules.catalog import ALL_POLICIES
 from runner import check
 from runner.check import Report
-from runner.dockerfile_cis import DOCKERFILE_RULES, DockerfileFinding, structural_findings
+from runner.dockerfile_cis import DOCKERFILE_ITEMS, DockerfileFinding, structural_findings
 from runner.engine import PolicyPackError, PolicyPackProcess
 from runner.exports import PolicyInputError
 from runner.plan import PlanError
@@ -91,25 +91,33 @@ class CisItem:
     note: str = ""
 
 
+def dockerfile_item(
+    control_id: str, policies: tuple[str, ...] = (), mandatory: bool = False, note: str = ""
+) -> CisItem:
+    """An item the Dockerfile checks evidence, with the title and rules runner/dockerfile_cis.py gives it (the
+    CodeBuild report uses the same mapping)."""
+    title, rules = DOCKERFILE_ITEMS[control_id]
+    return CisItem(control_id, title, policies, rules, mandatory, note=note)
+
+
 # hadolint rule (or a structural check of this module) -> the CIS item it evidences.
 CIS_ITEMS = (
-    CisItem("4.1", "Ensure that a user for the container has been created",
-            ("aws-ecs-taskdefinition-disallow-root-user",), DOCKERFILE_RULES["4.1"], True),
-    CisItem("4.2", "Ensure that containers use only trusted base images",
-            ("aws-ecs-taskdefinition-allowed-image-registries", "aws-ecs-taskdefinition-disallow-latest-tag",
-             "aws-ecs-taskdefinition-disallow-mutable-image-tags"), DOCKERFILE_RULES["4.2"], True),
-    CisItem("4.3", "Ensure that unnecessary packages are not installed in the container", (), DOCKERFILE_RULES["4.3"]),
+    dockerfile_item("4.1", ("aws-ecs-taskdefinition-disallow-root-user",), mandatory=True),
+    dockerfile_item("4.2", ("aws-ecs-taskdefinition-allowed-image-registries", "aws-ecs-taskdefinition-disallow-latest-tag",
+                            "aws-ecs-taskdefinition-disallow-mutable-image-tags"), mandatory=True),
+    dockerfile_item("4.3"),
     CisItem("4.4", "Ensure images are scanned and rebuilt to include security patches",
             ("aws-ecr-repository-enable-image-scanning", "aws-ecs-taskdefinition-use-scanned-repositories"),
             note="a build pipeline's own scan gate (the platform's runs Trivy) is not visible here"),
     CisItem("4.5", "Ensure Content trust for Docker is Enabled",
             not_checked="Docker Content Trust (Notary v1) does not apply to ECR pulls by digest; image signing is "
             "not implemented"),
-    CisItem("4.6", "Ensure that HEALTHCHECK instructions have been added to container images", (), DOCKERFILE_RULES["4.6"]),
-    CisItem("4.7", "Ensure update instructions are not used alone in the Dockerfile", (), DOCKERFILE_RULES["4.7"]),
+    dockerfile_item("4.6", note="ECS runs the task definition's containerDefinitions[].healthCheck, not the image's "
+                    "HEALTHCHECK; the platform sets both"),
+    dockerfile_item("4.7"),
     CisItem("4.8", "Ensure setuid and setgid permissions are removed",
             not_checked="needs the built image's file system, which neither a Dockerfile nor a plan shows"),
-    CisItem("4.9", "Ensure that COPY is used instead of ADD in Dockerfiles", (), DOCKERFILE_RULES["4.9"]),
+    dockerfile_item("4.9"),
     CisItem("4.10", "Ensure secrets are not stored in Dockerfiles",
             ("aws-ecs-taskdefinition-disallow-plaintext-secrets",),
             note="checked on task definitions; secrets in Dockerfiles and image layers need a secret scanner in the "
@@ -643,11 +651,12 @@ def build(args: argparse.Namespace, pack: PolicyPackProcess | None = None) -> Co
         given += ["--export", args.export]
     else:
         given += ["--program", args.program, "--stack", args.stack]
+    options = check.parse_args(given)
     if pack is not None:
-        report, _ = check.build_report(check.parse_args(given), pack=pack)
+        report, _ = check.build_report(options, pack=pack)
     else:
-        with check.early_pack(check.parse_args(given)) as launched:
-            report, _ = check.build_report(check.parse_args(given), pack=launched)
+        with check.early_pack(options) as launched:
+            report, _ = check.build_report(options, pack=launched)
     root = Path(args.program if not args.export else Path(args.export).parent).resolve()
     roots = [Path(d) for d in args.dockerfiles] if args.dockerfiles else ([root] if not args.export else None)
     source = args.export or f"program {args.program} (stack {args.stack})"

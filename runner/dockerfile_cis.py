@@ -27,7 +27,6 @@ DOCKERFILE_ITEMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "4.7": ("Ensure update instructions are not used alone in the Dockerfile", ("CP-UPDATE-ALONE",)),
     "4.9": ("Ensure that COPY is used instead of ADD in Dockerfiles", ("DL3020",)),
 }
-DOCKERFILE_RULES = {item: rules for item, (_, rules) in DOCKERFILE_ITEMS.items()}
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def structural_findings(path: Path, shown: str) -> list[DockerfileFinding]:
     return findings
 
 
-def item_results(findings: Sequence[DockerfileFinding], dockerfile: str) -> list[dict[str, object]]:
+def item_results(findings: Sequence[DockerfileFinding]) -> list[dict[str, object]]:
     """Each Dockerfile item's status (`fail` with the findings, else `pass`) for one Dockerfile."""
     results: list[dict[str, object]] = []
     for item, (title, rules) in DOCKERFILE_ITEMS.items():
@@ -104,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     findings = [DockerfileFinding(args.dockerfile, int(i["line"]), i["code"], i["message"]) for i in raw]
     findings += structural_findings(Path(args.dockerfile), args.dockerfile)
     report = {"benchmark": "CIS Docker Benchmark v1.6.0", "dockerfile": args.dockerfile,
-              "items": item_results(findings, args.dockerfile)}  # fmt: skip
+              "items": item_results(findings)}  # fmt: skip
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -580,7 +580,6 @@ def record_program(
     """Run `build` under recording mocks; return everything it registered and exported."""
     monitor = _RecordingMonitor(mocks, program_dir)
     reset_runtime()
-    _ensure_event_loop()
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     _run_under_engine(build)

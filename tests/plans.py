@@ -4,7 +4,6 @@ takes one to three seconds, and the suite used to make each stack's a dozen time
 
 from __future__ import annotations
 
-import asyncio
 from functools import cache
 from pathlib import Path
 
@@ -15,11 +14,4 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @cache
 def planned(stack: str) -> Plan:
-    # Pulumi's mocks run on the thread's event loop; an earlier asyncio.run() in the session leaves none.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return run_program(ROOT, stack)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    return run_program(ROOT, stack)

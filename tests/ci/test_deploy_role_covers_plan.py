@@ -25,7 +25,6 @@ What this cannot prove:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -215,14 +214,7 @@ def services_stack(tmp_path_factory: pytest.TempPathFactory) -> DeployPlan:
         (program / name).symlink_to(ROOT / name)
     (program / "Pulumi.shop.yaml").write_text(SERVICES_STACK)
     config, _ = read_stack_config(read_program(program), "shop")
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        plan = run_program(program, "shop")
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    return DeployPlan(plan, config, boundary_arn("prod"))
+    return DeployPlan(run_program(program, "shop"), config, boundary_arn("prod"))
 
 
 def test_the_deploy_role_may_create_a_services_stack_behind_the_http_api(services_stack: DeployPlan):

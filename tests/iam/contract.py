@@ -73,6 +73,17 @@ class NamedPolicy:
     name: str
     document: Mapping[str, Any]
 
+    def without(self, actions: set[str]) -> NamedPolicy:
+        """The policy with every statement that names one of `actions` removed (a variant a check must deny)."""
+        statements = [s for s in self.document["Statement"] if not names_any(s, actions)]
+        return NamedPolicy(self.name, {**self.document, "Statement": statements})
+
+
+def names_any(statement: Mapping[str, Any], actions: set[str]) -> bool:
+    """Whether a policy statement names one of `actions`."""
+    named = statement.get("Action", [])
+    return bool(actions & set([named] if isinstance(named, str) else named))
+
 
 @dataclass(frozen=True)
 class PlannedPrincipal:

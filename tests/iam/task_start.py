@@ -52,8 +52,9 @@ SECRET_ARN_SUFFIX = "-AbCdEf"
 def task_start_requests(index: PlanIndex) -> list[IamRequest]:
     """Every request ECS makes with the roles of `index`'s planned task definitions before their tasks run."""
     requests: list[IamRequest] = []
+    deployed = deployed_arns(index)
     for task in index.of_type(TASK_DEFINITION):
-        start = _TaskStart(index, task)
+        start = _TaskStart(index, task, deployed)
         for container in start.containers:
             requests += start.image(container)
             requests += start.secrets(container)
@@ -64,7 +65,7 @@ def task_start_requests(index: PlanIndex) -> list[IamRequest]:
 
 
 class _TaskStart:
-    def __init__(self, index: PlanIndex, task: ResourceRecord) -> None:
+    def __init__(self, index: PlanIndex, task: ResourceRecord, deployed: Mapping[str, str]) -> None:
         self.index, self.task = index, task
         definitions = task.inputs["containerDefinitions"]
         self.containers: list[Mapping[str, Any]] = (
@@ -72,7 +73,7 @@ class _TaskStart:
         )
         self.region = index.plan_config().get("aws:region", "us-east-1")
         self.account = task.inputs["executionRoleArn"].split(":")[4]
-        self.deployed = deployed_arns(index)
+        self.deployed = deployed
         self.execution = self._principal(f"ecs-agent:{task.inputs['family']}", task.inputs["executionRoleArn"])
 
     def _principal(self, name: str, role_arn: str) -> PlannedPrincipal:

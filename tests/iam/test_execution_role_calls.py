@@ -9,13 +9,12 @@ pull-through-cache-iam.html, https://docs.aws.amazon.com/AmazonECS/latest/develo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import cache
-from typing import Any
 
 from runner.records import ResourceRecord
-from tests.iam.contract import STACKS, Decision, IamRequest, NamedPolicy, PlanIndex, evaluate, explain, plan_for
+from tests.iam.contract import STACKS, Decision, IamRequest, PlanIndex, evaluate, explain, names_any, plan_for
 from tests.iam.task_start import task_start_requests
 
 
@@ -28,26 +27,15 @@ def decide(requests: Iterable[IamRequest]) -> list[Decision]:
     return evaluate(list(requests))
 
 
-def names_any(statement: Mapping[str, Any], actions: set[str]) -> bool:
-    named = statement.get("Action", [])
-    return bool(actions & set([named] if isinstance(named, str) else named))
-
-
-def without(policy: NamedPolicy, actions: set[str]) -> NamedPolicy:
-    """The policy with every statement that names one of `actions` removed."""
-    statements = [s for s in policy.document["Statement"] if not names_any(s, actions)]
-    return NamedPolicy(policy.name, {**policy.document, "Statement": statements})
-
-
 def role_without(request: IamRequest, actions: set[str]) -> IamRequest:
-    policies = tuple(without(p, actions) for p in request.principal.policies)
+    policies = tuple(p.without(actions) for p in request.principal.policies)
     return replace(request, principal=replace(request.principal, policies=policies))
 
 
 def boundary_without(request: IamRequest, actions: set[str]) -> IamRequest:
     boundary = request.principal.boundary
     assert boundary is not None
-    return replace(request, principal=replace(request.principal, boundary=without(boundary, actions)))
+    return replace(request, principal=replace(request.principal, boundary=boundary.without(actions)))
 
 
 def test_every_call_ecs_makes_to_start_the_planned_tasks_is_allowed():
