@@ -231,7 +231,7 @@ def policy_status(name: str, inputs: Inputs) -> tuple[Status, str, list[Evidence
     if found:
         evidence = [Evidence(_label(by_urn.get(v.urn), v.urn), v.message, name) for v in found]
         return "fail", f"{len(found)} finding(s) of {name}", evidence
-    types = RESOURCE_TYPES.get(name) or _named_types(name, inputs.report.resources)
+    types = RESOURCE_TYPES.get(name, frozenset())
     applicable = [r for r in inputs.report.resources if r.type in types]
     unknown = [n for n in evaluation.not_checked if n.policy == name]
     if unknown:
@@ -246,20 +246,6 @@ def policy_status(name: str, inputs: Inputs) -> tuple[Status, str, list[Evidence
     evidence = [Evidence(_label(r, r.urn), "no finding", name) for r in applicable[:5]]
     more = f", {len(applicable) - 5} more not shown" if len(applicable) > 5 else ""
     return "pass", f"{name}: no finding on {len(applicable)} resource(s){more}", evidence
-
-
-def _named_types(policy: str, resources: Sequence[ResourceRecord]) -> frozenset[str]:
-    """A stack policy's resource types, from its name `aws-<service>-<resource>-...` (e.g. aws-ecr-repository-...
-    applies to aws:ecr/repository:Repository)."""
-    parts = policy.split("-")
-    if len(parts) < 3 or parts[0] != "aws":
-        return frozenset()
-    service, resource = parts[1], parts[2]
-    return frozenset(
-        r.type
-        for r in resources
-        if r.type.startswith(f"aws:{service}/") and r.type.rsplit(":", 1)[-1].lower() == resource
-    ) or frozenset({f"aws:{service}/{resource}"})
 
 
 def _may_hide(component_type: str, types: frozenset[str]) -> bool:

@@ -191,8 +191,12 @@ def stack_policy(
     level: EnforcementLevel = ADVISORY,
     fsbp: str | None = None,
     config: PolicyConfigSchema | None = None,
+    resource_types: Sequence[str] = (),
 ) -> StackValidationPolicy:
-    """A policy that runs `check` once over every resource of the stack."""
+    """A policy that runs `check` once over every resource of the stack; `resource_types` are the resources it is
+    about (a compliance report tells "not applicable" from "pass" by them)."""
+    if resource_types:
+        RESOURCE_TYPES[name] = frozenset(resource_types)
 
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         stack = Stack(resources=args.resources, config=config_with_defaults(config, args.get_config()))

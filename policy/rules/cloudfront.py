@@ -202,6 +202,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-cloudfront-distribution-enable-access-logging",
+        resource_types=[DISTRIBUTION],
         description="CloudFront distributions should deliver access logs.",
         check=check_access_logging,
         severity=MEDIUM,

@@ -325,6 +325,7 @@ def check_bucket_tls(stack: Stack) -> Iterator[StackFinding]:
 POLICIES = [
     stack_policy(
         name="aws-ecr-repository-enable-image-scanning",
+        resource_types=ecr.REPOSITORY_TYPES,
         description="ECR repositories must scan images, on push or through registry scanning.",
         check=check_repository_scanning,
         severity=HIGH,
@@ -343,6 +344,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-ecr-repository-configure-lifecycle-policy",
+        resource_types=ecr.REPOSITORY_TYPES,
         description="ECR repositories should have a lifecycle policy.",
         check=check_repository_lifecycle,
         severity=MEDIUM,
@@ -351,6 +353,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-ecs-taskdefinition-use-scanned-repositories",
+        resource_types=ecs.TASK_DEFINITION_TYPES,
         description="ECS container images should come from a scanned ECR repository of the stack or an allowed one.",
         check=check_images_from_scanned_repositories,
         severity=MEDIUM,
@@ -366,6 +369,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-ecs-taskdefinition-disallow-mutable-image-tags",
+        resource_types=ecs.TASK_DEFINITION_TYPES,
         description="ECS container images must be pinned by digest or by a tag of an immutable repository.",
         check=check_container_image_tags,
         severity=HIGH,
@@ -376,6 +380,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-lambda-function-disallow-mutable-image-tags",
+        resource_types=[encryption_logging.LAMBDA_FUNCTION],
         description="Lambda container images must be pinned by digest or by a tag of an immutable repository.",
         check=check_function_image_tags,
         severity=HIGH,
@@ -386,6 +391,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-efs-filesystem-configure-backup-policy",
+        resource_types=[efs.FILE_SYSTEM],
         description="EFS file systems should have automatic backups enabled.",
         check=check_file_system_backups,
         severity=MEDIUM,
@@ -394,6 +400,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-efs-mounttarget-disallow-public-subnet",
+        resource_types=[efs.MOUNT_TARGET],
         description="EFS mount targets should not be placed in public subnets.",
         check=check_mount_targets,
         severity=MEDIUM,
@@ -403,6 +410,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-ec2-securitygroup-restrict-public-ingress-to-load-balancers",
+        resource_types=network.INGRESS_TYPES,
         description="Security groups may be open to the internet on the web ports only when a load balancer uses them.",
         check=check_public_ingress_on_load_balancers,
         severity=HIGH,
@@ -413,6 +421,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-s3-bucket-configure-public-access-block",
+        resource_types=encryption_logging.BUCKET_TYPES,
         description="S3 buckets must not turn off any Block Public Access setting.",
         check=check_public_access_block,
         severity=HIGH,
@@ -423,6 +432,7 @@ POLICIES = [
     ),
     stack_policy(
         name="aws-s3-bucket-enforce-tls",
+        resource_types=encryption_logging.BUCKET_TYPES,
         description="S3 buckets should deny requests that do not use TLS.",
         check=check_bucket_tls,
         severity=MEDIUM,

@@ -216,3 +216,16 @@ def test_policy_check_prints_the_compliance_report_teams_ci_asks_for(
     with pytest.raises(SystemExit):
         check.main(["--all", "--format", "compliance-html"])
     assert "reports on one --stack or --export" in capsys.readouterr().err
+
+
+def test_every_policy_a_report_cites_names_the_resources_it_is_about() -> None:
+    """Without them a control on a stack with only the other types it checks (BucketV2, awsx's Repository) would
+    read "not applicable" instead of "pass"."""
+    from policy.rules.base import RESOURCE_TYPES
+    from policy.rules.catalog import ALL_POLICIES
+
+    cited = {p.name for p in ALL_POLICIES if getattr(getattr(p, "framework", None), "reference", None)}
+    cited |= {name for item in compliance.CIS_ITEMS for name in item.policies}
+    assert sorted(cited - set(RESOURCE_TYPES) - set(compliance.DERIVED_CHECKS)) == []
+    assert RESOURCE_TYPES["aws-s3-bucket-enforce-tls"] >= {"aws:s3/bucketV2:BucketV2"}
+    assert RESOURCE_TYPES["aws-ecr-repository-enable-image-scanning"] >= {"awsx:ecr:Repository"}
