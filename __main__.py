@@ -28,6 +28,7 @@ from components.config import (
     DeploymentConfig,
     ServiceSpec,
     StackConfig,
+    api_shifts_traffic_on_alb,
     database_role,
     load_stack_config,
     min_count,
@@ -37,6 +38,7 @@ from components.config import (
     refuse_ci_without_boundary,
     refuse_placeholders,
     refuse_untagged_deployment,
+    rolling_only_reason,
     running_offline,
     service_build_order,
     service_deployment,
@@ -87,12 +89,6 @@ def deployment_wait(config: StackConfig) -> DeploymentWait:
     return DeploymentWait(
         wait_for_steady_state=config.deployment.waitForSteadyState, timeout_minutes=config.deployment.timeoutMinutes
     )
-
-
-def api_shifts_traffic_on_alb(config: StackConfig) -> bool:
-    """Whether the job platform's API deploys blue/green, canary or linear behind the ALB: it then needs the ALB's
-    test listener (microservices behind the ALB deploy rolling)."""
-    return config.entry == "alb" and service_deployment(config, config.service.deployment).strategy != "rolling"
 
 
 def rollout(settings: DeploymentConfig, *, shifts_traffic: bool = True, headless: bool = False) -> Rollout:
@@ -160,6 +156,7 @@ def main() -> None:
         ),
         guarded,
     )
+    test_listener = api_shifts_traffic_on_alb(config)
     cluster = ContainerCluster(
         "cluster",
         ContainerClusterArgs(
@@ -173,8 +170,8 @@ def main() -> None:
             deletion_protection=config.deletionProtection,
             entry=config.entry,
             service_connect=bool(config.services),
-            test_listener=api_shifts_traffic_on_alb(config),
-            test_listener_source_ips=network.nat_public_ips if api_shifts_traffic_on_alb(config) else (),
+            test_listener=test_listener,
+            test_listener_source_ips=network.nat_public_ips if test_listener else (),
         ),
         guarded,
     )
@@ -584,9 +581,7 @@ def microservices(
                 deployment=deployment_wait(config),
                 rollout=rollout(
                     service_deployment(config, spec.deployment),
-                    shifts_traffic=alb is None
-                    and not spec.internalLoadBalancer
-                    and not (config.entry == "httpApi" and bool(spec.routes)),
+                    shifts_traffic=rolling_only_reason(config, spec) is None,
                     headless=spec.port is None,
                 ),
                 alb=alb,
@@ -925,7 +920,7 @@ def job_worker(
             log_retention_days=config.logRetentionDays,
             cpu_architecture=config.service.cpuArchitecture,
             deployment=deployment_wait(config),
-            rollout=rollout(worker_deployment(config), headless=True),
+            rollout=rollout(worker_deployment(config)),
         ),
         opts,
     )

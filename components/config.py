@@ -1240,7 +1240,7 @@ def _cross_field_problems(config: StackConfig) -> list[str]:
     api_strategy = service_deployment(config, config.service.deployment).strategy
     # Prod refuses a NAT instance outright (above).
     nat_instance = config.network.egress == "natInstance" and not config.is_prod
-    if nat_instance and config.entry == "alb" and api_strategy != "rolling":
+    if nat_instance and api_shifts_traffic_on_alb(config):
         problems.append(
             f"network.egress: 'natInstance' with entry alb and the API's deployment strategy {api_strategy!r}; allowed: "
             "natGateway, or strategy rolling, or entry httpApi (the blue/green test listener admits only the NAT "
@@ -1522,6 +1522,12 @@ def _owned_resource_problems(config: StackConfig, key: str, name: str, spec: Ser
         problems.append(
             f"{key}.queue: set with containerInsights 'disabled'; allowed: containerInsights enabled or enhanced "
             "(scaling on the queue divides its backlog by Container Insights' RunningTaskCount)"
+        )
+    if service_deployment(config, spec.deployment).rollbackAlarms and config.containerInsights == "disabled":
+        problems.append(
+            f"{key}.deployment.rollbackAlarms: true with containerInsights 'disabled'; allowed: containerInsights "
+            "enabled or enhanced, or rollbackAlarms false (the tasks-missing rollback alarm reads Container Insights' "
+            "task counts, and without them it could never fire)"
         )
     return problems
 
@@ -1905,6 +1911,30 @@ def worker_deployment(config: StackConfig) -> DeploymentConfig:
     return settings
 
 
+def rolling_only_reason(config: StackConfig, spec: ServiceSpec) -> tuple[str, str] | None:
+    """(where the service is, why ECS cannot shift traffic to it there) for a configured service that deploys
+    rolling whatever the stack-wide strategy, or None where it can (Service Connect)."""
+    if spec.routes and config.entry == "alb":
+        return (
+            "with ALB routes",
+            "ECS shifts traffic on one production listener rule, and a service gets one rule per route",
+        )
+    if spec.internalLoadBalancer:
+        return (
+            "behind the internal ALB",
+            "blue/green there is not built: one listener per service port, no test listener",
+        )
+    if spec.routes and config.entry == "httpApi":
+        return "with HTTP API routes", "the HTTP API reaches tasks through Cloud Map SRV records: no traffic to shift"
+    return None
+
+
+def api_shifts_traffic_on_alb(config: StackConfig) -> bool:
+    """Whether the job platform's API deploys blue/green, canary or linear behind the ALB: it then needs the ALB's
+    test listener."""
+    return config.entry == "alb" and service_deployment(config, config.service.deployment).strategy != "rolling"
+
+
 def _deployment_problems(config: StackConfig) -> list[str]:
     problems: list[str] = []
     worker = config.jobPlatform.worker.deployment
@@ -1915,15 +1945,11 @@ def _deployment_problems(config: StackConfig) -> list[str]:
         )
     for name, spec in config.services.items():
         override = spec.deployment
-        if (
-            override is not None
-            and spec.routes
-            and config.entry == "alb"
-            and override.strategy not in (None, "rolling")
-        ):
+        reason = rolling_only_reason(config, spec)
+        if override is not None and reason is not None and override.strategy not in (None, "rolling"):
+            where, why = reason
             problems.append(
-                f"services.{name}.deployment.strategy: {override.strategy!r} with ALB routes; allowed: rolling (ECS "
-                "shifts traffic on one production listener rule, and a service gets one rule per route)"
+                f"services.{name}.deployment.strategy: {override.strategy!r} {where}; allowed: rolling ({why})"
             )
         if override is not None and spec.port is None and override.strategy in ("canary", "linear"):
             problems.append(

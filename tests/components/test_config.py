@@ -285,6 +285,8 @@ def test_strategies_a_service_cannot_shift_traffic_for_are_refused_with_the_reas
                 "orders": {"build": "services/shop/orders", "port": 8080, "routes": ["GET /orders"],
                            "deployment": {"strategy": "blueGreen"}},
                 "mailer": {"build": "services/shop/notifications", "deployment": {"strategy": "linear"}},
+                "payments": {"build": "services/shop/payments", "port": 8080, "internalLoadBalancer": True,
+                             "deployment": {"strategy": "canary"}},
             },
         }
     )  # fmt: skip
@@ -292,5 +294,36 @@ def test_strategies_a_service_cannot_shift_traffic_for_are_refused_with_the_reas
         "jobPlatform.worker.deployment.strategy: 'canary'",
         "services.orders.deployment.strategy: 'blueGreen' with ALB routes",
         "services.mailer.deployment.strategy: 'linear' without a port",
+        "services.payments.deployment.strategy: 'canary' behind the internal ALB",
     ]
     assert "allowed: rolling or blueGreen (the worker has no load balancer or Service Connect" in found[0]
+
+
+def test_a_strategy_the_http_api_cannot_shift_traffic_for_is_refused():
+    found = problems(
+        {
+            "environment": "dev",
+            "entry": "httpApi",
+            "services": {"orders": {"build": "services/shop/orders", "port": 8080, "routes": ["GET /orders"],
+                                    "deployment": {"strategy": "canary"}}},
+        }
+    )  # fmt: skip
+    assert [p for p in found if "deployment" in p] == [
+        "services.orders.deployment.strategy: 'canary' with HTTP API routes; allowed: rolling (the HTTP API reaches "
+        "tasks through Cloud Map SRV records: no traffic to shift)"
+    ]
+
+
+def test_rollback_alarms_need_container_insights():
+    found = problems(
+        {
+            "environment": "dev",
+            "jobPlatform": {"enabled": False},
+            "containerInsights": "disabled",
+            "services": {"orders": {"build": "services/shop/orders", "port": 8080,
+                                    "deployment": {"rollbackAlarms": True}}},
+        }
+    )  # fmt: skip
+    assert [p.split(";")[0] for p in found if "rollbackAlarms" in p] == [
+        "services.orders.deployment.rollbackAlarms: true with containerInsights 'disabled'"
+    ]
