@@ -8,6 +8,7 @@ rather than by pydantic's `use_attribute_docstrings`, which would read the sourc
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import json
 import sys
@@ -47,6 +48,7 @@ def field_docstrings(source: str) -> dict[str, dict[str, str]]:
     return found
 
 
+@functools.cache
 def describe_config_models() -> None:
     """Give every config field its docstring as description (what `use_attribute_docstrings` would). Models are
     rebuilt in definition order, so each one that nests another embeds the described version."""

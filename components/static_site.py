@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 from collections.abc import Mapping
@@ -182,8 +181,6 @@ class StaticSite(pulumi.ComponentResource):
     """The distribution's *.cloudfront.net name (the DNS alias target of a custom domain)."""
     url: pulumi.Output[str]
     """https:// URL of the console."""
-    index_sha256: str | None
-    """SHA-256 of the uploaded index.html (None when nothing is uploaded): what a deploy changed."""
 
     def __init__(self, name: str, args: StaticSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:static-site:StaticSite", name, None, opts)
@@ -347,14 +344,11 @@ class StaticSite(pulumi.ComponentResource):
             if domain
             else pulumi.Output.concat("https://", distribution.domain_name)
         )
-        index = args.content_directory / "index.html" if args.content_directory is not None else None
-        self.index_sha256 = hashlib.sha256(index.read_bytes()).hexdigest() if index is not None else None
         self.register_outputs(
             {
                 "bucket_name": self.bucket_name,
                 "distribution_id": self.distribution_id,
                 "url": self.url,
-                "index_sha256": self.index_sha256,
             }
         )
 

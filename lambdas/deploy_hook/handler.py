@@ -96,6 +96,7 @@ def parse_checks(details: Mapping[str, Any]) -> tuple[str, str, list[Check]]:
     return base_url.rstrip("/"), str(header), checks
 
 
+@cache
 def tls_context() -> ssl.SSLContext:
     """The certificate chain must verify, but not the host name: the hook reaches the ALB by its AWS DNS name,
     which the listener's certificate (issued for the service's own domain) does not cover."""
