@@ -34,9 +34,9 @@ from services.common.redis_client import delete_prefix, sync_client
 from services.common.settings import Settings
 from services.common.sqs import ensure_queues, sqs_client
 from services.common.storage import RESULTS, Storage
-from services.fauxqs import Fauxqs
+from services.fauxqs import Fauxqs, free_port
 from services.local import stop_processes
-from stress.servers import ADMIN_DSN, free_port, throwaway_database, wait_until
+from stress.servers import ADMIN_DSN, throwaway_database, wait_until
 from stress.writes import ResultWrites
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from services.fauxqs import free_port
+
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
@@ -40,12 +42,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class TcpProxy:

@@ -1,6 +1,7 @@
 """Counts how often each result file is written, from the kernel's own record (inotify): the worker publishes a
-result by renaming a finished temp file onto `results/<job id>.<ext>`, so every write is one IN_MOVED_TO event,
-also when a second write replaces the first and leaves nothing else to see on disk."""
+result by hard-linking a finished temp file as `results/<job id>.<ext>` (IN_CREATE; a rename onto it would be
+IN_MOVED_TO, also counted), so every write is one event, also when a second write would replace the first and
+leave nothing else to see on disk."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from services.common.settings import load_settings
 log = logging.getLogger("services.api")
 
 
-def server_config(port: int, shutdown_timeout: float = 20.0) -> uvicorn.Config:
+def server_config(port: int, shutdown_timeout: float) -> uvicorn.Config:
     return uvicorn.Config(
         "services.api.app:create_app",
         factory=True,
@@ -49,13 +49,13 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_one(port: int, shutdown_timeout: float = 20.0) -> None:
+def serve_one(port: int, shutdown_timeout: float) -> None:
     """One server process with its own listening socket (the target of each spawned process)."""
     config = server_config(port, shutdown_timeout)
     DrainingServer(config).run(sockets=[reuse_port_socket(config.host, config.port)])
 
 
-def serve_many(port: int, workers: int, shutdown_timeout: float = 20.0) -> int:
+def serve_many(port: int, workers: int, shutdown_timeout: float) -> int:
     """Run `workers` server processes until SIGTERM/SIGINT. If one dies on its own, stop the rest and exit
     non-zero so the orchestrator (ECS) replaces the task instead of running it at reduced capacity."""
     context = multiprocessing.get_context("spawn")

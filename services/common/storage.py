@@ -60,12 +60,8 @@ class Storage:
         the same output (processors are deterministic), and replacing it would be a second write of one result
         (measured by `./platform stress`, docs/stress.md). A hard link publishes atomically without replacing
         (EFS supports hard links: its quotas page allows 175 per file; this makes one)."""
-        temp, handle = self.new_temp()
+        temp = self._durable_temp(data)
         try:
-            with handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             try:
                 os.link(temp, self.root / key)
             except FileExistsError:
@@ -75,16 +71,25 @@ class Storage:
             self.discard(temp)
 
     def write_atomic(self, key: str, data: bytes) -> None:
+        temp = self._durable_temp(data)
+        try:
+            self.publish(temp, key)
+        except BaseException:
+            self.discard(temp)
+            raise
+
+    def _durable_temp(self, data: bytes) -> Path:
+        """`data` in a new temp file, on disk before it is published (a partial file is removed)."""
         temp, handle = self.new_temp()
         try:
             with handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            self.publish(temp, key)
         except BaseException:
             self.discard(temp)
             raise
+        return temp
 
 
 def upload_key(file_id: uuid.UUID) -> str:

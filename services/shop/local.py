@@ -115,10 +115,11 @@ def service_environment(
         env["QUEUE_URL"] = resources.queue_urls[name]
     for target in spec.sendsTo:
         env[f"{_variable(target)}_QUEUE_URL"] = resources.queue_urls[target]
-    for variable in spec.generatedSecrets:
+    for variable, secret in spec.generatedSecrets.items():
         path = resources.secret_files[(name, variable)]
         env[f"{variable}_FILE"] = str(path)
-        if previous_secret_file(path).exists():  # the stand-in for the secret's AWSPREVIOUS version
+        # The stand-in for the secret's AWSPREVIOUS version, which the platform passes only with keepPrevious.
+        if secret.keepPrevious and previous_secret_file(path).exists():
             env[f"{variable}_PREVIOUS_FILE"] = str(previous_secret_file(path))
     if spec.email is not None:
         env |= {"EMAIL_FROM": spec.email.fromAddress, "EMAIL_SINK_DIR": str(resources.mail_dir)}

@@ -128,8 +128,15 @@ def test_the_local_runner_passes_the_previous_key_only_after_a_rotation(tmp_path
     assert "JWT_SIGNING_KEY_PREVIOUS_FILE" not in service_environment(load_stack_config(), "users", ports, local)
     before = key_file.read_text()
     rotate_secret_file(key_file, 32)
-    env = service_environment(load_stack_config(), "users", ports, local)
+    config = load_stack_config()
+    env = service_environment(config, "users", ports, local)
     assert Path(env["JWT_SIGNING_KEY_PREVIOUS_FILE"]).read_text() == before != key_file.read_text()
+    # As in AWS, only a secret with keepPrevious gets its previous version.
+    users = config.services["users"]
+    secret = users.generatedSecrets["JWT_SIGNING_KEY"].model_copy(update={"keepPrevious": False})
+    users = users.model_copy(update={"generatedSecrets": {"JWT_SIGNING_KEY": secret}})
+    without = config.model_copy(update={"services": {**config.services, "users": users}})
+    assert "JWT_SIGNING_KEY_PREVIOUS_FILE" not in service_environment(without, "users", ports, local)
 
 
 def test_verifiers_pick_up_a_rotation_by_kid_and_drop_a_retired_key() -> None:
