@@ -13,14 +13,15 @@ PostgreSQL database, a private Redis key prefix and fauxqs, as bench/submit_jobs
 While `--submitters` clients submit jobs steadily (each with an Idempotency-Key) and `--streams` clients follow a
 job's server-sent events, every API process is replaced one by one, `--rounds` times, in ECS's order: the new
 process starts, the proxy health-checks it until it is UP (the new task registered and healthy), then the old one
-is set to drain, the proxy sends it nothing new for `--drain-seconds` (the deregistration delay), it gets SIGTERM
-(stop timeout: the API ends its event streams, answers what is in flight and exits) and it is taken out.
+is set to drain, the proxy sends it nothing new for `--drain-seconds` (the deregistration delay), then ends the
+connections still open to it, as the ALB does when the delay is over (the event streams, which outlive any delay),
+it gets SIGTERM (stop timeout: the API answers what is in flight and exits) and it is taken out.
 
 The workers start only after the load: until then the followed jobs stay queued, so their event streams stay open
 across every replacement. Then every accepted job must reach a final status, and every stream its job's final
 event, in version order (a stream that ends early reconnects with `Last-Event-ID`). Prints one JSON document:
 `requests` (HTTP requests sent through the proxy), `failed` (those that got no answer or an unexpected status),
-`reconnected_streams`, `lost_jobs` (accepted but never final), `seconds` (the load phase), and details.
+`reconnected_streams` (of which `cut_streams` were ended by the proxy, not by the API), `lost_jobs` (accepted but never final), `seconds` (the load phase), and details.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ class Load:
     failures: list[str] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
     reconnects: int = 0
+    cut_streams: int = 0
     streams_finished: int = 0
     out_of_order: int = 0
 
@@ -191,11 +193,13 @@ class Load:
                 headers = {"Last-Event-ID": str(last_version)} if last_version else {}
                 self.requests += 1
                 status = None
+                streaming = False
                 try:
                     async with client.stream("GET", f"/jobs/{job_id}/events", headers=headers) as response:
                         if response.status_code != 200:
                             self.fail(f"GET events: {response.status_code}")
                         else:
+                            streaming = True
                             async for line in response.aiter_lines():
                                 if not line.startswith("data: "):
                                     continue
@@ -204,7 +208,10 @@ class Load:
                                     self.out_of_order += 1
                                 last_version, status = event["version"], event["status"]
                 except httpx.HTTPError as exc:
-                    self.fail(f"GET events: {type(exc).__name__}")
+                    if streaming:  # an answered stream cut by the proxy (the ALB at the end of the delay): resume
+                        self.cut_streams += 1
+                    else:
+                        self.fail(f"GET events: {type(exc).__name__}")
                 if status in FINAL:
                     self.streams_finished += 1
                     return
@@ -244,6 +251,9 @@ def replace_all(
             continue
         proxy.command(f"set server {BACKEND}/s{old} state drain")
         time.sleep(drain)  # the deregistration delay: no new requests, in-flight ones finish
+        # The ALB's delay is over: it ends the target's connections that are still open (the long-lived event
+        # streams), before ECS sends SIGTERM; the clients reconnect with Last-Event-ID.
+        proxy.command(f"shutdown sessions server {BACKEND}/s{old}")
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         proxy.command(f"set server {BACKEND}/s{old} state maint")
@@ -355,6 +365,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "requests": load.requests,
                 "failed": len(load.failures),
                 "reconnected_streams": load.reconnects,
+                "cut_streams": load.cut_streams,
                 "lost_jobs": len(load.accepted) - state["succeeded"] - state["failed"],
                 "seconds": round(seconds, 2),
                 "accepted_jobs": len(load.accepted),

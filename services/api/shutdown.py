@@ -4,9 +4,10 @@ ECS first deregisters a stopping task from its target group and waits the deregi
 no new requests, in-flight ones finish), then sends SIGTERM, and SIGKILL after the container's stop timeout; the
 program sets both, and `SHUTDOWN_TIMEOUT_SECONDS` (5 s less than the stop timeout), from one value. On SIGTERM
 uvicorn stops accepting connections, closes idle keep-alive connections and answers in-flight requests with
-`Connection: close`; the server-sent event streams, which would otherwise stay open until the timeout and be cut,
-end within a second on their own (`draining()`), so clients reconnect at once, to another task, with the
-`Last-Event-ID` they last saw.
+`Connection: close`. Event streams behind the ALB were already ended when the delay was over (they outlive it);
+any stream still held here (opened straight to the task, or through a proxy that keeps draining connections) ends
+within a second on its own (`draining()`) instead of being cut at SIGKILL. Either way clients reconnect, to another
+task, with the `Last-Event-ID` they last saw.
 """
 
 from __future__ import annotations
