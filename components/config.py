@@ -131,8 +131,10 @@ class SmokeTest(ConfigModel):
     """Status the new revision must answer. Default: 200."""
 
 
-def _bake_minutes() -> Check:
-    return Check(lambda v: 0 <= v <= 1440, "0-1440 minutes")
+# ECS's ranges, shared by the stack-wide deployment settings and a service's overrides of them.
+Minutes = Annotated[int, Check(lambda v: 0 <= v <= 1440, "0-1440 minutes")]
+CanaryPercent = Annotated[float, Check(lambda v: 0.1 <= v <= 100, "0.1-100")]
+LinearStepPercent = Annotated[float, Check(lambda v: 3 <= v <= 100, "3-100")]
 
 
 class DeploymentOverride(ConfigModel):
@@ -140,13 +142,13 @@ class DeploymentOverride(ConfigModel):
 
     strategy: Strategy | None = None
     """See deployment.strategy. Default: deployment.strategy."""
-    bakeTimeMinutes: Annotated[int, _bake_minutes()] | None = None
+    bakeTimeMinutes: Minutes | None = None
     """See deployment.bakeTimeMinutes. Default: deployment.bakeTimeMinutes."""
-    canaryPercent: Annotated[float, Check(lambda v: 0.1 <= v <= 100, "0.1-100")] | None = None
+    canaryPercent: CanaryPercent | None = None
     """See deployment.canaryPercent. Default: deployment.canaryPercent."""
-    linearStepPercent: Annotated[float, Check(lambda v: 3 <= v <= 100, "3-100")] | None = None
+    linearStepPercent: LinearStepPercent | None = None
     """See deployment.linearStepPercent. Default: deployment.linearStepPercent."""
-    stepMinutes: Annotated[int, _bake_minutes()] | None = None
+    stepMinutes: Minutes | None = None
     """See deployment.stepMinutes. Default: deployment.stepMinutes."""
     rollbackAlarms: bool | None = None
     """See deployment.rollbackAlarms. Default: deployment.rollbackAlarms."""
@@ -383,13 +385,13 @@ class DeploymentConfig(ConfigModel):
     """How long `pulumi up` waits for one service's deployment before it fails. Default: per environment (20 / 20 / 30)."""
     strategy: Strategy = "rolling"
     """How ECS replaces a service's tasks (ECS native deployments, no CodeDeploy): `rolling`, `blueGreen` (the new revision at full size behind the test route, then all traffic at once), `canary` (canaryPercent, then the rest after stepMinutes) or `linear` (linearStepPercent every stepMinutes). The worker (no load balancer) allows rolling and blueGreen only. Default: per environment (dev rolling, staging and prod blueGreen)."""
-    bakeTimeMinutes: Annotated[int, _bake_minutes()] = 0
+    bakeTimeMinutes: Minutes = 0
     """Minutes the old revision stays up after all traffic moved, so a rollback is instant and rollback alarms still act. Default: per environment (0 / 5 / 15)."""
-    canaryPercent: Annotated[float, Check(lambda v: 0.1 <= v <= 100, "0.1-100")] = 10.0
+    canaryPercent: CanaryPercent = 10.0
     """With `canary`: share of production traffic the new revision gets first. Default: 10."""
-    linearStepPercent: Annotated[float, Check(lambda v: 3 <= v <= 100, "3-100")] = 25.0
+    linearStepPercent: LinearStepPercent = 25.0
     """With `linear`: share of production traffic moved at each step. Default: 25."""
-    stepMinutes: Annotated[int, _bake_minutes()] = 5
+    stepMinutes: Minutes = 5
     """With `canary` or `linear`: minutes between traffic steps. Default: 5."""
     rollbackAlarms: bool = False
     """Roll back automatically when the service's rollback alarms fire during the deployment and bake time (5xx rate, p99 latency and unhealthy hosts behind the ALB, logged errors for the worker), in addition to the circuit breaker. Default: per environment (dev false, staging and prod true)."""
