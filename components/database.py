@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ import pulumi_aws as aws
 
 from components.aws_limits import DB_INSTANCE_FAMILIES, is_db_instance_class
 from components.ecs_task import HTTPS, ServiceAttachment, allow_between
-from components.iam import allow, assume_role_policy, policy_document
+from components.iam import allow, assume_role_policy
 from components.kms import shared_or_own_key
-from components.lambda_function import vpc_access_statements
+from components.lambda_function import FunctionVpc, logged_function
 from components.lambda_package import python_lambda_package
 from components.monitoring import alarm, graph_widget
 
@@ -403,45 +403,29 @@ class Database(pulumi.ComponentResource):
         self, name: str, args: DatabaseArgs
     ) -> tuple[aws.lambda_.Function, dict[str, aws.lambda_.Invocation]]:
         function_name = f"{args.name_prefix}-db-roles"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-roles-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.log_kms_key_arn,
-            opts=self._child,
-        )
         security_group, network = self._roles_function_network(name, args)
-        role = aws.iam.Role(
-            f"{name}-roles-role",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com", args.account_id),
-            description=f"{function_name}: read the master secret, create the services' database roles",
-            opts=self._child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-roles-policy",
-            role=role.id,
-            policy=policy_document(self._roles_function_statements(args, log_group)),
-            opts=self._child,
-        )
         runtime, python_version = ROLES_FUNCTION_RUNTIME
         package = python_lambda_package(
             ROLES_FUNCTION_SOURCE, ["pg8000"], python_version=python_version, architecture=ROLES_FUNCTION_ARCHITECTURE
         )
-        function = aws.lambda_.Function(
+        function = logged_function(
             f"{name}-roles",
-            name=function_name,
+            function_name=function_name,
+            role_description="read the master secret, create the services' database roles",
+            statements=[allow(["secretsmanager:GetSecretValue"], [self.master_secret_arn], sid="ReadMasterSecret")],
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            log_kms_key_arn=args.log_kms_key_arn,
+            parent=self,
+            vpc=FunctionVpc(args.private_subnet_ids, [security_group.id], args.region),
             description="Creates the services' PostgreSQL roles (IAM authentication, own schemas); idempotent",
             runtime=runtime,
             architectures=[ROLES_FUNCTION_ARCHITECTURE],
             handler="handler.handler",
             code=package.archive,
-            role=role.arn,
             timeout=60,
             memory_size=256,
             reserved_concurrent_executions=args.roles_function_reserved_concurrency,
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=args.private_subnet_ids, security_group_ids=[security_group.id]
-            ),
             environment=aws.lambda_.FunctionEnvironmentArgs(
                 variables={
                     "DB_HOST": self.instance.address,
@@ -452,10 +436,6 @@ class Database(pulumi.ComponentResource):
                     "DB_SSLMODE": "require",
                 }
             ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=log_group.name, application_log_level="INFO", system_log_level="WARN"
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, log_group]),
         )
         invocations = {
             role: aws.lambda_.Invocation(
@@ -512,16 +492,6 @@ class Database(pulumi.ComponentResource):
         )
         network.register_outputs({})
         return security_group, network
-
-    def _roles_function_statements(
-        self, args: DatabaseArgs, log_group: aws.cloudwatch.LogGroup
-    ) -> list[pulumi.Input[Mapping[str, Any]]]:
-        return [
-            allow(["secretsmanager:GetSecretValue"], [self.master_secret_arn], sid="ReadMasterSecret"),
-            allow(["logs:CreateLogStream", "logs:PutLogEvents"], [pulumi.Output.concat(log_group.arn, ":*")],
-                  sid="WriteOwnLogs"),
-            *vpc_access_statements(args.region, args.account_id),
-        ]  # fmt: skip
 
     # --- Monitoring ---
 
