@@ -104,7 +104,10 @@ def resource_key(urn: str) -> str:
 
 
 def changed_paths(before: Any, after: Any, path: str = "") -> list[str]:
-    """Input paths whose values differ (objects compared key by key, lists and scalars as a whole)."""
+    """Input paths whose values differ (objects compared key by key, lists and scalars as a whole; a file asset by
+    its content hash, as the engine compares it: each revision is planned in its own checkout, at its own path)."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping) and "hash" in before and "hash" in after:
+        return [] if before["hash"] == after["hash"] else [path or "(value)"]
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         paths: list[str] = []
         for key in sorted(set(before) | set(after)):

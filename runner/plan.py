@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import runpy
@@ -476,8 +477,16 @@ def _asset_or_archive(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
     signature = ARCHIVE_SIG if isinstance(value, pulumi.Archive) else ASSET_SIG
     for attribute, key in (("path", "path"), ("text", "text"), ("uri", "uri")):
         if isinstance(getattr(value, attribute, None), str):
-            return {SECRET_SIG_KEY: signature, key: getattr(value, attribute)}
+            record = {SECRET_SIG_KEY: signature, key: getattr(value, attribute)}
+            if key == "path" and (digest := _file_digest(Path(record["path"]))) is not None:
+                record["hash"] = digest
+            return record
     return {SECRET_SIG_KEY: signature}
+
+
+def _file_digest(path: Path) -> str | None:
+    """A file's SHA-256, as the engine records an asset's `hash` (what decides whether it changed, not its path)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 # --- Running ----------------------------------------------------------------------------------------------

@@ -1688,9 +1688,10 @@ def _metric_identities(metric_filter: Node) -> set[tuple[str, str]]:
 @prices("aws:cloudwatch/logMetricFilter:LogMetricFilter")
 def price_metric_filter(metric_filter: Node, ctx: Context) -> Outcome:
     transformations = [t for t in items(prop(metric_filter, "metricTransformation")) if isinstance(t, Mapping)]
-    # Filters on several log groups publishing the same metric make one metric: the first of them is priced.
+    # Filters on several log groups publishing the same metric make one metric: the first of them by URN is priced
+    # (not by registration order, which varies between runs and would show up in every plan diff).
     ours = _metric_identities(metric_filter)
-    for other in ctx.of_type(metric_filter.type):
+    for other in sorted(ctx.of_type(metric_filter.type), key=lambda node: node.urn):
         if other.urn == metric_filter.urn:
             break
         if ours and ours <= _metric_identities(other):

@@ -8,10 +8,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from runner import diff
 from runner.diff import compare, render_markdown, resource_key
+from runner.plan import _asset_or_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM_APP = ROOT / "tests" / "fixtures" / "secure_team_app"
@@ -58,6 +60,23 @@ def test_resources_added_removed_and_changed_with_the_inputs_that_changed():
         ("db", 12.41),
         ("new", 0.02),
     ]
+
+
+def test_a_file_asset_changes_with_its_content_not_its_path(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for side, text in (("a", "print(1)"), ("b", "print(1)")):
+        (tmp_path / side / "handler.py").write_text(text)
+
+    def code(side: str) -> dict[str, Any]:
+        return _asset_or_archive(
+            pulumi.AssetArchive({"handler.py": pulumi.FileAsset(str(tmp_path / side / "handler.py"))})
+        )
+
+    # The same file planned from two checkouts: another path, the same content.
+    assert diff.changed_paths(code("a"), code("b")) == []
+    (tmp_path / "b" / "handler.py").write_text("print(2)")
+    assert diff.changed_paths(code("a"), code("b")) == ["assets.handler.py"]
 
 
 def test_violations_added_and_fixed_match_across_stacks():
