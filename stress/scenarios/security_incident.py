@@ -71,8 +71,11 @@ def run(short: bool) -> Result:
         alerts, records = world.alerts(), world.audit_records()
     result.jobs = len(findings)
     result.accepted = sum(1 for answer in answers if answer["status"] in ("contained", "alerted", "duplicate"))
-    result.succeeded = result.accepted
-    result.duplicated = sum(1 for answer in answers[1:2] if answer["status"] != "duplicate")
+    # From what the responder left behind, not from its answers: one audit record and one alert per distinct
+    # finding; any more means a finding (the replay) was handled twice.
+    distinct = len({event["detail"]["id"] for event in findings})
+    result.succeeded = min(records, distinct)
+    result.duplicated = max(records, alerts, distinct) - distinct
     result.notes += [
         f"responses: {', '.join(answer['status'] for answer in answers)}",
         f"our tasks afterwards: {statuses[0]} (high severity), {statuses[1]} (low severity); another cluster's: {theirs}",

@@ -50,5 +50,6 @@ def test_the_responder_stops_exactly_the_high_severity_task_once_and_only_alerts
     result = SCENARIOS["security-incident"](True)
     assert result.problems == [], result.problems
     assert (result.jobs, result.accepted, result.duplicated) == (4, 4, 0)
+    assert result.succeeded == 3  # three distinct findings, each with its audit record
     assert result.notes[0] == "responses: contained, duplicate, alerted, alerted"
     assert "STOPPED (high severity), RUNNING (low severity); another cluster's: RUNNING" in result.notes[1]
