@@ -68,7 +68,7 @@ from components.service_queue import ServiceQueueArgs
 from components.static_site import ApiOrigin, SiteDomain, StaticSite, StaticSiteArgs
 from components.storage import SharedStorage, SharedStorageArgs
 from components.tracing import CollectorImage, collector_image_through_cache
-from components.web_service import AlbTestListener, WebService, WebServiceArgs
+from components.web_service import WebService, WebServiceArgs
 from components.worker import QueueWorker, QueueWorkerArgs
 
 IMAGES = {
@@ -378,10 +378,8 @@ def job_platform_api(
             "alb_security_group_id": cluster.alb_security_group_id,
             "alb_arn_suffix": cluster.alb_arn_suffix,
         }
-    if cluster.test_listener_arn is not None and cluster.test_listener_port and cluster.test_listener_url:
-        alb["test_listener"] = AlbTestListener(
-            cluster.test_listener_arn, cluster.test_listener_port, cluster.test_listener_url
-        )
+    if cluster.test_listener is not None:
+        alb["test_listener"] = cluster.test_listener
     deploy = service_deployment(config, service.deployment)
     api = WebService(
         "api",

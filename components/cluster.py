@@ -22,6 +22,18 @@ TEST_LISTENER_PORTS = {"HTTPS": 8443, "HTTP": 8080}
 
 
 @dataclass(frozen=True)
+class AlbTestListener:
+    """The ALB's blue/green test listener."""
+
+    arn: pulumi.Input[str]
+    """Listener ARN: the test rule goes on it."""
+    port: int
+    """Its port: the hook's only egress besides HTTPS."""
+    url: pulumi.Input[str]
+    """`http(s)://<alb dns name>:<port>`: where the hook sends its checks."""
+
+
+@dataclass(frozen=True)
 class ContainerClusterArgs:
     name_prefix: str
     """`<app>-<env>`; names derive from it."""
@@ -84,13 +96,10 @@ class ContainerCluster(pulumi.ComponentResource):
     """ALB security group: services allow ingress from it only. Only with the `alb` entry."""
     listener_arn: pulumi.Output[str]
     """The listener services attach their routing rules to (HTTPS when a certificate is set). Only with `alb`."""
-    test_listener_arn: pulumi.Output[str] | None
-    """The blue/green test listener (test rules go here); None without `test_listener`."""
-    test_listener_port: int | None
-    """Its port (8443 HTTPS or 8080 HTTP); None without `test_listener`."""
-    test_listener_url: pulumi.Output[str] | None
-    """`http(s)://<alb dns name>:<port>`, where a deployment hook in the private subnets sends its checks; None
-    without `test_listener`."""
+    test_listener: AlbTestListener | None
+    """The blue/green test listener (test rules go here, a deployment hook in the private subnets sends its checks
+    to its URL); None without `test_listener`.
+    """
 
     def __init__(self, name: str, args: ContainerClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("container-platform:cluster:ContainerCluster", name, None, opts)
@@ -108,13 +117,13 @@ class ContainerCluster(pulumi.ComponentResource):
         self.cluster_name = self.capacity.cluster_name
         self.namespace_id = self.namespace.id
         self.namespace_arn = self.namespace.arn
-        outputs: dict[str, pulumi.Output[str]] = {
+        outputs: dict[str, pulumi.Input[str]] = {
             "cluster_arn": self.cluster_arn,
             "cluster_name": self.cluster_name,
             "namespace_id": self.namespace_id,
         }
         self.has_alb = args.entry == "alb"
-        self.test_listener_arn = self.test_listener_url = self.test_listener_port = None
+        self.test_listener = None
         if self.has_alb:
             self._load_balancer(name, args)
             self.alb_arn_suffix = self.alb.arn_suffix
@@ -122,8 +131,8 @@ class ContainerCluster(pulumi.ComponentResource):
             self.alb_security_group_id = self.alb_security_group.id
             outputs |= {"alb_dns_name": self.alb_dns_name, "listener_arn": self.listener_arn}
         if args.test_listener:
-            arn, url = self._test_listener(name, args)
-            outputs |= {"test_listener_arn": arn, "test_listener_url": url}
+            self.test_listener = self._test_listener(name, args)
+            outputs |= {"test_listener_arn": self.test_listener.arn, "test_listener_url": self.test_listener.url}
         self.register_outputs(outputs)
 
     # --- ECS ---
@@ -232,7 +241,7 @@ class ContainerCluster(pulumi.ComponentResource):
         )
         self.listener_arn = (self.https_listener or self.http_listener).arn
 
-    def _test_listener(self, name: str, args: ContainerClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+    def _test_listener(self, name: str, args: ContainerClusterArgs) -> AlbTestListener:
         """A listener on its own port whose only way in is the NAT gateways' addresses: an internet-facing ALB
         resolves to public IPs, so a client in the private subnets reaches it through NAT, and the internet gateway
         maps the NAT gateway's private address to its Elastic IP (VPC user guide, "NAT gateways":
@@ -262,10 +271,8 @@ class ContainerCluster(pulumi.ComponentResource):
             default_actions=[_not_found()],
             opts=self._child,
         )
-        self.test_listener_arn = listener.arn
-        self.test_listener_port = port
-        self.test_listener_url = pulumi.Output.concat(protocol.lower(), "://", self.alb.dns_name, f":{port}")
-        return listener.arn, self.test_listener_url
+        url = pulumi.Output.concat(protocol.lower(), "://", self.alb.dns_name, f":{port}")
+        return AlbTestListener(listener.arn, port, url)
 
 
 # --- Shared by every ALB of the platform (the public one here, the internal one in components/internal_alb.py) ---

@@ -24,6 +24,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.cluster import AlbTestListener
 from components.ecs_task import (
     HTTPS,
     DeploymentWait,
@@ -53,18 +54,6 @@ FARGATE_MAX_STOP_TIMEOUT = 120
 # The API's own graceful shutdown ends this long before ECS's SIGKILL.
 SHUTDOWN_MARGIN_SECONDS = 5
 ANYWHERE = "0.0.0.0/0"
-
-
-@dataclass(frozen=True)
-class AlbTestListener:
-    """The ALB's blue/green test listener (ContainerCluster's `test_listener_*` outputs)."""
-
-    arn: pulumi.Input[str]
-    """Listener ARN: the test rule goes on it."""
-    port: int
-    """Its port: the hook's only egress besides HTTPS."""
-    url: pulumi.Input[str]
-    """`http(s)://<alb dns name>:<port>`: where the hook sends its checks."""
 
 
 @dataclass(frozen=True)

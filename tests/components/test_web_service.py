@@ -8,8 +8,9 @@ import re
 import pulumi
 import pytest
 
+from components.cluster import AlbTestListener
 from components.ecs_task import EXECUTION_MANAGED_POLICY, Rollout, ServiceAttachment
-from components.web_service import AlbTestListener, WebService, WebServiceArgs
+from components.web_service import WebService, WebServiceArgs
 from tests.support import Recorded, actions_of, build, env_map, inputs, json_input
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/api@sha256:" + "a" * 64
