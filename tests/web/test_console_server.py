@@ -4,12 +4,14 @@ does not answer."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from components.static_site import HASHED_ASSET_CACHE, SPA_REWRITE_CODE, STRIP_API_PREFIX_CODE, SecurityHeaders
+from services.common.jobs import JOB_TYPES
 from services.console import api_path, app_path, create_app, security_headers
 from services.fauxqs import free_port
 from tests.components.test_static_site import run_function
@@ -68,3 +70,12 @@ def test_an_api_that_does_not_answer_is_a_502(client: TestClient) -> None:
     response = client.get("/api/jobs")
     assert response.status_code == 502
     assert response.headers["content-security-policy"]
+
+
+def test_the_console_offers_exactly_the_job_types_the_api_accepts() -> None:
+    """web/src/api.ts lists the job types (each with its own parameter form); a type added to the API without a
+    form in the console, or left in the console after the API dropped it, fails here."""
+    source = (Path(__file__).resolve().parents[2] / "web" / "src" / "api.ts").read_text(encoding="utf-8")
+    declared = re.search(r"export const JOB_TYPES = \[([^\]]*)\]", source)
+    assert declared is not None, "web/src/api.ts no longer declares JOB_TYPES"
+    assert sorted(re.findall(r'"([^"]+)"', declared.group(1))) == sorted(JOB_TYPES)

@@ -434,6 +434,13 @@ function JobDetail(props: { id: string; onClose: () => void; onError: (e: unknow
       );
     });
   }, [id, onError]);
+  // An image result is an object URL holding the whole image: release it when another replaces it or on close.
+  useEffect(() => {
+    const url = content?.kind === "image" ? content.url : null;
+    return () => {
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [content]);
   return (
     <section aria-labelledby="detail-heading" className="panel">
       <h2 id="detail-heading">Job {id.slice(0, 8)}</h2>
