@@ -147,11 +147,15 @@ async def timed(
 
 
 def route_of(path: str) -> str:
-    """`/products/<id>?…` -> `/products/{id}`; a query's kind (search or listing) is kept."""
+    """`/products/<id>?…` -> `/products/{id}` (`/auth/token` stays as it is); a query's kind is kept."""
     bare, _, query = path.partition("?")
     parts = bare.split("/")
-    route = "/".join(parts[:2] + (["{id}"] if len(parts) > 2 else []))
+    route = "/".join(parts[:2] + (["{id}" if _looks_like_id(parts[2]) else parts[2]] if len(parts) > 2 else []))
     return route + (" search" if query.startswith("q=") else "")
+
+
+def _looks_like_id(segment: str) -> bool:
+    return any(character.isdigit() for character in segment)
 
 
 async def login(conn: ConnectionPool, stats: Stats, email: str, deadline: float) -> str | None:
