@@ -29,7 +29,7 @@ from tests.iam.recorder import AwsCall
 from tests.iam.resources import UNMAPPED, ResourceRef
 from tests.iam.simulator import simulate
 from tests.plans import planned as stack_plan
-from tests.shapes.check import UNIVERSAL_TARGET
+from tests.shapes.check import universal_target
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "staging", "prod", "dev-lean", "shop")
@@ -625,17 +625,16 @@ def scheduled_requests(index: PlanIndex) -> list[IamRequest]:
     request on the resource its input names, by that role with its planned policies and the boundary CI gives it."""
     requests = []
     for schedule in index.of_type(SCHEDULE):
-        target = schedule.inputs.get("target") or {}
-        match = UNIVERSAL_TARGET.match(str(target.get("arn", "")))
-        if match is None:
+        called = universal_target(schedule.inputs)
+        if called is None:
             continue
-        operation = match["action"][0].upper() + match["action"][1:]
-        action = f"{match['service']}:{operation}"
+        target, operation = schedule.inputs["target"], called.operation
+        action = f"{called.service}:{operation}"
         name = f"scheduler:{schedule.inputs['name']}"
         principal = replace(
             index._principal(name, target["roleArn"], {}), boundary=index.deployed_boundary(target["roleArn"])
         )
-        record, resource = _universal_target_resource(index, match["service"], json.loads(target.get("input") or "{}"))
+        record, resource = _universal_target_resource(index, called.service, called.payload)
         ref = ResourceRef("universal-target-input", str(target.get("input")))
         call = AwsCall(name, action, operation, ref, f"schedule {schedule.name} (universal target)")
         # Scheduler calls the target in the schedule's region.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,17 +88,39 @@ def check_resource(resource: ResourceRecord, unknowns: MockValues) -> ResourceRe
 UNIVERSAL_TARGET = re.compile(r"^arn:aws[a-z-]*:scheduler:::aws-sdk:(?P<service>[a-z0-9-]+):(?P<action>[a-zA-Z0-9]+)$")
 
 
+@dataclass(frozen=True)
+class UniversalTarget:
+    """What an EventBridge Scheduler schedule with a universal target calls on each run."""
+
+    service: str
+    """The target API's service (`rds`)."""
+    operation: str
+    """Its operation as botocore names it (`StopDBInstance`)."""
+    payload: dict[str, Any]
+    """The request, from the target's `input` (members in the SDK's casing)."""
+
+
+def universal_target(inputs: Mapping[str, Any]) -> UniversalTarget | None:
+    """The call a schedule's universal target makes, from the schedule's inputs; None for any other target."""
+    target = inputs.get("target")
+    match = UNIVERSAL_TARGET.match(str(target.get("arn", ""))) if isinstance(target, Mapping) else None
+    if not isinstance(target, Mapping) or match is None:
+        return None
+    operation = match["action"][0].upper() + match["action"][1:]
+    return UniversalTarget(match["service"], operation, json.loads(target.get("input") or "{}"))
+
+
 def universal_target_problems(resource: ResourceRecord) -> list[Problem]:
-    target = (
-        unwrap_secrets(resource.inputs).get("target") if resource.type == "aws:scheduler/schedule:Schedule" else None
+    called = (
+        universal_target(unwrap_secrets(resource.inputs))
+        if resource.type == "aws:scheduler/schedule:Schedule"
+        else None
     )
-    match = UNIVERSAL_TARGET.match(str(target.get("arn", ""))) if isinstance(target, dict) else None
-    if target is None or match is None:
+    if called is None:
         return []
-    service, operation = match["service"], match["action"][0].upper() + match["action"][1:]
+    service, operation, payload = called.service, called.operation, called.payload
     shape = operation_model(service, operation).input_shape
     assert isinstance(shape, StructureShape), f"{service} {operation} takes no input"
-    payload = json.loads(target.get("input") or "{}")
     params: dict[str, Any] = {}
     problems: list[Problem] = []
     for key, value in payload.items():
