@@ -8,7 +8,7 @@ the HTTP API's VPC link) in on the service's port. Public services behind an HTT
 with SRV records (the address and port an HTTP API private integration resolves).
 
 With `rollout.rollback_alarms`, ECS rolls a deployment back when one of the service's rollback alarms fires during
-the deployment or its bake time (components/web_service.py `rollback_alarms`, the web service's alarms): behind an
+the deployment or its bake time (components/monitoring.py `rollback_alarms`, as the web service): behind an
 ALB its target groups' 5xx rate, p99 latency and unhealthy hosts; otherwise Service Connect's 5xx rate and average
 latency for a server, and tasks missing (desired minus running) for every service.
 
@@ -41,6 +41,13 @@ from components.ecs_task import (
 from components.iam import allow, policy_document
 from components.internal_alb import InternalAlbEntry, listener
 from components.kms import rotating_key
+from components.monitoring import (
+    RollbackAlarm,
+    alb_rollback_alarms,
+    metric_query,
+    rollback_alarms,
+    tasks_missing_queries,
+)
 from components.service_queue import ServiceQueue, ServiceQueueArgs, backlog_per_task_scaling, wake_from_zero
 from components.tracing import CollectorImage, TracingArgs, TracingSidecar, cache_pull_statements, tracing_sidecar
 from components.web_service import (
@@ -48,10 +55,6 @@ from components.web_service import (
     REQUESTS_PER_TARGET_PER_MINUTE,
     SCALE_IN_COOLDOWN,
     SCALE_OUT_COOLDOWN,
-    RollbackAlarm,
-    alb_rollback_alarms,
-    metric_query,
-    rollback_alarms,
 )
 from components.web_service import _http_probe as http_probe  # one probe for every web-facing service
 
@@ -572,16 +575,12 @@ class Microservice(pulumi.ComponentResource):
                 ),
             ]
         # The ECS service's name is known before it exists (`<app>-<env>-<name>`), so no cycle through its output.
-        tasks = {"ClusterName": args.cluster_name, "ServiceName": self._prefix}
         return [
             *alarms,
             RollbackAlarm(
                 "tasks-missing",
                 f"{self._prefix}: fewer tasks running than desired",
-                [
-                    metric_query("desired", "ECS/ContainerInsights", "DesiredTaskCount", "Average", tasks),
-                    metric_query("running", "ECS/ContainerInsights", "RunningTaskCount", "Average", tasks),
-                ],
+                tasks_missing_queries(args.cluster_name, self._prefix),
                 "desired - running",
                 0,
             ),

@@ -436,27 +436,11 @@ def tasks_missing_alarm(
 ) -> aws.cloudwatch.MetricAlarm:
     """Desired minus running tasks above zero for `minutes` minutes: tasks that crash, fail their health check or
     cannot be placed. Container Insights publishes both counts per service."""
-    dimensions = {"ClusterName": service.cluster_name, "ServiceName": service.service_name}
-
-    def count(metric_id: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
-        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id=metric_id,
-            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace="ECS/ContainerInsights",
-                metric_name=metric_name,
-                dimensions=dimensions,
-                period=60,
-                stat="Average",
-            ),
-            return_data=False,
-        )
-
     return aws.cloudwatch.MetricAlarm(
         name,
         alarm_description=f"{service.name}: fewer tasks running than desired for {minutes} minutes",
         metric_queries=[
-            count("desired", "DesiredTaskCount"),
-            count("running", "RunningTaskCount"),
+            *tasks_missing_queries(service.cluster_name, service.service_name),
             aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id="missing", expression="desired - running", label="Tasks missing", return_data=True
             ),
@@ -561,3 +545,116 @@ def _row_widgets(region: str, row: MeshRow) -> list[dict[str, Any]]:
         )
     )
     return widgets
+
+
+# --- Rollback alarms (the web service's and the microservices'; ECS reads their state) ---
+
+
+@dataclass(frozen=True)
+class RollbackAlarm:
+    """One alarm ECS watches during a deployment and its bake time: metric queries and the expression that alarms."""
+
+    kind: str
+    """Suffix of the alarm's name, `<prefix>-rollback-<kind>`."""
+    description: str
+    """What the alarm means."""
+    queries: Sequence[aws.cloudwatch.MetricAlarmMetricQueryArgs]
+    """The metrics the expression reads (return_data false)."""
+    expression: str
+    """Metric math over `queries`; the alarm compares it with `threshold`."""
+    threshold: float
+    """Above this for 3 one-minute periods: alarm."""
+
+
+def rollback_alarms(
+    prefix: str, alarms: Sequence[RollbackAlarm], *, opts: pulumi.ResourceOptions
+) -> list[pulumi.Output[str]]:
+    """The alarms, named `<prefix>-rollback-<kind>` (no actions: ECS reads their state), each over 3 one-minute
+    periods so one slow request does not roll back a deployment. Returns their names for the service's `alarms`."""
+    names = []
+    for spec in alarms:
+        alarm = aws.cloudwatch.MetricAlarm(
+            f"{prefix}-rollback-{spec.kind}",
+            name=f"{prefix}-rollback-{spec.kind}",
+            alarm_description=f"{spec.description} (rolls back a deployment in progress)",
+            metric_queries=[
+                *spec.queries,
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="value", expression=spec.expression, label=spec.kind, return_data=True
+                ),
+            ],
+            comparison_operator="GreaterThanThreshold",
+            threshold=spec.threshold,
+            evaluation_periods=3,
+            datapoints_to_alarm=3,
+            treat_missing_data="notBreaching",
+            opts=opts,
+        )
+        names.append(alarm.name)
+    return names
+
+
+def metric_query(
+    query_id: str, namespace: str, name: str, stat: str, dimensions: Mapping[str, pulumi.Input[str]]
+) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+        id=query_id,
+        return_data=False,
+        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+            namespace=namespace, metric_name=name, dimensions=dict(dimensions), period=60, stat=stat
+        ),
+    )
+
+
+def alb_rollback_alarms(
+    prefix: str,
+    targets: Sequence[tuple[pulumi.Input[str], pulumi.Input[str]]],
+    *,
+    error_rate_percent: float,
+    p99_latency_seconds: float,
+) -> list[RollbackAlarm]:
+    """5xx rate, p99 latency and unhealthy hosts over every (load balancer, target group) ARN-suffix pair given."""
+
+    def each(prefix_id: str, name: str, stat: str) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+        return [
+            metric_query(f"{prefix_id}{i}", "AWS/ApplicationELB", name, stat, {"TargetGroup": tg, "LoadBalancer": lb})
+            for i, (lb, tg) in enumerate(targets)
+        ]
+
+    def ids(prefix_id: str) -> str:
+        return ", ".join(f"{prefix_id}{i}" for i in range(len(targets)))
+
+    return [
+        RollbackAlarm(
+            "5xx-rate",
+            f"{prefix}: more than {error_rate_percent:g} % of requests answered 5xx by the targets",
+            [*each("e", "HTTPCode_Target_5XX_Count", "Sum"), *each("r", "RequestCount", "Sum")],
+            f"100 * SUM([{ids('e')}]) / MAX([1, SUM([{ids('r')}])])",
+            error_rate_percent,
+        ),
+        RollbackAlarm(
+            "p99-latency",
+            f"{prefix}: p99 target response time above {p99_latency_seconds:g} s",
+            each("l", "TargetResponseTime", "p99"),
+            f"MAX([{ids('l')}])",
+            p99_latency_seconds,
+        ),
+        RollbackAlarm(
+            "unhealthy-hosts",
+            f"{prefix}: a target failed its health checks",
+            each("u", "UnHealthyHostCount", "Maximum"),
+            f"MAX([{ids('u')}])",
+            0,
+        ),
+    ]
+
+
+def tasks_missing_queries(
+    cluster_name: pulumi.Input[str], service_name: pulumi.Input[str]
+) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+    """Container Insights' desired and running task counts of one service (`desired - running` is what is missing)."""
+    dimensions = {"ClusterName": cluster_name, "ServiceName": service_name}
+    return [
+        metric_query("desired", "ECS/ContainerInsights", "DesiredTaskCount", "Average", dimensions),
+        metric_query("running", "ECS/ContainerInsights", "RunningTaskCount", "Average", dimensions),
+    ]
